@@ -1,0 +1,43 @@
+"""JAX backend (CPU, GPU, TPU), compiled by XLA through :meth:`Backend.jit`.
+
+float64: x64 mode is switched on when this backend loads, so a float64 model
+really computes in float64 (JAX would otherwise silently make float32).  Every
+array tinynet makes carries an explicit dtype, so float32 models stay float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import Backend, missing_package
+
+
+def load() -> Backend:
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        raise missing_package("jax", "jax") from None
+    jax.config.update("jax_enable_x64", True)
+    device = jax.devices()[0]
+
+    def jit(fn, **kwargs):
+        return jax.jit(fn, **kwargs)
+
+    def sync():
+        # block_until_ready on a fresh tiny computation orders after all
+        # previously dispatched work on the device.
+        jnp.zeros((), device=device).block_until_ready()
+
+    return Backend(
+        name="jax",
+        xp=jnp,
+        device=device,
+        version=jax.__version__,
+        _to_numpy=np.asarray,
+        _jit=jit,
+        _sync=sync,
+        _is_traced=lambda a: isinstance(a, jax.core.Tracer),
+        _fori_loop=lambda n, body, carry: jax.lax.fori_loop(0, n, lambda i, c: body(c), carry),
+        description=f"{device.platform.upper()} ({len(jax.devices())} device(s))",
+    )

@@ -1,0 +1,40 @@
+"""The cross-backend test matrix.
+
+Every numeric test takes the ``backend`` fixture and so runs once per backend
+(numpy, jax, strict, cupy).  A backend that cannot run here is SKIPPED with
+the reason (package missing, no CUDA device).  ``TINYNET_BACKEND=jax pytest``
+restricts the matrix to that one backend.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import backends
+
+from helpers import DTYPES
+
+
+def _selected_backends() -> list[str]:
+    chosen = os.environ.get(backends.ENV_VAR)
+    if chosen:
+        return [chosen.strip().lower()]
+    return list(backends.BACKEND_NAMES)
+
+
+@pytest.fixture(params=_selected_backends())
+def backend(request):
+    """A loaded Backend, current for the duration of the test."""
+    loaded, why = backends.probe(request.param)
+    if loaded is None:
+        pytest.skip(why)
+    with backends.use_backend(loaded.name):
+        yield loaded
+
+
+@pytest.fixture(params=DTYPES)
+def dtype(request) -> str:
+    return request.param
+
