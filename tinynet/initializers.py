@@ -1,0 +1,155 @@
+"""Weight initialisers: ``fn(key, shape, dtype) -> array`` on the key's backend.
+
+``shape`` is ``(fan_in, fan_out)`` for a Dense kernel (``W`` is (in, out)).
+Other ranks follow Keras: a vector has ``fan_in = fan_out = shape[0]``; for
+rank > 2 the leading dimensions are a receptive field multiplying both fans.
+
+================  ==============================================================
+glorot_uniform    U[-l, l), ``l = sqrt(6 / (fan_in + fan_out))``
+he_uniform        U[-l, l), ``l = sqrt(6 / fan_in)``
+glorot_normal     truncated normal, ``stddev = sqrt(2 / (fan_in + fan_out)) / .8796...``
+he_normal         truncated normal, ``stddev = sqrt(2 / fan_in) / .8796...``
+zeros             all zeros
+================  ==============================================================
+
+As in Keras, the truncated normal drops draws beyond 2 ``stddev`` and the
+``stddev`` is divided by 0.87962566103423978 (the standard deviation of a
+standard normal truncated to [-2, 2]) so the result has the intended variance.
+Redrawing is done without data-dependent shapes: :data:`TRUNCATION_ROUNDS`
+candidate normals are drawn per entry and the first one inside [-2, 2] is
+kept (a fixed loop of ``where``); the chance that all of them fall outside is
+``0.0455**8 ~ 2e-11`` per entry, and such an entry is clipped to +-2.
+
+The uniform initialisers are bit-identical on every backend (see
+:mod:`tinynet.random`); the normal ones agree to a few ulps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat
+
+import backends
+
+from . import random as tnrandom
+
+__all__ = [
+    "TRUNCATION_ROUNDS",
+    "compute_fans",
+    "get",
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "zeros",
+]
+
+Array = Any
+Initializer = Callable[[Array, tuple[int, ...], Any], Array]
+
+TRUNCATION_ROUNDS = 8
+_TRUNCATED_STD = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2]
+
+
+def compute_fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a weight shape, as Keras computes them."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _positive(n: int, what: str, shape: tuple[int, ...]) -> int:
+    if n <= 0:
+        raise ValueError(f"{what} of shape {shape} is {n}; it must be positive")
+    return n
+
+
+def _uniform(key: Array, shape: tuple[int, ...], dtype: Any, limit: float) -> Array:
+    return tnrandom.uniform(key, shape, dtype, -limit, limit)
+
+
+def _truncated(key: Array, shape: tuple[int, ...], dt: Any, stddev: float) -> Array:
+    xp = backends.namespace(key)
+    size = math.prod(shape)
+    draws = tnrandom.normal(key, (TRUNCATION_ROUNDS, max(size, 1)), dt)
+    z = xp.clip(draws[TRUNCATION_ROUNDS - 1, :], -2.0, 2.0)
+    for r in range(TRUNCATION_ROUNDS - 2, -1, -1):  # the first draw inside [-2, 2] wins
+        candidate = draws[r, :]
+        z = xp.where(xp.abs(candidate) <= 2.0, candidate, z)
+    return xp.reshape((z * stddev)[:size], shape)
+
+
+def _truncated_normal(key: Array, shape: tuple[int, ...], dtype: Any, stddev: float) -> Array:
+    """``stddev * z`` of ``shape``, ``z`` standard normal truncated to [-2, 2]."""
+    dt = tnrandom._dtype(key, dtype, ("float32", "float64"))
+    compiled = tnrandom._compiled(_truncated, key, static_argnums=(1, 2, 3))
+    return compiled(key, tuple(int(d) for d in shape), dt, float(stddev))
+
+
+def glorot_uniform(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
+    """Glorot/Xavier uniform: U[-l, l) with ``l = sqrt(6 / (fan_in + fan_out))``."""
+    fan_in, fan_out = compute_fans(shape)
+    n = _positive(fan_in + fan_out, "fan_in + fan_out", shape)
+    return _uniform(key, shape, dtype, math.sqrt(6.0 / n))
+
+
+def he_uniform(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
+    """He/Kaiming uniform: U[-l, l) with ``l = sqrt(6 / fan_in)``."""
+    fan_in, _ = compute_fans(shape)
+    n = _positive(fan_in, "fan_in", shape)
+    return _uniform(key, shape, dtype, math.sqrt(6.0 / n))
+
+
+def glorot_normal(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
+    """Glorot normal: truncated at 2 stddev, ``stddev = sqrt(2/(in+out)) / .8796``."""
+    fan_in, fan_out = compute_fans(shape)
+    n = _positive(fan_in + fan_out, "fan_in + fan_out", shape)
+    return _truncated_normal(key, shape, dtype, math.sqrt(2.0 / n) / _TRUNCATED_STD)
+
+
+def he_normal(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
+    """He normal: truncated at 2 stddev, ``stddev = sqrt(2 / fan_in) / .8796``."""
+    fan_in, _ = compute_fans(shape)
+    n = _positive(fan_in, "fan_in", shape)
+    return _truncated_normal(key, shape, dtype, math.sqrt(2.0 / n) / _TRUNCATED_STD)
+
+
+def zeros(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
+    """All zeros of ``shape`` on the key's backend (the key is not used)."""
+    xp = backends.namespace(key)
+    dt = tnrandom._dtype(key, dtype, ("float32", "float64"))
+    try:
+        device = array_api_compat.device(key)
+    except Exception:  # pragma: no cover - depends on library version
+        device = None
+    return xp.zeros(tuple(shape), dtype=dt, device=device)
+
+
+_REGISTRY: dict[str, Initializer] = {
+    "glorot_uniform": glorot_uniform,
+    "glorot_normal": glorot_normal,
+    "he_uniform": he_uniform,
+    "he_normal": he_normal,
+    "zeros": zeros,
+}
+
+
+def get(name_or_fn: str | Initializer) -> Initializer:
+    """The initialiser called ``name_or_fn`` (a callable is returned as is)."""
+    if callable(name_or_fn):
+        return name_or_fn
+    if isinstance(name_or_fn, str):
+        fn = _REGISTRY.get(name_or_fn.strip().lower())
+        if fn is not None:
+            return fn
+    raise ValueError(
+        f"unknown initializer {name_or_fn!r}; valid names are: {', '.join(sorted(_REGISTRY))} "
+        "(or pass a function fn(key, shape, dtype) -> array)"
+    )
