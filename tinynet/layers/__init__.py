@@ -1,0 +1,69 @@
+"""Layers: :class:`Dense`, the activations and :class:`Dropout`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .activations import (
+    ELU,
+    GELU,
+    Identity,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Tanh,
+    log_softmax,
+    sigmoid,
+    softmax,
+    softplus,
+)
+from .base import Layer
+from .dense import Dense
+from .dropout import Dropout
+
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.__name__: cls
+    for cls in (Dense, Dropout, Identity, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, GELU, Softplus, Softmax)
+}
+
+ACTIVATIONS = {
+    "identity": Identity,
+    "linear": Identity,
+    "sigmoid": Sigmoid,
+    "tanh": Tanh,
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "elu": ELU,
+    "gelu": GELU,
+    "softplus": Softplus,
+    "softmax": Softmax,
+}
+
+
+def from_config(config: dict[str, Any]) -> Layer:
+    """Rebuild a layer from :meth:`Layer.get_config` output."""
+    if not isinstance(config, dict) or config.get("type") not in LAYER_TYPES:
+        raise ValueError(
+            f"unknown layer config {config!r}; known layer types: {', '.join(LAYER_TYPES)}"
+        )
+    kwargs = {k: v for k, v in config.items() if k != "type"}
+    return LAYER_TYPES[config["type"]](**kwargs)
+
+
+def activation(name: str) -> Layer:
+    """An activation layer by name (``"relu"``, ``"tanh"``, ...)."""
+    try:
+        return ACTIVATIONS[name.lower()]()
+    except (KeyError, AttributeError):
+        raise ValueError(
+            f"unknown activation {name!r}; valid names are: {', '.join(ACTIVATIONS)}"
+        ) from None
+
+
+__all__ = [
+    "Dense", "Dropout", "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU",
+    "Softplus", "Softmax", "Layer", "from_config", "activation",
+    "sigmoid", "softmax", "log_softmax", "softplus",
+]

@@ -1,0 +1,235 @@
+"""Losses with Keras semantics, each with its hand-written gradient.
+
+Call convention (Keras's): ``loss(y_true, y_pred)`` is the scalar mean loss,
+``loss.grad(y_true, y_pred)`` is ``dL/dy_pred``.  Reduction is the mean over
+the batch (for elementwise losses: the mean over every element, which is
+Keras's mean over the last axis followed by the batch mean).
+
+Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` (Keras's 1e-7) and the
+categorical losses renormalise predictions so each row sums to 1, as Keras
+does; the gradients include both (zero where a value was clipped).  With
+``from_logits=True`` the stable log-softmax / log-sigmoid forms are used.
+
+Inside a :class:`tinynet.Sequential`, a ``Softmax`` (``Sigmoid``) last layer
+followed by the matching cross-entropy is fused: the loss is computed from the
+logits and its gradient w.r.t. them is ``probs - one_hot`` (``sigmoid - y``),
+as TF-Keras does for a softmax output.  That equals the clipped formula
+whenever no predicted probability is below 1e-7, and stays exact beyond it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import backends
+
+from .layers.activations import log_softmax, sigmoid, softmax
+
+Array = Any
+EPSILON = 1e-7
+
+__all__ = [
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy",
+    "MeanSquaredError",
+    "MeanAbsoluteError",
+    "Huber",
+    "one_hot",
+    "get",
+]
+
+
+def one_hot(labels: Array, num_classes: int, dtype: Any = None) -> Array:
+    """``(n,)`` integer labels -> ``(n, num_classes)`` one-hot rows.
+
+    Built by comparison with ``arange`` (no scatter, no in-place write), so it
+    works on every backend and inside ``jit``.  ``dtype`` defaults to float32.
+    Labels outside ``[0, num_classes)`` raise ``ValueError`` when the values
+    can be inspected (outside ``jit``).
+    """
+    xp = backends.namespace(labels)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
+        raise ValueError(f"one_hot: num_classes must be a positive integer, received {num_classes!r}")
+    from .validation import check_labels
+
+    check_labels(labels, num_classes, "one_hot")
+    backend = backends.backend_of(labels)
+    dtype = backend.dtype(dtype or "float32")
+    return xp.astype(labels[:, None] == xp.arange(num_classes, dtype=labels.dtype), dtype)
+
+
+class Loss:
+    """Base class.  Subclasses implement :meth:`value_and_grad`."""
+
+    sparse = False  # y_true holds integer labels rather than values like y_pred
+
+    def value_and_grad(self, xp: Any, y_true: Array, y_pred: Array) -> tuple[Array, Array]:
+        """``(mean loss, dL/dy_pred)``; ``y_true`` already in ``y_pred``'s dtype."""
+        raise NotImplementedError
+
+    def value(self, xp: Any, y_true: Array, y_pred: Array) -> Array:
+        return self.value_and_grad(xp, y_true, y_pred)[0]
+
+    def _prepare(self, y_true: Array, y_pred: Array) -> tuple[Any, Array]:
+        from .validation import check_loss_inputs
+
+        xp = backends.namespace(y_true, y_pred)
+        y_true = check_loss_inputs(self, y_true, y_pred)
+        return xp, y_true
+
+    def __call__(self, y_true: Array, y_pred: Array) -> Array:
+        xp, y_true = self._prepare(y_true, y_pred)
+        return self.value(xp, y_true, y_pred)
+
+    def grad(self, y_true: Array, y_pred: Array) -> Array:
+        xp, y_true = self._prepare(y_true, y_pred)
+        return self.value_and_grad(xp, y_true, y_pred)[1]
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"type": type(self).__name__}
+        if hasattr(self, "from_logits"):
+            config["from_logits"] = self.from_logits
+        return config
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
+        return f"{type(self).__name__}({args})"
+
+
+class BinaryCrossentropy(Loss):
+    """``-mean(y log p + (1 - y) log(1 - p))``; targets in [0, 1], any shape."""
+
+    def __init__(self, from_logits: bool = False) -> None:
+        self.from_logits = bool(from_logits)
+
+    def value_and_grad(self, xp, y_true, y_pred):
+        n = _size(y_pred)
+        if self.from_logits:
+            x = y_pred
+            # max(x, 0) - x y + log(1 + exp(-|x|)): no overflow for any x
+            value = xp.sum(xp.maximum(x, 0.0) - x * y_true + xp.log1p(xp.exp(-xp.abs(x)))) / n
+            return value, (sigmoid(x, xp) - y_true) / n
+        p = xp.clip(y_pred, EPSILON, 1.0 - EPSILON)
+        inside = (y_pred >= EPSILON) & (y_pred <= 1.0 - EPSILON)
+        value = -xp.sum(y_true * xp.log(p) + (1.0 - y_true) * xp.log(1.0 - p)) / n
+        dp = (1.0 - y_true) / (1.0 - p) - y_true / p
+        return value, xp.where(inside, dp, 0.0) / n
+
+
+class CategoricalCrossentropy(Loss):
+    """``-mean_i sum_j y_ij log p_ij`` for one-hot (or soft) targets ``(n, k)``."""
+
+    def __init__(self, from_logits: bool = False) -> None:
+        self.from_logits = bool(from_logits)
+
+    def value_and_grad(self, xp, y_true, y_pred):
+        n = y_pred.shape[0]
+        if self.from_logits:
+            value = -xp.sum(y_true * log_softmax(y_pred, xp)) / n
+            total = xp.sum(y_true, axis=-1, keepdims=True)
+            return value, (softmax(y_pred, xp) * total - y_true) / n
+        return _renormalized_ce(xp, y_true, y_pred, n)
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Categorical cross-entropy with ``(n,)`` integer labels as targets."""
+
+    sparse = True
+
+    def __init__(self, from_logits: bool = False) -> None:
+        self.from_logits = bool(from_logits)
+
+    def value_and_grad(self, xp, y_true, y_pred):
+        target = xp.astype(y_true[:, None] == xp.arange(y_pred.shape[-1], dtype=y_true.dtype), y_pred.dtype)
+        n = y_pred.shape[0]
+        if self.from_logits:
+            value = -xp.sum(target * log_softmax(y_pred, xp)) / n
+            return value, (softmax(y_pred, xp) - target) / n
+        return _renormalized_ce(xp, target, y_pred, n)
+
+
+def _renormalized_ce(xp: Any, target: Array, y_pred: Array, n: int) -> tuple[Array, Array]:
+    # Keras: q = clip(p / sum(p), eps, 1 - eps); L = -sum(t log q).
+    total = xp.sum(y_pred, axis=-1, keepdims=True)
+    q_raw = y_pred / total
+    q = xp.clip(q_raw, EPSILON, 1.0 - EPSILON)
+    value = -xp.sum(target * xp.log(q)) / n
+    inside = (q_raw >= EPSILON) & (q_raw <= 1.0 - EPSILON)
+    g = xp.where(inside, -target / q, 0.0)  # dL/dq
+    # dq_j/dp_k = delta_jk / S - p_j / S**2
+    dp = (g - xp.sum(g * q_raw, axis=-1, keepdims=True)) / total
+    return value, dp / n
+
+
+class MeanSquaredError(Loss):
+    """``mean((y_pred - y_true)**2)``."""
+
+    def value_and_grad(self, xp, y_true, y_pred):
+        n = _size(y_pred)
+        diff = y_pred - y_true
+        return xp.sum(diff * diff) / n, (2.0 / n) * diff
+
+
+class MeanAbsoluteError(Loss):
+    """``mean(|y_pred - y_true|)``; gradient ``sign(diff)`` (0 at 0)."""
+
+    def value_and_grad(self, xp, y_true, y_pred):
+        n = _size(y_pred)
+        diff = y_pred - y_true
+        return xp.sum(xp.abs(diff)) / n, xp.sign(diff) / n
+
+
+class Huber(Loss):
+    """Keras's Huber: ``0.5 e**2`` for ``|e| <= delta``, else ``delta (|e| - 0.5 delta)``."""
+
+    def __init__(self, delta: float = 1.0) -> None:
+        if not isinstance(delta, (int, float)) or not delta > 0:
+            raise ValueError(f"Huber: delta must be a number > 0, received delta={delta!r}")
+        self.delta = float(delta)
+
+    def value_and_grad(self, xp, y_true, y_pred):
+        n = _size(y_pred)
+        e = y_pred - y_true
+        a = xp.abs(e)
+        small = a <= self.delta
+        value = xp.sum(xp.where(small, 0.5 * e * e, self.delta * a - 0.5 * self.delta**2)) / n
+        grad = xp.where(small, e, self.delta * xp.sign(e)) / n
+        return value, grad
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "Huber", "delta": self.delta}
+
+
+def _size(a: Array) -> int:
+    n = 1
+    for d in a.shape:
+        n *= d
+    return n
+
+
+_BY_NAME: dict[str, type[Loss]] = {
+    "binary_crossentropy": BinaryCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "mean_squared_error": MeanSquaredError,
+    "mse": MeanSquaredError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mae": MeanAbsoluteError,
+    "huber": Huber,
+}
+
+
+def get(loss: Any) -> Loss:
+    """A loss from an instance, a name (``"sparse_categorical_crossentropy"``) or a config."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, str) and loss.lower() in _BY_NAME:
+        return _BY_NAME[loss.lower()]()
+    if isinstance(loss, dict):
+        classes = {cls.__name__: cls for cls in _BY_NAME.values()}
+        if loss.get("type") in classes:
+            return classes[loss["type"]](**{k: v for k, v in loss.items() if k != "type"})
+    raise ValueError(
+        f"unknown loss {loss!r}; pass a tinynet.losses.Loss or one of: {', '.join(_BY_NAME)}"
+    )

@@ -1,0 +1,69 @@
+"""Metrics as batch sums, so they accumulate on the device without a host
+sync per step: ``metric(xp, y_true, y_out) -> 0-d array`` (a count of
+correct predictions), divided by the number of samples at the end.
+
+``y_out`` is what the model's head produced: probabilities, or logits when
+the last activation was fused into the loss (``from_logits=True``) -- the
+argmax is the same, and a probability threshold ``t`` becomes the logit
+threshold ``log(t / (1 - t))``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, SparseCategoricalCrossentropy
+
+Array = Any
+
+
+class Accuracy:
+    """Fraction of correct predictions.
+
+    kind: ``"sparse"`` (integer labels vs argmax), ``"categorical"`` (argmax
+    vs argmax) or ``"binary"`` (``y_pred > threshold`` vs ``y_true > 0.5``,
+    elementwise).
+    """
+
+    name = "accuracy"
+
+    def __init__(self, kind: str, threshold: float = 0.5, from_logits: bool = False) -> None:
+        if kind not in ("sparse", "categorical", "binary"):
+            raise ValueError(f"Accuracy: kind must be sparse, categorical or binary, received {kind!r}")
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"Accuracy: threshold must be in (0, 1), received threshold={threshold!r}")
+        self.kind = kind
+        self.threshold = threshold
+        self.from_logits = from_logits
+        self._cut = math.log(threshold / (1.0 - threshold)) if from_logits else threshold
+
+    def count(self, xp: Any, y_true: Array, y_out: Array) -> Array:
+        """Number of correct predictions in the batch (0-d array)."""
+        if self.kind == "sparse":
+            hit = xp.argmax(y_out, axis=-1) == y_true
+        elif self.kind == "categorical":
+            hit = xp.argmax(y_out, axis=-1) == xp.argmax(y_true, axis=-1)
+        else:
+            hit = (y_out > self._cut) == (y_true > 0.5)
+        return xp.sum(xp.astype(hit, y_out.dtype))
+
+    def per_batch(self, y_out_shape: tuple[int, ...]) -> int:
+        """How many predictions one batch of this shape holds."""
+        if self.kind == "binary":
+            n = 1
+            for d in y_out_shape:
+                n *= d
+            return n
+        return y_out_shape[0]
+
+
+def for_loss(loss: Loss, from_logits: bool) -> Accuracy | None:
+    """The accuracy that fits a loss (``None`` for regression losses)."""
+    if isinstance(loss, SparseCategoricalCrossentropy):
+        return Accuracy("sparse", from_logits=from_logits)
+    if isinstance(loss, CategoricalCrossentropy):
+        return Accuracy("categorical", from_logits=from_logits)
+    if isinstance(loss, BinaryCrossentropy):
+        return Accuracy("binary", from_logits=from_logits)
+    return None
