@@ -1,0 +1,393 @@
+"""Checkpoints: a model, its optimizer state and its training position in one
+safetensors file (a format of plain arrays that cannot carry code).
+
+Layout (the safetensors format, readable by ``safetensors.numpy.load_file``)::
+
+    8 bytes   N, the header length (unsigned little-endian)
+    N bytes   JSON header, space padded: {"__metadata__": {str: str},
+              "<tensor name>": {"dtype": "F32", "shape": [...], "data_offsets": [b, e]}, ...}
+    rest      the raw little-endian tensor bytes, back to back, no gaps
+
+Tensors: ``params.<layer>.<name>`` for every parameter and ``opt.<path>`` for
+every optimizer-state leaf (paths as :func:`tinynet.tree.tree_leaves` names them).
+Metadata (all strings): ``format`` ("tinynet"), ``format_version``,
+``tinynet_version``, ``backend`` (saved from; information only), ``dtype``,
+``config`` (architecture, JSON), ``optimizer`` (config JSON or ``null``),
+``opt_state`` (the state's nesting with each leaf's dtype and shape, JSON),
+``epoch``, ``step``, ``fit_seed`` (tinynet's RNG is counter-based, so these
+restore it) and ``checksum``: ``sha256:<hex>`` of the canonical JSON of the
+header without the checksum followed by the data section, so any changed
+byte in a tensor or in the metadata is detected on load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import backends
+
+from .model import Sequential
+from .tree import tree_leaves
+
+FORMAT = "tinynet"
+FORMAT_VERSION = 1
+_DTYPES = {  # safetensors dtype code -> little-endian NumPy dtype
+    "F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+    "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
+}
+_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
+_META_KEYS = ("format", "format_version", "tinynet_version", "backend", "dtype", "config",
+              "optimizer", "opt_state", "epoch", "step", "fit_seed", "checksum")
+_JSON_KEYS = ("config", "optimizer", "opt_state", "epoch", "step", "fit_seed")
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is missing, damaged, foreign or does not fit the model."""
+
+
+@dataclass
+class _Checkpoint:
+    meta: dict[str, Any]  # decoded metadata values
+    tensors: dict[str, np.ndarray]
+
+
+# ---------------------------------------------------------------- saving
+
+
+def save(model: Sequential, path: str | os.PathLike) -> None:
+    """Write ``model`` (parameters, optimizer and its state, epoch, step and
+    fit seed) to ``path`` atomically: the file is either the old one or the
+    complete new one, never a mix, even if the process dies mid-write."""
+    tensors: dict[str, np.ndarray] = {}
+    for i, layer in enumerate(model.params):
+        for name, arr in layer.items():
+            tensors[f"params.{i}.{name}"] = _host(arr)
+    structure = None
+    if model.opt_state is not None:
+        structure = _structure(model.opt_state)
+        for name, leaf in tree_leaves(model.opt_state, "opt."):
+            if name in tensors:
+                raise ValueError(f"save: optimizer state has two leaves named {name!r}")
+            tensors[name] = _host(leaf)
+    import tinynet
+
+    meta = {
+        "format": FORMAT, "format_version": str(FORMAT_VERSION),
+        "tinynet_version": getattr(tinynet, "__version__", "unknown"),
+        "backend": model.backend.name, "dtype": model.dtype,
+        "config": _json(model.get_config()),
+        "optimizer": _json(model.optimizer.get_config() if model.optimizer else None),
+        "opt_state": _json(structure),
+        "epoch": str(int(model.epoch)), "step": str(int(model.step)),
+        "fit_seed": str(int(model.fit_seed)),
+    }
+    _write_atomic(os.fspath(path), _serialize(meta, tensors))
+
+
+def _host(a: Any) -> np.ndarray:
+    """An array of any backend -> contiguous little-endian NumPy array."""
+    arr = np.asarray(backends.backend_of(a).to_numpy(a))
+    dtype = arr.dtype.newbyteorder("<")
+    if dtype not in _CODES:
+        raise TypeError(f"save: arrays of dtype {arr.dtype} cannot be stored in a checkpoint")
+    return np.asarray(arr, dtype=dtype, order="C")
+
+
+def _structure(tree: Any) -> Any:
+    """The nesting of an optimizer state as JSON, each leaf as dtype + shape."""
+    if tree is None:
+        return None
+    if isinstance(tree, dict):
+        if not all(isinstance(k, str) for k in tree):
+            raise TypeError("save: optimizer state dicts must have string keys")
+        return {"type": "dict", "items": {k: _structure(v) for k, v in tree.items()}}
+    if isinstance(tree, (list, tuple)):
+        return {"type": type(tree).__name__, "items": [_structure(v) for v in tree]}
+    arr = _host(tree)
+    return {"type": "array", "dtype": arr.dtype.name, "shape": list(arr.shape)}
+
+
+def _serialize(meta: dict[str, str], tensors: dict[str, np.ndarray]) -> bytes:
+    header: dict[str, Any] = {"__metadata__": meta}
+    chunks, offset = [], 0
+    # Widest dtypes first (as safetensors does) keeps every tensor aligned.
+    for name in sorted(tensors, key=lambda n: (-tensors[n].dtype.itemsize, n)):
+        arr = tensors[name]
+        data = arr.tobytes()
+        header[name] = {"dtype": _CODES[arr.dtype], "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    data = b"".join(chunks)
+    meta["checksum"] = _checksum(header, data)
+    text = _json(header).encode()
+    text += b" " * (-len(text) % 8)  # the data section starts 8-byte aligned
+    return len(text).to_bytes(8, "little") + text + data
+
+
+def _json(value: Any, **kwargs: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), **kwargs)
+
+
+def _checksum(header: dict[str, Any], data: bytes | memoryview) -> str:
+    """sha256 of the canonical header (without the checksum) and the data."""
+    meta = {k: v for k, v in header["__metadata__"].items() if k != "checksum"}
+    digest = hashlib.sha256(_json({**header, "__metadata__": meta}, sort_keys=True).encode())
+    digest.update(data)
+    return "sha256:" + digest.hexdigest()
+
+
+def _write_atomic(path: str, blob: bytes) -> None:
+    """Temporary file in the target's folder, fsync, then ``os.replace``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:  # keep the permissions of the file being replaced, else the umask's
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError, AttributeError):  # make the rename durable (POSIX)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load(path: str | os.PathLike, backend: str | None = None) -> Sequential:
+    """The model saved at ``path``, on ``backend`` (default: the current one),
+    with its optimizer, optimizer state, epoch, step and fit seed, values
+    bit-identical to what was saved.  Any problem with the file raises
+    :class:`CheckpointError` naming the file and what is wrong."""
+    target = backends.get_backend(backend)
+    path = os.fspath(path)
+    ckpt = _read(path)
+    # Built on NumPy and then moved: a fresh random init on an accelerator
+    # (computed only to be overwritten) can cost seconds.
+    with _problem(path, "the architecture config is invalid"):
+        model = Sequential.from_config(ckpt.meta["config"], backend="numpy")
+    with _problem(path, "the checkpoint does not fit its architecture"):
+        state = _build_state(model, ckpt, path)
+    _assign(model, state)
+    return model.to_backend(target.name) if target.name != "numpy" else model
+
+
+def load_into(model: Sequential, path: str | os.PathLike) -> Sequential:
+    """Load the checkpoint's parameters (and optimizer, its state, epoch, step
+    and fit seed) into the existing ``model`` on its backend.  The architecture
+    must match; on any failure ``model`` is left unchanged."""
+    path = os.fspath(path)
+    ckpt = _read(path)
+    with _problem(path, "the checkpoint does not fit the model"):
+        state = _build_state(model, ckpt, path)
+    _assign(model, state)
+    return model
+
+
+restore = load_into
+
+
+@contextlib.contextmanager
+def _problem(path: str, what: str):
+    """Turn any exception in the block into a CheckpointError for ``path``."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except Exception as err:
+        raise CheckpointError(f"{path}: {what}: {type(err).__name__}: {err}") from err
+
+
+def _fail(path: str, what: str) -> CheckpointError:
+    return CheckpointError(f"{path}: {what}")
+
+
+def _read(path: str) -> _Checkpoint:
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except FileNotFoundError:
+        raise _fail(path, "no such checkpoint file") from None
+    except OSError as err:
+        raise _fail(path, f"cannot read the checkpoint: {err}") from err
+    with _problem(path, "not a valid tinynet checkpoint"):
+        return _parse(path, blob)
+
+
+def _parse(path: str, blob: bytes) -> _Checkpoint:
+    if blob[:1] == b"\x80":
+        raise _fail(path, "is a Python pickle, not a safetensors checkpoint; refusing to "
+                          "unpickle it (pickles can run arbitrary code)")
+    if len(blob) < 8:
+        raise _fail(path, f"truncated or not a safetensors file ({len(blob)} bytes)")
+    n = int.from_bytes(blob[:8], "little")
+    if n > len(blob) - 8 or blob[8:9] != b"{":
+        raise _fail(path, "truncated or not a safetensors file (bad header length)")
+    try:
+        header = json.loads(blob[8 : 8 + n].decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise _fail(path, f"corrupted safetensors header ({err})") from None
+    if not isinstance(header, dict):
+        raise _fail(path, "corrupted safetensors header (not a JSON object)")
+    raw = header.get("__metadata__")
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise _fail(path, "is a safetensors file but not a tinynet checkpoint (no tinynet "
+                          "metadata); use safetensors.numpy.load_file to read its arrays")
+    version = raw.get("format_version")
+    if not (isinstance(version, str) and version.isdigit()):
+        raise _fail(path, f"corrupted metadata: format_version={version!r}")
+    if int(version) > FORMAT_VERSION:
+        raise _fail(path, f"was written by format version {int(version)}; this tinynet reads "
+                          f"format version {FORMAT_VERSION}; upgrade tinynet")
+    if int(version) != FORMAT_VERSION:
+        raise _fail(path, f"unsupported format version {int(version)}")
+    missing = [k for k in _META_KEYS if not isinstance(raw.get(k), str)]
+    if missing:
+        raise _fail(path, f"corrupted metadata: missing {', '.join(missing)}")
+    data = memoryview(blob)[8 + n :]  # no copy
+    tensors = _tensors(path, header, data)
+    if raw["checksum"] != _checksum(header, data):
+        raise _fail(path, "checksum mismatch: the file is corrupted (a changed byte in "
+                          "the tensor data or metadata)")
+    meta = {k: json.loads(raw[k]) if k in _JSON_KEYS else raw[k] for k in _META_KEYS}
+    for key in ("epoch", "step", "fit_seed"):
+        if not isinstance(meta[key], int) or isinstance(meta[key], bool):
+            raise _fail(path, f"corrupted metadata: {key}={raw[key]!r} is not an integer")
+    return _Checkpoint(meta, tensors)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate key in JSON object")
+    return out
+
+
+def _tensors(path: str, header: dict[str, Any], data: memoryview) -> dict[str, np.ndarray]:
+    """The tensors, checking every entry and that they tile the data exactly."""
+    spans, tensors = [], {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        ok = isinstance(info, dict) and set(info) == {"dtype", "shape", "data_offsets"}
+        ok = ok and info["dtype"] in _DTYPES and isinstance(info["shape"], list)
+        ok = ok and all(type(d) is int and d >= 0 for d in info["shape"] + info["data_offsets"])
+        ok = ok and len(info["data_offsets"]) == 2
+        if not ok:
+            raise _fail(path, f"corrupted header entry for tensor {name!r}: {info!r}")
+        dtype, (begin, end) = np.dtype(_DTYPES[info["dtype"]]), info["data_offsets"]
+        if end - begin != dtype.itemsize * int(np.prod(info["shape"], dtype=object)):
+            raise _fail(path, f"corrupted header: tensor {name!r} size does not match its shape")
+        spans.append((begin, end, name))
+        if end <= len(data):
+            raw = np.frombuffer(data, dtype=dtype, count=(end - begin) // dtype.itemsize,
+                                offset=begin)
+            tensors[name] = raw.astype(dtype.newbyteorder("="), copy=True).reshape(info["shape"])
+    position = 0
+    for begin, end, name in sorted(spans):
+        if end > len(data):
+            raise _fail(path, f"truncated: tensor {name!r} needs bytes {begin}..{end} of the "
+                              f"data section, which has only {len(data)}")
+        if begin != position:
+            raise _fail(path, f"corrupted header: tensor {name!r} overlaps or leaves a gap")
+        position = end
+    if position != len(data):
+        raise _fail(path, f"corrupted: {len(data) - position} bytes after the last tensor")
+    return tensors
+
+
+# ---------------------------------------------------------------- rebuilding
+
+
+def _build_state(model: Sequential, ckpt: _Checkpoint, path: str) -> dict[str, Any]:
+    """Everything to assign to ``model``, as arrays of its backend, checked
+    against its architecture; nothing is assigned here."""
+    bk, meta, tensors = model.backend, ckpt.meta, dict(ckpt.tensors)
+    if len(model.params) != len(meta["config"]["layers"]):
+        raise _fail(path, f"the checkpoint has {len(meta['config']['layers'])} layers, "
+                          f"the model has {len(model.params)}")
+    params = []
+    for i, layer in enumerate(model.params):
+        new = {}
+        for name, current in layer.items():
+            key = f"params.{i}.{name}"
+            arr = tensors.pop(key, None)
+            if arr is None:
+                raise _fail(path, f"missing parameter {key}")
+            if arr.shape != tuple(current.shape):
+                raise _fail(path, f"parameter {key} has shape {arr.shape} in the checkpoint "
+                                  f"but the model expects {tuple(current.shape)}")
+            if arr.dtype.name != model.dtype:
+                raise _fail(path, f"parameter {key} is {arr.dtype.name} in the checkpoint but "
+                                  f"the model is {model.dtype}")
+            new[name] = bk.asarray(arr, dtype=arr.dtype.name)
+        params.append(new)
+    optimizer = opt_state = None
+    if meta["optimizer"] is not None:
+        from . import optimizers
+
+        with _problem(path, "the optimizer config is invalid"):
+            optimizer = optimizers.get(meta["optimizer"])
+            expected = {n: tuple(a.shape) for n, a in tree_leaves(optimizer.init(params), "opt.")}
+        opt_state = _rebuild(meta["opt_state"], "opt.", tensors, bk, path)
+        found = {n: tuple(a.shape) for n, a in tree_leaves(opt_state, "opt.")}
+        if found != expected:
+            raise _fail(path, f"the optimizer state does not fit {type(optimizer).__name__} "
+                              f"for this model: expected {expected}, found {found}")
+    if tensors:
+        raise _fail(path, f"unexpected tensors: {', '.join(sorted(tensors))}")
+    return {"params": params, "optimizer": optimizer, "opt_state": opt_state,
+            "epoch": meta["epoch"], "step": meta["step"], "fit_seed": meta["fit_seed"]}
+
+
+def _rebuild(spec: Any, prefix: str, tensors: dict[str, np.ndarray], bk: Any, path: str) -> Any:
+    """The optimizer state from its structure, taking its leaves from ``tensors``."""
+    if spec is None:
+        return None
+    kind = spec["type"]
+    if kind == "dict":
+        return {k: _rebuild(v, f"{prefix}{k}.", tensors, bk, path)
+                for k, v in spec["items"].items()}
+    if kind in ("list", "tuple"):
+        items = [_rebuild(v, f"{prefix}{i}.", tensors, bk, path)
+                 for i, v in enumerate(spec["items"])]
+        return items if kind == "list" else tuple(items)
+    if kind != "array":
+        raise _fail(path, f"corrupted optimizer state structure: {spec!r}")
+    name = prefix[:-1]
+    arr = tensors.pop(name, None)
+    if arr is None:
+        raise _fail(path, f"missing optimizer state tensor {name}")
+    if arr.dtype.name != spec["dtype"] or list(arr.shape) != spec["shape"]:
+        raise _fail(path, f"optimizer state {name} is {arr.dtype.name}{list(arr.shape)}, "
+                          f"expected {spec['dtype']}{spec['shape']}")
+    return bk.asarray(arr, dtype=arr.dtype.name)
+
+
+def _assign(model: Sequential, state: dict[str, Any]) -> None:
+    for key, value in state.items():
+        setattr(model, key, value)
