@@ -1,0 +1,392 @@
+"""Shared pieces of the tinynet benchmarks.
+
+Configs, synthetic data, the common initial parameters, FLOP counts, the
+interleaved timer, machine info and output helpers.  Importing this module
+imports only the standard library and NumPy: the fresh-process measurements
+(startup, peak memory) must not pay for anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(BENCH_DIR)
+
+
+# ------------------------------------------------------------------ configs
+
+
+@dataclass(frozen=True)
+class Config:
+    """An MLP ``sizes[0] -> ... -> sizes[-1]`` (ReLU hidden layers, softmax
+    cross-entropy on integer labels) trained on batches of ``batch`` rows."""
+
+    name: str
+    sizes: tuple[int, ...]
+    batch: int
+    block: int  # steps per timed block (default run)
+    quick_block: int  # steps per timed block with --quick
+
+    @property
+    def layers(self) -> list[tuple[int, int]]:
+        return list(zip(self.sizes[:-1], self.sizes[1:]))
+
+    @property
+    def num_classes(self) -> int:
+        return self.sizes[-1]
+
+    def gemms(self) -> list[tuple[str, int, int, int]]:
+        """The matrix products of one training step, ``(what, m, k, n)`` for an
+        ``(m, k) @ (k, n)`` product.
+
+        Forward ``h @ W`` per layer; backward ``h.T @ dz`` (weight gradient)
+        per layer and ``dz @ W.T`` (input gradient) for every layer but the
+        first: nobody needs the gradient of the data, and tinynet skips it.
+        """
+        out = []
+        b = self.batch
+        for i, (fan_in, fan_out) in enumerate(self.layers):
+            out.append((f"fwd{i}", b, fan_in, fan_out))
+        for i, (fan_in, fan_out) in reversed(list(enumerate(self.layers))):
+            out.append((f"dW{i}", fan_in, b, fan_out))
+            if i > 0:
+                out.append((f"dx{i}", b, fan_out, fan_in))
+        return out
+
+    def flops(self) -> int:
+        """Matmul FLOPs of one step: ``2*m*k*n`` per product of :meth:`gemms`,
+        i.e. ``6 * batch * sum(in*out)`` minus the first layer's input
+        gradient ``2 * batch * in0 * out0``.  Elementwise work is not counted;
+        the same number is used for every implementation."""
+        return sum(2 * m * k * n for _, m, k, n in self.gemms())
+
+
+CONFIGS: dict[str, Config] = {
+    "S": Config("S", (2, 64, 3), 300, block=300, quick_block=30),
+    "M": Config("M", (784, 256, 128, 10), 128, block=50, quick_block=5),
+    "L": Config("L", (1024, 2048, 2048, 10), 512, block=3, quick_block=1),
+}
+
+
+@dataclass(frozen=True)
+class OptSpec:
+    """Optimizer hyperparameters every implementation uses."""
+
+    name: str  # "sgd" or "adam"
+    lr: float
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7  # Keras default; added to sqrt(v) of the uncorrected v
+
+
+OPTIMIZERS: dict[str, OptSpec] = {
+    "sgd": OptSpec("sgd", lr=0.01),  # plain SGD, no momentum
+    "adam": OptSpec("adam", lr=1e-3),
+}
+
+
+def parse_list(text: str, valid: Sequence[str], what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    lookup = {v.lower(): v for v in valid}
+    out = []
+    for item in items:
+        if item.lower() not in lookup:
+            raise SystemExit(f"unknown {what} {item!r}; valid: {', '.join(valid)}")
+        out.append(lookup[item.lower()])
+    return out
+
+
+# ------------------------------------------------------------------ data and parameters
+
+
+def make_data(config: Config, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(x float32 (n, in), y int64 (n,))``, the same for every implementation.
+
+    S: the classic 3-arm spiral; M: MNIST-shaped pixels in [0, 1); L: normal.
+    """
+    rng = np.random.default_rng(seed)
+    k = config.num_classes
+    if config.name == "S":
+        y = np.arange(n) % k
+        r = rng.random(n)
+        t = y * 4.0 + r * 4.0 + rng.normal(0.0, 0.2, n)
+        x = np.stack([r * np.sin(t * 2.5), r * np.cos(t * 2.5)], axis=1)
+    elif config.name == "M":
+        x = rng.random((n, config.sizes[0]))
+        y = rng.integers(0, k, n)
+    else:
+        x = rng.standard_normal((n, config.sizes[0]))
+        y = rng.integers(0, k, n)
+    return np.ascontiguousarray(x, dtype=np.float32), y.astype(np.int64)
+
+
+def init_params(config: Config, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``[(W (in, out), b (out,)), ...]`` float32: He-uniform hidden layers,
+    Glorot-uniform output layer, zero biases (what the tinynet model in the
+    brief uses).  Every implementation starts from these exact numbers."""
+    rng = np.random.default_rng(seed + 1000)
+    params = []
+    n_layers = len(config.layers)
+    for i, (fan_in, fan_out) in enumerate(config.layers):
+        if i < n_layers - 1:
+            limit = math.sqrt(6.0 / fan_in)
+        else:
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+        W = rng.uniform(-limit, limit, (fan_in, fan_out)).astype(np.float32)
+        params.append((W, np.zeros(fan_out, np.float32)))
+    return params
+
+
+# ------------------------------------------------------------------ timing
+
+
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+@dataclass
+class Entry:
+    """One implementation/config/optimizer being timed."""
+
+    config: str
+    optimizer: str
+    impl: str
+    runner: Any  # has run(n) -> float | None: n steps, synchronized at the end
+    block: int
+    times: list[float] = field(default_factory=list)  # seconds per step, one per block
+    faults: list[float] = field(default_factory=list)  # minor page faults per step
+    first_loss: float | None = None
+    compile_s: float | None = None  # first call (incl. compile) minus a normal step
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median over the blocks."""
+        return (max(self.times) - min(self.times)) / self.median if self.times else float("nan")
+
+
+def time_block(entry: Entry) -> None:
+    f0 = minor_faults()
+    t0 = time.perf_counter()
+    entry.runner.run(entry.block)
+    t1 = time.perf_counter()
+    f1 = minor_faults()
+    entry.times.append((t1 - t0) / entry.block)
+    entry.faults.append((f1 - f0) / entry.block)
+
+
+def warm_up(entry: Entry, warm_steps: int) -> None:
+    """First step alone (its loss is the initial loss, its time includes any
+    compilation), then ``warm_steps`` untimed steps (warm heap, caches)."""
+    t0 = time.perf_counter()
+    loss = entry.runner.run(1)
+    first = time.perf_counter() - t0
+    entry.first_loss = None if loss is None else float(loss)
+    t0 = time.perf_counter()
+    entry.runner.run(warm_steps)
+    per_step = (time.perf_counter() - t0) / max(warm_steps, 1)
+    entry.compile_s = max(first - per_step, 0.0)
+
+
+def interleave(entries: list[Entry], rounds: int, on_round: Callable[[int], None] | None = None) -> None:
+    """``rounds`` rounds; in each, every entry runs one timed block.  The order
+    is rotated by one each round so no entry always follows the same one."""
+    import gc
+
+    for r in range(rounds):
+        k = r % len(entries) if entries else 0
+        for entry in entries[k:] + entries[:k]:
+            time_block(entry)
+        gc.collect()
+        if on_round is not None:
+            on_round(r)
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} µs"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:.3g} s"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """A plain-text table; ``align`` has one 'l' or 'r' per column."""
+    cells = [[str(c) for c in headers]] + [[("-" if c is None else str(c)) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    align = align or "l" + "r" * (len(headers) - 1)
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align))
+
+    out = [line(cells[0]), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in cells[1:]]
+    return "\n".join(out)
+
+
+def check_line(ok: bool, text: str) -> str:
+    return f"{'PASS' if ok else 'FAIL'}  {text}"
+
+
+# ------------------------------------------------------------------ machine load
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already inside user/nice
+    return total - idle, total
+
+
+class LoadMonitor:
+    """How much CPU *other* processes used while we measured: the machine's
+    busy time minus our own (and our children's) CPU time, as a fraction of
+    all CPUs.  A few percent is a quiet machine; tens of percent means the
+    timings are disturbed."""
+
+    def start(self) -> LoadMonitor:
+        try:
+            self._jiffies = _cpu_jiffies()
+        except OSError:
+            self._jiffies = None
+        self._own = self._own_cpu()
+        self._t = time.perf_counter()
+        return self
+
+    @staticmethod
+    def _own_cpu() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def others_fraction(self) -> float | None:
+        if self._jiffies is None:
+            return None
+        busy0, total0 = self._jiffies
+        busy1, total1 = _cpu_jiffies()
+        if total1 <= total0:
+            return None
+        hz = os.sysconf("SC_CLK_TCK")
+        own = (self._own_cpu() - self._own) * hz
+        return max(0.0, (busy1 - busy0 - own) / (total1 - total0))
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.15, sample: float = 3.0) -> float | None:
+    """Wait (up to ``max_wait`` s) until other processes use less than
+    ``threshold`` of the machine over a ``sample``-second window; returns the
+    last measured fraction."""
+    deadline = time.monotonic() + max_wait
+    frac = None
+    while True:
+        mon = LoadMonitor().start()
+        time.sleep(sample)
+        frac = mon.others_fraction()
+        if frac is None or frac < threshold or time.monotonic() >= deadline:
+            return frac
+        print(f"machine busy ({100 * frac:.0f}% of CPU used by other processes), waiting ...",
+              file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ machine info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(module: str) -> str | None:
+    mod = sys.modules.get(module)
+    if mod is None:
+        return None
+    return getattr(mod, "__version__", "?")
+
+
+def blas_info() -> list[dict[str, Any]]:
+    """threadpoolctl's view of the BLAS/OpenMP pools (file paths reduced to names)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return [{"note": "threadpoolctl not installed"}]
+    info = []
+    for pool in threadpool_info():
+        pool = dict(pool)
+        if "filepath" in pool:
+            pool["filepath"] = os.path.basename(pool["filepath"])
+        info.append(pool)
+    return info
+
+
+def machine_info() -> dict[str, Any]:
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    return {
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": affinity,
+        "load_average": os.getloadavg(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "jax": _version("jax"),
+        "jaxlib": _version("jaxlib"),
+        "torch": _version("torch"),
+        "keras": _version("keras"),
+        "tinynet": _version("tinynet"),
+        "blas": blas_info(),
+        "env": {k: os.environ[k] for k in sorted(os.environ) if k.startswith(
+            ("OMP_", "OPENBLAS_", "MKL_", "XLA_", "JAX_", "KERAS_", "TINYNET_", "MALLOC_"))},
+    }
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2, default=_json_default)
+        f.write("\n")
+    print(f"\nwrote {path}")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def run_python(args: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None,
+               timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python ARGS`` with this interpreter in a fresh process."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd or REPO_DIR, timeout=timeout)

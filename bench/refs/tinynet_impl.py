@@ -1,0 +1,74 @@
+"""tinynet itself: ``backend.jit(core.make_train_step(...), donate_argnums=(0, 1))``
+called with the backend's arrays, exactly as ``fit`` would call its step.
+One module serves every backend (numpy, jax, strict, cupy)."""
+
+from __future__ import annotations
+
+
+def backend_for(name: str, device: str):
+    """``(backend or None, why)`` for tinynet backend ``name`` on ``device``."""
+    import backends
+
+    backend, why = backends.probe(name)
+    if backend is None:
+        return None, why
+    if name == "jax":
+        platform = getattr(backend.device, "platform", "cpu")
+        if (device == "gpu") != (platform != "cpu"):
+            return None, f"JAX default device is {platform}, not {device}"
+    if name == "cupy" and device != "gpu":
+        return None, "cupy runs only with --device gpu"
+    if name == "numpy" and device == "gpu":
+        return None, "numpy is CPU only"
+    return backend, ""
+
+
+def build_model(config, backend_name: str, params_np=None, opt=None):
+    """``(model, tinynet loss, tinynet optimizer)`` for a config."""
+    import tinynet as tn
+
+    n_layers = len(config.layers)
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(config.layers):
+        last = i == n_layers - 1
+        layers.append(tn.Dense(fan_in, fan_out, init="glorot_uniform" if last else "he_uniform"))
+        layers.append(tn.Softmax() if last else tn.ReLU())
+    model = tn.Sequential(layers, dtype="float32", seed=0, backend=backend_name)
+    if params_np is not None:
+        backend = model.backend
+        dense = [p for p in model.params if p]
+        for p, (W, b) in zip(dense, params_np):
+            p["W"] = backend.asarray(W, dtype="float32")
+            p["b"] = backend.asarray(b, dtype="float32")
+    loss = tn.losses.SparseCategoricalCrossentropy()
+    optimizer = None
+    if opt is not None:
+        if opt.name == "sgd":
+            optimizer = tn.optimizers.SGD(lr=opt.lr)
+        else:
+            optimizer = tn.optimizers.Adam(lr=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2,
+                                           epsilon=opt.epsilon)
+    return model, loss, optimizer
+
+
+class Runner:
+    def __init__(self, config, opt, x, y, params, device="cpu", backend_name="numpy"):
+        from tinynet import core
+
+        model, loss, optimizer = build_model(config, backend_name, params, opt)
+        self.backend = backend = model.backend
+        self.step = backend.jit(core.make_train_step(model.layers, loss, optimizer),
+                                donate_argnums=(0, 1))
+        self.params = model.params
+        self.state = optimizer.init(model.params)
+        self.x = backend.asarray(x)
+        self.y = backend.asarray(y)
+
+    def run(self, n: int) -> float:
+        params, state, x, y, step = self.params, self.state, self.x, self.y, self.step
+        loss = None
+        for _ in range(n):
+            params, state, loss = step(params, state, x, y, None)
+        self.params, self.state = params, state
+        self.backend.synchronize()
+        return float(self.backend.to_numpy(loss))

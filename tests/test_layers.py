@@ -1,0 +1,515 @@
+"""Layers on every backend and dtype: forward against float64 NumPy references
+written here (independently of tinynet's maths), backward against central
+finite differences, against hand-derived float64 derivatives and, on JAX,
+against ``jax.vjp`` of a ``jax.numpy`` re-implementation; plus the numerical
+stability promises of the activations (inputs of +-1e4 in float32)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+from helpers import TOL, assert_close, to_numpy
+
+import backends
+import tinynet
+from tinynet import random as tnrandom
+
+# Inputs away from every kink (|x| >= 0.15): ReLU/LeakyReLU/ELU are smooth here.
+X = np.array(
+    [
+        [-1.7, 0.35, 2.2, -0.45],
+        [0.8, -2.6, -0.15, 1.3],
+        [-0.9, 1.85, 0.6, -1.2],
+    ]
+)
+DY = np.array(
+    [
+        [0.3, -1.1, 0.7, 0.25],
+        [-0.6, 0.9, 1.4, -0.35],
+        [1.2, 0.05, -0.8, 0.45],
+    ]
+)
+FD_STEP = 1e-5
+FD_RTOL = 1e-6
+GELU_C = math.sqrt(2.0 / math.pi)
+
+
+# ------------------------------------------------------------ NumPy references
+
+
+def _gelu_u(x):
+    return GELU_C * (x + 0.044715 * x**3)
+
+
+def _softmax_ref(x):
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _softmax_vjp_ref(x, dy):
+    s = _softmax_ref(x)
+    jac = np.einsum("ni,ij->nij", s, np.eye(x.shape[-1])) - np.einsum("ni,nj->nij", s, s)
+    return np.einsum("nij,ni->nj", jac, dy)
+
+
+# name -> (layer factory, forward(x), vjp(x, dy)); float64, naive but exact on X.
+REFERENCES = {
+    "Identity": (tinynet.Identity, lambda x: x, lambda x, dy: dy),
+    "Sigmoid": (
+        tinynet.Sigmoid,
+        lambda x: 1.0 / (1.0 + np.exp(-x)),
+        lambda x, dy: dy * np.exp(-x) / (1.0 + np.exp(-x)) ** 2,
+    ),
+    "Tanh": (
+        tinynet.Tanh,
+        lambda x: (np.exp(2 * x) - 1.0) / (np.exp(2 * x) + 1.0),
+        lambda x, dy: dy / np.cosh(x) ** 2,
+    ),
+    "ReLU": (
+        tinynet.ReLU,
+        lambda x: np.where(x > 0, x, 0.0),
+        lambda x, dy: dy * (x > 0),
+    ),
+    "LeakyReLU-default": (
+        tinynet.LeakyReLU,  # Keras's default alpha=0.3
+        lambda x: np.where(x > 0, x, 0.3 * x),
+        lambda x, dy: dy * np.where(x > 0, 1.0, 0.3),
+    ),
+    "LeakyReLU-0.05": (
+        lambda: tinynet.LeakyReLU(0.05),
+        lambda x: np.where(x > 0, x, 0.05 * x),
+        lambda x, dy: dy * np.where(x > 0, 1.0, 0.05),
+    ),
+    "ELU-1.0": (
+        tinynet.ELU,
+        lambda x: np.where(x > 0, x, np.exp(x) - 1.0),
+        lambda x, dy: dy * np.where(x > 0, 1.0, np.exp(x)),
+    ),
+    "ELU-0.7": (
+        lambda: tinynet.ELU(0.7),
+        lambda x: np.where(x > 0, x, 0.7 * (np.exp(x) - 1.0)),
+        lambda x, dy: dy * np.where(x > 0, 1.0, 0.7 * np.exp(x)),
+    ),
+    "GELU": (
+        tinynet.GELU,
+        lambda x: 0.5 * x * (1.0 + np.tanh(_gelu_u(x))),
+        lambda x, dy: (
+            dy
+            * (
+                0.5 * (1.0 + np.tanh(_gelu_u(x)))
+                + 0.5 * x / np.cosh(_gelu_u(x)) ** 2 * GELU_C * (1.0 + 3 * 0.044715 * x**2)
+            )
+        ),
+    ),
+    "Softplus": (
+        tinynet.Softplus,
+        lambda x: np.log(1.0 + np.exp(x)),
+        lambda x, dy: dy / (1.0 + np.exp(-x)),
+    ),
+    "Softmax": (tinynet.Softmax, _softmax_ref, _softmax_vjp_ref),
+    "Dropout-eval": (lambda: tinynet.Dropout(0.4), lambda x: x, lambda x, dy: dy),
+}
+NAMES = list(REFERENCES)
+
+
+def _jnp_forward(name):
+    """The same forwards in jax.numpy, for ``jax.vjp``."""
+    import jax.numpy as jnp
+
+    sig = lambda x: 1.0 / (1.0 + jnp.exp(-x))  # noqa: E731
+    table = {
+        "Identity": lambda x: x,
+        "Sigmoid": sig,
+        "Tanh": lambda x: (jnp.exp(2 * x) - 1.0) / (jnp.exp(2 * x) + 1.0),
+        "ReLU": lambda x: jnp.where(x > 0, x, 0.0),
+        "LeakyReLU-default": lambda x: jnp.where(x > 0, x, 0.3 * x),
+        "LeakyReLU-0.05": lambda x: jnp.where(x > 0, x, 0.05 * x),
+        "ELU-1.0": lambda x: jnp.where(x > 0, x, jnp.exp(x) - 1.0),
+        "ELU-0.7": lambda x: jnp.where(x > 0, x, 0.7 * (jnp.exp(x) - 1.0)),
+        "GELU": lambda x: 0.5 * x * (1.0 + jnp.tanh(GELU_C * (x + 0.044715 * x**3))),
+        "Softplus": lambda x: jnp.log(1.0 + jnp.exp(x)),
+        "Softmax": lambda x: jnp.exp(x) / jnp.sum(jnp.exp(x), axis=-1, keepdims=True),
+        "Dropout-eval": lambda x: x,
+    }
+    return table[name]
+
+
+# ------------------------------------------------------------ helpers
+
+
+def central_fd(f, x, h=FD_STEP):
+    """d f / d x by central differences; ``f`` maps a float64 array to a float."""
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        xp_, xm_ = x.copy(), x.copy()
+        xp_[i] += h
+        xm_[i] -= h
+        grad[i] = (f(xp_) - f(xm_)) / (2 * h)
+    return grad
+
+
+def assert_fd_close(analytic, numeric, what=""):
+    analytic = np.asarray(to_numpy(analytic), dtype=np.float64)
+    scale = max(float(np.max(np.abs(numeric))), 1e-12)
+    rel = float(np.max(np.abs(analytic - numeric))) / scale
+    assert rel < FD_RTOL, (
+        f"{what}: relative error {rel:.3e} vs finite differences\n{analytic}\n{numeric}"
+    )
+
+
+def _rounded(a, dtype):
+    """``a`` as the backend will see it in ``dtype``, back in float64."""
+    return np.asarray(a, dtype=dtype).astype(np.float64)
+
+
+@pytest.fixture
+def jax_backend():
+    """The JAX backend (x64 on) as the oracle for ``jax.vjp``; skipped if unavailable."""
+    chosen = os.environ.get(backends.ENV_VAR)
+    if chosen and chosen.strip().lower() != "jax":
+        pytest.skip(f"{backends.ENV_VAR}={chosen} restricts the run to another backend")
+    loaded, why = backends.probe("jax")
+    if loaded is None:
+        pytest.skip(why)
+    with backends.use_backend("jax"):
+        yield loaded
+
+
+# ------------------------------------------------------------ the reference itself
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_derivatives_match_reference_fd(name):
+    """The hand-derived float64 derivatives used below are right (checked once)."""
+    _, fwd, vjp = REFERENCES[name]
+    numeric = central_fd(lambda x: float(np.sum(fwd(x) * DY)), X)
+    assert_fd_close(vjp(X, DY), numeric, name)
+
+
+# ------------------------------------------------------------ activations
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_forward(backend, dtype, name):
+    make, fwd, _ = REFERENCES[name]
+    x = backend.asarray(X, dtype)
+    y, _ = make().forward({}, x, backend.xp, False, None)
+    assert to_numpy(y).dtype == np.dtype(dtype)
+    assert tuple(y.shape) == X.shape
+    assert_close(y, fwd(_rounded(X, dtype)), dtype, f"{name} forward")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_backward_matches_reference(backend, dtype, name):
+    make, _, vjp = REFERENCES[name]
+    _, back = make().forward({}, backend.asarray(X, dtype), backend.xp, False, None)
+    dx, grads = back(backend.asarray(DY, dtype))
+    assert grads == {}
+    assert to_numpy(dx).dtype == np.dtype(dtype)
+    assert_close(dx, vjp(_rounded(X, dtype), _rounded(DY, dtype)), dtype, f"{name} backward")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_backward_matches_fd_float64(backend, name):
+    """The backward against central differences of the library's own forward."""
+    layer = REFERENCES[name][0]()
+    xp = backend.xp
+
+    def f(x):
+        y, _ = layer.forward({}, backend.asarray(x, "float64"), xp, False, None)
+        return float(np.sum(to_numpy(y) * DY))
+
+    _, back = layer.forward({}, backend.asarray(X, "float64"), xp, False, None)
+    dx, _ = back(backend.asarray(DY, "float64"))
+    assert_fd_close(dx, central_fd(f, X), name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_activation_backward_matches_jax_vjp(jax_backend, name):
+    import jax
+    import jax.numpy as jnp
+
+    layer = REFERENCES[name][0]()
+    x = jnp.asarray(X, dtype=jnp.float64)
+    dy = jnp.asarray(DY, dtype=jnp.float64)
+    y_ref, vjp = jax.vjp(_jnp_forward(name), x)
+    (dx_ref,) = vjp(dy)
+    y, back = layer.forward({}, x, jnp, False, None)
+    dx, _ = back(dy)
+    assert dx.dtype == jnp.float64
+    assert_close(y, np.asarray(y_ref), "float64", f"{name} forward vs jax")
+    assert_close(dx, np.asarray(dx_ref), "float64", f"{name} backward vs jax.vjp")
+
+
+def test_leaky_relu_and_elu_gradient_at_zero_is_the_left_slope(backend):
+    """Documented kink conventions (x == 0 is not x > 0)."""
+    x = backend.asarray(np.array([[0.0, 1.0]]), "float64")
+    dy = backend.asarray(np.array([[1.0, 1.0]]), "float64")
+    for layer, expected in (
+        (tinynet.ReLU(), [0.0, 1.0]),
+        (tinynet.LeakyReLU(0.2), [0.2, 1.0]),
+        (tinynet.ELU(0.5), [0.5, 1.0]),
+    ):
+        _, back = layer.forward({}, x, backend.xp, False, None)
+        np.testing.assert_array_equal(to_numpy(back(dy)[0]), [expected], err_msg=repr(layer))
+
+
+# ------------------------------------------------------------ Dense
+
+W = np.array([[0.5, -0.3, 0.8], [-1.2, 0.4, 0.1], [0.7, 0.9, -0.6], [0.2, -0.5, 1.1]])
+B = np.array([0.1, -0.2, 0.3])
+DY3 = np.array([[0.4, -0.7, 1.0], [-1.3, 0.2, 0.6], [0.8, 0.5, -0.9]])
+
+
+def _dense_params(backend, dtype, w=W, b=B):
+    return {"W": backend.asarray(w, dtype), "b": backend.asarray(b, dtype)}
+
+
+def test_dense_forward(backend, dtype):
+    y, _ = tinynet.Dense(4, 3).forward(
+        _dense_params(backend, dtype), backend.asarray(X, dtype), backend.xp, False, None
+    )
+    assert to_numpy(y).dtype == np.dtype(dtype)
+    x, w, b = _rounded(X, dtype), _rounded(W, dtype), _rounded(B, dtype)
+    expected = np.array(
+        [[sum(x[n, i] * w[i, j] for i in range(4)) + b[j] for j in range(3)] for n in range(3)]
+    )
+    assert_close(y, expected, dtype, "Dense forward")
+
+
+def test_dense_backward_matches_reference(backend, dtype):
+    _, back = tinynet.Dense(4, 3).forward(
+        _dense_params(backend, dtype), backend.asarray(X, dtype), backend.xp, False, None
+    )
+    dx, grads = back(backend.asarray(DY3, dtype))
+    x, w, dy = _rounded(X, dtype), _rounded(W, dtype), _rounded(DY3, dtype)
+    assert set(grads) == {"W", "b"}
+    assert tuple(grads["W"].shape) == (4, 3) and tuple(grads["b"].shape) == (3,)
+    assert_close(grads["W"], np.einsum("ni,nj->ij", x, dy), dtype, "dW")
+    assert_close(grads["b"], dy.sum(axis=0), dtype, "db")
+    assert_close(dx, np.einsum("nj,ij->ni", dy, w), dtype, "dx")
+    none_dx, grads2 = back(backend.asarray(DY3, dtype), need_dx=False)
+    assert none_dx is None
+    assert_close(grads2["W"], to_numpy(grads["W"]), dtype, "dW without dx")
+
+
+def test_dense_backward_matches_fd_float64(backend):
+    layer = tinynet.Dense(4, 3)
+    xp = backend.xp
+
+    def value(x, w, b):
+        y, _ = layer.forward(
+            _dense_params(backend, "float64", w, b), backend.asarray(x, "float64"), xp
+        )
+        return float(np.sum(to_numpy(y) * DY3))
+
+    _, back = layer.forward(_dense_params(backend, "float64"), backend.asarray(X, "float64"), xp)
+    dx, grads = back(backend.asarray(DY3, "float64"))
+    assert_fd_close(dx, central_fd(lambda x: value(x, W, B), X), "dx")
+    assert_fd_close(grads["W"], central_fd(lambda w: value(X, w, B), W), "dW")
+    assert_fd_close(grads["b"], central_fd(lambda b: value(X, W, b), B), "db")
+
+
+def test_dense_backward_matches_jax_vjp(jax_backend):
+    import jax
+    import jax.numpy as jnp
+
+    x, w, b, dy = (jnp.asarray(a, dtype=jnp.float64) for a in (X, W, B, DY3))
+    _, vjp = jax.vjp(lambda x, w, b: jnp.matmul(x, w) + b, x, w, b)
+    dx_ref, dw_ref, db_ref = vjp(dy)
+    _, back = tinynet.Dense(4, 3).forward({"W": w, "b": b}, x, jnp)
+    dx, grads = back(dy)
+    assert_close(dx, np.asarray(dx_ref), "float64", "dx")
+    assert_close(grads["W"], np.asarray(dw_ref), "float64", "dW")
+    assert_close(grads["b"], np.asarray(db_ref), "float64", "db")
+
+
+def test_dense_init_shapes_dtype_and_glorot_bound(backend, dtype):
+    params = tinynet.Dense(4, 3).init(tnrandom.key(3, backend), 4, backend.dtype(dtype))
+    w, b = to_numpy(params["W"]), to_numpy(params["b"])
+    assert w.shape == (4, 3) and b.shape == (3,)
+    assert w.dtype == np.dtype(dtype) and b.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(b, 0.0)
+    limit = math.sqrt(6.0 / (4 + 3))
+    assert np.all(np.abs(w) <= limit) and np.std(w) > 0.05
+
+
+# ------------------------------------------------------------ Dropout
+
+RATE = 0.4
+
+
+def test_dropout_eval_is_identity_even_with_a_key(backend, dtype):
+    x = backend.asarray(X, dtype)
+    y, back = tinynet.Dropout(RATE).forward({}, x, backend.xp, False, tnrandom.key(1, backend))
+    np.testing.assert_array_equal(to_numpy(y), np.asarray(X, dtype))
+    np.testing.assert_array_equal(
+        to_numpy(back(backend.asarray(DY, dtype))[0]), np.asarray(DY, dtype)
+    )
+
+
+def _dropout_train(backend, dtype, x, seed=11, rate=RATE):
+    key = tnrandom.key(seed, backend)
+    return tinynet.Dropout(rate).forward({}, backend.asarray(x, dtype), backend.xp, True, key)
+
+
+def test_dropout_training_is_mask_times_x_over_keep(backend, dtype):
+    y, back = _dropout_train(backend, dtype, X)
+    y = to_numpy(y).astype(np.float64)
+    kept = y != 0  # X has no zeros
+    x = _rounded(X, dtype)
+    assert_close(y, np.where(kept, x / (1.0 - RATE), 0.0), dtype, "dropout forward")
+    dx, grads = back(backend.asarray(DY, dtype))
+    assert grads == {}
+    assert_close(
+        dx, np.where(kept, _rounded(DY, dtype) / (1.0 - RATE), 0.0), dtype, "dropout backward"
+    )
+
+
+def test_dropout_mask_same_on_every_backend_and_drop_rate(backend):
+    x = np.ones((100, 100))
+    y = to_numpy(_dropout_train(backend, "float32", x, seed=5)[0])
+    with backends.use_backend("numpy") as bk:
+        y_np = to_numpy(_dropout_train(bk, "float32", x, seed=5)[0])
+    np.testing.assert_array_equal(y, y_np)
+    dropped = int(np.sum(y == 0))
+    # Binomial(10000, 0.4): mean 4000, sd 49
+    assert abs(dropped - 4000) < 250, dropped
+    np.testing.assert_allclose(y[y != 0], 1.0 / 0.6, rtol=1e-6)
+
+
+def test_dropout_mask_is_jax_bernoulli_of_the_same_key(jax_backend):
+    """The mask is ``jax.random.uniform(key) < keep`` for the matching JAX key."""
+    import jax
+    import jax.numpy as jnp
+
+    y = to_numpy(_dropout_train(jax_backend, "float32", np.ones((20, 30)), seed=9)[0])
+    u = jax.random.uniform(jax.random.PRNGKey(9), (20, 30), dtype=jnp.float32)
+    np.testing.assert_array_equal(y != 0, np.asarray(u) < np.float32(1.0 - RATE))
+
+
+def test_dropout_training_backward_matches_fd_float64(backend):
+    """Same key, same mask: the training forward is linear in x."""
+
+    def f(x):
+        return float(np.sum(to_numpy(_dropout_train(backend, "float64", x)[0]) * DY))
+
+    _, back = _dropout_train(backend, "float64", X)
+    assert_fd_close(back(backend.asarray(DY, "float64"))[0], central_fd(f, X), "dropout")
+
+
+def test_dropout_rate_zero_and_missing_key(backend):
+    x = backend.asarray(X, "float64")
+    y, _ = tinynet.Dropout(0.0).forward({}, x, backend.xp, True, None)
+    np.testing.assert_array_equal(to_numpy(y), X)
+    with pytest.raises(ValueError, match="key"):
+        tinynet.Dropout(0.5).forward({}, x, backend.xp, True, None)
+    with pytest.raises(ValueError, match="rate"):
+        tinynet.Dropout(1.0)
+
+
+# ------------------------------------------------------------ numerical stability
+
+BIG = np.array([[-1e4, -100.0, -20.0, 0.0, 20.0, 100.0, 1e4]])
+
+
+def _fwd(layer, backend, values, dtype):
+    y, back = layer.forward({}, backend.asarray(values, dtype), backend.xp, False, None)
+    dx, _ = back(backend.asarray(np.ones_like(values), dtype))
+    return to_numpy(y).astype(np.float64), to_numpy(dx).astype(np.float64)
+
+
+def test_sigmoid_saturates_exactly_without_overflow(backend, dtype):
+    # pytest turns RuntimeWarning (overflow in exp) into an error
+    y, dx = _fwd(tinynet.Sigmoid(), backend, np.array([[-1e4, 1e4, 0.0]]), dtype)
+    assert y[0, 0] == 0.0 and y[0, 1] == 1.0 and y[0, 2] == 0.5
+    np.testing.assert_array_equal(dx, [[0.0, 0.0, 0.25]])
+
+
+@pytest.mark.parametrize(
+    "name, expected_y, expected_dx",
+    [
+        (
+            "Sigmoid",
+            [
+                0.0,
+                3.720075976020836e-44,
+                2.0611536181902037e-09,
+                0.5,
+                1 - 2.0611536181902037e-09,
+                1.0,
+                1.0,
+            ],
+            None,
+        ),
+        ("Tanh", [-1.0, -1.0, -1.0, 0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]),
+        (
+            "Softplus",
+            [
+                0.0,
+                3.720075976020836e-44,
+                2.0611536181902037e-09,
+                math.log(2.0),
+                20.000000002061153,
+                100.0,
+                1e4,
+            ],
+            [
+                0.0,
+                3.720075976020836e-44,
+                2.0611536181902037e-09,
+                0.5,
+                1 - 2.0611536181902037e-09,
+                1.0,
+                1.0,
+            ],
+        ),
+        ("GELU", [-0.0, -0.0, -0.0, 0.0, 20.0, 100.0, 1e4], [0.0, 0.0, 0.0, 0.5, 1.0, 1.0, 1.0]),
+        ("ELU-1.0", [-1.0, -1.0, -1.0 + 2.061153622438558e-09, 0.0, 20.0, 100.0, 1e4], None),
+        ("ReLU", [0.0, 0.0, 0.0, 0.0, 20.0, 100.0, 1e4], [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0]),
+    ],
+)
+def test_elementwise_activations_at_huge_inputs(backend, dtype, name, expected_y, expected_dx):
+    y, dx = _fwd(REFERENCES[name][0](), backend, BIG, dtype)
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
+    tol = TOL[dtype]
+    np.testing.assert_allclose(y[0], expected_y, rtol=tol["rtol"], atol=tol["atol"], err_msg=name)
+    if expected_dx is not None:
+        np.testing.assert_allclose(
+            dx[0], expected_dx, rtol=tol["rtol"], atol=tol["atol"], err_msg=name
+        )
+
+
+def test_gelu_large_inputs_float32(backend):
+    x = np.array([[-1e6, -3e3, -12.0, 12.0, 3e3, 1e6]])
+    y, dx = _fwd(tinynet.GELU(), backend, x, "float32")
+    np.testing.assert_array_equal(y, [[0.0, 0.0, 0.0, 12.0, 3e3, 1e6]])
+    np.testing.assert_array_equal(dx, [[0.0, 0.0, 0.0, 1.0, 1.0, 1.0]])
+
+
+def test_softmax_with_huge_logits(backend, dtype):
+    logits = np.array(
+        [[1e4, -1e4, 0.0], [1e4, 1e4, -1e4], [-1e4, -1e4, -1e4], [3e4, 3e4 - 1.0, 0.0]]
+    )
+    y, _ = tinynet.Softmax().forward({}, backend.asarray(logits, dtype), backend.xp, False, None)
+    y = to_numpy(y).astype(np.float64)
+    e = math.exp(-1.0)
+    expected = [[1, 0, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3], [1 / (1 + e), e / (1 + e), 0]]
+    assert_close(y, np.array(expected, dtype=np.float64), dtype, "softmax at +-1e4")
+    dy = backend.asarray(np.ones((4, 3)), dtype)
+    _, back = tinynet.Softmax().forward({}, backend.asarray(logits, dtype), backend.xp, False, None)
+    assert np.all(np.isfinite(to_numpy(back(dy)[0])))
+
+
+def test_log_softmax_and_softplus_helpers_at_huge_inputs(backend, dtype):
+    from tinynet.layers import log_softmax, softplus
+
+    xp = backend.xp
+    logits = backend.asarray(np.array([[1e4, -1e4, 0.0]]), dtype)
+    ls = to_numpy(log_softmax(logits, xp)).astype(np.float64)
+    assert_close(ls, np.array([[0.0, -2e4, -1e4]]), dtype, "log_softmax")
+    sp = to_numpy(softplus(backend.asarray(np.array([-1e4, 1e4]), dtype), xp))
+    assert_close(sp, np.array([0.0, 1e4]), dtype, "softplus")

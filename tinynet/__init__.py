@@ -1,0 +1,59 @@
+"""tinynet: a small neural-network library with hand-written backprop on the
+array API, running unchanged on NumPy, JAX and CuPy.
+
+    import tinynet as tn
+    model = tn.Sequential([tn.Dense(2, 64), tn.ReLU(), tn.Dense(64, 3), tn.Softmax()])
+    model.fit(x, y, loss="sparse_categorical_crossentropy", optimizer=tn.optimizers.Adam(lr=0.01))
+
+Pick the backend with ``TINYNET_BACKEND=jax`` or :func:`set_backend`.
+Importing tinynet imports NumPy only; JAX or CuPy load when first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backends import (
+    Backend,
+    BackendUnavailableError,
+    get_backend,
+    set_backend,
+    use_backend,
+)
+
+from . import callbacks, datasets, initializers, layers, losses, optimizers, random, schedules
+from .callbacks import EarlyStopping, History, ModelCheckpoint, TerminateOnNaN
+from .checkpoint import CheckpointError, load
+from .layers import (
+    ELU,
+    GELU,
+    Dense,
+    Dropout,
+    Identity,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Tanh,
+)
+from .losses import one_hot
+from .model import Sequential
+
+__version__ = "0.1.0"
+
+
+def to_numpy(a: Any):
+    """Any backend's array -> host ``numpy.ndarray``."""
+    import backends
+
+    return backends.backend_of(a).to_numpy(a)
+
+
+__all__ = [
+    "Backend", "BackendUnavailableError", "get_backend", "set_backend", "use_backend",
+    "callbacks", "datasets", "initializers", "layers", "losses", "optimizers", "random",
+    "schedules", "EarlyStopping", "History", "ModelCheckpoint", "TerminateOnNaN",
+    "CheckpointError", "load", "Dense", "Dropout", "Identity", "Sigmoid", "Tanh", "ReLU",
+    "LeakyReLU", "ELU", "GELU", "Softplus", "Softmax", "one_hot", "Sequential", "to_numpy",
+]

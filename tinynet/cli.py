@@ -1,0 +1,136 @@
+"""The ``tinynet`` command line: train, evaluate, predict, info, bench.
+
+Imports stay inside the commands so ``tinynet --help`` is instant and never
+loads JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+BACKENDS = ("numpy", "jax", "cupy", "strict")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu", "softplus")
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _hidden(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--hidden takes comma-separated layer widths like 64,64; received {text!r}"
+        ) from None
+    if any(s <= 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"--hidden widths must be positive; received {text!r}")
+    return sizes
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, received {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, received {text!r}")
+        return value
+
+    return parse
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), received {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), received {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinynet",
+        description="Train small neural networks on NumPy, JAX or CuPy with hand-written backprop.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train an MLP and report its test accuracy")
+    train.add_argument("--dataset", default=None,
+                       help="spiral, digits or a PATH.npz (default: digits if scikit-learn "
+                            "is installed, else spiral)")
+    train.add_argument("--backend", choices=BACKENDS, default=None,
+                       help="array backend (default: $TINYNET_BACKEND or numpy)")
+    train.add_argument("--hidden", type=_hidden, default=[128, 64],
+                       help="hidden layer widths, comma-separated (default: 128,64)")
+    train.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    train.add_argument("--dropout", type=_rate, default=0.0,
+                       help="dropout rate (probability of DROPPING) after each hidden layer")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    train.add_argument("--lr", type=_positive(float), default=None,
+                       help="learning rate (default: 0.003 for adam-family, 0.1 for sgd)")
+    train.add_argument("--epochs", type=_positive(int), default=None,
+                       help="epochs (default: 40 on digits, 300 on spiral, 10 otherwise)")
+    train.add_argument("--batch-size", type=_positive(int), default=32)
+    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--save", metavar="PATH", default=None,
+                       help="write the trained model to this .safetensors file")
+    train.add_argument("--plot", metavar="PNG", default=None,
+                       help="write loss/accuracy curves (and decision regions for 2-D data)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    evaluate = sub.add_parser("evaluate", help="report loss and accuracy of a saved model")
+    evaluate.add_argument("model", help="a .safetensors file written by tinynet")
+    evaluate.add_argument("--dataset", default=None, help="spiral, digits or PATH.npz")
+    evaluate.add_argument("--backend", choices=BACKENDS, default=None)
+
+    predict = sub.add_parser("predict", help="predict classes for inputs in a .npy file")
+    predict.add_argument("model", help="a .safetensors file written by tinynet")
+    predict.add_argument("input", help="a .npy file of shape (n, features)")
+    predict.add_argument("--output", default=None, help="write the model outputs to this .npy file")
+    predict.add_argument("--backend", choices=BACKENDS, default=None)
+
+    sub.add_parser("info", help="installed backends, versions, devices and the default")
+
+    bench = sub.add_parser("bench", help="run bench/train_step.py (from a source checkout)")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for bench/train_step.py")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from . import commands
+
+    try:
+        return getattr(commands, args.command.replace("-", "_"))(args)
+    except (CLIError, ValueError, TypeError, FileNotFoundError, ImportError) as err:
+        if os.environ.get("TINYNET_DEBUG"):
+            raise
+        print(f"tinynet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tinynet {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # CheckpointError, BackendUnavailableError, ...
+        name = type(err).__name__
+        if name in ("CheckpointError", "BackendUnavailableError"):
+            print(f"tinynet {args.command}: error: {err}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())

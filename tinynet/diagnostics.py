@@ -1,0 +1,59 @@
+"""Finding where a step went non-finite: re-run it eagerly, layer by layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import backends
+
+from . import core, random
+
+
+def _finite(a: Any) -> bool:
+    return bool(np.isfinite(backends.backend_of(a).to_numpy(a)).all())
+
+
+def first_nonfinite(model: Any, loss: Any, x: Any, y: Any, order: Any, step: int, batch_size: int,
+                    step_key: Any = None) -> str:
+    """Describe the first layer whose forward output, or (going backwards)
+    whose gradient, is non-finite for batch ``step`` of an epoch.
+
+    ``order`` is the epoch's row order (``None``: ``x`` is already in order).
+    """
+    xp = model.backend.xp
+    start = step * batch_size
+    stop = min(start + batch_size, x.shape[0])
+    if order is None:
+        xb, yb = x[start:stop, ...], y[start:stop, ...]
+    else:
+        rows = order[start:stop]
+        xb, yb = xp.take(x, rows, axis=0), xp.take(y, rows, axis=0)
+    if not _finite(xb):
+        return "the input batch"
+    head = core.fused_head(model.layers, loss)
+    body = model.layers[:-1] if head is not None else model.layers
+    head = head or loss
+    key = random.fold_in(step_key, step) if step_key is not None else None
+    h, backs = xb, []
+    for i, layer in enumerate(body):
+        for name, p in model.params[i].items():
+            if not _finite(p):
+                return f"parameter {name} of layer {i} ({type(layer).__name__})"
+        k = random.fold_in(key, i) if (key is not None and layer.needs_key) else None
+        h, back = layer.forward(model.params[i], h, xp, True, k)
+        backs.append(back)
+        if not _finite(h):
+            return f"forward output of layer {i} ({type(layer).__name__})"
+    value, dh = head.value_and_grad(xp, yb, h)
+    if not _finite(value) or not _finite(dh):
+        return f"the loss {type(loss).__name__}"
+    for i in range(len(body) - 1, -1, -1):
+        dh, grads = backs[i](dh, True)
+        for name, g in grads.items():
+            if not _finite(g):
+                return f"gradient of {name} in layer {i} ({type(body[i]).__name__})"
+        if not _finite(dh):
+            return f"input gradient of layer {i} ({type(body[i]).__name__})"
+    return "the optimizer update (every forward value and gradient was finite)"
