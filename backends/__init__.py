@@ -125,6 +125,13 @@ class Backend:
             carry = body(carry)
         return carry
 
+    def ignore_fp_errors(self) -> Any:
+        """Context silencing floating-point warnings (overflow, invalid, divide)
+        on CPU-NumPy-based backends; for code that checks finiteness itself."""
+        if self.name in ("numpy", "strict"):
+            return np.errstate(all="ignore")
+        return contextlib.nullcontext()
+
     def is_traced(self, a: Any) -> bool:
         """True for an abstract value inside ``jit`` (its numbers are unknown)."""
         return self._is_traced is not None and self._is_traced(a)

@@ -143,14 +143,16 @@ def make_fit_step(
 
 
 def make_indexed_step(
-    fit_step: Callable[..., tuple], size: int, stride: int, has_key: bool
+    fit_step: Callable[..., tuple], size: int, stride: int, has_key: bool,
+    shard: Callable[[Array], Array] | None = None,
 ) -> Callable:
     """A fit step that slices its own batch out of the whole (shuffled) data
     set by a step counter held on the device: no host work per step.
 
     ``step(params, opt_state, sums, i, x, y, order, key) -> (params, opt_state, sums, i + 1)``
     takes rows ``order[i * stride : i * stride + size]`` of ``x`` and ``y``
-    (``size < stride`` for the ragged last batch of an epoch).
+    (``size < stride`` for the ragged last batch of an epoch).  ``shard``, if
+    given, is applied to the batch (data parallelism: split it over devices).
     """
 
     def indexed_step(params, opt_state, sums, i, x, y, order, key):
@@ -158,6 +160,8 @@ def make_indexed_step(
         rows = xp.take(order, i * stride + xp.arange(size, dtype=order.dtype))
         xb = xp.take(x, rows, axis=0)
         yb = xp.take(y, rows, axis=0)
+        if shard is not None:
+            xb, yb = shard(xb), shard(yb)
         k = random.fold_in(key, i) if has_key else None
         params, opt_state, sums = fit_step(params, opt_state, sums, xb, yb, k)
         return params, opt_state, sums, i + 1

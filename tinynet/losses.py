@@ -96,6 +96,14 @@ class Loss:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
         return f"{type(self).__name__}({args})"
 
+    # Equal configs are the same loss: compiled steps are cached by loss, and
+    # fit(loss="mse") twice must not compile twice.
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self.get_config().items())))
+
 
 class BinaryCrossentropy(Loss):
     """``-mean(y log p + (1 - y) log(1 - p))``; targets in [0, 1], any shape."""

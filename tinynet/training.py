@@ -153,6 +153,7 @@ def fit(
     verbose: int = 1,
     steps_per_execution: int = 1,
     nan_guard: bool = False,
+    devices: int | None = None,
 ) -> History:
     """Train ``model`` on ``(x, y)`` and return a :class:`History`.
 
@@ -230,7 +231,16 @@ def fit(
             model.optimizer = optimizer
             model.opt_state = optimizer.init(model.params)
 
-    loop = _FitLoop(model, loss, batch_size, steps_per_execution, nan_guard, seed, shuffle)
+    parallel = None
+    if devices is not None:
+        from .parallel import DataParallel
+
+        parallel = DataParallel(model.backend, devices)
+        parallel.check_batch_size(batch_size, x.shape[0])
+        x, y = parallel.put_data(x), parallel.put_data(y)
+        model.params = parallel.replicate(model.params)
+        model.opt_state = parallel.replicate(model.opt_state)
+    loop = _FitLoop(model, loss, batch_size, steps_per_execution, nan_guard, seed, shuffle, parallel)
     history = History()
     model.history = history
     model.stop_training = False
@@ -241,7 +251,10 @@ def fit(
     with _deferred_interrupt() as interrupt:
         for _ in range(epochs):
             epoch = model.epoch
-            logs = loop.run_epoch(x, y, epoch, verbose, interrupt)
+            # The NaN guard checks every step itself: NumPy's overflow warnings
+            # would only duplicate (or, as errors, pre-empt) its report.
+            with model.backend.ignore_fp_errors() if nan_guard else contextlib.nullcontext():
+                logs = loop.run_epoch(x, y, epoch, verbose, interrupt)
             if loop.interrupted:
                 history.interrupted = True
                 model.stop_reason = f"interrupted by the user in epoch {epoch + 1}"
@@ -276,8 +289,10 @@ def _print_epoch(epoch: int, logs: dict[str, float]) -> None:
 class _FitLoop:
     """One fit call's compiled steps and its per-epoch loop."""
 
-    def __init__(self, model, loss, batch_size, steps_per_execution, nan_guard, seed, shuffle):
+    def __init__(self, model, loss, batch_size, steps_per_execution, nan_guard, seed, shuffle,
+                 parallel=None):
         self.model = model
+        self.parallel = parallel
         self.backend = model.backend
         self.batch_size = batch_size
         self.steps_per_execution = steps_per_execution
@@ -290,7 +305,7 @@ class _FitLoop:
         self.interrupted = False
         self.nan_report: str | None = None
         optimizer = model.optimizer
-        cache_key = ("fit", loss, id(optimizer), optimizer, self.metric is not None)
+        cache_key = ("fit", loss, id(optimizer), optimizer, self.metric is not None, parallel)
         self.fit_step = model._cached(
             cache_key, lambda: core.make_fit_step(model.layers, loss, optimizer, self.metric)
         )
@@ -301,7 +316,8 @@ class _FitLoop:
         fn = self._jitted.get((size, block, self.nan_guard))
         if fn is None:
             backend = self.backend
-            one = core.make_indexed_step(self.fit_step, size, self.batch_size, self.has_key)
+            shard = self.parallel.shard_batch if self.parallel is not None else None
+            one = core.make_indexed_step(self.fit_step, size, self.batch_size, self.has_key, shard)
             if block == 1:
                 body = one
             else:
@@ -339,14 +355,15 @@ class _FitLoop:
         n_full, last = divmod(n, bs)
         n_steps = n_full + (1 if last else 0)
         order, step_key = self._epoch_setup(n)(self.run_key, epoch)
-        zero = xp.zeros((), dtype=backend.dtype(model.dtype))
-        sums = (zero, zero + 0)
+        # made on the model's device like the params, so the first compiled
+        # call sees the same input placement as every later one (no recompile)
+        sums = (backend.asarray(0.0, model.dtype), backend.asarray(0.0, model.dtype))
         bar = _progress(verbose, n_steps, epoch)
         sync_every = max(1, n_steps // SYNCS_PER_EPOCH)
         params, opt_state = model.params, model.opt_state
         done = 0
         if backend.compiles:
-            i = xp.asarray(0, dtype=xp.int32)
+            i = backend.asarray(0, "int32")
             block = 1 if self.nan_guard else self.steps_per_execution
             while done < n_steps and not interrupt["hit"]:
                 if done + block <= n_full and block > 1:
