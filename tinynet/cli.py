@@ -1,4 +1,4 @@
-"""The ``tinynet`` command line: train, evaluate, predict, info, bench.
+"""The ``tinynet`` command line: train, evaluate, predict, info, compare-backends, bench.
 
 Imports stay inside the commands so ``tinynet --help`` is instant and never
 loads JAX.
@@ -55,6 +55,16 @@ def _rate(text: str) -> float:
     return value
 
 
+def _backend_list(text: str) -> list[str]:
+    names = [s.strip().lower() for s in text.split(",") if s.strip()]
+    bad = [n for n in names if n not in BACKENDS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"--backends takes comma-separated names from {', '.join(BACKENDS)}; received {text!r}"
+        )
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tinynet",
@@ -99,6 +109,27 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--backend", choices=BACKENDS, default=None)
 
     sub.add_parser("info", help="installed backends, versions, devices and the default")
+
+    compare = sub.add_parser(
+        "compare-backends",
+        help="one training step on every backend: per-layer differences from a float64 NumPy run",
+    )
+    compare.add_argument("--dataset", default="spiral",
+                         help="spiral, digits or a PATH.npz (default: spiral)")
+    compare.add_argument("--hidden", type=_hidden, default=[64, 64],
+                         help="hidden layer widths, comma-separated (default: 64,64)")
+    compare.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    compare.add_argument("--dropout", type=_rate, default=0.0,
+                         help="dropout rate after each hidden layer (same masks on every backend)")
+    compare.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    compare.add_argument("--seed", type=int, default=0,
+                         help="seed of the initial parameters, the batch and the dropout masks")
+    compare.add_argument("--batch-size", type=_positive(int), default=128)
+    compare.add_argument("--backends", type=_backend_list, default=None,
+                         help="comma-separated backends to compare (default: all; unavailable "
+                              "ones are listed with the reason)")
+    compare.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                         help="also compare the parameters after one update of this optimizer")
 
     bench = sub.add_parser("bench", help="run bench/train_step.py (from a source checkout)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for bench/train_step.py")

@@ -156,6 +156,18 @@ def info(args: Any) -> int:
     return 0
 
 
+def compare_backends(args: Any) -> int:
+    from .compare import format_report, main_compare
+
+    report = main_compare(
+        args.dataset, hidden=args.hidden, activation=args.activation, dtype=args.dtype,
+        seed=args.seed, batch_size=args.batch_size, backends=args.backends,
+        dropout=args.dropout, optimizer=args.optimizer,
+    )
+    print(format_report(report))
+    return 0
+
+
 def bench(args: Any) -> int:
     script = Path(__file__).resolve().parent.parent / "bench" / "train_step.py"
     if not script.exists():

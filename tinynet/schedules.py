@@ -25,7 +25,7 @@ turns such a dict (or a schedule) back into a schedule.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
@@ -50,7 +50,9 @@ def _default_float_dtype(xp: Any, step: Array) -> Any:
     return dtype
 
 
-def _check_real(owner: str, name: str, value: Any, requirement: str, ok: Any) -> float:
+def _check_real(
+    owner: str, name: str, value: Any, requirement: str, ok: Callable[[float], bool]
+) -> float:
     """``float(value)`` if it is a finite real number satisfying ``ok``."""
     if (
         isinstance(value, bool)
@@ -62,7 +64,9 @@ def _check_real(owner: str, name: str, value: Any, requirement: str, ok: Any) ->
     return float(value)
 
 
-def _check_int(owner: str, name: str, value: Any, requirement: str, ok: Any) -> int:
+def _check_int(
+    owner: str, name: str, value: Any, requirement: str, ok: Callable[[int], bool]
+) -> int:
     """``int(value)`` if it is an integer satisfying ``ok``."""
     if isinstance(value, bool) or not isinstance(value, Integral) or not ok(int(value)):
         raise ValueError(f"{owner}: {name} must be {requirement}, received {name}={value!r}")

@@ -1,0 +1,213 @@
+"""tinynet.compare: one training step on every backend against a NumPy float64 reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import backends
+import tinynet as tn
+from tinynet import compare, core, datasets
+from tinynet import random as tnrandom
+
+LOSS = "sparse_categorical_crossentropy"
+
+
+def _available() -> list[str]:
+    return [name for name in backends.BACKEND_NAMES if backends.probe(name)[0] is not None]
+
+
+def _model(dtype: str = "float32", seed: int = 3) -> tn.Sequential:
+    return tn.Sequential(
+        [tn.Dense(2, 8, init="he_uniform"), tn.ReLU(), tn.Dropout(0.25),
+         tn.Dense(8, 8), tn.Tanh(), tn.Dense(8, 3), tn.Softmax()],
+        dtype=dtype, seed=seed, backend="numpy",
+    )
+
+
+@pytest.fixture(scope="module")
+def batch() -> tuple[np.ndarray, np.ndarray]:
+    x, y = datasets.spiral(samples_per_class=20, classes=3, noise=0.2, seed=1)
+    rows = np.random.default_rng(0).permutation(len(x))[:32]
+    return x[rows], y[rows]
+
+
+def _expected_quantities(model: tn.Sequential, with_update: bool) -> list[tuple]:
+    """(layer, quantity) in the documented order: forward, loss, backward, update."""
+    n = len(model.layers)
+    out = [(i, "output") for i in range(n)] + [(None, "loss")]
+    for i in range(n - 1, -1, -1):
+        out.append((i, "grad_input"))
+        out += [(i, f"grad_{p}") for p in sorted(model.params[i])]
+    if with_update:
+        out += [(i, f"updated_{p}") for i in range(n) for p in sorted(model.params[i])]
+    return out
+
+
+def test_report_structure(batch):
+    model = _model()
+    before = [{k: tn.to_numpy(v).copy() for k, v in p.items()} for p in model.params]
+    report = compare.compare_backends(model, *batch, LOSS, optimizer="adam")
+    available = _available()
+    assert report.compared == available
+    assert set(report.compared) | set(report.skipped) == set(backends.BACKEND_NAMES)
+    assert report.dtype == "float32" and report.batch_size == 32
+    assert report.dropout_seed == model.fit_seed == 0
+    assert set(report.losses) == {"reference", *available}
+    types = [type(layer).__name__ for layer in model.layers]
+    for name in available:
+        rows = report.for_backend(name)
+        assert [(r.layer, r.quantity) for r in rows] == _expected_quantities(model, True)
+        for r in rows:
+            assert isinstance(r, compare.Row) and r.backend == name
+            want = "SparseCategoricalCrossentropy" if r.layer is None else types[r.layer]
+            assert r.layer_type == want
+            assert isinstance(r.max_abs, float) and isinstance(r.max_rel, float)
+            assert 0.0 <= r.max_abs and 0.0 <= r.max_rel < 1e-4 and r.note == ""
+    assert list(report) == report.rows and len(report) == len(report.rows)
+    assert set(report.to_dicts()[0]) == {"backend", "layer", "layer_type", "quantity",
+                                         "max_abs", "max_rel", "note"}
+    # the model is left alone
+    for p, q in zip(model.params, before, strict=True):
+        for k in p:
+            np.testing.assert_array_equal(tn.to_numpy(p[k]), q[k])
+    assert model.backend.name == "numpy" and model.optimizer is None
+
+
+def test_without_optimizer_no_update_rows(batch):
+    report = compare.compare_backends(_model(), *batch, LOSS, backends=["numpy"])
+    assert report.compared == ["numpy"] and report.skipped == {} and report.optimizer is None
+    assert not any(r.quantity.startswith("updated_") for r in report)
+
+
+def test_float64_matches_reference_on_every_backend(batch):
+    report = compare.compare_backends(_model("float64"), *batch, LOSS, optimizer="adam")
+    assert "numpy" in report.compared
+    for r in report:
+        if r.backend in report.compared:
+            assert r.max_rel < 1e-12, r
+    # NumPy float64 *is* the reference computation
+    assert all(r.max_abs == 0.0 for r in report.for_backend("numpy"))
+    for name in report.compared:
+        assert report.losses[name] == pytest.approx(report.losses["reference"], rel=1e-12)
+
+
+def test_float32_model_compared_in_float64(batch):
+    # dtype= overrides the model's: float32 parameters cast exactly to float64
+    report = compare.compare_backends(_model("float32"), *batch, LOSS, dtype="float64")
+    assert report.dtype == "float64"
+    assert max(report.max_rel(name) for name in report.compared) < 1e-12
+
+
+def test_float32_differences_small_but_nonzero(batch):
+    report = compare.compare_backends(_model("float32"), *batch, LOSS, optimizer="sgd")
+    for name in report.compared:
+        rows = report.for_backend(name)
+        assert max(r.max_rel for r in rows) < 1e-4, report.worst(name)
+        # float32 rounding shows up: outputs of Dense layers are not exact
+        assert any(r.max_rel > 0.0 for r in rows if r.quantity == "output"), name
+        assert all(math.isfinite(r.max_abs) for r in rows)
+        assert report.losses[name] == pytest.approx(report.losses["reference"], rel=1e-5)
+
+
+def test_unavailable_backend_rows_say_why(batch, monkeypatch):
+    real_probe = backends.probe
+
+    def probe(name):
+        if name == "strict":
+            return None, "strict is switched off for this test"
+        return real_probe(name)
+
+    monkeypatch.setattr(compare.registry, "probe", probe)
+    report = compare.compare_backends(_model(), *batch, LOSS, backends=["numpy", "strict"])
+    assert report.compared == ["numpy"]
+    assert report.skipped == {"strict": "strict is switched off for this test"}
+    (row,) = report.for_backend("strict")
+    assert row.quantity == "unavailable" and row.layer is None
+    assert math.isnan(row.max_abs) and math.isnan(row.max_rel)
+    assert row.note == "strict is switched off for this test"
+    text = compare.format_report(report)
+    assert "strict: skipped: strict is switched off for this test" in text
+
+
+def test_really_unavailable_backends_are_reported(batch):
+    report = compare.compare_backends(_model(), *batch, LOSS)
+    for name in backends.BACKEND_NAMES:
+        backend, why = backends.probe(name)
+        if backend is None:
+            (row,) = report.for_backend(name)
+            assert row.quantity == "unavailable" and row.note == why and why
+
+
+def test_failing_backend_gives_error_row(batch, monkeypatch):
+    real_run = compare._run
+
+    def run(model, backend, *args):
+        if backend.name == "strict":
+            raise MemoryError("out of device memory")
+        return real_run(model, backend, *args)
+
+    monkeypatch.setattr(compare, "_run", run)
+    report = compare.compare_backends(_model(), *batch, LOSS, backends=["numpy", "strict"])
+    (row,) = report.for_backend("strict")
+    assert row.quantity == "error" and "MemoryError: out of device memory" in row.note
+    assert report.skipped["strict"] == row.note and report.compared == ["numpy"]
+
+
+def test_unknown_backend_and_dtype_are_errors(batch):
+    with pytest.raises(ValueError, match="unknown backend 'tpu'.*numpy, jax, cupy, strict"):
+        compare.compare_backends(_model(), *batch, LOSS, backends=["tpu"])
+    with pytest.raises(ValueError, match="dtype"):
+        compare.compare_backends(_model(), *batch, LOSS, dtype="float16")
+
+
+def test_step_equals_the_training_maths(batch):
+    """The instrumented step computes exactly what fit's loss_and_grads does."""
+    model = _model("float64")
+    bk = backends.load("numpy")
+    x = bk.asarray(batch[0], "float64")
+    y = bk.asarray(batch[1])
+    key = compare.step_key(0, bk)
+    loss = tn.losses.get(LOSS)
+    value, grads = core.make_loss_and_grads(model.layers, loss)(model.params, x, y, key, True)
+    out = compare._make_step(model.layers, loss, None)(model.params, x, y, key, None)
+    assert float(out["loss"]) == float(value)
+    for g, h in zip(grads, out["grads"], strict=True):
+        assert sorted(g) == sorted(h)
+        for k in g:
+            np.testing.assert_array_equal(h[k], g[k])
+    # the key is fit's first step: fold_in(fold_in(fold_in(key(seed), epoch 0), 0xD0), step 0)
+    expected = tnrandom.fold_in(tnrandom.fold_in(tnrandom.fold_in(tnrandom.key(0, bk), 0),
+                                                 0xD0), 0)
+    np.testing.assert_array_equal(key, expected)
+
+
+def test_format_report_table(batch):
+    report = compare.compare_backends(_model("float64"), *batch, LOSS, backends=["numpy"],
+                                      optimizer="sgd")
+    text = compare.format_report(report)
+    lines = text.splitlines()
+    assert lines[0].startswith("one training step, batch 32, float64, against numpy float64")
+    assert "dropout masks of fit seed 0" in lines[0]
+    header = next(line for line in lines if line.startswith("backend"))
+    assert header.split() == ["backend", "layer", "type", "quantity", "max_abs", "max_rel"]
+    assert sum(line.startswith("numpy ") for line in lines) == len(report.rows)
+    assert "numpy: every quantity equals the reference bit for bit" in text
+
+
+def test_main_compare_with_arrays_and_by_name():
+    x, y = datasets.spiral(samples_per_class=30, classes=3, seed=2)
+    report = compare.main_compare((x, y), hidden=(8,), activation="tanh", dtype="float64",
+                                  seed=1, batch_size=16, backends=["numpy", "strict"],
+                                  dropout=0.1)
+    assert report.batch_size == 16 and report.dropout_seed == 1
+    assert report.compared == ["numpy", "strict"]
+    assert max(report.max_rel(n) for n in report.compared) < 1e-12
+    assert any(r.layer_type == "Dropout" for r in report)
+    by_name = compare.main_compare("spiral", hidden=(4,), batch_size=8, backends=["numpy"])
+    assert by_name.batch_size == 8 and by_name.dtype == "float32"
+    assert by_name.dropout_seed is None  # no Dropout layer
+    with pytest.raises(ValueError, match="batch_size"):
+        compare.main_compare((x, y), batch_size=0)

@@ -1,0 +1,450 @@
+"""Where do two backends' numbers part ways?  One training step, layer by layer.
+
+"My model trains differently on the GPU than on my laptop" is answered by
+:func:`compare_backends`: it runs one training step (forward, loss, backward
+and optionally one optimizer update) of the same model, with the same
+parameters, on the same batch and with the same Dropout masks, on every
+backend that loads here, and compares every intermediate with a reference:
+the same model with its parameters cast to float64 on NumPy.
+
+    report = compare_backends(model, x_batch, y_batch, "sparse_categorical_crossentropy")
+    print(format_report(report))
+
+Compared quantities, per backend, in the order they are computed:
+
+=================  ============================================================
+``output``         each layer's forward output (training mode; for a fused
+                   Softmax/Sigmoid head, the probabilities)
+``loss``           the batch's mean loss (layer ``None``)
+``grad_input``     the gradient of the loss with respect to each layer's input
+                   (layer 0's is the gradient with respect to the model input;
+                   a fused head's is the gradient with respect to the logits)
+``grad_<name>``    the gradient of each parameter (``grad_W``, ``grad_b``)
+``updated_<name>`` each parameter after one optimizer update (with ``optimizer``)
+=================  ============================================================
+
+For each: ``max_abs = max |a - ref|`` and ``max_rel = max_abs / max |ref|``
+(the relative difference in the max norm, which stays meaningful where
+single elements of the reference are zero, e.g. after a ReLU), with ``a``
+and ``ref`` converted to float64 on the host.
+
+The step is the first step ``fit`` would take: the Dropout key of layer
+``i`` is ``fold_in(fold_in(fold_in(fold_in(key(seed), 0), 0xD0), 0), i)``, so
+masks are bit-identical on every backend and the comparison measures
+arithmetic only.  On a compiling backend (JAX) the step runs as one compiled
+program, as it does in ``fit``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, NamedTuple
+
+import numpy as np
+
+import backends as registry  # the package; `backends` is a parameter name here
+
+from . import core, random
+
+__all__ = [
+    "CompareReport",
+    "Row",
+    "compare_backends",
+    "format_report",
+    "main_compare",
+    "step_key",
+]
+
+Array = Any
+REFERENCE = "numpy float64"
+
+
+class Row(NamedTuple):
+    """One compared quantity of one backend (or a skipped backend)."""
+
+    backend: str
+    layer: int | None  # None: the loss, or a whole-backend row (skipped / failed)
+    layer_type: str  # layer class name, the loss class name, or ""
+    quantity: str  # output, loss, grad_input, grad_W, updated_W, ... or unavailable / error
+    max_abs: float
+    max_rel: float
+    note: str = ""
+
+
+@dataclass
+class CompareReport:
+    """The result of :func:`compare_backends`.
+
+    ``rows`` hold every comparison (:class:`Row`); a backend that could not run
+    has a single row with quantity ``"unavailable"`` (or ``"error"``), NaN
+    differences and the reason in ``note``, and is also listed in ``skipped``.
+    """
+
+    rows: list[Row]
+    dtype: str
+    batch_size: int
+    compared: list[str] = field(default_factory=list)  # backends that ran
+    skipped: dict[str, str] = field(default_factory=dict)  # backend -> reason
+    losses: dict[str, float] = field(default_factory=dict)  # incl. "reference"
+    devices: dict[str, str] = field(default_factory=dict)
+    optimizer: str | None = None
+    dropout_seed: int | None = None  # None: the model has no Dropout
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def for_backend(self, name: str) -> list[Row]:
+        return [row for row in self.rows if row.backend == name]
+
+    def max_rel(self, name: str) -> float:
+        """The largest relative difference of backend ``name`` (NaN propagates)."""
+        values = [row.max_rel for row in self.for_backend(name)]
+        if not values:
+            raise KeyError(f"backend {name!r} is not in this report")
+        return max(values, key=lambda v: math.inf if math.isnan(v) else v)
+
+    def worst(self, name: str) -> Row:
+        """The row of backend ``name`` with the largest relative difference."""
+        rows = self.for_backend(name)
+        if not rows:
+            raise KeyError(f"backend {name!r} is not in this report")
+        return max(rows, key=lambda r: math.inf if math.isnan(r.max_rel) else r.max_rel)
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [row._asdict() for row in self.rows]
+
+
+# ------------------------------------------------------------------ the step
+
+
+def step_key(seed: int, backend: registry.Backend, epoch: int = 0, step: int = 0) -> Array:
+    """The key ``fit(seed=seed)`` gives training step ``step`` of epoch ``epoch``
+    (layer ``i`` of the model draws with ``fold_in(step_key, i)``)."""
+    epoch_key = random.fold_in(random.key(seed, backend), epoch)
+    return random.fold_in(random.fold_in(epoch_key, 0xD0), step)
+
+
+def _make_step(layers: Sequence[Any], loss: Any, optimizer: Any) -> Callable:
+    """A pure ``step(params, x, y, key, opt_state) -> dict`` returning every
+    intermediate; the same maths, in the same order, as
+    :func:`tinynet.core.make_loss_and_grads` and the optimizer update."""
+    layers = tuple(layers)
+    head = core.fused_head(layers, loss)
+    body = layers[:-1] if head is not None else layers
+    fused = head is not None
+    head = head or loss
+    n_layers, n_body = len(layers), len(body)
+
+    def step(params, x, y, key, opt_state):
+        xp = registry.namespace(x)
+        h = x
+        outputs: list[Any] = [None] * n_layers
+        backs = []
+        for i in range(n_body):
+            k = random.fold_in(key, i) if body[i].needs_key else None
+            h, back = body[i].forward(params[i], h, xp, True, k)
+            outputs[i] = h
+            backs.append(back)
+        grad_in: list[Any] = [None] * n_layers
+        if fused:
+            outputs[-1], _ = layers[-1].forward(params[-1], h, xp, False, None)
+        value, dh = head.value_and_grad(xp, y, h)
+        if fused:
+            grad_in[-1] = dh  # the gradient with respect to the logits
+        grads: list[dict[str, Any]] = [{} for _ in range(n_layers)]
+        for i in range(n_body - 1, -1, -1):
+            dh, grads[i] = backs[i](dh, True)
+            grad_in[i] = dh
+        for i, layer in enumerate(layers):
+            if getattr(layer, "regularized", False):
+                penalty, extra = layer.penalty(params[i], xp)
+                value = value + penalty
+                grads[i] = {name: g + extra[name] for name, g in grads[i].items()}
+        updated = None
+        if optimizer is not None:
+            updated, _ = optimizer.update(grads, opt_state, params)
+        return {"outputs": outputs, "loss": value, "grad_in": grad_in, "grads": grads,
+                "updated": updated}
+
+    return step
+
+
+def _host(a: Any) -> np.ndarray:
+    if isinstance(a, np.ndarray):
+        return a
+    return registry.backend_of(a).to_numpy(a)
+
+
+def _run(model: Any, backend: registry.Backend, dtype: str, params_host: list, x_host: np.ndarray,
+         y_host: np.ndarray, loss: Any, optimizer: Any, seed: int | None) -> dict:
+    """One step on ``backend`` in ``dtype``; every result as a host float64 array."""
+    from .training import prepare_targets
+    from .validation import as_model_input
+
+    like = SimpleNamespace(backend=backend, dtype=dtype, output_features=model.output_features)
+    x = as_model_input(x_host, backend, dtype, "compare_backends")
+    y = prepare_targets(like, y_host, loss, x_host.shape[0], "compare_backends")
+    params = [{k: backend.asarray(v.astype(dtype)) for k, v in p.items()} for p in params_host]
+    key = step_key(seed, backend) if seed is not None else None
+    opt_state = optimizer.init(params) if optimizer is not None else None
+    step = backend.jit(_make_step(model.layers, loss, optimizer))
+    out = step(params, x, y, key, opt_state)
+
+    def f64(a: Any) -> np.ndarray | None:
+        return None if a is None else np.asarray(_host(a), dtype=np.float64)
+
+    return {
+        "outputs": [f64(a) for a in out["outputs"]],
+        "loss": f64(out["loss"]),
+        "grad_in": [f64(a) for a in out["grad_in"]],
+        "grads": [{k: f64(v) for k, v in g.items()} for g in out["grads"]],
+        "updated": None if out["updated"] is None
+        else [{k: f64(v) for k, v in p.items()} for p in out["updated"]],
+    }
+
+
+def _diff(a: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    """``(max |a - ref|, that / max |ref|)``; NaN if either is non-finite."""
+    if a.shape != ref.shape:
+        raise ValueError(f"shape {a.shape} differs from the reference shape {ref.shape}")
+    if a.size == 0:
+        return 0.0, 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        delta = np.abs(a - ref)
+        max_abs = float(np.max(delta))
+        scale = float(np.max(np.abs(ref)))
+    if math.isnan(max_abs) or math.isnan(scale):
+        return math.nan, math.nan
+    if scale == 0.0:
+        return max_abs, (0.0 if max_abs == 0.0 else math.inf)
+    return max_abs, max_abs / scale
+
+
+def _rows(name: str, layers: Sequence[Any], loss: Any, got: dict, ref: dict) -> list[Row]:
+    """Rows in computation order: forward, loss, backward (last layer first), update."""
+    rows = []
+
+    def add(layer: int | None, kind: str, quantity: str, a: Any, r: Any) -> None:
+        if a is None or r is None:
+            return
+        rows.append(Row(name, layer, kind, quantity, *_diff(a, r)))
+
+    types = [type(layer).__name__ for layer in layers]
+    for i, kind in enumerate(types):
+        add(i, kind, "output", got["outputs"][i], ref["outputs"][i])
+    add(None, type(loss).__name__, "loss", got["loss"], ref["loss"])
+    for i in range(len(layers) - 1, -1, -1):
+        add(i, types[i], "grad_input", got["grad_in"][i], ref["grad_in"][i])
+        for pname in sorted(ref["grads"][i]):
+            add(i, types[i], f"grad_{pname}", got["grads"][i][pname], ref["grads"][i][pname])
+    if ref["updated"] is not None:
+        for i, kind in enumerate(types):
+            for pname in sorted(ref["updated"][i]):
+                add(i, kind, f"updated_{pname}", got["updated"][i][pname], ref["updated"][i][pname])
+    return rows
+
+
+def compare_backends(
+    model: Any,
+    x: Any,
+    y: Any,
+    loss: Any,
+    backends: Sequence[str] | None = None,
+    optimizer: Any = None,
+    *,
+    dtype: str | None = None,
+    seed: int | None = None,
+) -> CompareReport:
+    """Run one training step of ``model`` on ``(x, y)`` on every backend and
+    compare each layer's output and gradients with a NumPy float64 reference.
+
+    Args:
+        model: a :class:`tinynet.Sequential` on any backend; it is not changed.
+        x, y: one batch (host NumPy arrays or arrays of any backend); ``y`` as
+            ``fit`` takes it for ``loss``.
+        loss: a :mod:`tinynet.losses` instance or name.
+        backends: names to compare (default: all of ``numpy, jax, cupy,
+            strict``; those that cannot load here get an ``unavailable`` row
+            with the reason).
+        optimizer: also compare the parameters after one update of this
+            optimizer (instance, name or config), started from a fresh state.
+        dtype: the dtype the backends compute in (default: the model's).
+        seed: the ``fit`` seed whose first step's Dropout masks are used
+            (default: ``model.fit_seed``); ignored without Dropout.
+
+    Returns a :class:`CompareReport`; :func:`format_report` renders it.
+    """
+    from . import optimizers
+    from .losses import get as get_loss
+
+    loss = get_loss(loss)
+    dtype = dtype or model.dtype
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"compare_backends: dtype must be float32 or float64, received {dtype!r}")
+    names = list(registry.BACKEND_NAMES if backends is None else backends)
+    names = [n.strip().lower() if isinstance(n, str) else n for n in names]
+    for name in names:
+        if name not in registry.BACKEND_NAMES:
+            raise ValueError(f"compare_backends: unknown backend {name!r}; valid names are: "
+                             f"{', '.join(registry.BACKEND_NAMES)}")
+    if optimizer is not None:
+        optimizer = optimizers.get(optimizer)
+    has_key = any(layer.needs_key for layer in model.layers)
+    seed = (model.fit_seed if seed is None else seed) if has_key else None
+
+    x_host = np.asarray(_host(x) if not isinstance(x, (list, tuple)) else x)
+    y_host = np.asarray(_host(y) if not isinstance(y, (list, tuple)) else y)
+    params_host = [{k: _host(v) for k, v in p.items()} for p in model.params]
+
+    numpy_backend = registry.load("numpy")
+    ref = _run(model, numpy_backend, "float64", params_host, x_host, y_host, loss, optimizer, seed)
+    report = CompareReport(
+        rows=[], dtype=dtype, batch_size=int(x_host.shape[0]),
+        optimizer=repr(optimizer) if optimizer is not None else None, dropout_seed=seed,
+    )
+    report.losses["reference"] = float(ref["loss"])
+    for name in names:
+        backend, why = registry.probe(name)
+        if backend is None:
+            report.skipped[name] = why
+            report.rows.append(Row(name, None, "", "unavailable", math.nan, math.nan, why))
+            continue
+        try:
+            got = _run(model, backend, dtype, params_host, x_host, y_host, loss, optimizer, seed)
+        except Exception as err:  # a backend that loads but fails (e.g. out of memory)
+            why = f"{type(err).__name__}: {err}"
+            report.skipped[name] = why
+            report.rows.append(Row(name, None, "", "error", math.nan, math.nan, why))
+            continue
+        report.compared.append(name)
+        report.devices[name] = backend.description or str(backend.device)
+        report.losses[name] = float(got["loss"])
+        report.rows.extend(_rows(name, model.layers, loss, got, ref))
+    return report
+
+
+# ------------------------------------------------------------------ output
+
+
+def _num(v: float) -> str:
+    if math.isnan(v):
+        return "nan"
+    if v == 0.0:
+        return "0"
+    return f"{v:.2e}"
+
+
+def format_report(report: CompareReport) -> str:
+    """A plain-text table of ``report``: a header, one line per row, a summary."""
+    lines = [
+        f"one training step, batch {report.batch_size}, {report.dtype}, against {REFERENCE}"
+        + (f", then {report.optimizer}" if report.optimizer else "")
+        + (f" (dropout masks of fit seed {report.dropout_seed})"
+           if report.dropout_seed is not None else ""),
+    ]
+    for name in report.compared:
+        lines.append(f"  {name}: {report.devices.get(name, '')}")
+    losses = ", ".join(f"{k} {v:.17g}" for k, v in report.losses.items())
+    lines.append(f"loss: {losses}")
+    header = ("backend", "layer", "type", "quantity", "max_abs", "max_rel")
+    table = [header]
+    for row in report.rows:
+        if row.quantity in ("unavailable", "error"):
+            continue
+        table.append((row.backend, "-" if row.layer is None else str(row.layer), row.layer_type,
+                      row.quantity, _num(row.max_abs), _num(row.max_rel)))
+    widths = [max(len(r[c]) for r in table) for c in range(len(header))]
+    right = {1, 4, 5}
+    lines.append("")
+    previous = None
+    for r in table:
+        if previous is not None and r[0] != previous and previous != "backend":
+            lines.append("")
+        previous = r[0]
+        cells = [r[c].rjust(widths[c]) if c in right else r[c].ljust(widths[c])
+                 for c in range(len(header))]
+        lines.append("  ".join(cells).rstrip())
+    if report.compared:
+        lines.append("")
+        for name in report.compared:
+            worst = report.worst(name)
+            if worst.max_rel == 0.0:
+                lines.append(f"{name}: every quantity equals the reference bit for bit")
+                continue
+            where = ("the loss" if worst.layer is None
+                     else f"layer {worst.layer} ({worst.layer_type})")
+            lines.append(f"{name}: largest relative difference {_num(worst.max_rel)} "
+                         f"in {worst.quantity} of {where}")
+    for name, why in report.skipped.items():
+        lines.append(f"{name}: skipped: {why}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ CLI entry
+
+
+def build_mlp(in_features: int, classes: int, hidden: Sequence[int], activation: str = "relu",
+              dropout: float = 0.0, dtype: str = "float32", seed: int = 0,
+              backend: str | None = None) -> Any:
+    """The MLP ``tinynet train`` builds: Dense + activation (+ Dropout) per
+    hidden width, then Dense + Softmax."""
+    from . import layers as tl
+    from .model import Sequential
+
+    stack: list[Any] = []
+    width = in_features
+    for h in hidden:
+        init = "he_uniform" if activation == "relu" else "glorot_uniform"
+        stack += [tl.Dense(width, h, init=init), tl.activation(activation)]
+        if dropout:
+            stack.append(tl.Dropout(dropout))
+        width = h
+    stack += [tl.Dense(width, classes), tl.Softmax()]
+    return Sequential(stack, dtype=dtype, seed=seed, backend=backend)
+
+
+def main_compare(
+    dataset: str | tuple[Any, Any] = "spiral",
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "relu",
+    dtype: str = "float32",
+    seed: int = 0,
+    batch_size: int = 128,
+    *,
+    backends: Sequence[str] | None = None,
+    dropout: float = 0.0,
+    optimizer: Any = "adam",
+) -> CompareReport:
+    """Build the ``tinynet train`` MLP for ``dataset`` (``spiral``, ``digits``,
+    a ``PATH.npz`` or an ``(x, y)`` pair of features and integer labels) and
+    compare its first training step (the batch and Dropout masks ``fit`` with
+    ``seed`` starts with) across ``backends``.  The CLI's
+    ``tinynet compare-backends`` prints :func:`format_report` of the result."""
+    if isinstance(dataset, str):
+        from .commands import load_dataset
+
+        _, (x, y), _ = load_dataset(dataset)
+    else:
+        x, y = dataset
+    x, y = np.asarray(_host(x)), np.asarray(_host(y))
+    if x.ndim > 2:
+        x = x.reshape(len(x), -1)
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise ValueError("main_compare: y must be 1-D integer class labels")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}")
+    classes = int(y.max()) + 1
+    model = build_mlp(x.shape[1], classes, hidden, activation, dropout, dtype, seed,
+                      backend="numpy")
+    numpy_backend = registry.load("numpy")
+    epoch_key = random.fold_in(random.key(seed, numpy_backend), 0)
+    order = _host(random.permutation(random.fold_in(epoch_key, 0x5EED), x.shape[0]))
+    rows = order[: min(batch_size, x.shape[0])]
+    return compare_backends(model, x[rows], y[rows], "sparse_categorical_crossentropy",
+                            backends=backends, optimizer=optimizer, dtype=dtype, seed=seed)
