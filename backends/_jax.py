@@ -19,7 +19,7 @@ def load() -> Backend:
     except ImportError:
         raise missing_package("jax", "jax") from None
     jax.config.update("jax_enable_x64", True)
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]  # after jax.distributed.initialize: this process's
 
     def jit(fn, **kwargs):
         return jax.jit(fn, **kwargs)
@@ -39,5 +39,5 @@ def load() -> Backend:
         _sync=sync,
         _is_traced=lambda a: isinstance(a, jax.core.Tracer),
         _fori_loop=lambda n, body, carry: jax.lax.fori_loop(0, n, lambda i, c: body(c), carry),
-        description=f"{device.platform.upper()} ({len(jax.devices())} device(s))",
+        description=f"{device.platform.upper()} ({len(jax.local_devices())} device(s))",
     )

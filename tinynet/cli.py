@@ -96,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--plot", metavar="PNG", default=None,
                        help="write loss/accuracy curves (and decision regions for 2-D data)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    parallel = train.add_argument_group(
+        "data parallelism (JAX backend; see docs/parallel.md)")
+    parallel.add_argument("--devices", type=_positive(int), default=None, metavar="N",
+                          help="split every batch over N JAX devices (with --coordinator: the "
+                               "devices of all processes, the default); --batch-size must be "
+                               "a multiple of N")
+    parallel.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                          help="multi-process run: address of process 0, the same in every process")
+    parallel.add_argument("--num-processes", type=_positive(int), default=1, metavar="P",
+                          help="multi-process run: number of processes (default: 1)")
+    parallel.add_argument("--process-id", type=int, default=0, metavar="I",
+                          help="multi-process run: this process's index, 0..P-1 (default: 0)")
 
     evaluate = sub.add_parser("evaluate", help="report loss and accuracy of a saved model")
     evaluate.add_argument("model", help="a .safetensors file written by tinynet")

@@ -45,9 +45,26 @@ def load_dataset(spec: str | None) -> tuple[str, tuple, tuple | None]:
     )
 
 
+def _start_processes(args: Any) -> None:
+    """``--coordinator``: join the multi-process run before JAX starts."""
+    if args.coordinator is None:
+        if args.num_processes != 1 or args.process_id != 0:
+            raise CLIError("--num-processes and --process-id need --coordinator HOST:PORT")
+        return
+    name = args.backend or backends.current_name()[0]
+    if name != "jax":
+        raise CLIError(f"--coordinator needs the JAX backend (got {name}); add --backend jax")
+    from . import parallel
+
+    parallel.initialize(args.coordinator, args.num_processes, args.process_id)
+    if args.devices is None:
+        args.devices = parallel.device_count()
+
+
 def train(args: Any) -> int:
     import tinynet as tn
 
+    _start_processes(args)
     backend = _select_backend(args.backend)
     name, (x_train, y_train), test = load_dataset(args.dataset)
     classes = int(max(y_train.max(), test[1].max() if test else 0)) + 1
@@ -69,7 +86,8 @@ def train(args: Any) -> int:
         f"tinynet {tn.__version__}: training {model.num_params} parameters on {name} "
         f"({len(x_train)} train / {len(test[0]) if test else 0} test samples) with the "
         f"{backend.name} backend ({backend.description}), {args.dtype}, "
-        f"{args.optimizer} lr={lr}, {epochs} epochs of batch {args.batch_size}",
+        f"{args.optimizer} lr={lr}, {epochs} epochs of batch {args.batch_size}"
+        + (f", data-parallel on {args.devices} device(s)" if args.devices else ""),
         flush=True,
     )
     start = time.perf_counter()
@@ -83,10 +101,11 @@ def train(args: Any) -> int:
         seed=args.seed,
         verbose=0 if args.quiet else 1,
         callbacks=[tn.TerminateOnNaN()],
+        devices=args.devices,
     )
     seconds = time.perf_counter() - start
     print(f"trained {len(history.epoch)} epochs in {seconds:.1f} s")
-    if args.save:
+    if args.save and args.process_id == 0:  # one writer in a multi-process run
         model.save(args.save)
         print(f"saved model to {args.save}")
     if args.plot:

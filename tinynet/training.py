@@ -183,6 +183,11 @@ def fit(
         nan_guard: check every step for a non-finite loss; on the first one,
             keep the parameters from before it and stop, naming the epoch,
             step and first non-finite layer.  On by default with TerminateOnNaN.
+        devices: JAX backend only: data-parallel training on this many devices
+            (all devices of all processes after ``tinynet.parallel.initialize``);
+            every batch is split over them and the gradients are averaged, with
+            the same results as on one device.  ``batch_size`` must be a
+            multiple of it.  See docs/parallel.md.
     """
     from . import optimizers
 
@@ -238,6 +243,8 @@ def fit(
         parallel = DataParallel(model.backend, devices)
         parallel.check_batch_size(batch_size, x.shape[0])
         x, y = parallel.put_data(x), parallel.put_data(y)
+        if x_val is not None:
+            x_val, y_val = parallel.put_data(x_val), parallel.put_data(y_val)
         model.params = parallel.replicate(model.params)
         model.opt_state = parallel.replicate(model.opt_state)
     loop = _FitLoop(model, loss, batch_size, steps_per_execution, nan_guard, seed, shuffle, parallel)
@@ -275,6 +282,11 @@ def fit(
                 break
     for cb in callbacks:
         cb.on_train_end(model, logs)
+    if parallel is not None:
+        # Back on one device of this process: predict / evaluate / a later fit
+        # would otherwise mix mesh arrays with single-device ones.
+        model.params = parallel.gather(model.params)
+        model.opt_state = parallel.gather(model.opt_state)
     history.stopped_early = model.stop_reason
     if verbose and model.stop_reason:
         print(model.stop_reason)
@@ -298,7 +310,7 @@ class _FitLoop:
         self.steps_per_execution = steps_per_execution
         self.nan_guard = nan_guard
         self.shuffle = shuffle
-        self.run_key = random.key(seed, self.backend)
+        self.run_key = self._place(random.key(seed, self.backend))
         self.has_key = any(layer.needs_key for layer in model.layers)
         self.metric = _metric_for(model, loss)
         self.loss = loss
@@ -331,6 +343,11 @@ class _FitLoop:
             self._jitted[(size, block, self.nan_guard)] = fn
         return fn
 
+    def _place(self, tree):
+        """With data parallelism every input of the compiled step must live on
+        the device mesh (replicated), not on the single default device."""
+        return tree if self.parallel is None else self.parallel.replicate(tree)
+
     def _epoch_setup(self, n: int):
         """``(row order, step key)`` of an epoch, one compiled call on JAX."""
         fn = self._jitted.get(("setup", n, self.shuffle))
@@ -357,13 +374,13 @@ class _FitLoop:
         order, step_key = self._epoch_setup(n)(self.run_key, epoch)
         # made on the model's device like the params, so the first compiled
         # call sees the same input placement as every later one (no recompile)
-        sums = (backend.asarray(0.0, model.dtype), backend.asarray(0.0, model.dtype))
+        sums = self._place((backend.asarray(0.0, model.dtype), backend.asarray(0.0, model.dtype)))
         bar = _progress(verbose, n_steps, epoch)
         sync_every = max(1, n_steps // SYNCS_PER_EPOCH)
         params, opt_state = model.params, model.opt_state
         done = 0
         if backend.compiles:
-            i = backend.asarray(0, "int32")
+            i = self._place(backend.asarray(0, "int32"))
             block = 1 if self.nan_guard else self.steps_per_execution
             while done < n_steps and not interrupt["hit"]:
                 if done + block <= n_full and block > 1:

@@ -1,0 +1,207 @@
+"""Data parallelism on JAX: a 1-D device mesh, replicated parameters and a
+batch split along its first axis.  Every ``jax.sharding`` / ``jax.distributed``
+import of tinynet lives here; :mod:`tinynet.parallel` is the user-facing side.
+
+How the maths stays the same as on one device: the training step is not
+rewritten.  Parameters, optimizer state, the data set and the keys are
+*replicated* over the mesh; inside the jitted step the batch gets a sharding
+constraint that splits its rows over the ``"batch"`` mesh axis.  XLA's SPMD
+partitioner then runs the forward and the hand-written backward on each
+device's rows, and wherever the maths reduces over the batch (the mean loss,
+``h.T @ dz`` for the weight gradients, the bias gradients, the metric count)
+it inserts an all-reduce.  The gradients every device applies are therefore
+the mean over the WHOLE batch, exactly as on one device; only the order of
+the floating-point additions differs (per-device partial sums, then the
+all-reduce), so results agree to rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+AXIS = "batch"
+FAKE_DEVICES_HINT = (
+    "XLA_FLAGS=--xla_force_host_platform_device_count={n} in the environment before "
+    "JAX starts (before the first import of jax in the process)"
+)
+
+
+# ------------------------------------------------------------------ processes
+
+
+def initialize(
+    coordinator: str,
+    num_processes: int,
+    process_id: int,
+    *,
+    bind_address: str | None = None,
+    timeout: int = 300,
+    local_device_ids: list[int] | None = None,
+) -> None:
+    """``jax.distributed.initialize`` for a run over several processes.
+
+    On CPU the cross-process collectives must be chosen before the CPU client
+    starts; gloo (over TCP) is the default of current JAX and is set
+    explicitly unless the user picked another implementation (e.g. "mpi").
+    The coordinator service (process 0) binds to ``bind_address``, by default
+    the coordinator address itself rather than every interface.
+    """
+    if jax.distributed.is_initialized():
+        raise RuntimeError(
+            "tinynet.parallel.initialize was already called in this process "
+            "(jax.distributed is initialized); call it once, at program start"
+        )
+    if jax.config.jax_cpu_collectives_implementation is None:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(
+            coordinator_address=coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
+            local_device_ids=local_device_ids,
+            cluster_detection_method="deactivate",
+            initialization_timeout=timeout,
+            coordinator_bind_address=bind_address or coordinator,
+        )
+    except RuntimeError as err:
+        if "before" in str(err).lower():
+            raise RuntimeError(
+                "tinynet.parallel.initialize must run before JAX does anything in this "
+                "process: call it first, before building a model or any array on the "
+                f"JAX backend ({err})"
+            ) from None
+        raise
+    _use_local_device()
+
+
+def _use_local_device() -> None:
+    """Make the JAX backend create new arrays on a device of THIS process.
+
+    ``jax.devices()[0]`` is global device 0, which belongs to process 0; on
+    the other processes arrays must go to ``jax.local_devices()[0]``.
+    """
+    import backends
+
+    backend = backends.load("jax")
+    local = jax.local_devices()[0]
+    if backend.device != local:
+        backend.device = local
+    if jax.process_count() > 1:
+        backend.description = (
+            f"{local.platform.upper()} ({jax.local_device_count()} local / "
+            f"{jax.device_count()} global device(s), process {jax.process_index()} "
+            f"of {jax.process_count()})"
+        )
+
+
+def is_initialized() -> bool:
+    return jax.distributed.is_initialized()
+
+
+def shutdown() -> None:
+    """``jax.distributed.shutdown`` if it was initialized (tests, clean exit)."""
+    if jax.distributed.is_initialized():
+        jax.distributed.shutdown()
+
+
+def info() -> dict[str, Any]:
+    """Device and process counts as JAX sees them."""
+    return {
+        "platform": jax.devices()[0].platform,
+        "global_devices": jax.device_count(),
+        "local_devices": jax.local_device_count(),
+        "process_index": jax.process_index(),
+        "process_count": jax.process_count(),
+    }
+
+
+# ------------------------------------------------------------------ the mesh
+
+
+class JaxDataParallel:
+    """A 1-D mesh over ``jax.devices()[:n]`` (global devices, all processes).
+
+    ``put_data`` / ``replicate`` place arrays replicated on every device of
+    the mesh, ``shard_batch`` (inside ``jit``) splits a batch's rows over the
+    mesh, ``gather`` brings arrays back to one device of this process.
+    """
+
+    def __init__(self, n: int):
+        devices = jax.devices()[:n]
+        self.n = n
+        self.device_ids = tuple(d.id for d in devices)
+        self.mesh = Mesh(np.array(devices), (AXIS,))
+        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.split = NamedSharding(self.mesh, PartitionSpec(AXIS))
+        self.multi_process = jax.process_count() > 1
+
+    # -------------------------------------------------------- placement
+
+    def _put(self, a: Any) -> Any:
+        if not isinstance(a, jax.Array):
+            return a  # Python numbers, None
+        if getattr(a, "sharding", None) == self.replicated:
+            return a
+        if not self.multi_process:
+            return jax.device_put(a, self.replicated)
+        # Several processes: every process holds the same full value (same
+        # seed, same data); each one fills its own devices from its copy.
+        host = np.asarray(_local_value(a))
+        return jax.make_array_from_callback(host.shape, self.replicated, lambda index: host[index])
+
+    def replicate(self, tree: Any) -> Any:
+        """Every array of ``tree`` replicated on all devices of the mesh."""
+        return jax.tree_util.tree_map(self._put, tree)
+
+    def put_data(self, a: Any) -> Any:
+        """A whole data set, replicated: each step gathers its batch rows
+        on every device, and the batch constraint keeps only each device's
+        share of the computation."""
+        return self._put(a)
+
+    def shard_batch(self, a: Any) -> Any:
+        """Split ``a`` (inside ``jit``) along axis 0 over the mesh; a batch
+        whose size is not a multiple of the device count (the ragged last
+        batch of an epoch) is computed replicated instead: same maths."""
+        spec = self.split if a.shape[0] % self.n == 0 else self.replicated
+        return jax.lax.with_sharding_constraint(a, spec)
+
+    def gather(self, tree: Any, device: Any) -> Any:
+        """Arrays of ``tree`` as single-device arrays on ``device`` (a device
+        of this process), e.g. parameters after a parallel ``fit``."""
+
+        def one(a: Any) -> Any:
+            if not isinstance(a, jax.Array):
+                return a
+            return jax.device_put(_local_value(a), device)
+
+        return jax.tree_util.tree_map(one, tree)
+
+    def describe(self) -> str:
+        platform = self.mesh.devices.flat[0].platform
+        procs = f" over {jax.process_count()} processes" if self.multi_process else ""
+        return f"{self.n} {platform.upper()} device(s){procs}, mesh axis {AXIS!r}"
+
+
+def _local_value(a: Any) -> Any:
+    """A single-device array (or host copy) holding the full value of ``a``."""
+    if len(a.sharding.device_set) == 1:
+        return a
+    if a.is_fully_replicated:
+        return a.addressable_data(0)
+    if a.is_fully_addressable:
+        return np.asarray(a)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(a, tiled=True)
+
+
+def batch_split_in_hlo(fn: Any, *args: Any) -> dict[str, Any]:
+    """What XLA made of ``jit(fn)(*args)``: the number of all-reduce ops in
+    the compiled module (the gradient averaging) and its text, for tests."""
+    text = jax.jit(fn).lower(*args).compile().as_text()
+    return {"all_reduce": text.count("all-reduce("), "hlo": text}

@@ -1,0 +1,336 @@
+"""Data-parallel training on JAX: ``fit(..., devices=N)``.
+
+The parameters and optimizer state are replicated on N devices, every batch
+is split along its rows over a 1-D device mesh (axis ``"batch"``), and the
+SAME jitted training step runs: XLA's SPMD partitioner inserts the
+all-reduces that average the gradients, because the loss is a mean over the
+(sharded) batch.  The hand-written backward is not changed, so training on
+N devices computes the same numbers as on one device, up to the order of
+floating-point additions (see ``docs/parallel.md``).
+
+Several processes (hosts): call :func:`initialize` first thing in every
+process, then ``fit(..., devices=device_count())`` with the FULL data set
+in every process; the mesh spans the devices of all processes.
+
+``python -m tinynet.parallel`` trains a small model on 1 and on N devices
+and prints how far the results are apart (a self-check of a setup; the
+tests use it as their worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+import backends
+
+__all__ = ["DataParallel", "device_count", "initialize", "is_initialized", "shutdown"]
+
+_FAKE = (
+    "XLA_FLAGS=--xla_force_host_platform_device_count={n} set in the environment "
+    "before JAX starts (before the first import of jax in the process)"
+)
+
+
+def _impl():
+    """``backends._jax_parallel`` (imports jax), or a clear error without jax."""
+    try:
+        from backends import _jax_parallel
+    except ImportError:
+        raise backends.missing_package("jax", "jax") from None
+    return _jax_parallel
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, received {name}={value!r}")
+    return int(value)
+
+
+# ------------------------------------------------------------------ processes
+
+
+def initialize(
+    coordinator: str,
+    num_processes: int,
+    process_id: int,
+    *,
+    bind_address: str | None = None,
+    timeout: int = 300,
+) -> None:
+    """Join a data-parallel run over ``num_processes`` processes (hosts).
+
+    Call it in every process before anything else touches JAX, with the
+    same ``coordinator`` (``"HOST:PORT"`` of process 0, reachable from all
+    processes) and ``process_id`` 0, 1, ..., ``num_processes - 1``.  It
+    wraps ``jax.distributed.initialize`` (CPU collectives: gloo over TCP).
+    Process 0 runs the coordinator service, bound to ``bind_address``
+    (default: the coordinator address itself).  ``timeout`` seconds to wait
+    for all processes to connect.
+    """
+    if not isinstance(coordinator, str) or coordinator.count(":") < 1:
+        raise ValueError(
+            f"coordinator must be 'HOST:PORT' (process 0's address), received {coordinator!r}"
+        )
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"coordinator must be 'HOST:PORT' with a port in 1..65535, received {coordinator!r}"
+        )
+    num_processes = _check_int("num_processes", num_processes, 1)
+    process_id = _check_int("process_id", process_id, 0)
+    if process_id >= num_processes:
+        raise ValueError(
+            f"process_id must be in 0..{num_processes - 1} for num_processes={num_processes}, "
+            f"received process_id={process_id}"
+        )
+    _impl().initialize(coordinator, num_processes, process_id,
+                       bind_address=bind_address, timeout=_check_int("timeout", timeout, 1))
+
+
+def is_initialized() -> bool:
+    """True after :func:`initialize` in this process."""
+    try:
+        return _impl().is_initialized()
+    except backends.BackendUnavailableError:
+        return False
+
+
+def shutdown() -> None:
+    """Leave the multi-process run (optional; JAX also does it at exit)."""
+    _impl().shutdown()
+
+
+def device_count() -> int:
+    """The number of JAX devices of the run (of all processes together)."""
+    backends.load("jax")
+    return _impl().info()["global_devices"]
+
+
+# ------------------------------------------------------------------ fit's helper
+
+
+class DataParallel:
+    """What ``fit(..., devices=N)`` needs: validation, placement, the batch split.
+
+    ``backend`` is the model's backend; ``devices`` the number of devices
+    (in a multi-process run: all devices of all processes).  Two objects for
+    the same devices compare equal, so ``fit`` reuses its compiled steps.
+    """
+
+    def __init__(self, backend: backends.Backend, devices: int):
+        self.devices = _check_int("devices", devices, 1)
+        self.backend = backend
+        self._impl: Any = None
+        if backend.name != "jax":
+            if self.devices > 1:
+                raise ValueError(
+                    f"fit(devices={self.devices}): data parallelism needs the JAX backend, "
+                    f"but this model is on the {backend.name} backend; run with "
+                    "TINYNET_BACKEND=jax (or model.to_backend('jax')), or leave devices unset"
+                )
+            return  # devices=1 off JAX: plain single-device training
+        impl = _impl()
+        info = impl.info()
+        total = info["global_devices"]
+        if info["process_count"] > 1:
+            if self.devices != total:
+                raise ValueError(
+                    f"fit(devices={self.devices}): this run has {total} JAX devices over "
+                    f"{info['process_count']} processes and a multi-process run trains on all "
+                    f"of them; pass devices={total} (tinynet.parallel.device_count())"
+                )
+        elif self.devices > total:
+            fake = ""
+            if info["platform"] == "cpu":
+                fake = "; to try data parallelism on one CPU, fake devices with " + _FAKE.format(
+                    n=self.devices
+                )
+            raise ValueError(
+                f"fit(devices={self.devices}): only {total} JAX device(s) are available "
+                f"({info['platform']}), {self.devices} were requested{fake}"
+            )
+        self._impl = impl.JaxDataParallel(self.devices)
+
+    # ---------------------------------------------------------------- identity
+
+    def _key(self) -> tuple:
+        ids = self._impl.device_ids if self._impl is not None else ()
+        return (self.backend.name, self.devices, ids)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DataParallel) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        if self._impl is None:
+            return f"DataParallel({self.backend.name}, 1 device)"
+        return f"DataParallel({self._impl.describe()})"
+
+    # ---------------------------------------------------------------- checks
+
+    def check_batch_size(self, batch_size: int, n: int) -> None:
+        """``ValueError`` unless every full batch splits evenly over the devices.
+
+        The ragged last batch of an epoch (``n % batch_size`` rows) needs no
+        care: if it does not split evenly it is computed replicated on every
+        device, which gives the same numbers.
+        """
+        d = self.devices
+        if d == 1 or batch_size % d == 0:
+            return
+        lower = (batch_size // d) * d
+        options = " or ".join(str(b) for b in (lower, lower + d) if b > 0)
+        raise ValueError(
+            f"fit(devices={d}): batch_size={batch_size} is not divisible by the {d} devices "
+            f"(each device computes batch_size / devices rows of every batch); choose a "
+            f"multiple of {d}, e.g. batch_size={options} (n={n} samples)"
+        )
+
+    # ---------------------------------------------------------------- placement
+
+    def put_data(self, a: Any) -> Any:
+        """A whole data set (x or y), replicated on every device of the mesh."""
+        return a if self._impl is None else self._impl.put_data(a)
+
+    def replicate(self, tree: Any) -> Any:
+        """Parameters / optimizer state / keys, replicated on every device."""
+        return tree if self._impl is None else self._impl.replicate(tree)
+
+    def shard_batch(self, a: Any) -> Any:
+        """Inside the jitted step: split a batch's rows over the devices."""
+        return a if self._impl is None else self._impl.shard_batch(a)
+
+    def gather(self, tree: Any) -> Any:
+        """Arrays of ``tree`` back on the backend's device of this process
+        (``fit`` does this with the parameters when it ends)."""
+        return tree if self._impl is None else self._impl.gather(tree, self.backend.device)
+
+
+# ------------------------------------------------------------------ self-check / worker
+
+
+def _small_problem(samples: int, dtype: str):
+    import numpy as np
+
+    from . import datasets
+
+    x, y = datasets.spiral(samples_per_class=math.ceil(samples / 3), classes=3, noise=0.2, seed=0)
+    rows = np.random.default_rng(0).permutation(x.shape[0])[:samples]
+    return x[rows].astype(dtype), y[rows]
+
+
+def _train(devices: int | None, dtype: str, args: argparse.Namespace) -> dict[str, Any]:
+    import tinynet as tn
+
+    x, y = _small_problem(args.samples, dtype)
+    layers = [tn.Dense(2, 16), tn.ReLU()]
+    if args.dropout:
+        layers.append(tn.Dropout(args.dropout))
+    layers += [tn.Dense(16, 16), tn.Tanh(), tn.Dense(16, 3), tn.Softmax()]
+    model = tn.Sequential(layers, dtype=dtype, seed=args.seed, backend="jax")
+    history = model.fit(
+        x, y,
+        loss="sparse_categorical_crossentropy",
+        optimizer=tn.optimizers.Adam(lr=0.01),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        validation_split=0.1,
+        seed=args.seed,
+        verbose=0,
+        steps_per_execution=args.steps_per_execution,
+        devices=devices,
+    )
+    evaluation = model.evaluate(x, y, loss="sparse_categorical_crossentropy")
+    return {
+        "devices": devices,
+        "dtype": dtype,
+        "history": history.history,
+        "evaluate": evaluation,
+        "params": [{k: tn.to_numpy(v).tolist() for k, v in p.items()} for p in model.params],
+    }
+
+
+def _max_rel_diff(run: dict[str, Any], base: dict[str, Any]) -> float:
+    """Largest ``|a - b| / max|b|`` over the loss history and every parameter."""
+    import numpy as np
+
+    pairs = [(run["history"][k], base["history"][k]) for k in base["history"]]
+    pairs += [(p[k], q[k]) for p, q in zip(run["params"], base["params"], strict=True) for k in q]
+    worst = 0.0
+    for a, b in pairs:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        worst = max(worst, float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-30)))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tinynet.parallel",
+        description="Train a small model on one device and data-parallel on N devices "
+                    "(JAX) and report how far apart the results are.",
+    )
+    parser.add_argument("--devices", default=None,
+                        help="comma-separated device counts to try (default: all devices)")
+    parser.add_argument("--dtype", default="float32,float64",
+                        help="comma-separated dtypes (default: float32,float64)")
+    parser.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                        help="multi-process run: process 0's address")
+    parser.add_argument("--num-processes", type=int, default=1)
+    parser.add_argument("--process-id", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=100,
+                        help="samples (10%% are held out for validation)")
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--steps-per-execution", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the single-device reference run")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object with every run (histories, parameters)")
+    args = parser.parse_args(argv)
+
+    if args.coordinator is not None:
+        initialize(args.coordinator, args.num_processes, args.process_id)
+    elif args.num_processes != 1:
+        parser.error("--num-processes needs --coordinator HOST:PORT")
+    backends.load("jax")
+    info = _impl().info()
+    counts = ([int(s) for s in args.devices.split(",")] if args.devices
+              else [info["global_devices"]])
+    dtypes = [s.strip() for s in args.dtype.split(",") if s.strip()]
+    out: dict[str, Any] = {"info": info, "runs": []}
+    for dtype in dtypes:
+        base = None
+        if not args.no_reference:
+            base = _train(None, dtype, args)
+            base["max_rel_diff"] = 0.0
+            out["runs"].append(base)
+        for n in counts:
+            run = _train(n, dtype, args)
+            run["max_rel_diff"] = _max_rel_diff(run, base) if base is not None else None
+            out["runs"].append(run)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"process {info['process_index']} of {info['process_count']}: "
+              f"{info['global_devices']} {info['platform']} device(s), "
+              f"{info['local_devices']} local")
+        for run in out["runs"]:
+            n = run["devices"]
+            where = "1 device (reference)" if n is None else f"devices={n}"
+            diff = run["max_rel_diff"]
+            diff = "" if diff is None else f"  max relative difference {diff:.2e}"
+            loss = run["history"]["loss"][-1]
+            print(f"  {run['dtype']:8s} {where:22s} final loss {loss:.6f}{diff}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
