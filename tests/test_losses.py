@@ -237,7 +237,7 @@ def test_keras_case_gradient_matches_jax_grad(jax_backend, name):
     case = KERAS_CASES[name]
     kind = case["loss"]
     yt, yp, _, _ = _inputs(jax_backend, kind, case["y_true"], case["y_pred"], "float64")
-    expected = jax.grad(lambda p: keras_formula(jnp, kind, case["kwargs"], yt, p))(yp)
+    expected = jax.jit(jax.grad(lambda p: keras_formula(jnp, kind, case["kwargs"], yt, p)))(yp)
     grad = make_loss(kind, case["kwargs"]).grad(yt, yp)
     assert_close(grad, np.asarray(expected), "float64", name)
 
@@ -292,7 +292,8 @@ def test_gradient_matches_jax_grad(jax_backend, name):
 
     kind, kwargs, y_true, y_pred = LOSSES[name]
     yt, yp, _, _ = _inputs(jax_backend, kind, y_true, y_pred, "float64")
-    value_ref, grad_ref = jax.value_and_grad(lambda p: keras_formula(jnp, kind, kwargs, yt, p))(yp)
+    oracle = jax.jit(jax.value_and_grad(lambda p: keras_formula(jnp, kind, kwargs, yt, p)))
+    value_ref, grad_ref = oracle(yp)
     value, grad = make_loss(kind, kwargs).value_and_grad(jnp, yt, yp)
     assert_close(value, float(value_ref), "float64", f"{name} value")
     assert_close(grad, np.asarray(grad_ref), "float64", f"{name} grad vs jax.grad")
@@ -314,57 +315,67 @@ def test_integer_and_float32_targets_are_cast_to_the_prediction_dtype(backend):
 
 
 def test_bce_clipped_predictions_have_zero_gradient(backend, dtype):
-    y_true = np.array([[0.0, 1.0, 1.0, 0.0, 1.0]])
-    y_pred = np.array([[0.0, 1.0, 0.0, 1.0, 0.4]])
+    """Predictions of exactly 0 and 1 (rows 0 and 1) are clipped to
+    [1e-7, 1 - 1e-7] (as rounded to the dtype): finite loss, zero gradient."""
+    y_true = np.array([[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.5, 0.5], [0.0, 1.0, 0.3, 1.0]])
+    y_pred = np.array([[0.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0], [0.4, 0.7, 0.2, 0.9]])
     loss = losses.BinaryCrossentropy()
     yt, yp, yt64, yp64 = _inputs(backend, "BinaryCrossentropy", y_true, y_pred, dtype)
     value, grad = _scalar(loss(yt, yp)), to_numpy(loss.grad(yt, yp)).astype(np.float64)
-    # clipped to [1e-7, 1 - 1e-7] as rounded to dtype: ~0 for the right ones, ~16.1 for the wrong
     lo, hi = float(np.asarray(EPS, dtype)), float(np.asarray(1.0 - EPS, dtype))
-    expected = -(np.log(1.0 - lo) + np.log(hi) + np.log(lo) + np.log(1.0 - hi) + np.log(0.4)) / 5
+    q = np.minimum(np.maximum(yp64, lo), hi)
+    expected = -np.mean(yt64 * np.log(q) + (1.0 - yt64) * np.log(1.0 - q))
     assert_close(value, expected, dtype, "clipped value")
-    np.testing.assert_array_equal(grad[0, :4], 0.0)
-    assert_close(grad[0, 4], -1.0 / (0.4 * 5), dtype, "unclipped entry")
+    np.testing.assert_array_equal(grad[:2], 0.0)
+    expected_row = grad_reference("BinaryCrossentropy", {}, yt64[2:], yp64[2:]) / 3
+    assert_close(grad[2:], expected_row, dtype, "unclipped row")
 
 
 def test_categorical_clipped_predictions_have_zero_gradient(backend, dtype):
     loss = losses.CategoricalCrossentropy()
-    y_true = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    y_pred = np.array([[0.0, 1.0, 0.0], [0.2, 0.3, 0.5]])
+    y_true = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.5, 0.0, 0.5]])
+    y_pred = np.array([[0.0, 1.0, 0.0, 0.0], [0.2, 0.3, 0.4, 0.1], [0.1, 0.6, 0.2, 0.1]])
     yt, yp, yt64, yp64 = _inputs(backend, "CategoricalCrossentropy", y_true, y_pred, dtype)
     grad = to_numpy(loss.grad(yt, yp)).astype(np.float64)
     np.testing.assert_array_equal(grad[0], 0.0)  # every q of row 0 is clipped
-    assert_close(
-        grad[1], grad_reference("CategoricalCrossentropy", {}, yt64[1:], yp64[1:])[0] / 2, dtype
-    )
+    expected_rows = grad_reference("CategoricalCrossentropy", {}, yt64[1:], yp64[1:]) * 2 / 3
+    assert_close(grad[1:], expected_rows, dtype, "unclipped rows")
     lo = float(np.asarray(EPS, dtype))
-    assert_close(loss(yt, yp), (-np.log(lo) - np.log(0.5)) / 2, dtype, "clipped value")
+    expected = (-np.log(lo) - np.log(0.4) - 0.5 * np.log(0.6 * 0.1)) / 3
+    assert_close(loss(yt, yp), expected, dtype, "clipped value")
+
+
+def _stable_sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 @pytest.mark.parametrize(
     "kind", ["BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy"]
 )
 def test_from_logits_at_pm_1e4_is_finite_and_exact(backend, dtype, kind):
-    logits = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]])
-    if kind == "SparseCategoricalCrossentropy":
-        y_true = np.array([1, 2])
-        t = np.eye(3)[y_true]
-    else:
-        y_true = t = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    loss = make_loss(kind, {"from_logits": True})
-    yt, yp, _, _ = _inputs(backend, kind, y_true, logits, dtype)
-    value, grad = _scalar(loss(yt, yp)), to_numpy(loss.grad(yt, yp)).astype(np.float64)
+    logits = np.array([[1e4, -1e4, 0.0, 3.0], [-1e4, 1e4, 1e4, -1e4], [1e4, 1e4, -1e4, 1e4 - 2.0]])
+    labels = np.array([1, 2, 3])
     if kind == "BinaryCrossentropy":
-        # per element: softplus(x) - x y
-        per = np.array([[1e4, 1e4, np.log(2.0)], [0.0, 1e4, 0.0]])
-        assert_close(value, per.mean(), dtype, "bce value")
-        assert_close(
-            grad, (np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 1.0]]) - t) / 6, dtype, "bce grad"
-        )
+        y_true = t = np.array([[0.0, 1.0, 0.5, 1.0], [0.0, 0.0, 1.0, 0.3], [1.0, 0.0, 1.0, 0.0]])
+    elif kind == "SparseCategoricalCrossentropy":
+        y_true, t = labels, np.eye(4)[labels]
     else:
-        assert_close(value, (2e4 + np.log(2.0)) / 2, dtype, "ce value")
-        probs = np.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]])
-        assert_close(grad, (probs - t) / 2, dtype, "ce grad")
+        y_true = t = np.eye(4)[labels]
+    loss = make_loss(kind, {"from_logits": True})
+    yt, yp, _, x64 = _inputs(backend, kind, y_true, logits, dtype)
+    value, grad = _scalar(loss(yt, yp)), to_numpy(loss.grad(yt, yp)).astype(np.float64)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    if kind == "BinaryCrossentropy":
+        expected = np.mean(np.logaddexp(0.0, x64) - x64 * t)
+        expected_grad = (_stable_sigmoid(x64) - t) / t.size
+    else:
+        log_q = x64 - np.max(x64, axis=-1, keepdims=True)
+        log_q = log_q - np.log(np.sum(np.exp(log_q), axis=-1, keepdims=True))
+        expected = -np.sum(t * log_q) / 3
+        expected_grad = (np.exp(log_q) - t) / 3
+    assert expected > 1e3  # the +-1e4 logits really are wrong by ~1e4
+    assert_close(value, expected, dtype, f"{kind} value")
+    assert_close(grad, expected_grad, dtype, f"{kind} grad")
 
 
 # ------------------------------------------------------------ one_hot

@@ -80,17 +80,17 @@ def activation_vjp(name, x, dy):
     raise AssertionError(name)
 
 
-def loss_formula(m, kind, y, p):
+def loss_formula(m, kind, y, p, lo=EPS, hi=1.0 - EPS):
     """Keras's loss on the model OUTPUT (probabilities: the unfused formula)."""
     n = p.shape[0]
     if kind == "scce":
         y = m.eye(p.shape[-1])[y]
         kind = "cce"
     if kind == "cce":
-        q = m.clip(p / m.sum(p, axis=-1, keepdims=True), EPS, 1.0 - EPS)
+        q = m.clip(p / m.sum(p, axis=-1, keepdims=True), lo, hi)
         return -m.sum(y * m.log(q)) / n
     if kind == "bce":
-        q = m.clip(p, EPS, 1.0 - EPS)
+        q = m.clip(p, lo, hi)
         return -m.mean(y * m.log(q) + (1.0 - y) * m.log(1.0 - q))
     if kind == "mse":
         return m.mean((p - y) ** 2)
@@ -145,27 +145,27 @@ MODELS = {
         np.array([[1, 0, 0], [0.2, 0.3, 0.5], [0, 1, 0], [0.1, 0.1, 0.8], [0.6, 0.4, 0]]),
     ),
     "elu_softplus_sigmoid_bce": (
-        [("dense", 4, 6), "elu", ("dense", 6, 5), "softplus", ("dense", 5, 2), "sigmoid"],
+        [("dense", 4, 8), "elu", ("dense", 8, 6), "softplus", ("dense", 6, 3), "sigmoid"],
         "bce",
         losses.BinaryCrossentropy,
-        np.array([[1, 0], [0, 0], [1, 1], [0.3, 0.8], [0, 1]], dtype=np.float64),
+        np.array([[1, 0, 1], [0, 0, 0.5], [1, 1, 0], [0.3, 0.8, 1], [0, 1, 0]], dtype=np.float64),
     ),
     "leaky_gelu_dropout_mse": (
-        [
-            ("dense", 4, 8),
-            "leaky0.1",
-            ("dense", 8, 6),
-            "gelu",
-            "dropout",
-            ("dense", 6, 2),
-            "identity",
-        ],
+        [("dense", 4, 8), "leaky0.1", ("dense", 8, 6), "gelu", "dropout", ("dense", 6, 3)],
         "mse",
         losses.MeanSquaredError,
-        np.array([[0.5, -1.0], [1.2, 0.3], [-0.4, 0.9], [0.0, -0.6], [2.0, 1.1]]),
+        np.array(
+            [
+                [0.5, -1.0, 0.2],
+                [1.2, 0.3, -0.8],
+                [-0.4, 0.9, 1.6],
+                [0.0, -0.6, 0.3],
+                [2.0, 1.1, -0.2],
+            ]
+        ),
     ),
     "tanh_sigmoid_huber": (
-        [("dense", 4, 5), "tanh", ("dense", 5, 3), "sigmoid"],
+        [("dense", 4, 8), "tanh", ("dense", 8, 6), "sigmoid", ("dense", 6, 3), "sigmoid"],
         "huber",
         lambda: losses.Huber(1.0),
         np.array(
@@ -204,22 +204,53 @@ def reference_params(name):
     return params
 
 
-def build(name, backend, dtype, specs=None, params=None):
-    specs = MODELS[name][0] if specs is None else specs
-    layers = [tinynet.Dense(s[1], s[2]) if isinstance(s, tuple) else _LAYER[s]() for s in specs]
-    model = tinynet.Sequential(layers, dtype=dtype, seed=0, backend=backend.name)
-    params = reference_params(name) if params is None else params
-    for i, p in enumerate(params):
+_BUILT: dict = {}
+
+
+def build(name, backend, dtype, unfused=False):
+    """The model ``name`` on ``backend`` with the reference parameters.
+
+    Built once per (model, backend, dtype) and reused: a model's JAX
+    initialisation compiles a program, which would dominate the test time.
+    ``unfused`` appends an ``Identity`` after the head, which defeats fusion.
+    """
+    key = (name, backend.name, dtype, unfused)
+    model = _BUILT.get(key)
+    if model is None:
+        specs = MODELS[name][0] + (["identity"] if unfused else [])
+        layers = [tinynet.Dense(s[1], s[2]) if isinstance(s, tuple) else _LAYER[s]() for s in specs]
+        model = tinynet.Sequential(layers, dtype=dtype, seed=0, backend="numpy")
+        model.to_backend(backend.name)
+        _BUILT[key] = model
+    for i, p in enumerate(reference_params(name)):
         for k, v in p.items():
             model.params[i][k] = backend.asarray(v, dtype)
+    assert backends.backend_of(model.params[0]["W"]) is backend
     return model
 
 
-def reference(name, params, x, y):
-    """(loss, grads, output) of the whole model: float64 NumPy forward + backprop."""
+def logits_loss(kind, y, z):
+    """(loss, dL/dz) from the logits ``z``: the exact fused cross-entropy."""
+    if kind == "bce":
+        return np.mean(np.logaddexp(0.0, z) - z * y), (0.5 * (1 + np.tanh(0.5 * z)) - y) / z.size
+    t = np.eye(z.shape[-1])[y] if kind == "scce" else y
+    log_q = z - np.max(z, axis=-1, keepdims=True)
+    log_q = log_q - np.log(np.sum(np.exp(log_q), axis=-1, keepdims=True))
+    n = z.shape[0]
+    return -np.sum(t * log_q) / n, (np.exp(log_q) * t.sum(axis=-1, keepdims=True) - t) / n
+
+
+def reference(name, params, x, y, from_logits=False):
+    """(loss, grads, output) of the whole model: float64 NumPy forward + backprop.
+
+    By default the loss is Keras's formula on the model output (unfused);
+    ``from_logits`` stops before the last activation and takes the exact
+    cross-entropy of the logits instead.
+    """
     specs, kind = MODELS[name][0], MODELS[name][1]
+    run = len(specs) - 1 if from_logits else len(specs)
     h, saved = x, []
-    for spec, p in zip(specs, params, strict=True):
+    for spec, p in zip(specs[:run], params[:run], strict=True):
         saved.append(h)
         if isinstance(spec, tuple):
             h = h @ p["W"] + p["b"]
@@ -227,10 +258,12 @@ def reference(name, params, x, y):
             if spec in ("relu", "leaky0.1", "elu"):
                 assert np.min(np.abs(h)) > 1e-3, "pre-activation too close to the kink"
             h = activation(np, spec, h)
-    value = loss_formula(np, kind, y, h)
-    d = loss_grad(kind, y, h)
+    if from_logits:
+        value, d = logits_loss(kind, y, h)
+    else:
+        value, d = loss_formula(np, kind, y, h), loss_grad(kind, y, h)
     grads = [{} for _ in specs]
-    for i in range(len(specs) - 1, -1, -1):
+    for i in range(run - 1, -1, -1):
         spec, inp = specs[i], saved[i]
         if isinstance(spec, tuple):
             grads[i] = {"W": inp.T @ d, "b": d.sum(axis=0)}
@@ -376,7 +409,9 @@ def test_loss_and_grads_match_jax_grad(jax_backend, name):
     params = [
         {k: jnp.asarray(v, dtype=jnp.float64) for k, v in p.items()} for p in reference_params(name)
     ]
-    value_ref, grads_ref = jax.value_and_grad(model_loss)(params, jnp.asarray(X, dtype=jnp.float64))
+    value_ref, grads_ref = jax.jit(jax.value_and_grad(model_loss))(
+        params, jnp.asarray(X, dtype=jnp.float64)
+    )
     value, grads = build(name, jax_backend, "float64").loss_and_grads(
         X, MODELS[name][3], _loss(name)
     )
@@ -384,6 +419,18 @@ def test_loss_and_grads_match_jax_grad(jax_backend, name):
     assert_grads_close(
         grads, [{k: np.asarray(v) for k, v in g.items()} for g in grads_ref], "float64", name
     )
+
+
+def test_loss_and_grads_cache_does_not_grow_for_equal_losses():
+    """Losses compare by config (``Loss.__eq__``) so that compiled functions are
+    reused; ``loss_and_grads`` must not add an entry per call."""
+    model = build("leaky_gelu_dropout_mse", backends.load("numpy"), "float64")
+    y = MODELS["leaky_gelu_dropout_mse"][3]
+    model.loss_and_grads(X, y, "mean_squared_error")
+    size = len(model._compiled)
+    for loss in ("mean_squared_error", "mse", losses.MeanSquaredError(), losses.MeanSquaredError()):
+        model.loss_and_grads(X, y, loss)
+    assert len(model._compiled) == size
 
 
 # ------------------------------------------------------------ fused vs unfused heads
@@ -394,6 +441,7 @@ FUSED = [n for n in NAMES if MODELS[n][0][-1] in ("softmax", "sigmoid") and MODE
 @pytest.mark.parametrize("name", FUSED)
 def test_head_is_fused(name):
     layers = build(name, backends.load("numpy"), "float64").layers
+    assert type(layers[-1]) in (tinynet.Softmax, tinynet.Sigmoid)
     assert core.fused_head(layers, _loss(name)) is not None
     assert core.fused_head(layers + [tinynet.Identity()], _loss(name)) is None
 
@@ -403,8 +451,7 @@ def test_fused_head_equals_unfused_identity_trick(backend, dtype, name):
     """``[..., Softmax]`` (fused: loss from logits) vs ``[..., Softmax, Identity]``
     (unfused: the clipped loss on the probabilities, then Softmax's backward)."""
     fused = build(name, backend, dtype)
-    specs = MODELS[name][0] + ["identity"]
-    unfused = build(name, backend, dtype, specs=specs, params=reference_params(name) + [{}])
+    unfused = build(name, backend, dtype, unfused=True)
     v1, g1 = fused.loss_and_grads(X, MODELS[name][3], _loss(name))
     v2, g2 = unfused.loss_and_grads(X, MODELS[name][3], _loss(name))
     assert_close(v1, float(to_numpy(v2)), dtype, f"{name} loss fused vs unfused")
@@ -436,21 +483,32 @@ def test_fused_head_equals_layer_by_layer_backward(backend, dtype, name):
     )
 
 
-def test_fused_head_stays_exact_where_the_clipped_formula_saturates(backend, dtype):
-    """Logits so large that a probability is below 1e-7: the fused loss is the
-    exact cross-entropy, not the clipped one (documented difference)."""
-    model = tinynet.Sequential(
-        [tinynet.Dense(2, 2), tinynet.Softmax()], dtype=dtype, backend=backend.name
-    )
-    model.params[0]["W"] = backend.asarray(np.array([[40.0, -40.0], [0.0, 0.0]]), dtype)
-    model.params[0]["b"] = backend.asarray(np.zeros(2), dtype)
-    value, grads = model.loss_and_grads(
-        np.array([[1.0, 0.0]]), np.array([1]), "sparse_categorical_crossentropy"
-    )
-    # -log softmax([40, -40])[1] = 80 + log(1 + e^-80)
-    assert_close(value, 80.0, dtype, "exact CE from logits")
-    # d/dz = softmax - onehot = [1, -1] (to 1e-35); dW = x^T dz
-    assert_close(grads[0]["W"], np.array([[1.0, -1.0], [0.0, 0.0]]), dtype, "dW")
+@pytest.mark.parametrize("name", FUSED)
+def test_fused_head_is_exact_where_the_clipped_formula_saturates(backend, dtype, name):
+    """Last layer scaled so some probabilities are below 1e-7: the fused loss is
+    the exact cross-entropy of the logits (documented), the unfused one clips."""
+    params = reference_params(name)
+    params[-2] = {k: -8.0 * v for k, v in params[-2].items()}  # confidently wrong
+    params64 = [{k: _rounded(v, dtype) for k, v in p.items()} for p in params]
+    y = _targets(name, dtype)
+    x64 = _rounded(X, dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):  # dL/dp of saturated outputs
+        _, _, probs = reference(name, params64, x64, y)
+    assert np.min(np.minimum(probs, 1.0 - probs)) < 1e-9, "the test needs saturated outputs"
+    value_ref, grads_ref, _ = reference(name, params64, x64, y, from_logits=True)
+    model, unfused = build(name, backend, dtype), build(name, backend, dtype, unfused=True)
+    for m in (model, unfused):
+        m.params[-2 if m is model else -3] = {
+            k: backend.asarray(v, dtype) for k, v in params[-2].items()
+        }
+    value, grads = model.loss_and_grads(X, MODELS[name][3], _loss(name))
+    assert_close(value, value_ref, dtype, f"{name} exact loss")
+    assert_grads_close(grads, grads_ref, dtype, name)
+    clipped, _ = unfused.loss_and_grads(X, MODELS[name][3], _loss(name))
+    lo, hi = float(np.asarray(EPS, dtype)), float(np.asarray(1.0 - EPS, dtype))
+    expected = loss_formula(np, MODELS[name][1], y, probs, lo, hi)
+    assert_close(clipped, expected, dtype, "clipped loss")
+    assert abs(float(to_numpy(clipped)) - value_ref) > 1e-3 * value_ref
 
 
 # ------------------------------------------------------------ input errors

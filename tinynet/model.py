@@ -150,7 +150,7 @@ class Sequential:
         loss = get_loss(loss)
         x = self._input(x, "Sequential.loss_and_grads")
         y = self._targets(y_true, loss, x.shape[0], "Sequential.loss_and_grads")
-        fn = self._cached(("loss_and_grads", id(loss), loss), lambda: core.make_loss_and_grads(self.layers, loss))
+        fn = self._cached(("loss_and_grads", loss), lambda: core.make_loss_and_grads(self.layers, loss))
         return fn(self.params, x, y, None, False)
 
     def _targets(self, y: Any, loss: Loss, n: int, where: str) -> Array:

@@ -116,8 +116,11 @@ class GELU(Layer):
     """
 
     def forward(self, params, x, xp, training=False, key=None):
-        x2 = x * x
-        t = xp.tanh(_GELU_C * (x + 0.044715 * x2 * x))
+        # tanh is exactly +-1 beyond |x| = 10 in float32 and float64, so the
+        # cubic is taken of the clipped input: no overflow for huge |x|.
+        xc = xp.clip(x, -10.0, 10.0)
+        x2 = xc * xc
+        t = xp.tanh(_GELU_C * (xc + 0.044715 * x2 * xc))
         y = 0.5 * x * (1.0 + t)
 
         def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
