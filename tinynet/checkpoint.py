@@ -239,7 +239,10 @@ def _read(path: str) -> _Checkpoint:
 
 
 def _parse(path: str, blob: bytes) -> _Checkpoint:
-    if blob[:1] == b"\x80":
+    looks_like_safetensors = (
+        len(blob) >= 9 and blob[8:9] == b"{" and int.from_bytes(blob[:8], "little") <= len(blob) - 8
+    )
+    if blob[:1] == b"\x80" and not looks_like_safetensors:
         raise _fail(path, "is a Python pickle, not a safetensors checkpoint; refusing to "
                           "unpickle it (pickles can run arbitrary code)")
     if len(blob) < 8:

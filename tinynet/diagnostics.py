@@ -12,13 +12,17 @@ from . import core, random
 
 
 def _finite(a: Any) -> bool:
+    if isinstance(a, (int, float)):  # e.g. the 0.0 penalty of an unregularised parameter
+        return bool(np.isfinite(a))
     return bool(np.isfinite(backends.backend_of(a).to_numpy(a)).all())
 
 
 def first_nonfinite(model: Any, loss: Any, x: Any, y: Any, order: Any, step: int, batch_size: int,
                     step_key: Any = None) -> str:
     """Describe the first layer whose forward output, or (going backwards)
-    whose gradient, is non-finite for batch ``step`` of an epoch.
+    whose gradient, is non-finite for batch ``step`` of an epoch (checked in
+    this order: the input batch, each layer's parameters and forward output,
+    the loss, the layers' regularisation penalties, the gradients).
 
     ``order`` is the epoch's row order (``None``: ``x`` is already in order).
     """
@@ -49,6 +53,11 @@ def first_nonfinite(model: Any, loss: Any, x: Any, y: Any, order: Any, step: int
     value, dh = head.value_and_grad(xp, yb, h)
     if not _finite(value) or not _finite(dh):
         return f"the loss {type(loss).__name__}"
+    for i, layer in enumerate(model.layers):
+        if getattr(layer, "regularized", False):
+            penalty, grads = layer.penalty(model.params[i], xp)
+            if not _finite(penalty) or not all(_finite(g) for g in grads.values()):
+                return f"the regularization penalty of layer {i} ({type(layer).__name__})"
     for i in range(len(body) - 1, -1, -1):
         dh, grads = backs[i](dh, True)
         for name, g in grads.items():

@@ -130,6 +130,8 @@ class Sequential:
     def _input(self, x: Any, where: str) -> Array:
         x = as_model_input(x, self.backend, self.dtype, where)
         check_features(x, self.input_features, where)
+        if x.shape[0] == 0:
+            raise ValueError(f"{where}: the batch is empty (0 samples)")
         return x
 
     def predict(self, x: Any, batch_size: int | None = None) -> Array:

@@ -24,7 +24,7 @@ from . import core, metrics, random
 from .callbacks import Callback, History
 from .losses import Loss
 from .losses import get as get_loss
-from .validation import as_model_input, check_features, check_labels, host_view
+from .validation import as_model_input, cast_finite, check_features, check_labels, host_view
 
 Array = Any
 SYNCS_PER_EPOCH = 10
@@ -60,12 +60,9 @@ def prepare_targets(model: Any, y: Any, loss: Loss, n: int, where: str) -> Array
     if loss.sparse:
         host = host_view(y)
         if host is not None and host.dtype.kind == "f":
-            if not np.all(np.isfinite(host)) or not np.all(host == np.round(host)):
-                raise ValueError(
-                    f"{where}: integer class labels expected, received non-integer values "
-                    f"(dtype {host.dtype}); convert with y.astype('int64')"
-                )
-            y = host.astype(np.int64)
+            # whole-number float labels are accepted; check_labels names any other
+            if np.all(np.isfinite(host)) and np.all(host == np.round(host)):
+                y = host.astype(np.int64)
         check_labels(y, out, where)
         return backend.asarray(y) if isinstance(y, np.ndarray) else y
     if isinstance(y, np.ndarray):
@@ -79,14 +76,12 @@ def prepare_targets(model: Any, y: Any, loss: Loss, n: int, where: str) -> Array
             )
         if y.ndim == 1 and out == 1:
             y = y.reshape(-1, 1)
-        if y.dtype.kind == "f" and not np.isfinite(y).all():
-            raise ValueError(f"{where}: targets contain NaN or Inf; clean them before training")
-        y = backend.asarray(y.astype(model.dtype, copy=False))
+        y = cast_finite(y, backend, model.dtype, where, "targets")
     else:
         xp = backend.xp
         if len(y.shape) == 1 and out == 1:
             y = xp.reshape(y, (-1, 1))
-        y = xp.astype(y, backend.dtype(model.dtype))
+        y = cast_finite(y, backend, model.dtype, where, "targets")
     if out is not None and tuple(y.shape[1:]) != (out,):
         raise ValueError(
             f"{where}: targets of shape {tuple(y.shape)} do not match the model output "
@@ -205,7 +200,6 @@ def fit(
         seed = model.fit_seed
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an int, received seed={seed!r}")
-    model.fit_seed = seed
     callbacks = list(callbacks)
     nan_guard = nan_guard or any(getattr(cb, "nan_guard", False) for cb in callbacks)
 
@@ -226,6 +220,7 @@ def fit(
     else:
         x_val = y_val = None
 
+    model.fit_seed = seed
     if optimizer is None:
         if model.optimizer is None:
             model.optimizer = optimizers.get("adam")
@@ -426,10 +421,16 @@ class _FitLoop:
             logs["accuracy"] = float(backend.to_numpy(sums[1])) / max(per, 1)
         return logs
 
+    def _params_finite(self) -> bool:
+        xp = self.backend.xp
+        flags = [xp.all(xp.isfinite(v)) for p in self.model.params for v in p.values()]
+        return bool(xp.all(xp.stack(flags))) if flags else True
+
     def _bad(self, sums, before, epoch, done, x, y, order, key) -> bool:
         value = float(self.backend.to_numpy(sums[0]))
-        if math.isfinite(value):
+        if math.isfinite(value) and self._params_finite():
             return False
+        what = "loss" if not math.isfinite(value) else "parameters after the update"
         from .diagnostics import first_nonfinite
 
         params, opt_state = before
@@ -439,7 +440,7 @@ class _FitLoop:
             self.model, self.loss, x, y, order, done - 1, self.batch_size, step_key=key
         )
         self.nan_report = (
-            f"non-finite loss at epoch {epoch + 1}, step {done} ({where}); "
+            f"non-finite {what} at epoch {epoch + 1}, step {done} ({where}); "
             "training stopped and the parameters from before that step were kept"
         )
         return True
@@ -496,6 +497,8 @@ def evaluate(model: Any, x: Any, y: Any, *, loss: Loss | str | None = None,
 
 def predict(model: Any, x: Any, batch_size: int | None = None) -> Array:
     """Model outputs for ``x``, an array of the model's backend."""
+    if batch_size is not None:
+        batch_size = _check_count("batch_size", batch_size, 1)
     x = as_model_input(x, model.backend, model.dtype, "predict")
     check_features(x, model.input_features, "predict")
     forward = model._cached("predict", lambda: model.backend.jit(core.make_forward(model.layers)))

@@ -1,5 +1,11 @@
 """Input checks that run before any device work, with errors that say what
-was wrong, what was expected and how to fix it."""
+was wrong, what was expected and how to fix it.
+
+Every check gives the same exception type on every backend: the values are
+looked at on the host (or reduced to one flag on the device) before any
+step runs.  Inside ``jit`` (traced arrays) the values are unknown, so only
+shapes and dtypes are checked there.
+"""
 
 from __future__ import annotations
 
@@ -34,20 +40,41 @@ def _is_integer_name(name: str) -> bool:
     return name.startswith(("int", "uint"))
 
 
+def _position(index: tuple[int, ...]) -> str:
+    """``(2,)`` -> ``"2"``, ``(2, 1)`` -> ``"(2, 1)"``: how messages name a position."""
+    index = tuple(int(i) for i in index)
+    return str(index[0]) if len(index) == 1 else str(index)  # () for a 0-d array
+
+
+def _valid_range(num_classes: int) -> str:
+    return f"{num_classes} classes (valid labels are 0..{num_classes - 1})"
+
+
+# ---------------------------------------------------------------- labels
+
+
 def check_labels(labels: Array, num_classes: int, where: str) -> None:
-    """Integer class labels of shape ``(n,)`` in ``[0, num_classes)``."""
+    """Integer class labels of shape ``(n,)`` in ``[0, num_classes)``.
+
+    Every refusal is a ``ValueError`` that names the number of classes and,
+    when a value is to blame, the first bad value and its position.
+    """
     shape = tuple(labels.shape)
     if len(shape) != 1:
+        if len(shape) == 2 and shape[1] == 1:
+            hint = "flatten them with labels.reshape(-1)"
+        elif len(shape) == 2 and shape[1] == num_classes:
+            hint = ("these look like one-hot rows: use argmax(axis=1) to turn them into labels, "
+                    "or CategoricalCrossentropy to train on them")
+        else:
+            hint = "pass one label per sample"
         raise ValueError(
-            f"{where}: integer labels must have shape (n,), received shape {shape}; "
-            "pass one label per sample (use argmax(axis=1) to turn one-hot rows into labels)"
+            f"{where}: integer labels must have shape (n,), received shape {shape} "
+            f"for {num_classes} classes; {hint}"
         )
     name = _dtype_name(labels)
     if not _is_integer_name(name):
-        raise ValueError(
-            f"{where}: labels must be integers, received dtype {name}; "
-            "convert with labels.astype('int64') (values must be whole numbers)"
-        )
+        _refuse_non_integer_labels(labels, name, num_classes, where)
     host = host_view(labels)
     if host is None or host.size == 0:
         return
@@ -56,9 +83,30 @@ def check_labels(labels: Array, num_classes: int, where: str) -> None:
         i = int(bad[0])
         raise ValueError(
             f"{where}: label {host[i]} at position {i} is out of range for "
-            f"{num_classes} classes (valid labels are 0..{num_classes - 1}; "
-            f"{bad.size} bad label(s) in all)"
+            f"{_valid_range(num_classes)}; {bad.size} bad label(s) in all"
         )
+
+
+def _refuse_non_integer_labels(labels: Array, name: str, num_classes: int, where: str) -> None:
+    host = None
+    if name.startswith(("float", "bfloat")):
+        host = host_view(labels)
+    if host is not None and host.size:
+        whole = np.isfinite(host) & (host == np.round(host))
+        if not whole.all():
+            i = int(np.flatnonzero(~whole)[0])
+            raise ValueError(
+                f"{where}: labels must be integers, but label {host[i]} at position {i} is "
+                f"not a whole number; expected labels for {_valid_range(num_classes)}"
+            )
+    raise ValueError(
+        f"{where}: labels must be integers in 0..{num_classes - 1} for {num_classes} classes, "
+        f"received dtype {name}; convert with labels.astype('int64') "
+        "(values must be whole numbers)"
+    )
+
+
+# ---------------------------------------------------------------- losses
 
 
 def check_loss_inputs(loss: Any, y_true: Array, y_pred: Array) -> Array:
@@ -69,6 +117,11 @@ def check_loss_inputs(loss: Any, y_true: Array, y_pred: Array) -> Array:
     if pred_dtype not in _FLOAT_NAMES:
         raise TypeError(
             f"{name}: y_pred must be float32 or float64, received dtype {pred_dtype}"
+        )
+    if any(d == 0 for d in y_pred.shape):
+        raise ValueError(
+            f"{name}: y_pred of shape {tuple(y_pred.shape)} is an empty batch; the mean "
+            "loss of no samples is undefined (pass at least one sample)"
         )
     if loss.sparse:
         if len(y_pred.shape) != 2:
@@ -90,10 +143,16 @@ def check_loss_inputs(loss: Any, y_true: Array, y_pred: Array) -> Array:
             f"{name}: y_true has shape {tuple(y_true.shape)} but y_pred has shape "
             f"{tuple(y_pred.shape)}; they must match{hint}"
         )
-    if _dtype_name(y_true) != pred_dtype:
+    true_dtype = _dtype_name(y_true)
+    if true_dtype != pred_dtype:
+        if not _is_real_name(true_dtype):
+            raise TypeError(f"{name}: y_true must be numeric, received dtype {true_dtype}")
         xp = backends.namespace(y_true)
         y_true = xp.astype(y_true, y_pred.dtype)
     return y_true
+
+
+# ---------------------------------------------------------------- inputs
 
 
 def check_features(x: Array, expected: int, where: str) -> None:
@@ -106,45 +165,104 @@ def check_features(x: Array, expected: int, where: str) -> None:
         )
     if shape[1] != expected:
         raise ValueError(
-            f"{where}: layer 0 (Dense) expects {expected} input features, "
-            f"received input of shape {shape}"
+            f"{where}: layer 0 (Dense) expects {expected} input features, i.e. input of "
+            f"shape (n, {expected}), received input of shape {shape}"
         )
+
+
+def check_finite(a: Array, where: str, what: str = "input", original: Any = None) -> None:
+    """Raise ``ValueError`` naming the first NaN/Inf of the float array ``a``.
+
+    ``original`` is the data ``a`` was cast from (host or backend array): a
+    value that was finite there overflowed the cast, and the message says so.
+    Skipped inside ``jit``.  On a device only one flag is read back unless
+    something is wrong.
+    """
+    if isinstance(a, np.ndarray):
+        if np.isfinite(a).all():
+            return
+        host = a
+    else:
+        backend = backends.backend_of(a)
+        if backend.is_traced(a):
+            return
+        xp = backend.xp
+        if bool(xp.all(xp.isfinite(a))):
+            return
+        host = backend.to_numpy(a)
+    pos = tuple(int(i) for i in np.argwhere(~np.isfinite(host))[0])
+    if original is not None:
+        source = host_view(original)
+        if source is not None and source.dtype.kind in "biuf" and np.isfinite(source[pos]):
+            info = np.finfo(host.dtype)
+            raise ValueError(
+                f"{where}: {what} value {source[pos]} at position {_position(pos)} does not fit "
+                f"in {info.dtype} (largest finite value {float(info.max):.4g}); rescale the "
+                "data or use a float64 model"
+            )
+    raise ValueError(
+        f"{where}: {what} value {host[pos]} at position {_position(pos)} is not finite; "
+        "remove or impute NaN/Inf values first"
+    )
+
+
+def _is_real_name(name: str) -> bool:
+    return name in ("float16", "bfloat16", "float32", "float64", "bool") or _is_integer_name(name)
+
+
+def cast_finite(a: Array, backend: backends.Backend, dtype: str, where: str,
+                what: str = "input") -> Array:
+    """A real-valued host (NumPy) or ``backend`` array cast to ``dtype`` on
+    ``backend``, refusing NaN/Inf and values the cast overflows
+    (``ValueError`` naming the first value and its position).  On the host
+    the check runs before the copy to the device.  The caller checks that
+    ``a`` is numeric and lives on ``backend``."""
+    if isinstance(a, np.ndarray):
+        cast = a
+        if a.dtype != np.dtype(dtype):
+            with np.errstate(over="ignore", invalid="ignore"):  # reported below
+                cast = a.astype(dtype)
+        check_finite(cast, where, what, original=a)
+        return backend.asarray(cast)
+    cast = a
+    if _dtype_name(a) != dtype:
+        with np.errstate(over="ignore", invalid="ignore"):  # reported below
+            cast = backend.xp.astype(a, backend.dtype(dtype))
+    check_finite(cast, where, what, original=a)
+    return cast
 
 
 def as_model_input(x: Any, backend: backends.Backend, dtype: str, where: str) -> Array:
     """Host data or a backend array -> ``dtype`` array on ``backend``, checked.
 
-    Integer, bool and float16 inputs are cast to the model dtype; object,
-    string and complex arrays are refused with ``TypeError``; NaN/Inf raise
-    ``ValueError`` naming the first position.
+    Integer, bool and float16 inputs are cast to the model dtype (as are
+    float64 inputs to a float32 model); object, string and complex arrays
+    are refused with ``TypeError`` naming the dtype; NaN/Inf, and finite
+    values that overflow the model dtype, raise ``ValueError`` naming the
+    first position.
     """
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)
     if isinstance(x, np.ndarray):
-        kind = x.dtype.kind
-        if kind not in "biuf":
+        if x.dtype.kind not in "biuf":
             raise TypeError(
                 f"{where}: input must be a numeric array, received dtype {x.dtype}; "
                 "convert it with np.asarray(x, dtype='float32')"
             )
-        if kind == "f" and x.size and not np.isfinite(x).all():
-            pos = np.argwhere(~np.isfinite(x))[0]
-            raise ValueError(
-                f"{where}: input contains {x[tuple(pos)]} at position {tuple(int(i) for i in pos)}; "
-                "remove or impute non-finite values before training"
-            )
-        if x.dtype != np.dtype(dtype):
-            x = x.astype(dtype)
-        return backend.asarray(x)
-    other = backends.backend_of(x)
+        return cast_finite(x, backend, dtype, where, "input")
+    try:
+        other = backends.backend_of(x)
+    except TypeError:
+        raise TypeError(
+            f"{where}: input must be a NumPy array or an array of the {backend.name} backend, "
+            f"of shape (n, features), received {type(x).__name__}"
+        ) from None
     if other is not backend:
         raise TypeError(
             f"{where}: input is a {other.name} array but the model lives on the "
             f"{backend.name} backend; move it with tinynet.get_backend({backend.name!r}).asarray(x)"
         )
     name = _dtype_name(x)
-    if name != dtype:
-        if not (name in ("float16", "bfloat16", "float32", "float64", "bool") or _is_integer_name(name)):
-            raise TypeError(f"{where}: input must be a numeric array, received dtype {name}")
-        x = backend.xp.astype(x, backend.dtype(dtype))
-    return x
+    if not _is_real_name(name):
+        raise TypeError(f"{where}: input must be a real numeric array, received dtype {name}")
+    return cast_finite(x, backend, dtype, where, "input")
