@@ -132,6 +132,18 @@ class Backend:
             return np.errstate(all="ignore")
         return contextlib.nullcontext()
 
+    def host_scalar(self, a: Any) -> int | float | None:
+        """The Python value of a 0-d array when reading it is free (arrays in
+        host memory: NumPy, strict); ``None`` on devices (a read would wait
+        for the device) and inside ``jit``."""
+        if self.name in ("numpy", "strict"):
+            return (
+                a.item()
+                if hasattr(a, "item")
+                else (float(a) if "float" in str(a.dtype) else int(a))
+            )
+        return None
+
     def is_traced(self, a: Any) -> bool:
         """True for an abstract value inside ``jit`` (its numbers are unknown)."""
         return self._is_traced is not None and self._is_traced(a)

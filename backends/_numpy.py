@@ -1,9 +1,10 @@
 """NumPy backend (CPU).
 
 NumPy >= 2 implements the array API in its main namespace, so ``xp`` is
-``numpy`` itself: the ``array_api_compat.numpy`` wrapper would add a Python
-call to every operation, which is most of the step time of a small model.
-The ``strict`` backend proves the shared code uses only standard calls.
+``numpy`` itself (with direct-ufunc reductions, see ``_numpy_xp``): the
+``array_api_compat.numpy`` wrapper would add a Python call to every
+operation, which is most of the step time of a small model.  The ``strict``
+backend proves the shared code uses only standard calls.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ def load() -> Backend:
             "upgrade with: pip install -U 'numpy>=2'"
         )
     _tune_allocator()
+    from . import _numpy_xp
+
     return Backend(
         name="numpy",
-        xp=np,
+        xp=_numpy_xp,
         device="cpu",
         version=np.__version__,
         _to_numpy=np.asarray,

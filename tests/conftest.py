@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from helpers import DTYPES
 
 import backends
-
-from helpers import DTYPES
 
 
 def _selected_backends() -> list[str]:
@@ -37,4 +36,3 @@ def backend(request):
 @pytest.fixture(params=DTYPES)
 def dtype(request) -> str:
     return request.param
-

@@ -16,19 +16,24 @@ import tinynet as tn
 def _run(code: str, **env: str) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k != backends.ENV_VAR}
     full_env.update(env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=full_env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full_env, timeout=120
+    )
 
 
 def test_import_does_not_load_jax_or_cupy():
-    out = _run("import sys, tinynet; print(sorted(m for m in ('jax', 'cupy', 'jaxlib', "
-               "'array_api_strict', 'torch', 'sklearn', 'tqdm', 'safetensors') if m in sys.modules))")
+    out = _run(
+        "import sys, tinynet; print(sorted(m for m in ('jax', 'cupy', 'jaxlib', "
+        "'array_api_strict', 'torch', 'sklearn', 'tqdm', 'safetensors') if m in sys.modules))"
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
 
 def test_unknown_backend_in_code_lists_valid_names():
-    with pytest.raises(ValueError, match=r"unknown tinynet backend 'bogus'.*numpy, jax, cupy, strict"):
+    with pytest.raises(
+        ValueError, match=r"unknown tinynet backend 'bogus'.*numpy, jax, cupy, strict"
+    ):
         tn.set_backend("bogus")
     with pytest.raises(ValueError, match="valid names"):
         with tn.use_backend("tensorflow"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import assert_close, to_numpy
 
 import tinynet as tn
-from helpers import assert_close, to_numpy
 
 SCCE = "sparse_categorical_crossentropy"
 
@@ -27,8 +27,16 @@ def spiral():
 def test_fit_learns_and_history_is_keras_like(backend, spiral):
     x, y = spiral
     model = spiral_model(hidden=32)
-    history = model.fit(x, y, loss=SCCE, optimizer=tn.optimizers.Adam(lr=0.05), epochs=40,
-                        batch_size=32, validation_split=0.2, verbose=0)
+    history = model.fit(
+        x,
+        y,
+        loss=SCCE,
+        optimizer=tn.optimizers.Adam(lr=0.05),
+        epochs=40,
+        batch_size=32,
+        validation_split=0.2,
+        verbose=0,
+    )
     h = history.history
     assert sorted(h) == ["accuracy", "loss", "val_accuracy", "val_loss"]
     assert all(len(v) == 40 for v in h.values())
@@ -46,14 +54,18 @@ def test_fit_epoch_loss_equals_mean_of_step_losses(backend, spiral):
     model = spiral_model("float64")
     ref = spiral_model("float64")
     opt = tn.optimizers.SGD(lr=0.1)
-    hist = model.fit(x, y, loss=SCCE, optimizer=opt, epochs=1, batch_size=64, shuffle=False, verbose=0)
+    hist = model.fit(
+        x, y, loss=SCCE, optimizer=opt, epochs=1, batch_size=64, shuffle=False, verbose=0
+    )
     # reference: the same steps by hand with loss_and_grads and the update equations
     losses, sizes = [], []
     for a in range(0, len(x), 64):
-        value, grads = ref.loss_and_grads(x[a:a + 64], y[a:a + 64], SCCE)
+        value, grads = ref.loss_and_grads(x[a : a + 64], y[a : a + 64], SCCE)
         losses.append(float(to_numpy(value)))
-        sizes.append(len(x[a:a + 64]))
-        ref.params = [{k: v - 0.1 * grads[i][k] for k, v in p.items()} for i, p in enumerate(ref.params)]
+        sizes.append(len(x[a : a + 64]))
+        ref.params = [
+            {k: v - 0.1 * grads[i][k] for k, v in p.items()} for i, p in enumerate(ref.params)
+        ]
     assert hist.history["loss"][0] == pytest.approx(np.dot(losses, sizes) / len(x), rel=1e-12)
     for p, q in zip(model.params, ref.params):
         for k in p:
@@ -82,13 +94,19 @@ def test_jax_compiles_once_per_batch_shape(spiral):
         model.fit(x, y, loss=SCCE, optimizer="adam", epochs=2, batch_size=64, verbose=0)
 
         def compiled():
-            return sum(fn._cache_size() for cache in model._compiled.values() if isinstance(cache, dict)
-                       for fn in cache.values())
+            return sum(
+                fn._cache_size()
+                for cache in model._compiled.values()
+                if isinstance(cache, dict)
+                for fn in cache.values()
+            )
 
         after_first = compiled()
         assert after_first == 3  # epoch setup, full batch step, ragged batch step
         model.fit(x, y, loss=SCCE, epochs=3, batch_size=64, verbose=0)
-        model.fit(x, y, loss=tn.losses.SparseCategoricalCrossentropy(), epochs=1, batch_size=64, verbose=0)
+        model.fit(
+            x, y, loss=tn.losses.SparseCategoricalCrossentropy(), epochs=1, batch_size=64, verbose=0
+        )
         assert compiled() == after_first
 
 
@@ -97,8 +115,16 @@ def test_steps_per_execution_is_the_same_maths(backend, spiral):
     results = []
     for k in (1, 3):
         model = spiral_model("float64")
-        hist = model.fit(x, y, loss=SCCE, optimizer="sgd", epochs=2, batch_size=16, verbose=0,
-                         steps_per_execution=k)
+        hist = model.fit(
+            x,
+            y,
+            loss=SCCE,
+            optimizer="sgd",
+            epochs=2,
+            batch_size=16,
+            verbose=0,
+            steps_per_execution=k,
+        )
         results.append((hist.history["loss"], [to_numpy(p["W"]) for p in model.params if p]))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
     for a, b in zip(results[0][1], results[1][1]):
@@ -119,8 +145,9 @@ def test_early_stopping_restores_best(backend, spiral):
     x, y = spiral
     model = spiral_model()
     stop = tn.EarlyStopping(monitor="loss", patience=0, restore_best_weights=True, min_delta=10.0)
-    hist = model.fit(x, y, loss=SCCE, optimizer="adam", epochs=10, batch_size=32, verbose=0,
-                     callbacks=[stop])
+    hist = model.fit(
+        x, y, loss=SCCE, optimizer="adam", epochs=10, batch_size=32, verbose=0, callbacks=[stop]
+    )
     # min_delta=10 means no epoch after the first counts as an improvement
     assert len(hist.epoch) == 2
     assert "early stopping" in hist.stopped_early
@@ -134,9 +161,20 @@ def test_early_stopping_restores_best(backend, spiral):
 def test_model_checkpoint_best_only(backend, spiral, tmp_path):
     x, y = spiral
     model = spiral_model()
-    ckpt = tn.ModelCheckpoint(str(tmp_path / "best.safetensors"), monitor="val_loss", save_best_only=True)
-    hist = model.fit(x, y, loss=SCCE, optimizer=tn.optimizers.Adam(lr=0.05), epochs=5,
-                     batch_size=32, validation_split=0.2, verbose=0, callbacks=[ckpt])
+    ckpt = tn.ModelCheckpoint(
+        str(tmp_path / "best.safetensors"), monitor="val_loss", save_best_only=True
+    )
+    hist = model.fit(
+        x,
+        y,
+        loss=SCCE,
+        optimizer=tn.optimizers.Adam(lr=0.05),
+        epochs=5,
+        batch_size=32,
+        validation_split=0.2,
+        verbose=0,
+        callbacks=[ckpt],
+    )
     val = hist.history["val_loss"]
     improvements = sum(1 for i, v in enumerate(val) if v < min(val[:i], default=np.inf))
     assert len(ckpt.saved) == improvements
@@ -149,8 +187,16 @@ def test_terminate_on_nan_reports_and_keeps_params(backend):
     y = np.array([[1.0], [0.0]] * 8, dtype=np.float32)
     model = tn.Sequential([tn.Dense(2, 4), tn.Tanh(), tn.Dense(4, 1)], seed=3)
     # an absurd learning rate overflows float32 within a few steps
-    hist = model.fit(x, y, loss="mse", optimizer=tn.optimizers.SGD(lr=1e30), epochs=3, batch_size=4,
-                     verbose=0, callbacks=[tn.TerminateOnNaN()])
+    hist = model.fit(
+        x,
+        y,
+        loss="mse",
+        optimizer=tn.optimizers.SGD(lr=1e30),
+        epochs=3,
+        batch_size=4,
+        verbose=0,
+        callbacks=[tn.TerminateOnNaN()],
+    )
     assert "non-finite loss at epoch 1, step" in hist.stopped_early
     for p in model.params:
         for v in p.values():
@@ -162,7 +208,9 @@ def test_fit_rejects_bad_arguments(spiral):
     model = spiral_model()
     with pytest.raises(ValueError, match="pass loss"):
         model.fit(x, y, epochs=1)
-    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, received batch_size=0"):
+    with pytest.raises(
+        ValueError, match="batch_size must be an integer >= 1, received batch_size=0"
+    ):
         model.fit(x, y, loss=SCCE, batch_size=0)
     with pytest.raises(ValueError, match="epochs must be an integer >= 0"):
         model.fit(x, y, loss=SCCE, epochs=-1)

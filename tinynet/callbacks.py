@@ -136,8 +136,9 @@ class ModelCheckpoint(Callback, _Monitor):
     ``"ckpt-{epoch:03d}-{val_loss:.3f}.safetensors"``.
     """
 
-    def __init__(self, path: str, monitor: str = "val_loss", save_best_only: bool = False,
-                 mode: str = "auto") -> None:
+    def __init__(
+        self, path: str, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto"
+    ) -> None:
         _Monitor.__init__(self, monitor, mode)
         self.path = str(path)
         self.save_best_only = save_best_only

@@ -41,12 +41,34 @@ from .tree import tree_leaves
 FORMAT = "tinynet"
 FORMAT_VERSION = 1
 _DTYPES = {  # safetensors dtype code -> little-endian NumPy dtype
-    "F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
-    "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U64": "<u8",
+    "U32": "<u4",
+    "U16": "<u2",
+    "U8": "u1",
+    "BOOL": "?",
 }
 _CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
-_META_KEYS = ("format", "format_version", "tinynet_version", "backend", "dtype", "config",
-              "optimizer", "opt_state", "epoch", "step", "fit_seed", "checksum")
+_META_KEYS = (
+    "format",
+    "format_version",
+    "tinynet_version",
+    "backend",
+    "dtype",
+    "config",
+    "optimizer",
+    "opt_state",
+    "epoch",
+    "step",
+    "fit_seed",
+    "checksum",
+)
 _JSON_KEYS = ("config", "optimizer", "opt_state", "epoch", "step", "fit_seed")
 
 
@@ -81,13 +103,16 @@ def save(model: Sequential, path: str | os.PathLike) -> None:
     import tinynet
 
     meta = {
-        "format": FORMAT, "format_version": str(FORMAT_VERSION),
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
         "tinynet_version": getattr(tinynet, "__version__", "unknown"),
-        "backend": model.backend.name, "dtype": model.dtype,
+        "backend": model.backend.name,
+        "dtype": model.dtype,
         "config": _json(model.get_config()),
         "optimizer": _json(model.optimizer.get_config() if model.optimizer else None),
         "opt_state": _json(structure),
-        "epoch": str(int(model.epoch)), "step": str(int(model.step)),
+        "epoch": str(int(model.epoch)),
+        "step": str(int(model.step)),
         "fit_seed": str(int(model.fit_seed)),
     }
     _write_atomic(os.fspath(path), _serialize(meta, tensors))
@@ -123,8 +148,11 @@ def _serialize(meta: dict[str, str], tensors: dict[str, np.ndarray]) -> bytes:
     for name in sorted(tensors, key=lambda n: (-tensors[n].dtype.itemsize, n)):
         arr = tensors[name]
         data = arr.tobytes()
-        header[name] = {"dtype": _CODES[arr.dtype], "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + len(data)]}
+        header[name] = {
+            "dtype": _CODES[arr.dtype],
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
         chunks.append(data)
         offset += len(data)
     data = b"".join(chunks)
@@ -243,8 +271,11 @@ def _parse(path: str, blob: bytes) -> _Checkpoint:
         len(blob) >= 9 and blob[8:9] == b"{" and int.from_bytes(blob[:8], "little") <= len(blob) - 8
     )
     if blob[:1] == b"\x80" and not looks_like_safetensors:
-        raise _fail(path, "is a Python pickle, not a safetensors checkpoint; refusing to "
-                          "unpickle it (pickles can run arbitrary code)")
+        raise _fail(
+            path,
+            "is a Python pickle, not a safetensors checkpoint; refusing to "
+            "unpickle it (pickles can run arbitrary code)",
+        )
     if len(blob) < 8:
         raise _fail(path, f"truncated or not a safetensors file ({len(blob)} bytes)")
     n = int.from_bytes(blob[:8], "little")
@@ -258,14 +289,20 @@ def _parse(path: str, blob: bytes) -> _Checkpoint:
         raise _fail(path, "corrupted safetensors header (not a JSON object)")
     raw = header.get("__metadata__")
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise _fail(path, "is a safetensors file but not a tinynet checkpoint (no tinynet "
-                          "metadata); use safetensors.numpy.load_file to read its arrays")
+        raise _fail(
+            path,
+            "is a safetensors file but not a tinynet checkpoint (no tinynet "
+            "metadata); use safetensors.numpy.load_file to read its arrays",
+        )
     version = raw.get("format_version")
     if not (isinstance(version, str) and version.isdigit()):
         raise _fail(path, f"corrupted metadata: format_version={version!r}")
     if int(version) > FORMAT_VERSION:
-        raise _fail(path, f"was written by format version {int(version)}; this tinynet reads "
-                          f"format version {FORMAT_VERSION}; upgrade tinynet")
+        raise _fail(
+            path,
+            f"was written by format version {int(version)}; this tinynet reads "
+            f"format version {FORMAT_VERSION}; upgrade tinynet",
+        )
     if int(version) != FORMAT_VERSION:
         raise _fail(path, f"unsupported format version {int(version)}")
     missing = [k for k in _META_KEYS if not isinstance(raw.get(k), str)]
@@ -274,8 +311,11 @@ def _parse(path: str, blob: bytes) -> _Checkpoint:
     data = memoryview(blob)[8 + n :]  # no copy
     tensors = _tensors(path, header, data)
     if raw["checksum"] != _checksum(header, data):
-        raise _fail(path, "checksum mismatch: the file is corrupted (a changed byte in "
-                          "the tensor data or metadata)")
+        raise _fail(
+            path,
+            "checksum mismatch: the file is corrupted (a changed byte in "
+            "the tensor data or metadata)",
+        )
     meta = {k: json.loads(raw[k]) if k in _JSON_KEYS else raw[k] for k in _META_KEYS}
     for key in ("epoch", "step", "fit_seed"):
         if not isinstance(meta[key], int) or isinstance(meta[key], bool):
@@ -307,14 +347,18 @@ def _tensors(path: str, header: dict[str, Any], data: memoryview) -> dict[str, n
             raise _fail(path, f"corrupted header: tensor {name!r} size does not match its shape")
         spans.append((begin, end, name))
         if end <= len(data):
-            raw = np.frombuffer(data, dtype=dtype, count=(end - begin) // dtype.itemsize,
-                                offset=begin)
+            raw = np.frombuffer(
+                data, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=begin
+            )
             tensors[name] = raw.astype(dtype.newbyteorder("="), copy=True).reshape(info["shape"])
     position = 0
     for begin, end, name in sorted(spans):
         if end > len(data):
-            raise _fail(path, f"truncated: tensor {name!r} needs bytes {begin}..{end} of the "
-                              f"data section, which has only {len(data)}")
+            raise _fail(
+                path,
+                f"truncated: tensor {name!r} needs bytes {begin}..{end} of the "
+                f"data section, which has only {len(data)}",
+            )
         if begin != position:
             raise _fail(path, f"corrupted header: tensor {name!r} overlaps or leaves a gap")
         position = end
@@ -331,8 +375,11 @@ def _build_state(model: Sequential, ckpt: _Checkpoint, path: str) -> dict[str, A
     against its architecture; nothing is assigned here."""
     bk, meta, tensors = model.backend, ckpt.meta, dict(ckpt.tensors)
     if len(model.params) != len(meta["config"]["layers"]):
-        raise _fail(path, f"the checkpoint has {len(meta['config']['layers'])} layers, "
-                          f"the model has {len(model.params)}")
+        raise _fail(
+            path,
+            f"the checkpoint has {len(meta['config']['layers'])} layers, "
+            f"the model has {len(model.params)}",
+        )
     params = []
     for i, layer in enumerate(model.params):
         new = {}
@@ -342,11 +389,17 @@ def _build_state(model: Sequential, ckpt: _Checkpoint, path: str) -> dict[str, A
             if arr is None:
                 raise _fail(path, f"missing parameter {key}")
             if arr.shape != tuple(current.shape):
-                raise _fail(path, f"parameter {key} has shape {arr.shape} in the checkpoint "
-                                  f"but the model expects {tuple(current.shape)}")
+                raise _fail(
+                    path,
+                    f"parameter {key} has shape {arr.shape} in the checkpoint "
+                    f"but the model expects {tuple(current.shape)}",
+                )
             if arr.dtype.name != model.dtype:
-                raise _fail(path, f"parameter {key} is {arr.dtype.name} in the checkpoint but "
-                                  f"the model is {model.dtype}")
+                raise _fail(
+                    path,
+                    f"parameter {key} is {arr.dtype.name} in the checkpoint but "
+                    f"the model is {model.dtype}",
+                )
             new[name] = bk.asarray(arr, dtype=arr.dtype.name)
         params.append(new)
     optimizer = opt_state = None
@@ -359,12 +412,21 @@ def _build_state(model: Sequential, ckpt: _Checkpoint, path: str) -> dict[str, A
         opt_state = _rebuild(meta["opt_state"], "opt.", tensors, bk, path)
         found = {n: tuple(a.shape) for n, a in tree_leaves(opt_state, "opt.")}
         if found != expected:
-            raise _fail(path, f"the optimizer state does not fit {type(optimizer).__name__} "
-                              f"for this model: expected {expected}, found {found}")
+            raise _fail(
+                path,
+                f"the optimizer state does not fit {type(optimizer).__name__} "
+                f"for this model: expected {expected}, found {found}",
+            )
     if tensors:
         raise _fail(path, f"unexpected tensors: {', '.join(sorted(tensors))}")
-    return {"params": params, "optimizer": optimizer, "opt_state": opt_state,
-            "epoch": meta["epoch"], "step": meta["step"], "fit_seed": meta["fit_seed"]}
+    return {
+        "params": params,
+        "optimizer": optimizer,
+        "opt_state": opt_state,
+        "epoch": meta["epoch"],
+        "step": meta["step"],
+        "fit_seed": meta["fit_seed"],
+    }
 
 
 def _rebuild(spec: Any, prefix: str, tensors: dict[str, np.ndarray], bk: Any, path: str) -> Any:
@@ -373,11 +435,13 @@ def _rebuild(spec: Any, prefix: str, tensors: dict[str, np.ndarray], bk: Any, pa
         return None
     kind = spec["type"]
     if kind == "dict":
-        return {k: _rebuild(v, f"{prefix}{k}.", tensors, bk, path)
-                for k, v in spec["items"].items()}
+        return {
+            k: _rebuild(v, f"{prefix}{k}.", tensors, bk, path) for k, v in spec["items"].items()
+        }
     if kind in ("list", "tuple"):
-        items = [_rebuild(v, f"{prefix}{i}.", tensors, bk, path)
-                 for i, v in enumerate(spec["items"])]
+        items = [
+            _rebuild(v, f"{prefix}{i}.", tensors, bk, path) for i, v in enumerate(spec["items"])
+        ]
         return items if kind == "list" else tuple(items)
     if kind != "array":
         raise _fail(path, f"corrupted optimizer state structure: {spec!r}")
@@ -386,8 +450,11 @@ def _rebuild(spec: Any, prefix: str, tensors: dict[str, np.ndarray], bk: Any, pa
     if arr is None:
         raise _fail(path, f"missing optimizer state tensor {name}")
     if arr.dtype.name != spec["dtype"] or list(arr.shape) != spec["shape"]:
-        raise _fail(path, f"optimizer state {name} is {arr.dtype.name}{list(arr.shape)}, "
-                          f"expected {spec['dtype']}{spec['shape']}")
+        raise _fail(
+            path,
+            f"optimizer state {name} is {arr.dtype.name}{list(arr.shape)}, "
+            f"expected {spec['dtype']}{spec['shape']}",
+        )
     return bk.asarray(arr, dtype=arr.dtype.name)
 
 

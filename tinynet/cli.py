@@ -37,7 +37,9 @@ def _positive(kind: type) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, received {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected a {kind.__name__}, received {text!r}"
+            ) from None
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be > 0, received {text!r}")
         return value
@@ -49,7 +51,9 @@ def _rate(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), received {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a number in [0, 1), received {text!r}"
+        ) from None
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), received {text!r}")
     return value
@@ -73,41 +77,90 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = sub.add_parser("train", help="train an MLP and report its test accuracy")
-    train.add_argument("--dataset", default=None,
-                       help="spiral, digits or a PATH.npz (default: digits if scikit-learn "
-                            "is installed, else spiral)")
-    train.add_argument("--backend", choices=BACKENDS, default=None,
-                       help="array backend (default: $TINYNET_BACKEND or numpy)")
-    train.add_argument("--hidden", type=_hidden, default=[128, 64],
-                       help="hidden layer widths, comma-separated (default: 128,64)")
+    train.add_argument(
+        "--dataset",
+        default=None,
+        help="spiral, digits or a PATH.npz (default: digits if scikit-learn "
+        "is installed, else spiral)",
+    )
+    train.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="array backend (default: $TINYNET_BACKEND or numpy)",
+    )
+    train.add_argument(
+        "--hidden",
+        type=_hidden,
+        default=[128, 64],
+        help="hidden layer widths, comma-separated (default: 128,64)",
+    )
     train.add_argument("--activation", choices=ACTIVATIONS, default="relu")
-    train.add_argument("--dropout", type=_rate, default=0.0,
-                       help="dropout rate (probability of DROPPING) after each hidden layer")
+    train.add_argument(
+        "--dropout",
+        type=_rate,
+        default=0.0,
+        help="dropout rate (probability of DROPPING) after each hidden layer",
+    )
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    train.add_argument("--lr", type=_positive(float), default=None,
-                       help="learning rate (default: 0.003 for adam-family, 0.1 for sgd)")
-    train.add_argument("--epochs", type=_positive(int), default=None,
-                       help="epochs (default: 40 on digits, 300 on spiral, 10 otherwise)")
+    train.add_argument(
+        "--lr",
+        type=_positive(float),
+        default=None,
+        help="learning rate (default: 0.003 for adam-family, 0.1 for sgd)",
+    )
+    train.add_argument(
+        "--epochs",
+        type=_positive(int),
+        default=None,
+        help="epochs (default: 40 on digits, 300 on spiral, 10 otherwise)",
+    )
     train.add_argument("--batch-size", type=_positive(int), default=32)
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--save", metavar="PATH", default=None,
-                       help="write the trained model to this .safetensors file")
-    train.add_argument("--plot", metavar="PNG", default=None,
-                       help="write loss/accuracy curves (and decision regions for 2-D data)")
+    train.add_argument(
+        "--save",
+        metavar="PATH",
+        default=None,
+        help="write the trained model to this .safetensors file",
+    )
+    train.add_argument(
+        "--plot",
+        metavar="PNG",
+        default=None,
+        help="write loss/accuracy curves (and decision regions for 2-D data)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
-    parallel = train.add_argument_group(
-        "data parallelism (JAX backend; see docs/parallel.md)")
-    parallel.add_argument("--devices", type=_positive(int), default=None, metavar="N",
-                          help="split every batch over N JAX devices (with --coordinator: the "
-                               "devices of all processes, the default); --batch-size must be "
-                               "a multiple of N")
-    parallel.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                          help="multi-process run: address of process 0, the same in every process")
-    parallel.add_argument("--num-processes", type=_positive(int), default=1, metavar="P",
-                          help="multi-process run: number of processes (default: 1)")
-    parallel.add_argument("--process-id", type=int, default=0, metavar="I",
-                          help="multi-process run: this process's index, 0..P-1 (default: 0)")
+    parallel = train.add_argument_group("data parallelism (JAX backend; see docs/parallel.md)")
+    parallel.add_argument(
+        "--devices",
+        type=_positive(int),
+        default=None,
+        metavar="N",
+        help="split every batch over N JAX devices (with --coordinator: the "
+        "devices of all processes, the default); --batch-size must be "
+        "a multiple of N",
+    )
+    parallel.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="multi-process run: address of process 0, the same in every process",
+    )
+    parallel.add_argument(
+        "--num-processes",
+        type=_positive(int),
+        default=1,
+        metavar="P",
+        help="multi-process run: number of processes (default: 1)",
+    )
+    parallel.add_argument(
+        "--process-id",
+        type=int,
+        default=0,
+        metavar="I",
+        help="multi-process run: this process's index, 0..P-1 (default: 0)",
+    )
 
     evaluate = sub.add_parser("evaluate", help="report loss and accuracy of a saved model")
     evaluate.add_argument("model", help="a .safetensors file written by tinynet")
@@ -126,22 +179,43 @@ def build_parser() -> argparse.ArgumentParser:
         "compare-backends",
         help="one training step on every backend: per-layer differences from a float64 NumPy run",
     )
-    compare.add_argument("--dataset", default="spiral",
-                         help="spiral, digits or a PATH.npz (default: spiral)")
-    compare.add_argument("--hidden", type=_hidden, default=[64, 64],
-                         help="hidden layer widths, comma-separated (default: 64,64)")
+    compare.add_argument(
+        "--dataset", default="spiral", help="spiral, digits or a PATH.npz (default: spiral)"
+    )
+    compare.add_argument(
+        "--hidden",
+        type=_hidden,
+        default=[64, 64],
+        help="hidden layer widths, comma-separated (default: 64,64)",
+    )
     compare.add_argument("--activation", choices=ACTIVATIONS, default="relu")
-    compare.add_argument("--dropout", type=_rate, default=0.0,
-                         help="dropout rate after each hidden layer (same masks on every backend)")
+    compare.add_argument(
+        "--dropout",
+        type=_rate,
+        default=0.0,
+        help="dropout rate after each hidden layer (same masks on every backend)",
+    )
     compare.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    compare.add_argument("--seed", type=int, default=0,
-                         help="seed of the initial parameters, the batch and the dropout masks")
+    compare.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial parameters, the batch and the dropout masks",
+    )
     compare.add_argument("--batch-size", type=_positive(int), default=128)
-    compare.add_argument("--backends", type=_backend_list, default=None,
-                         help="comma-separated backends to compare (default: all; unavailable "
-                              "ones are listed with the reason)")
-    compare.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
-                         help="also compare the parameters after one update of this optimizer")
+    compare.add_argument(
+        "--backends",
+        type=_backend_list,
+        default=None,
+        help="comma-separated backends to compare (default: all; unavailable "
+        "ones are listed with the reason)",
+    )
+    compare.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default="adam",
+        help="also compare the parameters after one update of this optimizer",
+    )
 
     bench = sub.add_parser("bench", help="run bench/train_step.py (from a source checkout)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for bench/train_step.py")

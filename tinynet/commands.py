@@ -41,7 +41,8 @@ def load_dataset(spec: str | None) -> tuple[str, tuple, tuple | None]:
         train, test = datasets.load_npz(spec)
         return Path(spec).name, train, test
     raise CLIError(
-        f"unknown dataset {spec!r}; use spiral, digits (needs scikit-learn) or a path to a .npz file"
+        f"unknown dataset {spec!r}; use spiral, digits (needs scikit-learn) "
+        "or a path to a .npz file"
     )
 
 
@@ -71,8 +72,12 @@ def train(args: Any) -> int:
     layers: list[Any] = []
     width = x_train.shape[1]
     for h in args.hidden:
-        layers += [tn.Dense(width, h, init="he_uniform" if args.activation == "relu" else "glorot_uniform"),
-                   tn.layers.activation(args.activation)]
+        layers += [
+            tn.Dense(
+                width, h, init="he_uniform" if args.activation == "relu" else "glorot_uniform"
+            ),
+            tn.layers.activation(args.activation),
+        ]
         if args.dropout:
             layers.append(tn.Dropout(args.dropout))
         width = h
@@ -92,7 +97,8 @@ def train(args: Any) -> int:
     )
     start = time.perf_counter()
     history = model.fit(
-        x_train, y_train,
+        x_train,
+        y_train,
         loss="sparse_categorical_crossentropy",
         optimizer=optimizer,
         epochs=epochs,
@@ -171,7 +177,10 @@ def info(args: Any) -> int:
         if backend is None:
             print(f"  {candidate:7s} unavailable: {problem}")
         else:
-            print(f"  {candidate:7s} {backend.version:10s} {backend.description}  device={backend.device}")
+            print(
+                f"  {candidate:7s} {backend.version:10s} {backend.description}"
+                f"  device={backend.device}"
+            )
     return 0
 
 
@@ -179,9 +188,15 @@ def compare_backends(args: Any) -> int:
     from .compare import format_report, main_compare
 
     report = main_compare(
-        args.dataset, hidden=args.hidden, activation=args.activation, dtype=args.dtype,
-        seed=args.seed, batch_size=args.batch_size, backends=args.backends,
-        dropout=args.dropout, optimizer=args.optimizer,
+        args.dataset,
+        hidden=args.hidden,
+        activation=args.activation,
+        dtype=args.dtype,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        backends=args.backends,
+        dropout=args.dropout,
+        optimizer=args.optimizer,
     )
     print(format_report(report))
     return 0

@@ -169,8 +169,13 @@ def _make_step(layers: Sequence[Any], loss: Any, optimizer: Any) -> Callable:
         updated = None
         if optimizer is not None:
             updated, _ = optimizer.update(grads, opt_state, params)
-        return {"outputs": outputs, "loss": value, "grad_in": grad_in, "grads": grads,
-                "updated": updated}
+        return {
+            "outputs": outputs,
+            "loss": value,
+            "grad_in": grad_in,
+            "grads": grads,
+            "updated": updated,
+        }
 
     return step
 
@@ -181,8 +186,17 @@ def _host(a: Any) -> np.ndarray:
     return registry.backend_of(a).to_numpy(a)
 
 
-def _run(model: Any, backend: registry.Backend, dtype: str, params_host: list, x_host: np.ndarray,
-         y_host: np.ndarray, loss: Any, optimizer: Any, seed: int | None) -> dict:
+def _run(
+    model: Any,
+    backend: registry.Backend,
+    dtype: str,
+    params_host: list,
+    x_host: np.ndarray,
+    y_host: np.ndarray,
+    loss: Any,
+    optimizer: Any,
+    seed: int | None,
+) -> dict:
     """One step on ``backend`` in ``dtype``; every result as a host float64 array."""
     from .training import prepare_targets
     from .validation import as_model_input
@@ -204,7 +218,8 @@ def _run(model: Any, backend: registry.Backend, dtype: str, params_host: list, x
         "loss": f64(out["loss"]),
         "grad_in": [f64(a) for a in out["grad_in"]],
         "grads": [{k: f64(v) for k, v in g.items()} for g in out["grads"]],
-        "updated": None if out["updated"] is None
+        "updated": None
+        if out["updated"] is None
         else [{k: f64(v) for k, v in p.items()} for p in out["updated"]],
     }
 
@@ -291,8 +306,10 @@ def compare_backends(
     names = [n.strip().lower() if isinstance(n, str) else n for n in names]
     for name in names:
         if name not in registry.BACKEND_NAMES:
-            raise ValueError(f"compare_backends: unknown backend {name!r}; valid names are: "
-                             f"{', '.join(registry.BACKEND_NAMES)}")
+            raise ValueError(
+                f"compare_backends: unknown backend {name!r}; valid names are: "
+                f"{', '.join(registry.BACKEND_NAMES)}"
+            )
     if optimizer is not None:
         optimizer = optimizers.get(optimizer)
     has_key = any(layer.needs_key for layer in model.layers)
@@ -305,8 +322,11 @@ def compare_backends(
     numpy_backend = registry.load("numpy")
     ref = _run(model, numpy_backend, "float64", params_host, x_host, y_host, loss, optimizer, seed)
     report = CompareReport(
-        rows=[], dtype=dtype, batch_size=int(x_host.shape[0]),
-        optimizer=repr(optimizer) if optimizer is not None else None, dropout_seed=seed,
+        rows=[],
+        dtype=dtype,
+        batch_size=int(x_host.shape[0]),
+        optimizer=repr(optimizer) if optimizer is not None else None,
+        dropout_seed=seed,
     )
     report.losses["reference"] = float(ref["loss"])
     for name in names:
@@ -345,8 +365,11 @@ def format_report(report: CompareReport) -> str:
     lines = [
         f"one training step, batch {report.batch_size}, {report.dtype}, against {REFERENCE}"
         + (f", then {report.optimizer}" if report.optimizer else "")
-        + (f" (dropout masks of fit seed {report.dropout_seed})"
-           if report.dropout_seed is not None else ""),
+        + (
+            f" (dropout masks of fit seed {report.dropout_seed})"
+            if report.dropout_seed is not None
+            else ""
+        ),
     ]
     for name in report.compared:
         lines.append(f"  {name}: {report.devices.get(name, '')}")
@@ -357,8 +380,16 @@ def format_report(report: CompareReport) -> str:
     for row in report.rows:
         if row.quantity in ("unavailable", "error"):
             continue
-        table.append((row.backend, "-" if row.layer is None else str(row.layer), row.layer_type,
-                      row.quantity, _num(row.max_abs), _num(row.max_rel)))
+        table.append(
+            (
+                row.backend,
+                "-" if row.layer is None else str(row.layer),
+                row.layer_type,
+                row.quantity,
+                _num(row.max_abs),
+                _num(row.max_rel),
+            )
+        )
     widths = [max(len(r[c]) for r in table) for c in range(len(header))]
     right = {1, 4, 5}
     lines.append("")
@@ -367,8 +398,10 @@ def format_report(report: CompareReport) -> str:
         if previous is not None and r[0] != previous and previous != "backend":
             lines.append("")
         previous = r[0]
-        cells = [r[c].rjust(widths[c]) if c in right else r[c].ljust(widths[c])
-                 for c in range(len(header))]
+        cells = [
+            r[c].rjust(widths[c]) if c in right else r[c].ljust(widths[c])
+            for c in range(len(header))
+        ]
         lines.append("  ".join(cells).rstrip())
     if report.compared:
         lines.append("")
@@ -377,10 +410,13 @@ def format_report(report: CompareReport) -> str:
             if worst.max_rel == 0.0:
                 lines.append(f"{name}: every quantity equals the reference bit for bit")
                 continue
-            where = ("the loss" if worst.layer is None
-                     else f"layer {worst.layer} ({worst.layer_type})")
-            lines.append(f"{name}: largest relative difference {_num(worst.max_rel)} "
-                         f"in {worst.quantity} of {where}")
+            where = (
+                "the loss" if worst.layer is None else f"layer {worst.layer} ({worst.layer_type})"
+            )
+            lines.append(
+                f"{name}: largest relative difference {_num(worst.max_rel)} "
+                f"in {worst.quantity} of {where}"
+            )
     for name, why in report.skipped.items():
         lines.append(f"{name}: skipped: {why}")
     return "\n".join(lines)
@@ -389,9 +425,16 @@ def format_report(report: CompareReport) -> str:
 # ------------------------------------------------------------------ CLI entry
 
 
-def build_mlp(in_features: int, classes: int, hidden: Sequence[int], activation: str = "relu",
-              dropout: float = 0.0, dtype: str = "float32", seed: int = 0,
-              backend: str | None = None) -> Any:
+def build_mlp(
+    in_features: int,
+    classes: int,
+    hidden: Sequence[int],
+    activation: str = "relu",
+    dropout: float = 0.0,
+    dtype: str = "float32",
+    seed: int = 0,
+    backend: str | None = None,
+) -> Any:
     """The MLP ``tinynet train`` builds: Dense + activation (+ Dropout) per
     hidden width, then Dense + Softmax."""
     from . import layers as tl
@@ -440,11 +483,20 @@ def main_compare(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}")
     classes = int(y.max()) + 1
-    model = build_mlp(x.shape[1], classes, hidden, activation, dropout, dtype, seed,
-                      backend="numpy")
+    model = build_mlp(
+        x.shape[1], classes, hidden, activation, dropout, dtype, seed, backend="numpy"
+    )
     numpy_backend = registry.load("numpy")
     epoch_key = random.fold_in(random.key(seed, numpy_backend), 0)
     order = _host(random.permutation(random.fold_in(epoch_key, 0x5EED), x.shape[0]))
     rows = order[: min(batch_size, x.shape[0])]
-    return compare_backends(model, x[rows], y[rows], "sparse_categorical_crossentropy",
-                            backends=backends, optimizer=optimizer, dtype=dtype, seed=seed)
+    return compare_backends(
+        model,
+        x[rows],
+        y[rows],
+        "sparse_categorical_crossentropy",
+        backends=backends,
+        optimizer=optimizer,
+        dtype=dtype,
+        seed=seed,
+    )

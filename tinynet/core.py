@@ -38,7 +38,10 @@ def fused_head(layers: Sequence[Layer], loss: Loss) -> Loss | None:
     last = layers[-1]
     if getattr(loss, "from_logits", True):
         return None
-    if type(last) is Softmax and type(loss) in (CategoricalCrossentropy, SparseCategoricalCrossentropy):
+    if type(last) is Softmax and type(loss) in (
+        CategoricalCrossentropy,
+        SparseCategoricalCrossentropy,
+    ):
         return type(loss)(from_logits=True)
     if type(last) is Sigmoid and type(loss) is BinaryCrossentropy:
         return BinaryCrossentropy(from_logits=True)
@@ -76,13 +79,17 @@ def make_loss_and_grads(
     body = layers[:-1] if head is not None else layers
     head = head or loss
     keyed = frozenset(i for i, layer in enumerate(body) if layer.needs_key)
-    regularized = tuple((i, layer) for i, layer in enumerate(layers) if getattr(layer, "regularized", False))
+    regularized = tuple(
+        (i, layer) for i, layer in enumerate(layers) if getattr(layer, "regularized", False)
+    )
     n_layers = len(layers)
     n_body = len(body)
     # The first layer that has parameters needs no input gradient (nor any before it).
     first_param = next((i for i, layer in enumerate(layers) if layer.has_params), n_layers)
 
-    def loss_and_grads(params: Params, x: Array, y: Array, key: Array = None, training: bool = True):
+    def loss_and_grads(
+        params: Params, x: Array, y: Array, key: Array = None, training: bool = True
+    ):
         xp = backends.namespace(x)
         h = x
         backs = []
@@ -130,7 +137,9 @@ def make_fit_step(
     loss_and_grads = make_loss_and_grads(layers, loss, return_output=True)
     update = optimizer.update
 
-    def fit_step(params: Params, opt_state: Any, sums: tuple, x: Array, y: Array, key: Array = None):
+    def fit_step(
+        params: Params, opt_state: Any, sums: tuple, x: Array, y: Array, key: Array = None
+    ):
         value, grads, out = loss_and_grads(params, x, y, key, True)
         params, opt_state = update(grads, opt_state, params)
         loss_sum = sums[0] + value * x.shape[0]
@@ -143,7 +152,10 @@ def make_fit_step(
 
 
 def make_indexed_step(
-    fit_step: Callable[..., tuple], size: int, stride: int, has_key: bool,
+    fit_step: Callable[..., tuple],
+    size: int,
+    stride: int,
+    has_key: bool,
     shard: Callable[[Array], Array] | None = None,
 ) -> Callable:
     """A fit step that slices its own batch out of the whole (shuffled) data

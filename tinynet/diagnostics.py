@@ -17,8 +17,16 @@ def _finite(a: Any) -> bool:
     return bool(np.isfinite(backends.backend_of(a).to_numpy(a)).all())
 
 
-def first_nonfinite(model: Any, loss: Any, x: Any, y: Any, order: Any, step: int, batch_size: int,
-                    step_key: Any = None) -> str:
+def first_nonfinite(
+    model: Any,
+    loss: Any,
+    x: Any,
+    y: Any,
+    order: Any,
+    step: int,
+    batch_size: int,
+    step_key: Any = None,
+) -> str:
     """Describe the first layer whose forward output, or (going backwards)
     whose gradient, is non-finite for batch ``step`` of an epoch (checked in
     this order: the input batch, each layer's parameters and forward output,

@@ -50,7 +50,9 @@ def one_hot(labels: Array, num_classes: int, dtype: Any = None) -> Array:
     """
     xp = backends.namespace(labels)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
-        raise ValueError(f"one_hot: num_classes must be a positive integer, received {num_classes!r}")
+        raise ValueError(
+            f"one_hot: num_classes must be a positive integer, received {num_classes!r}"
+        )
     from .validation import check_labels
 
     check_labels(labels, num_classes, "one_hot")
@@ -149,12 +151,19 @@ class SparseCategoricalCrossentropy(Loss):
         self.from_logits = bool(from_logits)
 
     def value_and_grad(self, xp, y_true, y_pred):
-        target = xp.astype(y_true[:, None] == xp.arange(y_pred.shape[-1], dtype=y_true.dtype), y_pred.dtype)
-        n = y_pred.shape[0]
-        if self.from_logits:
-            value = -xp.sum(target * log_softmax(y_pred, xp)) / n
-            return value, (softmax(y_pred, xp) - target) / n
-        return _renormalized_ce(xp, target, y_pred, n)
+        n, k = y_pred.shape
+        target = xp.astype(y_true[:, None] == xp.arange(k, dtype=y_true.dtype), y_pred.dtype)
+        if not self.from_logits:
+            return _renormalized_ce(xp, target, y_pred, n)
+        # One pass of softmax serves both: -log p_y = log(sum(exp(z))) - z_y.
+        z = y_pred - xp.max(y_pred, axis=-1, keepdims=True)
+        e = xp.exp(z)
+        total = xp.sum(e, axis=-1, keepdims=True)
+        value = (xp.sum(xp.log(total)) - xp.sum(target * z)) / n
+        grad = e / total
+        grad -= target  # probs - one_hot, in place on the fresh array
+        grad *= 1.0 / n
+        return value, grad
 
 
 def _renormalized_ce(xp: Any, target: Array, y_pred: Array, n: int) -> tuple[Array, Array]:

@@ -30,9 +30,13 @@ class Accuracy:
 
     def __init__(self, kind: str, threshold: float = 0.5, from_logits: bool = False) -> None:
         if kind not in ("sparse", "categorical", "binary"):
-            raise ValueError(f"Accuracy: kind must be sparse, categorical or binary, received {kind!r}")
+            raise ValueError(
+                f"Accuracy: kind must be sparse, categorical or binary, received {kind!r}"
+            )
         if not 0.0 < threshold < 1.0:
-            raise ValueError(f"Accuracy: threshold must be in (0, 1), received threshold={threshold!r}")
+            raise ValueError(
+                f"Accuracy: threshold must be in (0, 1), received threshold={threshold!r}"
+            )
         self.kind = kind
         self.threshold = threshold
         self.from_logits = from_logits

@@ -59,7 +59,9 @@ class Sequential:
         for i, layer in enumerate(layers):
             width = layer.output_features(width, i)
         if dtype not in _DTYPES:
-            raise ValueError(f"Sequential: dtype must be one of {_DTYPES}, received dtype={dtype!r}")
+            raise ValueError(
+                f"Sequential: dtype must be one of {_DTYPES}, received dtype={dtype!r}"
+            )
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"Sequential: seed must be an int, received seed={seed!r}")
         self.layers = layers
@@ -89,7 +91,9 @@ class Sequential:
         def init_all(key: Array) -> list[dict[str, Array]]:
             params, width = [], None
             for i, layer in enumerate(layers):
-                params.append(layer.init(random.fold_in(key, i), width, dtype) if layer.has_params else {})
+                params.append(
+                    layer.init(random.fold_in(key, i), width, dtype) if layer.has_params else {}
+                )
                 width = layer.output_features(width, i)
             return params
 
@@ -152,7 +156,9 @@ class Sequential:
         loss = get_loss(loss)
         x = self._input(x, "Sequential.loss_and_grads")
         y = self._targets(y_true, loss, x.shape[0], "Sequential.loss_and_grads")
-        fn = self._cached(("loss_and_grads", loss), lambda: core.make_loss_and_grads(self.layers, loss))
+        fn = self._cached(
+            ("loss_and_grads", loss), lambda: core.make_loss_and_grads(self.layers, loss)
+        )
         return fn(self.params, x, y, None, False)
 
     def _targets(self, y: Any, loss: Loss, n: int, where: str) -> Array:
@@ -192,11 +198,16 @@ class Sequential:
     @classmethod
     def from_config(cls, config: dict[str, Any], backend: str | None = None) -> Sequential:
         layers = [from_config(c) for c in config["layers"]]
-        return cls(layers, dtype=config.get("dtype", "float32"), seed=config.get("seed", 0), backend=backend)
+        return cls(
+            layers,
+            dtype=config.get("dtype", "float32"),
+            seed=config.get("seed", 0),
+            backend=backend,
+        )
 
     def summary(self) -> str:
         lines = [f"Sequential on {self.backend.name} ({self.dtype}), {self.num_params} parameters"]
-        for i, (layer, p) in enumerate(zip(self.layers, self.params)):
+        for i, (layer, p) in enumerate(zip(self.layers, self.params, strict=True)):
             shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in p.items())
             lines.append(f"  {i}: {layer!r}" + (f"  [{shapes}]" if shapes else ""))
         return "\n".join(lines)

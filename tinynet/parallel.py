@@ -87,8 +87,13 @@ def initialize(
             f"process_id must be in 0..{num_processes - 1} for num_processes={num_processes}, "
             f"received process_id={process_id}"
         )
-    _impl().initialize(coordinator, num_processes, process_id,
-                       bind_address=bind_address, timeout=_check_int("timeout", timeout, 1))
+    _impl().initialize(
+        coordinator,
+        num_processes,
+        process_id,
+        bind_address=bind_address,
+        timeout=_check_int("timeout", timeout, 1),
+    )
 
 
 def is_initialized() -> bool:
@@ -235,7 +240,8 @@ def _train(devices: int | None, dtype: str, args: argparse.Namespace) -> dict[st
     layers += [tn.Dense(16, 16), tn.Tanh(), tn.Dense(16, 3), tn.Softmax()]
     model = tn.Sequential(layers, dtype=dtype, seed=args.seed, backend="jax")
     history = model.fit(
-        x, y,
+        x,
+        y,
         loss="sparse_categorical_crossentropy",
         optimizer=tn.optimizers.Adam(lr=0.01),
         epochs=args.epochs,
@@ -273,27 +279,42 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tinynet.parallel",
         description="Train a small model on one device and data-parallel on N devices "
-                    "(JAX) and report how far apart the results are.",
+        "(JAX) and report how far apart the results are.",
     )
-    parser.add_argument("--devices", default=None,
-                        help="comma-separated device counts to try (default: all devices)")
-    parser.add_argument("--dtype", default="float32,float64",
-                        help="comma-separated dtypes (default: float32,float64)")
-    parser.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                        help="multi-process run: process 0's address")
+    parser.add_argument(
+        "--devices",
+        default=None,
+        help="comma-separated device counts to try (default: all devices)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32,float64",
+        help="comma-separated dtypes (default: float32,float64)",
+    )
+    parser.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="multi-process run: process 0's address",
+    )
     parser.add_argument("--num-processes", type=int, default=1)
     parser.add_argument("--process-id", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--samples", type=int, default=100,
-                        help="samples (10%% are held out for validation)")
+    parser.add_argument(
+        "--samples", type=int, default=100, help="samples (10%% are held out for validation)"
+    )
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-reference", action="store_true",
-                        help="skip the single-device reference run")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object with every run (histories, parameters)")
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the single-device reference run"
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object with every run (histories, parameters)",
+    )
     args = parser.parse_args(argv)
 
     if args.coordinator is not None:
@@ -302,8 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--num-processes needs --coordinator HOST:PORT")
     backends.load("jax")
     info = _impl().info()
-    counts = ([int(s) for s in args.devices.split(",")] if args.devices
-              else [info["global_devices"]])
+    counts = [int(s) for s in args.devices.split(",")] if args.devices else [info["global_devices"]]
     dtypes = [s.strip() for s in args.dtype.split(",") if s.strip()]
     out: dict[str, Any] = {"info": info, "runs": []}
     for dtype in dtypes:
@@ -319,9 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"process {info['process_index']} of {info['process_count']}: "
-              f"{info['global_devices']} {info['platform']} device(s), "
-              f"{info['local_devices']} local")
+        print(
+            f"process {info['process_index']} of {info['process_count']}: "
+            f"{info['global_devices']} {info['platform']} device(s), "
+            f"{info['local_devices']} local"
+        )
         for run in out["runs"]:
             n = run["devices"]
             where = "1 device (reference)" if n is None else f"devices={n}"

@@ -29,7 +29,7 @@ def plot_training(history: Any, path: str, model: Any = None, data: tuple | None
     panels = 3 if regions else 2
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
     epochs = np.arange(1, len(history.epoch) + 1)
-    for ax, key in zip(axes, ("loss", "accuracy")):
+    for ax, key in zip(axes[:2], ("loss", "accuracy"), strict=True):
         for prefix, style in (("", "-"), ("val_", "--")):
             if prefix + key in h:
                 ax.plot(epochs, h[prefix + key], style, label=(prefix or "train_") + key)

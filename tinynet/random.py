@@ -180,8 +180,9 @@ def threefry_2x32(keypair: Any, count: Array) -> Array:
         keypair = xp.concat([xp.reshape(k, (1,)) for k in words])
     xp = backends.namespace(keypair, count)
     if keypair.dtype != xp.uint32 or count.dtype != xp.uint32:
-        raise TypeError(f"threefry_2x32 requires uint32 arguments, got {keypair.dtype}, "
-                        f"{count.dtype}")
+        raise TypeError(
+            f"threefry_2x32 requires uint32 arguments, got {keypair.dtype}, {count.dtype}"
+        )
     _check_key(keypair)
     flat = xp.reshape(count, (-1,))
     n = flat.shape[0]

@@ -49,9 +49,10 @@ def prepare_targets(model: Any, y: Any, loss: Loss, n: int, where: str) -> Array
         if other is not backend:
             raise TypeError(
                 f"{where}: targets are a {other.name} array but the model lives on the "
-                f"{backend.name} backend; move them with tinynet.get_backend({backend.name!r}).asarray(y)"
+                f"{backend.name} backend; move them with "
+                f"tinynet.get_backend({backend.name!r}).asarray(y)"
             )
-    if y.shape[0] != n if len(y.shape) else True:
+    if len(y.shape) == 0 or y.shape[0] != n:
         raise ValueError(
             f"{where}: x has {n} samples but y has {y.shape[0] if len(y.shape) else 'no'} "
             "samples; x and y must have the same length"
@@ -242,7 +243,9 @@ def fit(
             x_val, y_val = parallel.put_data(x_val), parallel.put_data(y_val)
         model.params = parallel.replicate(model.params)
         model.opt_state = parallel.replicate(model.opt_state)
-    loop = _FitLoop(model, loss, batch_size, steps_per_execution, nan_guard, seed, shuffle, parallel)
+    loop = _FitLoop(
+        model, loss, batch_size, steps_per_execution, nan_guard, seed, shuffle, parallel
+    )
     history = History()
     model.history = history
     model.stop_training = False
@@ -296,8 +299,9 @@ def _print_epoch(epoch: int, logs: dict[str, float]) -> None:
 class _FitLoop:
     """One fit call's compiled steps and its per-epoch loop."""
 
-    def __init__(self, model, loss, batch_size, steps_per_execution, nan_guard, seed, shuffle,
-                 parallel=None):
+    def __init__(
+        self, model, loss, batch_size, steps_per_execution, nan_guard, seed, shuffle, parallel=None
+    ):
         self.model = model
         self.parallel = parallel
         self.backend = model.backend
@@ -328,10 +332,14 @@ class _FitLoop:
             if block == 1:
                 body = one
             else:
+
                 def body(params, opt_state, sums, i, x, y, order, key):
                     return backend.fori_loop(
-                        block, lambda carry: one(*carry, x, y, order, key), (params, opt_state, sums, i)
+                        block,
+                        lambda carry: one(*carry, x, y, order, key),
+                        (params, opt_state, sums, i),
                     )
+
             # With the NaN guard the step's inputs must survive it (no donation).
             donate = () if self.nan_guard else (0, 1, 2)
             fn = backend.jit(body, donate_argnums=donate)
@@ -391,7 +399,15 @@ class _FitLoop:
                 if self.nan_guard and self._bad(sums, before, epoch, done, x, y, order, step_key):
                     break
                 if bar is not None and (done % sync_every == 0 or done == n_steps):
-                    _update(bar, advance if done % sync_every else sync_every, sums, done, n, bs, self.metric)
+                    _update(
+                        bar,
+                        advance if done % sync_every else sync_every,
+                        sums,
+                        done,
+                        n,
+                        bs,
+                        self.metric,
+                    )
         else:
             xs = xp.take(x, order, axis=0) if self.shuffle else x
             ys = xp.take(y, order, axis=0) if self.shuffle else y
@@ -402,15 +418,29 @@ class _FitLoop:
                 a = s * bs
                 k = random.fold_in(step_key, s) if step_key is not None else None
                 before = (params, opt_state) if self.nan_guard else None
-                params, opt_state, sums = step(params, opt_state, sums, xs[a : min(a + bs, n), ...], ys[a : min(a + bs, n), ...], k)
+                params, opt_state, sums = step(
+                    params,
+                    opt_state,
+                    sums,
+                    xs[a : min(a + bs, n), ...],
+                    ys[a : min(a + bs, n), ...],
+                    k,
+                )
                 done += 1
                 model.params, model.opt_state = params, opt_state
                 model.step += 1
                 if self.nan_guard and self._bad(sums, before, epoch, done, xs, ys, None, step_key):
                     break
                 if bar is not None and (done % sync_every == 0 or done == n_steps):
-                    _update(bar, sync_every if done % sync_every == 0 else done % sync_every,
-                            sums, done, n, bs, self.metric)
+                    _update(
+                        bar,
+                        sync_every if done % sync_every == 0 else done % sync_every,
+                        sums,
+                        done,
+                        n,
+                        bs,
+                        self.metric,
+                    )
         if bar is not None:
             bar.close()
         self.interrupted = interrupt["hit"] and done < n_steps
@@ -469,8 +499,15 @@ def _update(bar, advance, sums, done, n, bs, metric) -> None:
 # ------------------------------------------------------------------ evaluate / predict
 
 
-def evaluate(model: Any, x: Any, y: Any, *, loss: Loss | str | None = None,
-             batch_size: int = 256, verbose: int = 0) -> dict[str, float]:
+def evaluate(
+    model: Any,
+    x: Any,
+    y: Any,
+    *,
+    loss: Loss | str | None = None,
+    batch_size: int = 256,
+    verbose: int = 0,
+) -> dict[str, float]:
     """``{"loss": mean loss, "accuracy": ...}`` over ``(x, y)`` (no parameter change)."""
     if loss is None:
         raise ValueError("evaluate: pass loss=..., the loss to report")
@@ -485,13 +522,17 @@ def evaluate(model: Any, x: Any, y: Any, *, loss: Loss | str | None = None,
     n = x.shape[0]
     loss_sum = count = None
     for a in range(0, n, batch_size):
-        v, c = step(model.params, x[a : min(a + batch_size, n), ...], y[a : min(a + batch_size, n), ...])
+        v, c = step(
+            model.params, x[a : min(a + batch_size, n), ...], y[a : min(a + batch_size, n), ...]
+        )
         loss_sum = v if loss_sum is None else loss_sum + v
         count = c if count is None else count + c
     to_numpy = model.backend.to_numpy
     logs = {"loss": float(to_numpy(loss_sum)) / n}
     if metric is not None:
-        logs["accuracy"] = float(to_numpy(count)) / metric.per_batch(tuple(y.shape) if metric.kind == "binary" else (n,))
+        logs["accuracy"] = float(to_numpy(count)) / metric.per_batch(
+            tuple(y.shape) if metric.kind == "binary" else (n,)
+        )
     return logs
 
 
@@ -507,4 +548,6 @@ def predict(model: Any, x: Any, batch_size: int | None = None) -> Array:
         return forward(model.params, x)
     batch_size = _check_count("batch_size", batch_size, 1)
     xp = model.backend.xp
-    return xp.concat([forward(model.params, x[a : min(a + batch_size, n), ...]) for a in range(0, n, batch_size)])
+    return xp.concat(
+        [forward(model.params, x[a : min(a + batch_size, n), ...]) for a in range(0, n, batch_size)]
+    )

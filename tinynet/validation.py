@@ -64,8 +64,10 @@ def check_labels(labels: Array, num_classes: int, where: str) -> None:
         if len(shape) == 2 and shape[1] == 1:
             hint = "flatten them with labels.reshape(-1)"
         elif len(shape) == 2 and shape[1] == num_classes:
-            hint = ("these look like one-hot rows: use argmax(axis=1) to turn them into labels, "
-                    "or CategoricalCrossentropy to train on them")
+            hint = (
+                "these look like one-hot rows: use argmax(axis=1) to turn them into labels, "
+                "or CategoricalCrossentropy to train on them"
+            )
         else:
             hint = "pass one label per sample"
         raise ValueError(
@@ -115,9 +117,7 @@ def check_loss_inputs(loss: Any, y_true: Array, y_pred: Array) -> Array:
     name = type(loss).__name__
     pred_dtype = _dtype_name(y_pred)
     if pred_dtype not in _FLOAT_NAMES:
-        raise TypeError(
-            f"{name}: y_pred must be float32 or float64, received dtype {pred_dtype}"
-        )
+        raise TypeError(f"{name}: y_pred must be float32 or float64, received dtype {pred_dtype}")
     if any(d == 0 for d in y_pred.shape):
         raise ValueError(
             f"{name}: y_pred of shape {tuple(y_pred.shape)} is an empty batch; the mean "
@@ -210,8 +210,9 @@ def _is_real_name(name: str) -> bool:
     return name in ("float16", "bfloat16", "float32", "float64", "bool") or _is_integer_name(name)
 
 
-def cast_finite(a: Array, backend: backends.Backend, dtype: str, where: str,
-                what: str = "input") -> Array:
+def cast_finite(
+    a: Array, backend: backends.Backend, dtype: str, where: str, what: str = "input"
+) -> Array:
     """A real-valued host (NumPy) or ``backend`` array cast to ``dtype`` on
     ``backend``, refusing NaN/Inf and values the cast overflows
     (``ValueError`` naming the first value and its position).  On the host

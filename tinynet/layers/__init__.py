@@ -25,7 +25,19 @@ from .dropout import Dropout
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
-    for cls in (Dense, Dropout, Identity, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, GELU, Softplus, Softmax)
+    for cls in (
+        Dense,
+        Dropout,
+        Identity,
+        Sigmoid,
+        Tanh,
+        ReLU,
+        LeakyReLU,
+        ELU,
+        GELU,
+        Softplus,
+        Softmax,
+    )
 }
 
 ACTIVATIONS = {
@@ -63,7 +75,22 @@ def activation(name: str) -> Layer:
 
 
 __all__ = [
-    "Dense", "Dropout", "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU",
-    "Softplus", "Softmax", "Layer", "from_config", "activation",
-    "sigmoid", "softmax", "log_softmax", "softplus",
+    "Dense",
+    "Dropout",
+    "Identity",
+    "Sigmoid",
+    "Tanh",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "GELU",
+    "Softplus",
+    "Softmax",
+    "Layer",
+    "from_config",
+    "activation",
+    "sigmoid",
+    "softmax",
+    "log_softmax",
+    "softplus",
 ]

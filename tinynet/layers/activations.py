@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .base import _NO_GRADS, Array, Backward, Layer, Params
+from .base import _NO_GRADS, Array, Layer, Params
 
 
 def sigmoid(x: Array, xp: Any) -> Array:
@@ -63,7 +63,9 @@ class ReLU(Layer):
 
     def forward(self, params, x, xp, training=False, key=None):
         y = xp.maximum(x, 0.0)
-        return y, lambda dy, need_dx=True: (xp.where(x > 0, dy, 0.0), _NO_GRADS)
+        # dy * mask rather than where(): NumPy's where is ~10x slower than a
+        # multiply, and this is on every hidden layer of every step.
+        return y, lambda dy, need_dx=True: (dy * xp.astype(x > 0, dy.dtype), _NO_GRADS)
 
 
 class LeakyReLU(Layer):
@@ -71,7 +73,9 @@ class LeakyReLU(Layer):
 
     def __init__(self, alpha: float = 0.3) -> None:
         if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
-            raise ValueError(f"LeakyReLU: alpha must be a finite number >= 0, received alpha={alpha!r}")
+            raise ValueError(
+                f"LeakyReLU: alpha must be a finite number >= 0, received alpha={alpha!r}"
+            )
         self.alpha = float(alpha)
 
     def forward(self, params, x, xp, training=False, key=None):

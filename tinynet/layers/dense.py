@@ -11,9 +11,7 @@ from .base import Array, Backward, Layer, Params
 
 def _check_size(owner: str, name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"{owner}: {name} must be a positive integer, received {name}={value!r}"
-        )
+        raise ValueError(f"{owner}: {name} must be a positive integer, received {name}={value!r}")
     return value
 
 
@@ -79,7 +77,8 @@ class Dense(Layer):
         self, params: Params, x: Array, xp: Any, training: bool = False, key: Array = None
     ) -> tuple[Array, Backward]:
         W = params["W"]
-        y = x @ W + params["b"]
+        y = x @ W
+        y += params["b"]  # in place on the fresh product (a rebind on JAX): one temporary less
 
         def backward(dy: Array, need_dx: bool = True) -> tuple[Array | None, Params]:
             grads = {"W": x.T @ dy, "b": xp.sum(dy, axis=0)}
@@ -94,7 +93,10 @@ class Dense(Layer):
     def penalty(self, params: Params, xp: Any) -> tuple[Array, Params]:
         """``(penalty value, its gradient)`` of the L1/L2 regularisation."""
         value, grads = 0.0, {}
-        for name, l1, l2 in (("W", self.weight_l1, self.weight_l2), ("b", self.bias_l1, self.bias_l2)):
+        for name, l1, l2 in (
+            ("W", self.weight_l1, self.weight_l2),
+            ("b", self.bias_l1, self.bias_l2),
+        ):
             p = params[name]
             g = xp.zeros_like(p)
             if l1:

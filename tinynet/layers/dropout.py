@@ -38,11 +38,12 @@ class Dropout(Layer):
         if key is None:
             raise ValueError("Dropout: training=True needs a random key (pass key=...)")
         keep = random.bernoulli(key, 1.0 - self.rate, x.shape)
-        scale = 1.0 / (1.0 - self.rate)
-        y = xp.where(keep, x * scale, 0.0)
+        # kept inputs scaled by 1 / (1 - rate), dropped ones exactly 0
+        mask = xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.rate))
+        y = x * mask
 
         def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
-            return xp.where(keep, dy * scale, 0.0), _NO_GRADS
+            return dy * mask, _NO_GRADS
 
         return y, backward
 
