@@ -43,7 +43,7 @@ class Config:
 
     @property
     def layers(self) -> list[tuple[int, int]]:
-        return list(zip(self.sizes[:-1], self.sizes[1:]))
+        return list(zip(self.sizes[:-1], self.sizes[1:], strict=True))
 
     @property
     def num_classes(self) -> int:
@@ -183,6 +183,14 @@ class Entry:
 
 
 def time_block(entry: Entry) -> None:
+    """Time one block.  A runner with ``reset()`` first goes back to its initial
+    state (untimed), so every block times the same steps 1..N of one training
+    run: long runs drift (dead ReLU units make Adam's first moment decay into
+    float32 denormals, which slow NumPy and torch down 2x at M after ~700
+    steps; XLA flushes denormals to zero)."""
+    reset = getattr(entry.runner, "reset", None)
+    if reset is not None:
+        reset()
     f0 = minor_faults()
     t0 = time.perf_counter()
     entry.runner.run(entry.block)
@@ -205,7 +213,9 @@ def warm_up(entry: Entry, warm_steps: int) -> None:
     entry.compile_s = max(first - per_step, 0.0)
 
 
-def interleave(entries: list[Entry], rounds: int, on_round: Callable[[int], None] | None = None) -> None:
+def interleave(
+    entries: list[Entry], rounds: int, on_round: Callable[[int], None] | None = None
+) -> None:
     """``rounds`` rounds; in each, every entry runs one timed block.  The order
     is rotated by one each round so no entry always follows the same one."""
     import gc
@@ -231,12 +241,17 @@ def fmt_time(seconds: float) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
     """A plain-text table; ``align`` has one 'l' or 'r' per column."""
-    cells = [[str(c) for c in headers]] + [[("-" if c is None else str(c)) for c in r] for r in rows]
+    cells = [[str(c) for c in headers]] + [
+        [("-" if c is None else str(c)) for c in r] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     align = align or "l" + "r" * (len(headers) - 1)
 
     def line(row: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align))
+        return "  ".join(
+            c.ljust(w) if a == "l" else c.rjust(w)
+            for c, w, a in zip(row, widths, align, strict=True)
+        )
 
     out = [line(cells[0]), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in cells[1:]]
@@ -245,6 +260,29 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | No
 
 def check_line(ok: bool, text: str) -> str:
     return f"{'PASS' if ok else 'FAIL'}  {text}"
+
+
+# ------------------------------------------------------------------ threads
+
+
+def limit_threads(threads: int | None) -> Any:
+    """``--threads N``: NumPy's BLAS (threadpoolctl), torch (read by
+    refs/torch_eager.py) and, for N == 1, XLA's CPU thread pool.  Call before
+    jax is imported; keep the returned object alive."""
+    if threads is None:
+        return None
+    os.environ["BENCH_TORCH_THREADS"] = str(threads)
+    if threads == 1:
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print(
+            "threadpoolctl is not installed: --threads does not limit NumPy's BLAS", file=sys.stderr
+        )
+        return None
+    return threadpool_limits(threads)
 
 
 # ------------------------------------------------------------------ machine load
@@ -303,8 +341,11 @@ def wait_for_quiet(max_wait: float, threshold: float = 0.15, sample: float = 3.0
         frac = mon.others_fraction()
         if frac is None or frac < threshold or time.monotonic() >= deadline:
             return frac
-        print(f"machine busy ({100 * frac:.0f}% of CPU used by other processes), waiting ...",
-              file=sys.stderr, flush=True)
+        print(
+            f"machine busy ({100 * frac:.0f}% of CPU used by other processes), waiting ...",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 # ------------------------------------------------------------------ machine info
@@ -362,8 +403,13 @@ def machine_info() -> dict[str, Any]:
         "keras": _version("keras"),
         "tinynet": _version("tinynet"),
         "blas": blas_info(),
-        "env": {k: os.environ[k] for k in sorted(os.environ) if k.startswith(
-            ("OMP_", "OPENBLAS_", "MKL_", "XLA_", "JAX_", "KERAS_", "TINYNET_", "MALLOC_"))},
+        "env": {
+            k: os.environ[k]
+            for k in sorted(os.environ)
+            if k.startswith(
+                ("OMP_", "OPENBLAS_", "MKL_", "XLA_", "JAX_", "KERAS_", "TINYNET_", "MALLOC_")
+            )
+        },
     }
 
 
@@ -382,11 +428,21 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-def run_python(args: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None,
-               timeout: float = 600) -> subprocess.CompletedProcess:
+def run_python(
+    args: Sequence[str],
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
     """``python ARGS`` with this interpreter in a fresh process."""
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd or REPO_DIR, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or REPO_DIR,
+        timeout=timeout,
+    )

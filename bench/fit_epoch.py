@@ -38,9 +38,12 @@ CONFIG = bl.CONFIGS["M"]
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--backends", default=None,
-                   help="comma-separated tinynet backends (default: numpy,jax; +strict with "
-                        "--strict; cupy with --device gpu)")
+    p.add_argument(
+        "--backends",
+        default=None,
+        help="comma-separated tinynet backends (default: numpy,jax; +strict with "
+        "--strict; cupy with --device gpu)",
+    )
     p.add_argument("--optimizer", choices=tuple(bl.OPTIMIZERS), default="adam")
     p.add_argument("--batches", type=int, default=60, help="batches per epoch (default 60)")
     p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 7, --quick 3)")
@@ -50,8 +53,19 @@ def parse_args(argv=None):
     p.add_argument("--strict", action="store_true")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--quick", action="store_true", help="3 rounds, 20 batches, 50 memory steps")
-    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                   help="first wait up to this long for other processes to leave the CPUs idle")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to this long for other processes to leave the CPUs idle",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for NumPy's BLAS (and XLA if 1); default: the libraries' own",
+    )
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--rss-worker", metavar="WHAT", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -71,37 +85,70 @@ def log(msg: str) -> None:
 
 
 class EpochTimers:
-    """The timed variants for one backend; each ``run(n)`` does n epochs."""
+    """The timed variants for one backend.  Before every timed epoch the
+    model goes back to the initial parameters, a fresh optimizer state and
+    epoch 0, so every epoch times the same 60 steps (a long run drifts: see
+    ``benchlib.time_block``)."""
 
     def __init__(self, backend_name: str, opt, n_batches: int):
         from refs.tinynet_impl import build_model
+
         from tinynet import core
 
         bs = CONFIG.batch
         x_np, y_np = bl.make_data(CONFIG, n_batches * bs, seed=1)
-        params = bl.init_params(CONFIG)
-        self.model, self.loss, self.optimizer = build_model(CONFIG, backend_name, params, opt)
+        self.params_np = bl.init_params(CONFIG)
+        self.model, self.loss, self.optimizer = build_model(
+            CONFIG, backend_name, self.params_np, opt
+        )
         backend = self.backend = self.model.backend
         self.x_np, self.y_np = x_np, y_np
         self.x, self.y = backend.asarray(x_np), backend.asarray(y_np)
-        self.batches = [(self.x[i * bs:(i + 1) * bs, ...], self.y[i * bs:(i + 1) * bs, ...])
-                        for i in range(n_batches)]
-        # the bare step has its own model copy, so fit and step never share buffers
-        step_model, step_loss, step_opt = build_model(CONFIG, backend_name, params, opt)
-        self.step = backend.jit(core.make_train_step(step_model.layers, step_loss, step_opt),
-                                donate_argnums=(0, 1))
-        self.params, self.state = step_model.params, step_opt.init(step_model.params)
+        self.batches = [
+            (self.x[i * bs : (i + 1) * bs, ...], self.y[i * bs : (i + 1) * bs, ...])
+            for i in range(n_batches)
+        ]
+        self.step = backend.jit(
+            core.make_train_step(self.model.layers, self.loss, self.optimizer),
+            donate_argnums=(0, 1),
+        )
 
-    def variants(self) -> dict[str, object]:
+    def fresh_params(self) -> list[dict]:
+        backend, dense, out = self.backend, iter(self.params_np), []
+        for p in self.model.params:
+            if p:
+                W, b = next(dense)
+                p = {
+                    "W": backend.asarray(W, dtype="float32"),
+                    "b": backend.asarray(b, dtype="float32"),
+                }
+            out.append(p)
+        return out
+
+    def reset_steps(self) -> None:
+        self.params = self.fresh_params()
+        self.state = self.optimizer.init(self.params)
+
+    def reset_fit(self) -> None:
+        self.model.params = self.fresh_params()
+        self.model.opt_state = None  # fit starts a fresh state for the same optimizer
+        self.model.epoch = 0  # same shuffle order every time
+
+    def variants(self) -> dict[str, Repeat]:
+        fit = self.run_fit
         out = {
-            "steps": self.run_steps,
-            "fit": lambda: self.run_fit(self.x, self.y, shuffle=True),
-            "fit shuffle=False": lambda: self.run_fit(self.x, self.y, shuffle=False),
+            "steps": Repeat(self.run_steps, self.reset_steps),
+            "fit": Repeat(lambda: fit(self.x, self.y, shuffle=True), self.reset_fit),
+            "fit shuffle=False": Repeat(lambda: fit(self.x, self.y, shuffle=False), self.reset_fit),
         }
         if self.backend.name != "numpy":  # on NumPy host data *is* backend data
-            out["fit host data"] = lambda: self.run_fit(self.x_np, self.y_np, shuffle=True)
+            out["fit host data"] = Repeat(
+                lambda: fit(self.x_np, self.y_np, shuffle=True), self.reset_fit
+            )
         if self.backend.compiles:
-            out["fit spe=8"] = lambda: self.run_fit(self.x, self.y, shuffle=True, spe=8)
+            out["fit spe=8"] = Repeat(
+                lambda: fit(self.x, self.y, shuffle=True, spe=8), self.reset_fit
+            )
         return out
 
     def run_steps(self) -> None:
@@ -114,16 +161,27 @@ class EpochTimers:
         float(self.backend.to_numpy(loss))
 
     def run_fit(self, x, y, shuffle: bool, spe: int = 1) -> None:
-        self.model.fit(x, y, loss=self.loss, optimizer=self.optimizer, epochs=1,
-                       batch_size=CONFIG.batch, verbose=0, shuffle=shuffle, steps_per_execution=spe)
+        self.model.fit(
+            x,
+            y,
+            loss=self.loss,
+            optimizer=self.optimizer,
+            epochs=1,
+            batch_size=CONFIG.batch,
+            verbose=0,
+            shuffle=shuffle,
+            steps_per_execution=spe,
+        )
         self.backend.synchronize()
 
 
 class Repeat:
-    """``run(n)``: call an epoch function n times (the timer interface)."""
+    """The timer interface: ``run(n)`` calls an epoch function n times;
+    ``reset()`` (called before every timed block) restores the start state."""
 
-    def __init__(self, fn):
-        self.fn = fn
+    def __init__(self, fn, reset):
+        self.fn, self.reset = fn, reset
+        reset()
 
     def run(self, n: int) -> None:
         for _ in range(n):
@@ -133,9 +191,13 @@ class Repeat:
 def fit_overhead(args) -> tuple[dict, list[tuple[bool | None, str]]]:
     import backends
 
-    names = (bl.parse_list(args.backends, list(backends.BACKEND_NAMES), "backend") if args.backends
-             else ["numpy", "jax"] + (["strict"] if args.strict else [])
-             + (["cupy"] if args.device == "gpu" else []))
+    names = (
+        bl.parse_list(args.backends, list(backends.BACKEND_NAMES), "backend")
+        if args.backends
+        else ["numpy", "jax"]
+        + (["strict"] if args.strict else [])
+        + (["cupy"] if args.device == "gpu" else [])
+    )
     opt = bl.OPTIMIZERS[args.optimizer]
     entries = []
     for name in names:
@@ -144,9 +206,9 @@ def fit_overhead(args) -> tuple[dict, list[tuple[bool | None, str]]]:
             log(f"skipping backend {name}: {why}")
             continue
         timers = EpochTimers(name, opt, args.batches)
-        for label, fn in timers.variants().items():
+        for label, runner in timers.variants().items():
             # Entry fields: the backend goes in "optimizer", the timer in "impl"
-            entries.append(bl.Entry("M", name, label, Repeat(fn), block=1))
+            entries.append(bl.Entry("M", name, label, runner, block=1))
     for e in entries:
         log(f"  warm-up {e.optimizer}: {e.impl}")
         bl.warm_up(e, 1)
@@ -158,23 +220,50 @@ def fit_overhead(args) -> tuple[dict, list[tuple[bool | None, str]]]:
     for e in entries:
         steps = next(s for s in entries if s.optimizer == e.optimizer and s.impl == "steps")
         ratio = e.median / steps.median
-        results.append({"backend": e.optimizer, "variant": e.impl, "epoch_median_s": e.median,
-                        "per_step_s": e.median / args.batches, "spread": e.spread,
-                        "ratio_to_steps": ratio, "epoch_times_s": e.times,
-                        "first_call_overhead_s": e.compile_s})
-        rows.append([e.optimizer, e.impl, bl.fmt_time(e.median), f"±{50 * e.spread:.0f}%",
-                     bl.fmt_time(e.median / args.batches), f"{ratio:.3f}"])
+        results.append(
+            {
+                "backend": e.optimizer,
+                "variant": e.impl,
+                "epoch_median_s": e.median,
+                "per_step_s": e.median / args.batches,
+                "spread": e.spread,
+                "ratio_to_steps": ratio,
+                "epoch_times_s": e.times,
+                "first_call_overhead_s": e.compile_s,
+            }
+        )
+        rows.append(
+            [
+                e.optimizer,
+                e.impl,
+                bl.fmt_time(e.median),
+                f"±{50 * e.spread:.0f}%",
+                bl.fmt_time(e.median / args.batches),
+                f"{ratio:.3f}",
+            ]
+        )
         if e.impl in ("fit", "fit spe=8"):
-            check_list.append((ratio <= 1.10, f"{e.optimizer}: {e.impl} / sum of step times = "
-                                              f"{ratio:.3f} (target <= 1.10)"))
-    print(f"\n== fit overhead: M 784-256-128-10, {args.batches} batches x {CONFIG.batch}, "
-          f"{args.optimizer}, median of {args.rounds} interleaved epochs ==")
-    print(bl.table(["backend", "timer", "epoch", "spread", "per step", "x steps"], rows,
-                   align="llrrrr"))
+            check_list.append(
+                (
+                    ratio <= 1.10,
+                    f"{e.optimizer}: {e.impl} / sum of step times = {ratio:.3f} (target <= 1.10)",
+                )
+            )
+    print(
+        f"\n== fit overhead: M 784-256-128-10, {args.batches} batches x {CONFIG.batch}, "
+        f"{args.optimizer}, median of {args.rounds} interleaved epochs =="
+    )
+    print(
+        bl.table(
+            ["backend", "timer", "epoch", "spread", "per step", "x steps"], rows, align="llrrrr"
+        )
+    )
     print("steps = the bare jitted step called once per pre-sliced batch (no shuffle, no metric)")
     if others is not None:
-        print(f"other processes used {100 * others:.0f}% of the CPUs during the timed rounds"
-              + ("  <-- BUSY MACHINE: these numbers are disturbed, rerun" if others > 0.15 else ""))
+        print(
+            f"other processes used {100 * others:.0f}% of the CPUs during the timed rounds"
+            + ("  <-- BUSY MACHINE: these numbers are disturbed, rerun" if others > 0.15 else "")
+        )
     return {"timers": results, "others_cpu_fraction": others}, check_list
 
 
@@ -192,9 +281,7 @@ def vm_hwm_kib() -> int:
 
 # A tiny launcher: started by this big process, it starts the worker itself,
 # so the worker's ru_maxrss starts from the launcher's few MiB, not from ours.
-_LAUNCHER = (
-    "import subprocess, sys; r = subprocess.run(sys.argv[1:]); sys.exit(r.returncode)"
-)
+_LAUNCHER = "import subprocess, sys; r = subprocess.run(sys.argv[1:]); sys.exit(r.returncode)"
 
 
 def rss_worker(what: str, opt_name: str, steps: int) -> None:
@@ -230,16 +317,25 @@ def rss_worker(what: str, opt_name: str, steps: int) -> None:
             runner.run(1)
             times.append(time.perf_counter() - t0)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({
-        "what": what, "optimizer": opt_name, "steps": steps if runner else 0,
-        "peak_rss_kib": vm_hwm_kib(), "peak_rss_after_setup_kib": setup_rss,
-        "ru_maxrss_kib": usage.ru_maxrss,
-        "minor_faults_per_step": (usage.ru_minflt - f0) / steps if runner else None,
-        "median_step_s": statistics.median(times) if times else None,
-        "median_step_after_10_s": statistics.median(times[10:]) if len(times) > 10 else None,
-        "wall_s": time.perf_counter() - t_start,
-        "malloc_tune": os.environ.get("TINYNET_MALLOC_TUNE", "1"),
-    }))
+    print(
+        json.dumps(
+            {
+                "what": what,
+                "optimizer": opt_name,
+                "steps": steps if runner else 0,
+                "peak_rss_kib": vm_hwm_kib(),
+                "peak_rss_after_setup_kib": setup_rss,
+                "ru_maxrss_kib": usage.ru_maxrss,
+                "minor_faults_per_step": (usage.ru_minflt - f0) / steps if runner else None,
+                "median_step_s": statistics.median(times) if times else None,
+                "median_step_after_10_s": statistics.median(times[10:])
+                if len(times) > 10
+                else None,
+                "wall_s": time.perf_counter() - t_start,
+                "malloc_tune": os.environ.get("TINYNET_MALLOC_TUNE", "1"),
+            }
+        )
+    )
 
 
 def peak_memory(args) -> tuple[list[dict], list[tuple[bool | None, str]]]:
@@ -252,8 +348,11 @@ def peak_memory(args) -> tuple[list[dict], list[tuple[bool | None, str]]]:
             if what.startswith("import") and opt_name != "sgd":
                 got[what] = next(r for r in results if r["what"] == what)
                 continue
-            proc = bl.run_python(["-c", _LAUNCHER, sys.executable, script, "--rss-worker", what,
-                                  "--optimizer", opt_name, "--memory-steps", str(args.memory_steps)])
+            cmd = ["-c", _LAUNCHER, sys.executable, script, "--rss-worker", what]
+            cmd += ["--optimizer", opt_name, "--memory-steps", str(args.memory_steps)]
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
+            proc = bl.run_python(cmd)
             if proc.returncode != 0:
                 log(f"worker {what} failed:\n{proc.stderr[-2000:]}")
                 continue
@@ -265,21 +364,49 @@ def peak_memory(args) -> tuple[list[dict], list[tuple[bool | None, str]]]:
             if r is None or what.startswith("import"):
                 continue
             base = got.get("import-tinynet" if what.startswith("tinynet") else "import-numpy")
-            rows.append([what, opt_name, f"{r['peak_rss_kib'] / 1024:.1f}",
-                         f"{r['ru_maxrss_kib'] / 1024:.1f}",
-                         f"{base['peak_rss_kib'] / 1024:.1f}" if base else None,
-                         f"{(r['peak_rss_kib'] - base['peak_rss_kib']) / 1024:.1f}" if base else None,
-                         bl.fmt_time(r["median_step_s"]), f"{r['minor_faults_per_step']:.0f}"])
+            rows.append(
+                [
+                    what,
+                    opt_name,
+                    f"{r['peak_rss_kib'] / 1024:.1f}",
+                    f"{r['ru_maxrss_kib'] / 1024:.1f}",
+                    f"{base['peak_rss_kib'] / 1024:.1f}" if base else None,
+                    f"{(r['peak_rss_kib'] - base['peak_rss_kib']) / 1024:.1f}" if base else None,
+                    bl.fmt_time(r["median_step_s"]),
+                    f"{r['minor_faults_per_step']:.0f}",
+                ]
+            )
         if "tinynet-numpy" in got and "numpy-raw" in got:
             ratio = got["tinynet-numpy"]["peak_rss_kib"] / got["numpy-raw"]["peak_rss_kib"]
-            check_list.append((ratio <= 1.2, f"{opt_name}: peak RSS tinynet-numpy / numpy-raw = "
-                                             f"{ratio:.2f} (target <= 1.20)"))
+            check_list.append(
+                (
+                    ratio <= 1.2,
+                    f"{opt_name}: peak RSS tinynet-numpy / numpy-raw = "
+                    f"{ratio:.2f} (target <= 1.20)",
+                )
+            )
     print(f"\n== peak memory: {args.memory_steps} steps of M on NumPy, each in a fresh process ==")
-    print(bl.table(["process", "opt", "peak RSS MiB", "ru_maxrss MiB", "imports+data MiB",
-                    "growth MiB", "median step", "faults/step"], rows, align="llrrrrrr"))
-    print("peak RSS = VmHWM; imports+data = a process that only imported its libraries and made "
-          "the batch;\nmedian step and faults/step come from the fresh process (cold heap, no "
-          "warm-up), not comparable to train_step.py")
+    print(
+        bl.table(
+            [
+                "process",
+                "opt",
+                "peak RSS MiB",
+                "ru_maxrss MiB",
+                "imports+data MiB",
+                "growth MiB",
+                "median step",
+                "faults/step",
+            ],
+            rows,
+            align="llrrrrrr",
+        )
+    )
+    print(
+        "peak RSS = VmHWM; imports+data = a process that only imported its libraries and made "
+        "the batch;\nmedian step and faults/step come from the fresh process (cold heap, no "
+        "warm-up), not comparable to train_step.py"
+    )
     return results, check_list
 
 
@@ -287,11 +414,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.device == "cpu":
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    _limits = bl.limit_threads(args.threads)  # noqa: F841 (kept alive)
     if args.rss_worker:
         rss_worker(args.rss_worker, args.optimizer, args.memory_steps)
         return 0
-    payload = {"benchmark": "fit_epoch", "settings": {k: v for k, v in vars(args).items()
-                                                      if k not in ("json", "rss_worker")}}
+    payload = {
+        "benchmark": "fit_epoch",
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "rss_worker")},
+    }
     check_list = []
     if args.wait_quiet > 0:
         bl.wait_for_quiet(args.wait_quiet)

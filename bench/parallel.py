@@ -40,16 +40,23 @@ LABEL = (
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--devices", default="1,2,4",
-                   help="comma-separated device counts (default 1,2,4)")
+    p.add_argument(
+        "--devices", default="1,2,4", help="comma-separated device counts (default 1,2,4)"
+    )
     p.add_argument("--config", choices=tuple(bl.CONFIGS), default="M")
-    p.add_argument("--steps", type=int, default=None,
-                   help="steps per timed epoch (default 40, --quick 10)")
+    p.add_argument(
+        "--steps", type=int, default=None, help="steps per timed epoch (default 40, --quick 10)"
+    )
     p.add_argument("--rounds", type=int, default=None, help="timed epochs (default 5, --quick 2)")
     p.add_argument("--quick", action="store_true", help="2 rounds of 10 steps")
     p.add_argument("--json", metavar="PATH", default=None, help="write all numbers to PATH")
-    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                   help="wait up to SECONDS for other processes to leave the CPUs idle")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for other processes to leave the CPUs idle",
+    )
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -66,8 +73,14 @@ def _time_fit(devices, config, x, y, rounds):
         layers.append(tn.Dense(fan_in, fan_out, init="glorot_uniform" if last else "he_uniform"))
         layers.append(tn.Softmax() if last else tn.ReLU())
     model = tn.Sequential(layers, dtype="float32", seed=0, backend="jax")
-    kwargs = dict(loss="sparse_categorical_crossentropy", batch_size=config.batch, verbose=0,
-                  shuffle=True, seed=0, devices=devices)
+    kwargs = dict(
+        loss="sparse_categorical_crossentropy",
+        batch_size=config.batch,
+        verbose=0,
+        shuffle=True,
+        seed=0,
+        devices=devices,
+    )
     t = time.perf_counter()
     model.fit(x, y, optimizer=tn.optimizers.Adam(lr=1e-3), epochs=1, **kwargs)
     first = time.perf_counter() - t
@@ -118,8 +131,11 @@ def main(argv=None) -> int:
         bl.wait_for_quiet(args.wait_quiet)
     print(LABEL, flush=True)
     config = bl.CONFIGS[args.config]
-    print(f"config {config.name}: {'-'.join(map(str, config.sizes))}, batch {config.batch}, "
-          "Adam, float32, model.fit(devices=D) on the JAX backend\n", flush=True)
+    print(
+        f"config {config.name}: {'-'.join(map(str, config.sizes))}, batch {config.batch}, "
+        "Adam, float32, model.fit(devices=D) on the JAX backend\n",
+        flush=True,
+    )
     passthrough = ["--config", args.config]
     for name in ("steps", "rounds"):
         if getattr(args, name) is not None:
@@ -142,26 +158,64 @@ def main(argv=None) -> int:
         one = res["runs"]["1"]
         one_step = statistics.median(one["epoch_s"]) / steps
         if res["devices"] == 1:
-            rows.append(["1 (devices unset)", bl.fmt_time(one_step), "1.00x",
-                         f"{one['first_epoch_s']:.1f} s", f"{one['loss']:.6f}", "-", "-"])
+            rows.append(
+                [
+                    "1 (devices unset)",
+                    bl.fmt_time(one_step),
+                    "1.00x",
+                    f"{one['first_epoch_s']:.1f} s",
+                    f"{one['loss']:.6f}",
+                    "-",
+                    "-",
+                ]
+            )
             res["step_s"], res["ratio"] = one_step, 1.0
             continue
         run = res["runs"][str(res["devices"])]
         step = statistics.median(run["epoch_s"]) / steps
         rel = abs(run["loss"] - one["loss"]) / abs(one["loss"])
         res["step_s"], res["ratio"], res["loss_rel_diff"] = step, step / one_step, rel
-        rows.append([f"{res['devices']} fake CPU devices", bl.fmt_time(step),
-                     f"{step / one_step:.2f}x", f"{run['first_epoch_s']:.1f} s",
-                     f"{run['loss']:.6f}", f"{rel:.1e}", f"{run['param_rel_diff']:.1e}"])
-    print(bl.table(["devices", "step time", "vs 1 device (same process)", "1st epoch (compile)",
-                    "loss after run", "loss rel. diff", "params rel. diff"], rows,
-                   align="lrrrrrr"))
-    print("\n'vs 1 device' compares with the one-device run in the same subprocess; "
-          "a ratio > 1 is the overhead of the split on shared cores, not a slowdown of "
-          "real multi-device hardware.")
+        rows.append(
+            [
+                f"{res['devices']} fake CPU devices",
+                bl.fmt_time(step),
+                f"{step / one_step:.2f}x",
+                f"{run['first_epoch_s']:.1f} s",
+                f"{run['loss']:.6f}",
+                f"{rel:.1e}",
+                f"{run['param_rel_diff']:.1e}",
+            ]
+        )
+    print(
+        bl.table(
+            [
+                "devices",
+                "step time",
+                "vs 1 device (same process)",
+                "1st epoch (compile)",
+                "loss after run",
+                "loss rel. diff",
+                "params rel. diff",
+            ],
+            rows,
+            align="lrrrrrr",
+        )
+    )
+    print(
+        "\n'vs 1 device' compares with the one-device run in the same subprocess; "
+        "a ratio > 1 is the overhead of the split on shared cores, not a slowdown of "
+        "real multi-device hardware."
+    )
     if args.json:
-        bl.write_json(args.json, {"label": LABEL, "config": config.name, "results": results,
-                                  "machine": bl.machine_info()})
+        bl.write_json(
+            args.json,
+            {
+                "label": LABEL,
+                "config": config.name,
+                "results": results,
+                "machine": bl.machine_info(),
+            },
+        )
     return 0
 
 

@@ -23,9 +23,8 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 import benchlib as bl
+import numpy as np
 
 
 def time_calls(fn, make_args=None, calls: int = 2000) -> float:
@@ -41,6 +40,7 @@ def time_calls(fn, make_args=None, calls: int = 2000) -> float:
 
 def tinynet_pieces(config, opt, x, y, params):
     from refs.tinynet_impl import build_model
+
     from tinynet import core
 
     model, loss, optimizer = build_model(config, "numpy", params, opt)
@@ -116,8 +116,24 @@ def main(argv=None) -> int:
     p.add_argument("--optimizers", default="sgd,adam")
     p.add_argument("--calls", type=int, default=None, help="timed calls per piece")
     p.add_argument("--profile", action="store_true", help="also print cProfile of whole steps")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for NumPy's BLAS (and XLA if 1); default: the libraries' own",
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to this long for other processes to leave the CPUs idle",
+    )
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args(argv)
+    _limits = bl.limit_threads(args.threads)  # noqa: F841 (kept alive)
+    if args.wait_quiet > 0:
+        bl.wait_for_quiet(args.wait_quiet)
     config = bl.CONFIGS[args.config]
     calls = args.calls or {"S": 3000, "M": 500, "L": 10}[config.name]
     x, y = bl.make_data(config, config.batch)
@@ -125,8 +141,10 @@ def main(argv=None) -> int:
     results = []
     for opt_name in bl.parse_list(args.optimizers, list(bl.OPTIMIZERS), "optimizer"):
         opt = bl.OPTIMIZERS[opt_name]
-        impls = {"tinynet-numpy": tinynet_pieces(config, opt, x, y, params),
-                 "numpy-raw": raw_pieces(config, opt, x, y, params)}
+        impls = {
+            "tinynet-numpy": tinynet_pieces(config, opt, x, y, params),
+            "numpy-raw": raw_pieces(config, opt, x, y, params),
+        }
         for pieces in impls.values():  # warm up
             for fn, make_args in pieces.values():
                 time_calls(fn, make_args, max(calls // 10, 3))
@@ -140,9 +158,18 @@ def main(argv=None) -> int:
         for piece in impls["numpy-raw"]:
             t = statistics.median(med["tinynet-numpy"][piece])
             r = statistics.median(med["numpy-raw"][piece])
-            rows.append([piece, bl.fmt_time(t), bl.fmt_time(r), f"{(t - r) * 1e6:+.1f} µs", f"{t / r:.2f}x"])
-            results.append({"config": config.name, "optimizer": opt_name, "piece": piece,
-                            "tinynet_numpy_s": t, "numpy_raw_s": r})
+            rows.append(
+                [piece, bl.fmt_time(t), bl.fmt_time(r), f"{(t - r) * 1e6:+.1f} µs", f"{t / r:.2f}x"]
+            )
+            results.append(
+                {
+                    "config": config.name,
+                    "optimizer": opt_name,
+                    "piece": piece,
+                    "tinynet_numpy_s": t,
+                    "numpy_raw_s": r,
+                }
+            )
         print(f"\n== {config.name} {opt_name}: median per call ==")
         print(bl.table(["piece", "tinynet-numpy", "numpy-raw", "difference", "ratio"], rows))
         if args.profile:
@@ -152,8 +179,10 @@ def main(argv=None) -> int:
                 print(f"\n-- cProfile {name} {opt_name}: {n} steps --")
                 print(profile_text(fn, n, 15))
     if args.json:
-        bl.write_json(args.json, {"benchmark": "profile_step", "results": results,
-                                  "machine": bl.machine_info()})
+        bl.write_json(
+            args.json,
+            {"benchmark": "profile_step", "results": results, "machine": bl.machine_info()},
+        )
     return 0
 
 

@@ -40,8 +40,11 @@ def commands() -> dict[str, list[str]]:
     return cmds
 
 
-TARGETS = {"import tinynet": 0.3, "python -m tinynet --help": 0.5,
-           "tinynet --help (console script)": 0.5}
+TARGETS = {
+    "import tinynet": 0.3,
+    "python -m tinynet --help": 0.5,
+    "tinynet --help (console script)": 0.5,
+}
 
 
 def run_once(cmd: list[str], cwd: str, env: dict[str, str]) -> float:
@@ -49,7 +52,9 @@ def run_once(cmd: list[str], cwd: str, env: dict[str, str]) -> float:
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[1:])} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(cmd[1:])} failed ({proc.returncode}):\n{proc.stderr[-2000:]}"
+        )
     return elapsed
 
 
@@ -58,8 +63,9 @@ def import_report(cmd: list[str], cwd: str, env: dict[str, str]) -> dict:
     slowest top-level imports."""
     if cmd[0] != sys.executable:  # console script: run its module instead
         cmd = [sys.executable, "-m", "tinynet", *cmd[1:]]
-    proc = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], cwd=cwd, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [cmd[0], "-X", "importtime", *cmd[1:]], cwd=cwd, env=env, capture_output=True, text=True
+    )
     modules, top = [], []
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
@@ -77,16 +83,24 @@ def import_report(cmd: list[str], cwd: str, env: dict[str, str]) -> dict:
             top.append((cumulative, name))
     heavy = sorted({m for m in modules if m.split(".")[0] in HEAVY})
     top.sort(reverse=True)
-    return {"n_modules": len(modules), "heavy_imported": heavy,
-            "slowest_top_level_us": [[name, us] for us, name in top[:10]]}
+    return {
+        "n_modules": len(modules),
+        "heavy_imported": heavy,
+        "slowest_top_level_us": [[name, us] for us, name in top[:10]],
+    }
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--quick", action="store_true", help="3 repeats")
-    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                   help="first wait up to this long for other processes to leave the CPUs idle")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to this long for other processes to leave the CPUs idle",
+    )
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
@@ -107,39 +121,74 @@ def main(argv=None) -> int:
             for name in names[k:] + names[:k]:
                 times[name].append(run_once(cmds[name], cwd, env))
         others = monitor.others_fraction()
-        reports = {name: import_report(cmd, cwd, env) for name, cmd in cmds.items()
-                   if name in TARGETS}
+        reports = {
+            name: import_report(cmd, cwd, env) for name, cmd in cmds.items() if name in TARGETS
+        }
 
     rows, results, check_list = [], [], []
     for name in names:
         med = statistics.median(times[name])
-        rows.append([name, f"{med * 1e3:.0f} ms", f"{min(times[name]) * 1e3:.0f} ms",
-                     f"{max(times[name]) * 1e3:.0f} ms",
-                     f"< {TARGETS[name] * 1e3:.0f} ms" if name in TARGETS else None])
-        results.append({"command": name, "median_s": med, "times_s": times[name],
-                        "target_s": TARGETS.get(name), "imports": reports.get(name)})
+        rows.append(
+            [
+                name,
+                f"{med * 1e3:.0f} ms",
+                f"{min(times[name]) * 1e3:.0f} ms",
+                f"{max(times[name]) * 1e3:.0f} ms",
+                f"< {TARGETS[name] * 1e3:.0f} ms" if name in TARGETS else None,
+            ]
+        )
+        results.append(
+            {
+                "command": name,
+                "median_s": med,
+                "times_s": times[name],
+                "target_s": TARGETS.get(name),
+                "imports": reports.get(name),
+            }
+        )
         if name in TARGETS:
-            check_list.append((med < TARGETS[name],
-                               f"{name}: median {med * 1e3:.0f} ms (target < {TARGETS[name] * 1e3:.0f} ms)"))
-    print(f"== startup: median of {repeats} fresh processes (interleaved), cwd = an empty temp dir ==")
+            check_list.append(
+                (
+                    med < TARGETS[name],
+                    f"{name}: median {med * 1e3:.0f} ms (target < {TARGETS[name] * 1e3:.0f} ms)",
+                )
+            )
+    print(
+        f"== startup: median of {repeats} fresh processes (interleaved), cwd = an empty temp dir =="
+    )
     print(bl.table(["command", "median", "min", "max", "target"], rows))
     if others is not None:
-        print(f"other processes used {100 * others:.0f}% of the CPUs during the runs"
-              + ("  <-- BUSY MACHINE: these numbers are disturbed, rerun" if others > 0.15 else ""))
+        print(
+            f"other processes used {100 * others:.0f}% of the CPUs during the runs"
+            + ("  <-- BUSY MACHINE: these numbers are disturbed, rerun" if others > 0.15 else "")
+        )
     for name, rep in reports.items():
         slow = ", ".join(f"{m} {us / 1e3:.0f} ms" for m, us in rep["slowest_top_level_us"][:6])
-        print(f"\n{name}: {rep['n_modules']} modules imported; heavy: "
-              f"{', '.join(rep['heavy_imported']) or 'none'}\n  slowest imports (cumulative): {slow}")
-        check_list.append((not any(m.split(".")[0] in ("jax", "jaxlib") for m in rep["heavy_imported"]),
-                           f"{name}: jax not imported"))
+        print(
+            f"\n{name}: {rep['n_modules']} modules imported; heavy: "
+            f"{', '.join(rep['heavy_imported']) or 'none'}\n  slowest imports (cumulative): {slow}"
+        )
+        check_list.append(
+            (
+                not any(m.split(".")[0] in ("jax", "jaxlib") for m in rep["heavy_imported"]),
+                f"{name}: jax not imported",
+            )
+        )
     print("\n== targets ==")
     for ok, text in check_list:
         print(bl.check_line(ok, text))
     if args.json:
-        bl.write_json(args.json, {"benchmark": "startup", "repeats": repeats, "results": results,
-                                  "others_cpu_fraction": others,
-                                  "checks": [{"pass": ok, "text": t} for ok, t in check_list],
-                                  "machine": bl.machine_info()})
+        bl.write_json(
+            args.json,
+            {
+                "benchmark": "startup",
+                "repeats": repeats,
+                "results": results,
+                "others_cpu_fraction": others,
+                "checks": [{"pass": ok, "text": t} for ok, t in check_list],
+                "machine": bl.machine_info(),
+            },
+        )
     return 0
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import statistics
 import sys
 import time
 
@@ -31,22 +32,41 @@ import benchlib as bl
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", default="S,M,L", help="comma-separated: S,M,L (default all)")
-    p.add_argument("--impls", default=None,
-                   help="comma-separated implementations (default: every one that runs here; "
-                        "see --list)")
+    p.add_argument(
+        "--impls",
+        default=None,
+        help="comma-separated implementations (default: every one that runs here; see --list)",
+    )
     p.add_argument("--optimizers", default="sgd,adam", help="sgd,adam (default both)")
     p.add_argument("--rounds", type=int, default=None, help="timed rounds (default 7, --quick 3)")
-    p.add_argument("--block-scale", type=float, default=1.0,
-                   help="multiply the steps per timed block (default blocks: S 300, M 50, L 3)")
+    p.add_argument(
+        "--block-scale",
+        type=float,
+        default=1.0,
+        help="multiply the steps per timed block (default blocks: S 300, M 50, L 3)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: small blocks, 3 rounds")
     p.add_argument("--strict", action="store_true", help="also time tinynet-strict (slow)")
-    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                   help="gpu: tinynet-cupy and JAX/torch/keras on the GPU (NumPy stays on the CPU)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for NumPy's BLAS and torch (and XLA if 1); default: each "
-                        "library's own (2 on a 2-core machine)")
-    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                   help="first wait up to this long for other processes to leave the CPUs idle")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="gpu: tinynet-cupy and JAX/torch/keras on the GPU (NumPy stays on the CPU)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for NumPy's BLAS and torch (and XLA if 1); default: each "
+        "library's own (2 on a 2-core machine)",
+    )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to this long for other processes to leave the CPUs idle",
+    )
     p.add_argument("--json", metavar="PATH", help="write every number and machine info here")
     p.add_argument("--list", action="store_true", help="list implementations and exit")
     return p.parse_args(argv)
@@ -59,18 +79,7 @@ def setup_environment(device: str, threads: int | None):
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     os.environ.setdefault("KERAS_BACKEND", "jax")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if threads is None:
-        return None
-    os.environ["BENCH_TORCH_THREADS"] = str(threads)
-    if threads == 1:
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                                   + " --xla_cpu_multi_thread_eigen=false").strip()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        log("threadpoolctl is not installed: --threads does not limit NumPy's BLAS")
-        return None
-    return threadpool_limits(threads)
+    return bl.limit_threads(threads)
 
 
 def log(msg: str) -> None:
@@ -114,23 +123,29 @@ def bench_config(config, impls, opts, args, refs, skipped_builds):
     params = bl.init_params(config)
     entries = []
     for impl in impls:
-        for opt in (opts if impl.per_optimizer else [None]):
+        for opt in opts if impl.per_optimizer else [None]:
             label = opt.name if opt else "-"
             try:
                 runner = refs.build(impl, config, opt, x, y, params, impl_device(impl, args.device))
             except Exception as err:  # keep going without this one
-                skipped_builds[f"{config.name}/{label}/{impl.name}"] = f"{type(err).__name__}: {err}"
+                skipped_builds[f"{config.name}/{label}/{impl.name}"] = (
+                    f"{type(err).__name__}: {err}"
+                )
                 log(f"  [{config.name}] {impl.name} {label}: build failed: {err}")
                 continue
             entries.append(bl.Entry(config.name, label, impl.name, runner, block))
     for e in entries:
         log(f"  [{config.name}] warm-up {e.impl} {e.optimizer}")
-        bl.warm_up(e, block)
+        bl.warm_up(e, 2 * block)
     t0 = time.perf_counter()
     monitor = bl.LoadMonitor().start()
-    bl.interleave(entries, rounds,
-                  lambda r: log(f"  [{config.name}] round {r + 1}/{rounds} "
-                                f"({time.perf_counter() - t0:.1f} s)"))
+    bl.interleave(
+        entries,
+        rounds,
+        lambda r: log(
+            f"  [{config.name}] round {r + 1}/{rounds} ({time.perf_counter() - t0:.1f} s)"
+        ),
+    )
     others = monitor.others_fraction()
     for e in entries:
         e.runner = None
@@ -148,10 +163,15 @@ def summarize(config, entries, peak):
         base = by_key.get((e.optimizer, "numpy-raw"))
         med = e.median
         r = {
-            "config": config.name, "optimizer": e.optimizer, "impl": e.impl,
-            "median_s": med, "steps_per_s": 1.0 / med, "spread": e.spread,
-            "block_steps": e.block, "block_times_s": e.times,
-            "minor_faults_per_step": bl.statistics.median(e.faults),
+            "config": config.name,
+            "optimizer": e.optimizer,
+            "impl": e.impl,
+            "median_s": med,
+            "steps_per_s": 1.0 / med,
+            "spread": e.spread,
+            "block_steps": e.block,
+            "block_times_s": e.times,
+            "minor_faults_per_step": statistics.median(e.faults),
             "ratio_to_numpy_raw": med / base.median if base else None,
             "gflops": flops / med / 1e9,
             "frac_peak_step_shapes": floor.median / med if floor else None,
@@ -164,28 +184,56 @@ def summarize(config, entries, peak):
 
 
 def print_config(config, results, peak):
-    print(f"\n== {config.name}: MLP {'-'.join(map(str, config.sizes))}, batch {config.batch}, "
-          f"{config.flops() / 1e6:.3g} MFLOP/step (matmuls, no input grad of layer 0) ==")
+    print(
+        f"\n== {config.name}: MLP {'-'.join(map(str, config.sizes))}, batch {config.batch}, "
+        f"{config.flops() / 1e6:.3g} MFLOP/step (matmuls, no input grad of layer 0) =="
+    )
     rows = []
     floor = next((r for r in results if r["impl"] == "gemm-floor"), None)
     for r in results:
         if r["impl"] == "gemm-floor":
             continue
         pct = lambda v: f"{100 * v:.0f}%" if v is not None else None  # noqa: E731
-        rows.append([
-            r["impl"], r["optimizer"], bl.fmt_time(r["median_s"]), f"±{50 * r['spread']:.0f}%",
-            f"{r['steps_per_s']:.0f}", f"{r['ratio_to_numpy_raw']:.2f}x" if r["ratio_to_numpy_raw"] else None,
-            f"{r['gflops']:.1f}", pct(r["frac_peak_step_shapes"]), pct(r["frac_peak_1024"]),
-            f"{r['minor_faults_per_step']:.0f}",
-            f"{r['first_loss']:.5f}" if r["first_loss"] is not None else None,
-        ])
-    print(bl.table(["impl", "opt", "median", "spread", "steps/s", "x raw NumPy", "GFLOP/s",
-                    "%peak shapes", "%peak 1024", "faults/step", "loss@0"], rows,
-                   align="llrrrrrrrrr"))
+        rows.append(
+            [
+                r["impl"],
+                r["optimizer"],
+                bl.fmt_time(r["median_s"]),
+                f"±{50 * r['spread']:.0f}%",
+                f"{r['steps_per_s']:.0f}",
+                f"{r['ratio_to_numpy_raw']:.2f}x" if r["ratio_to_numpy_raw"] else None,
+                f"{r['gflops']:.1f}",
+                pct(r["frac_peak_step_shapes"]),
+                pct(r["frac_peak_1024"]),
+                f"{r['minor_faults_per_step']:.0f}",
+                f"{r['first_loss']:.5f}" if r["first_loss"] is not None else None,
+            ]
+        )
+    print(
+        bl.table(
+            [
+                "impl",
+                "opt",
+                "median",
+                "spread",
+                "steps/s",
+                "x raw NumPy",
+                "GFLOP/s",
+                "%peak shapes",
+                "%peak 1024",
+                "faults/step",
+                "loss@0",
+            ],
+            rows,
+            align="llrrrrrrrrr",
+        )
+    )
     if floor:
-        print(f"GEMM floor (np.matmul of the step's {len(config.gemms())} products, out= buffers): "
-              f"{bl.fmt_time(floor['median_s'])} = {floor['gflops']:.1f} GFLOP/s"
-              + (f" ({100 * floor['gflops'] / peak:.0f}% of the 1024^3 peak)" if peak else ""))
+        print(
+            f"GEMM floor (np.matmul of the step's {len(config.gemms())} products, out= buffers): "
+            f"{bl.fmt_time(floor['median_s'])} = {floor['gflops']:.1f} GFLOP/s"
+            + (f" ({100 * floor['gflops'] / peak:.0f}% of the 1024^3 peak)" if peak else "")
+        )
     # the same starting point must give the same first loss everywhere
     for opt in sorted({r["optimizer"] for r in results} - {"-"}):
         ref = next((r for r in results if r["optimizer"] == opt and r["impl"] == "numpy-raw"), None)
@@ -195,8 +243,11 @@ def print_config(config, results, peak):
             if r["optimizer"] == opt and r["first_loss"] is not None:
                 rel = abs(r["first_loss"] - ref["first_loss"]) / max(abs(ref["first_loss"]), 1e-12)
                 if rel > 1e-4:
-                    print(f"WARNING: {r['impl']} {opt}: first loss {r['first_loss']:.6f} differs from "
-                          f"numpy-raw's {ref['first_loss']:.6f} (rel {rel:.1e})")
+                    print(
+                        f"WARNING: {r['impl']} {opt}: first loss {r['first_loss']:.6f} differs "
+                        f"from "
+                        f"numpy-raw's {ref['first_loss']:.6f} (rel {rel:.1e})"
+                    )
 
 
 def checks(results):
@@ -211,31 +262,55 @@ def checks(results):
     for cfg, limit in (("S", 1.10), ("M", 1.05), ("L", 1.05)):
         for opt in ("sgd", "adam"):
             v = ratio(cfg, opt, "tinynet-numpy", "numpy-raw")
-            out.append((None if v is None else v <= limit,
-                        f"{cfg} {opt}: tinynet-numpy / numpy-raw = "
-                        f"{'n/a' if v is None else f'{v:.3f}'} (target <= {limit:.2f})"))
+            out.append(
+                (
+                    None if v is None else v <= limit,
+                    f"{cfg} {opt}: tinynet-numpy / numpy-raw = "
+                    f"{'n/a' if v is None else f'{v:.3f}'} (target <= {limit:.2f})",
+                )
+            )
     for cfg in ("S", "M", "L"):
         for opt in ("sgd", "adam"):
             v = ratio(cfg, opt, "tinynet-jax", "jax-hand-jit")
-            out.append((None if v is None else v <= 1.05,
-                        f"{cfg} {opt}: tinynet-jax / jax-hand-jit = "
-                        f"{'n/a' if v is None else f'{v:.3f}'} (target <= 1.05)"))
+            out.append(
+                (
+                    None if v is None else v <= 1.05,
+                    f"{cfg} {opt}: tinynet-jax / jax-hand-jit = "
+                    f"{'n/a' if v is None else f'{v:.3f}'} (target <= 1.05)",
+                )
+            )
     for impl, limit in (("tinynet-jax", 0.90), ("tinynet-numpy", 0.80)):
         r = get.get(("L", "sgd", impl))
         v = None if r is None else r["frac_peak_step_shapes"]
-        extra = "" if r is None or r["frac_peak_1024"] is None else (
-            f"; {100 * r['frac_peak_1024']:.0f}% of the 1024^3 peak, {r['gflops']:.0f} GFLOP/s")
-        out.append((None if v is None else v >= limit,
-                    f"L sgd: {impl} at {'n/a' if v is None else f'{100 * v:.0f}%'} of the NumPy "
-                    f"matmul peak at the step's shapes (target >= {100 * limit:.0f}%){extra}"))
+        extra = (
+            ""
+            if r is None or r["frac_peak_1024"] is None
+            else (
+                f"; {100 * r['frac_peak_1024']:.0f}% of the 1024^3 peak, {r['gflops']:.0f} GFLOP/s"
+            )
+        )
+        out.append(
+            (
+                None if v is None else v >= limit,
+                f"L sgd: {impl} at {'n/a' if v is None else f'{100 * v:.0f}%'} of the NumPy "
+                f"matmul peak at the step's shapes (target >= {100 * limit:.0f}%){extra}",
+            )
+        )
     ra, rs = get.get(("M", "adam", "tinynet-numpy")), get.get(("M", "sgd", "tinynet-numpy"))
     v = None if ra is None or rs is None else ra["median_s"] / rs["median_s"]
-    out.append((None if v is None else v <= 1.3,
-                f"M: tinynet-numpy adam / sgd = {'n/a' if v is None else f'{v:.3f}'} (target <= 1.30)"))
+    out.append(
+        (
+            None if v is None else v <= 1.3,
+            f"M: tinynet-numpy adam / sgd = {'n/a' if v is None else f'{v:.3f}'} (target <= 1.30)",
+        )
+    )
     return out
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--"]:  # `tinynet bench -- --quick` passes the separator through
+        argv = argv[1:]
     args = parse_args(argv)
     _limits = setup_environment(args.device, args.threads)  # noqa: F841 (kept alive)
     import refs
@@ -245,7 +320,9 @@ def main(argv=None) -> int:
             print(f"{impl.name:16s} {impl.description}")
         return 0
     configs = [bl.CONFIGS[c] for c in bl.parse_list(args.configs, list(bl.CONFIGS), "config")]
-    opts = [bl.OPTIMIZERS[o] for o in bl.parse_list(args.optimizers, list(bl.OPTIMIZERS), "optimizer")]
+    opts = [
+        bl.OPTIMIZERS[o] for o in bl.parse_list(args.optimizers, list(bl.OPTIMIZERS), "optimizer")
+    ]
     impls, skipped = select_impls(args, refs)
     for name, why in skipped.items():
         log(f"skipping {name}: {why}")
@@ -265,24 +342,44 @@ def main(argv=None) -> int:
     peak = max(peak_before["gflops_median"], peak_after["gflops_median"])
 
     info = bl.machine_info()
-    print(f"\nmachine: {info['cpu_model']}, {info['cpus_usable']} usable CPUs; numpy {info['numpy']}, "
-          f"jax {info['jax']}, torch {info['torch']}, keras {info['keras']}")
-    blas = [f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')}, "
-            f"{b.get('num_threads')} threads)" for b in info["blas"] if b.get("user_api") == "blas"]
-    print(f"BLAS: {'; '.join(blas) or 'unknown'}; load average before/after: "
-          f"{load_before[0]:.2f}/{os.getloadavg()[0]:.2f}")
-    print(f"float32 matmul peak 1024^3 ({peak_before['library']}): {peak_before['gflops_median']:.1f} "
-          f"GFLOP/s before, {peak_after['gflops_median']:.1f} after (using {peak:.1f})")
+    print(
+        f"\nmachine: {info['cpu_model']}, {info['cpus_usable']} usable CPUs; "
+        f"numpy {info['numpy']}, "
+        f"jax {info['jax']}, torch {info['torch']}, keras {info['keras']}"
+    )
+    blas = [
+        f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')}, "
+        f"{b.get('num_threads')} threads)"
+        for b in info["blas"]
+        if b.get("user_api") == "blas"
+    ]
+    print(
+        f"BLAS: {'; '.join(blas) or 'unknown'}; load average before/after: "
+        f"{load_before[0]:.2f}/{os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"float32 matmul peak 1024^3 ({peak_before['library']}): "
+        f"{peak_before['gflops_median']:.1f} "
+        f"GFLOP/s before, {peak_after['gflops_median']:.1f} after (using {peak:.1f})"
+    )
     rounds = args.rounds or (3 if args.quick else 7)
-    print(f"median over {rounds} interleaved blocks; spread = ±half of (max-min)/median over blocks")
+    print(
+        f"median over {rounds} interleaved blocks; spread = ±half of (max-min)/median over blocks"
+    )
     results, load = [], {}
     for config, entries, others in all_results:
         res = summarize(config, entries, peak)
         print_config(config, res, peak)
         load[config.name] = others
         if others is not None:
-            print(f"other processes used {100 * others:.0f}% of the CPUs during the timed rounds"
-                  + ("  <-- BUSY MACHINE: these numbers are disturbed, rerun" if others > 0.15 else ""))
+            print(
+                f"other processes used {100 * others:.0f}% of the CPUs during the timed rounds"
+                + (
+                    "  <-- BUSY MACHINE: these numbers are disturbed, rerun"
+                    if others > 0.15
+                    else ""
+                )
+            )
         results += res
 
     print("\n== targets ==")
@@ -290,25 +387,37 @@ def main(argv=None) -> int:
     for ok, text in check_list:
         print("SKIP  " + text if ok is None else bl.check_line(ok, text))
     if skipped or skipped_builds:
-        print("\nnot run: " + "; ".join(f"{k} ({v})" for k, v in {**skipped, **skipped_builds}.items()))
+        print(
+            "\nnot run: "
+            + "; ".join(f"{k} ({v})" for k, v in {**skipped, **skipped_builds}.items())
+        )
 
     if args.json:
-        bl.write_json(args.json, {
-            "benchmark": "train_step",
-            "machine": info,
-            "settings": {"configs": [c.name for c in configs], "optimizers": [o.__dict__ for o in opts],
-                         "impls": [i.name for i in impls], "rounds": rounds, "quick": args.quick,
-                         "device": args.device, "block_scale": args.block_scale,
-                         "threads": args.threads,
-                         "flops_note": "2*m*k*n per matmul: forward 1 per layer, backward 2 per "
-                                       "layer except no input gradient for the first layer"},
-            "config_flops": {c.name: c.flops() for c in configs},
-            "peak_1024": {"before": peak_before, "after": peak_after, "used_gflops": peak},
-            "others_cpu_fraction": load,
-            "results": results,
-            "checks": [{"pass": ok, "text": text} for ok, text in check_list],
-            "skipped": {**skipped, **skipped_builds},
-        })
+        bl.write_json(
+            args.json,
+            {
+                "benchmark": "train_step",
+                "machine": info,
+                "settings": {
+                    "configs": [c.name for c in configs],
+                    "optimizers": [o.__dict__ for o in opts],
+                    "impls": [i.name for i in impls],
+                    "rounds": rounds,
+                    "quick": args.quick,
+                    "device": args.device,
+                    "block_scale": args.block_scale,
+                    "threads": args.threads,
+                    "flops_note": "2*m*k*n per matmul: forward 1 per layer, backward 2 per "
+                    "layer except no input gradient for the first layer",
+                },
+                "config_flops": {c.name: c.flops() for c in configs},
+                "peak_1024": {"before": peak_before, "after": peak_after, "used_gflops": peak},
+                "others_cpu_fraction": load,
+                "results": results,
+                "checks": [{"pass": ok, "text": text} for ok, text in check_list],
+                "skipped": {**skipped, **skipped_builds},
+            },
+        )
     return 0
 
 

@@ -218,13 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     bench = sub.add_parser("bench", help="run bench/train_step.py (from a source checkout)")
-    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for bench/train_step.py")
+    bench.add_argument(
+        "args", nargs=argparse.REMAINDER, help="arguments for bench/train_step.py (e.g. --quick)"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # everything after "bench" goes to bench/train_step.py
+        args = argparse.Namespace(command="bench", args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0

@@ -409,27 +409,26 @@ class _FitLoop:
                         self.metric,
                     )
         else:
-            xs = xp.take(x, order, axis=0) if self.shuffle else x
-            ys = xp.take(y, order, axis=0) if self.shuffle else y
             step = self.fit_step
             for s in range(n_steps):
                 if interrupt["hit"]:
                     break
-                a = s * bs
+                a, b = s * bs, min(s * bs + bs, n)
+                if self.shuffle:
+                    # gather one batch at a time: it is still in cache for the step
+                    rows = order[a:b]
+                    xb, yb = xp.take(x, rows, axis=0), xp.take(y, rows, axis=0)
+                else:
+                    xb, yb = x[a:b, ...], y[a:b, ...]
                 k = random.fold_in(step_key, s) if step_key is not None else None
                 before = (params, opt_state) if self.nan_guard else None
-                params, opt_state, sums = step(
-                    params,
-                    opt_state,
-                    sums,
-                    xs[a : min(a + bs, n), ...],
-                    ys[a : min(a + bs, n), ...],
-                    k,
-                )
+                params, opt_state, sums = step(params, opt_state, sums, xb, yb, k)
                 done += 1
                 model.params, model.opt_state = params, opt_state
                 model.step += 1
-                if self.nan_guard and self._bad(sums, before, epoch, done, xs, ys, None, step_key):
+                if self.nan_guard and self._bad(
+                    sums, before, epoch, done, x, y, order if self.shuffle else None, step_key
+                ):
                     break
                 if bar is not None and (done % sync_every == 0 or done == n_steps):
                     _update(

@@ -3,7 +3,9 @@
 Each module has ``available(device) -> (ok, why)`` and
 ``Runner(config, opt, x, y, params, device)`` whose ``run(n)`` does ``n``
 training steps on the same batch, waits for the device, and returns the last
-loss (a float) -- or None for the GEMM floor.  Modules are imported only when
+loss (a float) -- or None for the GEMM floor -- and, except Keras, whose
+``reset()`` goes back to the initial parameters and a fresh optimizer state
+(called before every timed block).  Modules are imported only when
 their implementation is selected, so a missing optional package costs nothing.
 """
 
@@ -27,21 +29,45 @@ class Impl:
 IMPLS: dict[str, Impl] = {
     i.name: i
     for i in (
-        Impl("tinynet-numpy", "tinynet_impl", "tinynet, NumPy backend",
-             {"backend_name": "numpy"}, tinynet_backend="numpy"),
-        Impl("tinynet-jax", "tinynet_impl", "tinynet, JAX backend (step under jax.jit)",
-             {"backend_name": "jax"}, tinynet_backend="jax"),
-        Impl("tinynet-strict", "tinynet_impl", "tinynet, array-api-strict backend",
-             {"backend_name": "strict"}, tinynet_backend="strict"),
-        Impl("tinynet-cupy", "tinynet_impl", "tinynet, CuPy backend",
-             {"backend_name": "cupy"}, tinynet_backend="cupy"),
+        Impl(
+            "tinynet-numpy",
+            "tinynet_impl",
+            "tinynet, NumPy backend",
+            {"backend_name": "numpy"},
+            tinynet_backend="numpy",
+        ),
+        Impl(
+            "tinynet-jax",
+            "tinynet_impl",
+            "tinynet, JAX backend (step under jax.jit)",
+            {"backend_name": "jax"},
+            tinynet_backend="jax",
+        ),
+        Impl(
+            "tinynet-strict",
+            "tinynet_impl",
+            "tinynet, array-api-strict backend",
+            {"backend_name": "strict"},
+            tinynet_backend="strict",
+        ),
+        Impl(
+            "tinynet-cupy",
+            "tinynet_impl",
+            "tinynet, CuPy backend",
+            {"backend_name": "cupy"},
+            tinynet_backend="cupy",
+        ),
         Impl("numpy-raw", "numpy_raw", "hand-written raw NumPy (in-place updates)"),
         Impl("jax-hand-jit", "jax_handwritten", "hand-written backprop in jax.numpy under jax.jit"),
         Impl("jax-grad-jit", "jax_grad", "jax.value_and_grad + jax.jit"),
         Impl("torch-eager", "torch_eager", "PyTorch eager, nn.Linear + torch.optim"),
         Impl("keras-fit", "keras_fit", "Keras 3 fit on JAX (per-step time of one fit call)"),
-        Impl("gemm-floor", "gemm_floor", "only the step's matmuls (np.matmul, out=)",
-             per_optimizer=False),
+        Impl(
+            "gemm-floor",
+            "gemm_floor",
+            "only the step's matmuls (np.matmul, out=)",
+            per_optimizer=False,
+        ),
     )
 }
 

@@ -9,22 +9,30 @@ from __future__ import annotations
 import numpy as np
 
 
-def _operands(config, xp, rng):
-    """For each GEMM of ``config.gemms()``: ``(a, b, out)`` with the layouts
-    the training step uses (transposed operands are transposed views)."""
-    ops = []
+def _bases(config, rng):
+    """For each GEMM of ``config.gemms()``: ``(kind, A, B)`` host arrays in the
+    layout they are stored in; ``kind`` says which operand is used transposed:
+    ``h @ W`` (none), ``h.T @ dz`` ("a"), ``dz @ W.T`` ("b")."""
+    out = []
     for what, m, k, n in config.gemms():
-        if what.startswith("fwd"):  # h (m, k) @ W (k, n)
-            a = rng.random((m, k), dtype=np.float32)
-            b = rng.random((k, n), dtype=np.float32)
-        elif what.startswith("dW"):  # h.T: h is (k, m); dz (k, n)
-            a = rng.random((k, m), dtype=np.float32).T
-            b = rng.random((k, n), dtype=np.float32)
-        else:  # dz (m, k) @ W.T: W is (n, k)
-            a = rng.random((m, k), dtype=np.float32)
-            b = rng.random((n, k), dtype=np.float32).T
-        ops.append((xp.asarray(a) if xp is not np else a, xp.asarray(b) if xp is not np else b,
-                    xp.empty((m, n), dtype=xp.float32)))
+        if what.startswith("fwd"):
+            out.append(("", rng.random((m, k), np.float32), rng.random((k, n), np.float32)))
+        elif what.startswith("dW"):
+            out.append(("a", rng.random((k, m), np.float32), rng.random((k, n), np.float32)))
+        else:
+            out.append(("b", rng.random((m, k), np.float32), rng.random((n, k), np.float32)))
+    return out
+
+
+def _operands(config, xp, rng):
+    """``(a, b, out)`` per GEMM, transposed operands as transposed views."""
+    to = (lambda a: a) if xp is np else xp.asarray
+    ops = []
+    for kind, A, B in _bases(config, rng):
+        a, b = to(A), to(B)
+        a = a.T if kind == "a" else a
+        b = b.T if kind == "b" else b
+        ops.append((a, b, xp.empty((a.shape[0], b.shape[1]), dtype=xp.float32)))
     return ops
 
 
@@ -32,29 +40,35 @@ class Runner:
     def __init__(self, config, opt, x, y, params, device="cpu"):
         rng = np.random.default_rng(0)
         self.sync = lambda: None
-        if device == "gpu":
-            try:
-                import cupy as cp
-
-                self.ops = _operands(config, cp, rng)
-                self.sync = lambda: cp.cuda.get_current_stream().synchronize()
-                self._run = self._run_xp
-                self.matmul = cp.matmul
-            except ImportError:
-                import jax
-                import jax.numpy as jnp
-
-                ops = _operands(config, np, rng)
-                dev = [d for d in jax.devices() if d.platform != "cpu"][0]
-                self.jops = [(jax.device_put(np.ascontiguousarray(a), dev),
-                              jax.device_put(np.ascontiguousarray(b), dev)) for a, b, _ in ops]
-                self.jfn = jax.jit(lambda ops: [a @ b for a, b in ops])
-                self._run = self._run_jax
-                self._jnp = jnp
-        else:
+        self.matmul = np.matmul
+        self._run = self._run_xp
+        if device == "cpu":
             self.ops = _operands(config, np, rng)
-            self.matmul = np.matmul
-            self._run = self._run_xp
+            return
+        try:
+            import cupy as cp
+        except ImportError:
+            cp = None
+        if cp is not None:
+            self.ops = _operands(config, cp, rng)
+            self.matmul = cp.matmul
+            self.sync = lambda: cp.cuda.get_current_stream().synchronize()
+            return
+        import jax
+
+        dev = [d for d in jax.devices() if d.platform != "cpu"][0]
+        bases = _bases(config, rng)
+        kinds = tuple(kind for kind, _, _ in bases)
+        self.jops = [(jax.device_put(A, dev), jax.device_put(B, dev)) for _, A, B in bases]
+
+        def products(ops):
+            return [
+                (a.T if kind == "a" else a) @ (b.T if kind == "b" else b)
+                for kind, (a, b) in zip(kinds, ops, strict=True)
+            ]
+
+        self.jfn = jax.jit(products)
+        self._run = self._run_jax
 
     def _run_xp(self, n):
         matmul, ops = self.matmul, self.ops
@@ -93,6 +107,7 @@ def peak_1024(device: str = "cpu", repeats: int = 9) -> dict:
             def f():
                 cp.matmul(a, b, out=out)
                 cp.cuda.get_current_stream().synchronize()
+
             lib = "cupy"
         except ImportError:
             import jax
@@ -103,12 +118,14 @@ def peak_1024(device: str = "cpu", repeats: int = 9) -> dict:
 
             def f():
                 mm(a, b).block_until_ready()
+
             lib = "jax"
     else:
         out = np.empty((n, n), np.float32)
 
         def f():
             np.matmul(a, b, out=out)
+
         lib = "numpy"
     for _ in range(3):
         f()
@@ -118,8 +135,14 @@ def peak_1024(device: str = "cpu", repeats: int = 9) -> dict:
         f()
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    return {"library": lib, "shape": [n, n, n], "median_s": med, "best_s": min(times),
-            "gflops_median": 2 * n**3 / med / 1e9, "gflops_best": 2 * n**3 / min(times) / 1e9}
+    return {
+        "library": lib,
+        "shape": [n, n, n],
+        "median_s": med,
+        "best_s": min(times),
+        "gflops_median": 2 * n**3 / med / 1e9,
+        "gflops_best": 2 * n**3 / min(times) / 1e9,
+    }
 
 
 def available(device: str) -> tuple[bool, str]:

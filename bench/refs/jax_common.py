@@ -47,7 +47,9 @@ def update(opt, params, grads, state):
     alpha = opt.lr * jnp.sqrt(1.0 - b2**t) / (1.0 - b1**t)
     m = jax.tree_util.tree_map(lambda m, g: m + (1.0 - b1) * (g - m), m, grads)
     v = jax.tree_util.tree_map(lambda v, g: v + (1.0 - b2) * (g * g - v), v, grads)
-    params = jax.tree_util.tree_map(lambda p, m, v: p - alpha * m / (jnp.sqrt(v) + eps), params, m, v)
+    params = jax.tree_util.tree_map(
+        lambda p, m, v: p - alpha * m / (jnp.sqrt(v) + eps), params, m, v
+    )
     return params, (step + 1, m, v)
 
 
@@ -56,9 +58,18 @@ class JitRunner:
     (params and state donated) and blocks on the last loss."""
 
     def __init__(self, step, opt, x, y, params, device):
-        self.params, self.x, self.y = to_device(params, x, y, device)
-        self.state = init_state(opt, self.params)
+        self.opt, self.params_np, self.device = opt, params, device
+        _, self.x, self.y = to_device(params, x, y, device)
         self.step = jax.jit(step, donate_argnums=(0, 1))
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the initial parameters and a fresh optimizer state."""
+        dev = jax_device(self.device)
+        self.params = tuple(
+            (jax.device_put(W, dev), jax.device_put(b, dev)) for W, b in self.params_np
+        )
+        self.state = init_state(self.opt, self.params)
 
     def run(self, n: int) -> float:
         params, state, x, y, step = self.params, self.state, self.x, self.y, self.step

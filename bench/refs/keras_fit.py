@@ -45,10 +45,12 @@ class Runner:
         if opt.name == "sgd":
             optimizer = keras.optimizers.SGD(learning_rate=opt.lr)
         else:
-            optimizer = keras.optimizers.Adam(learning_rate=opt.lr, beta_1=opt.beta_1,
-                                              beta_2=opt.beta_2, epsilon=opt.epsilon)
-        self.model.compile(optimizer=optimizer,
-                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            optimizer = keras.optimizers.Adam(
+                learning_rate=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon
+            )
+        self.model.compile(
+            optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
         self.x, self.y, self.batch = x, y, config.batch
         self._data: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 

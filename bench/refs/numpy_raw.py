@@ -87,7 +87,7 @@ class NumpyMLP:
         params = self.W + self.b
         grads = gW + gb
         if opt.name == "sgd":
-            for p, g in zip(params, grads):
+            for p, g in zip(params, grads, strict=True):
                 g *= -opt.lr
                 p += g
             return
@@ -95,7 +95,7 @@ class NumpyMLP:
         t = self.t
         b1, b2, eps = opt.beta_1, opt.beta_2, opt.epsilon
         alpha = opt.lr * math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
-        for p, g, m, v in zip(params, grads, self.m, self.v):
+        for p, g, m, v in zip(params, grads, self.m, self.v, strict=True):
             m *= b1
             m += (1.0 - b1) * g
             v *= b2
@@ -105,8 +105,13 @@ class NumpyMLP:
 
 class Runner:
     def __init__(self, config, opt, x, y, params, device="cpu"):
+        self.params, self.opt = params, opt
         self.mlp = NumpyMLP(params, opt)
         self.x, self.y = x, y
+
+    def reset(self) -> None:
+        """Back to the initial parameters and a fresh optimizer state."""
+        self.mlp = NumpyMLP(self.params, self.opt)
 
     def run(self, n: int) -> float:
         loss = None

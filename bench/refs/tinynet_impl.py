@@ -37,7 +37,7 @@ def build_model(config, backend_name: str, params_np=None, opt=None):
     if params_np is not None:
         backend = model.backend
         dense = [p for p in model.params if p]
-        for p, (W, b) in zip(dense, params_np):
+        for p, (W, b) in zip(dense, params_np, strict=True):
             p["W"] = backend.asarray(W, dtype="float32")
             p["b"] = backend.asarray(b, dtype="float32")
     loss = tn.losses.SparseCategoricalCrossentropy()
@@ -46,8 +46,9 @@ def build_model(config, backend_name: str, params_np=None, opt=None):
         if opt.name == "sgd":
             optimizer = tn.optimizers.SGD(lr=opt.lr)
         else:
-            optimizer = tn.optimizers.Adam(lr=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2,
-                                           epsilon=opt.epsilon)
+            optimizer = tn.optimizers.Adam(
+                lr=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon
+            )
     return model, loss, optimizer
 
 
@@ -57,12 +58,28 @@ class Runner:
 
         model, loss, optimizer = build_model(config, backend_name, params, opt)
         self.backend = backend = model.backend
-        self.step = backend.jit(core.make_train_step(model.layers, loss, optimizer),
-                                donate_argnums=(0, 1))
-        self.params = model.params
-        self.state = optimizer.init(model.params)
+        self.step = backend.jit(
+            core.make_train_step(model.layers, loss, optimizer), donate_argnums=(0, 1)
+        )
+        self.model, self.optimizer, self.params_np = model, optimizer, params
         self.x = backend.asarray(x)
         self.y = backend.asarray(y)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the initial parameters and a fresh optimizer state."""
+        backend, params = self.backend, []
+        dense = iter(self.params_np)
+        for p in self.model.params:
+            if p:
+                W, b = next(dense)
+                p = {
+                    "W": backend.asarray(W, dtype="float32"),
+                    "b": backend.asarray(b, dtype="float32"),
+                }
+            params.append(p)
+        self.params = params
+        self.state = self.optimizer.init(params)
 
     def run(self, n: int) -> float:
         params, state, x, y, step = self.params, self.state, self.x, self.y, self.step

@@ -41,14 +41,23 @@ class Runner:
             if i < len(params) - 1:
                 layers.append(nn.ReLU())
         self.model = nn.Sequential(*layers).to(self.dev)
-        if opt.name == "sgd":
-            self.opt = torch.optim.SGD(self.model.parameters(), lr=opt.lr)
-        else:
-            self.opt = torch.optim.Adam(self.model.parameters(), lr=opt.lr,
-                                        betas=(opt.beta_1, opt.beta_2), eps=opt.epsilon)
+        self.initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.spec = opt
+        self.reset()
         self.x = torch.from_numpy(x).to(self.dev)
         self.y = torch.from_numpy(y).to(self.dev)
         self.loss_fn = nn.functional.cross_entropy
+
+    def reset(self) -> None:
+        """Back to the initial parameters and a fresh optimizer state."""
+        torch, opt = self.torch, self.spec
+        self.model.load_state_dict(self.initial)
+        if opt.name == "sgd":
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=opt.lr)
+        else:
+            self.opt = torch.optim.Adam(
+                self.model.parameters(), lr=opt.lr, betas=(opt.beta_1, opt.beta_2), eps=opt.epsilon
+            )
 
     def run(self, n: int) -> float:
         model, opt, x, y, loss_fn = self.model, self.opt, self.x, self.y, self.loss_fn
