@@ -89,7 +89,8 @@ def train(args: Any) -> int:
     epochs = args.epochs or DEFAULT_EPOCHS.get(name, 10)
     print(
         f"tinynet {tn.__version__}: training {model.num_params} parameters on {name} "
-        f"({len(x_train)} train / {len(test[0]) if test else 0} test samples) with the "
+        f"({len(x_train)} train, 10% of them for validation / {len(test[0]) if test else 0} "
+        "test samples) with the "
         f"{backend.name} backend ({backend.description}), {args.dtype}, "
         f"{args.optimizer} lr={lr}, {epochs} epochs of batch {args.batch_size}"
         + (f", data-parallel on {args.devices} device(s)" if args.devices else ""),
