@@ -36,3 +36,17 @@ def backend(request):
 @pytest.fixture(params=DTYPES)
 def dtype(request) -> str:
     return request.param
+
+
+@pytest.fixture
+def jax_backend():
+    """The JAX backend (x64 on) as an oracle (``jax.grad``/``jax.vjp``); skipped
+    if unavailable or if ``TINYNET_BACKEND`` restricts the run to another backend."""
+    chosen = os.environ.get(backends.ENV_VAR)
+    if chosen and chosen.strip().lower() != "jax":
+        pytest.skip(f"{backends.ENV_VAR}={chosen} restricts the run to another backend")
+    loaded, why = backends.probe("jax")
+    if loaded is None:
+        pytest.skip(why)
+    with backends.use_backend("jax"):
+        yield loaded

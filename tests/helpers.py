@@ -32,3 +32,29 @@ def to_numpy(a) -> np.ndarray:
     if isinstance(a, np.ndarray):
         return a
     return backends.backend_of(a).to_numpy(a)
+
+
+# Central finite differences, in float64, are the reference for every backward.
+FD_STEP = 1e-5
+FD_RTOL = 1e-6
+
+
+def central_fd(f, x: np.ndarray, h: float = FD_STEP) -> np.ndarray:
+    """d f / d x by central differences; ``f`` maps a float64 array to a float."""
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        x_plus, x_minus = x.copy(), x.copy()
+        x_plus[i] += h
+        x_minus[i] -= h
+        grad[i] = (f(x_plus) - f(x_minus)) / (2 * h)
+    return grad
+
+
+def assert_fd_close(analytic, numeric: np.ndarray, what: str = "") -> None:
+    """Max error relative to the largest finite-difference value < ``FD_RTOL``."""
+    analytic = np.asarray(to_numpy(analytic), dtype=np.float64)
+    scale = max(float(np.max(np.abs(numeric))), 1e-12)
+    rel = float(np.max(np.abs(analytic - numeric))) / scale
+    assert rel < FD_RTOL, (
+        f"{what}: relative error {rel:.3e} vs finite differences\n{analytic}\n{numeric}"
+    )

@@ -7,11 +7,10 @@ stability promises of the activations (inputs of +-1e4 in float32)."""
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
-from helpers import assert_close, to_numpy
+from helpers import assert_close, assert_fd_close, central_fd, to_numpy
 
 import backends
 import tinynet
@@ -32,8 +31,6 @@ DY = np.array(
         [1.2, 0.05, -0.8, 0.45],
     ]
 )
-FD_STEP = 1e-5
-FD_RTOL = 1e-6
 GELU_C = math.sqrt(2.0 / math.pi)
 
 
@@ -140,42 +137,9 @@ def _jnp_forward(name):
 # ------------------------------------------------------------ helpers
 
 
-def central_fd(f, x, h=FD_STEP):
-    """d f / d x by central differences; ``f`` maps a float64 array to a float."""
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        xp_, xm_ = x.copy(), x.copy()
-        xp_[i] += h
-        xm_[i] -= h
-        grad[i] = (f(xp_) - f(xm_)) / (2 * h)
-    return grad
-
-
-def assert_fd_close(analytic, numeric, what=""):
-    analytic = np.asarray(to_numpy(analytic), dtype=np.float64)
-    scale = max(float(np.max(np.abs(numeric))), 1e-12)
-    rel = float(np.max(np.abs(analytic - numeric))) / scale
-    assert rel < FD_RTOL, (
-        f"{what}: relative error {rel:.3e} vs finite differences\n{analytic}\n{numeric}"
-    )
-
-
 def _rounded(a, dtype):
     """``a`` as the backend will see it in ``dtype``, back in float64."""
     return np.asarray(a, dtype=dtype).astype(np.float64)
-
-
-@pytest.fixture
-def jax_backend():
-    """The JAX backend (x64 on) as the oracle for ``jax.vjp``; skipped if unavailable."""
-    chosen = os.environ.get(backends.ENV_VAR)
-    if chosen and chosen.strip().lower() != "jax":
-        pytest.skip(f"{backends.ENV_VAR}={chosen} restricts the run to another backend")
-    loaded, why = backends.probe("jax")
-    if loaded is None:
-        pytest.skip(why)
-    with backends.use_backend("jax"):
-        yield loaded
 
 
 # ------------------------------------------------------------ the reference itself

@@ -6,20 +6,16 @@ and, on JAX, ``jax.grad`` of the same Keras formulas in ``jax.numpy``; plus
 
 from __future__ import annotations
 
-import os
-
 import keras_reference
 import numpy as np
 import pytest
-from helpers import assert_close, to_numpy
+from helpers import assert_close, assert_fd_close, central_fd, to_numpy
 
 import backends
 import tinynet
 from tinynet import losses
 
 EPS = 1e-7  # Keras's backend.epsilon()
-FD_STEP = 1e-5
-FD_RTOL = 1e-6
 KERAS_RTOL = {"float64": 1e-9, "float32": 1e-5}
 
 # ------------------------------------------------------------ inputs (3 x 4)
@@ -160,39 +156,8 @@ def _inputs(backend, kind, y_true, y_pred, dtype):
     return yt, yp, yt_host, _rounded(y_pred, dtype)
 
 
-def central_fd(f, x, h=FD_STEP):
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        xp_, xm_ = x.copy(), x.copy()
-        xp_[i] += h
-        xm_[i] -= h
-        grad[i] = (f(xp_) - f(xm_)) / (2 * h)
-    return grad
-
-
-def assert_fd_close(analytic, numeric, what=""):
-    analytic = np.asarray(to_numpy(analytic), dtype=np.float64)
-    scale = max(float(np.max(np.abs(numeric))), 1e-12)
-    rel = float(np.max(np.abs(analytic - numeric))) / scale
-    assert rel < FD_RTOL, (
-        f"{what}: relative error {rel:.3e} vs finite differences\n{analytic}\n{numeric}"
-    )
-
-
 def _scalar(v) -> float:
     return float(to_numpy(v))
-
-
-@pytest.fixture
-def jax_backend():
-    chosen = os.environ.get(backends.ENV_VAR)
-    if chosen and chosen.strip().lower() != "jax":
-        pytest.skip(f"{backends.ENV_VAR}={chosen} restricts the run to another backend")
-    loaded, why = backends.probe("jax")
-    if loaded is None:
-        pytest.skip(why)
-    with backends.use_backend("jax"):
-        yield loaded
 
 
 # ------------------------------------------------------------ stored Keras numbers

@@ -14,14 +14,12 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import assert_close, to_numpy
+from helpers import FD_RTOL, FD_STEP, assert_close, to_numpy
 
 import backends
 import tinynet
 from tinynet import core, losses
 
-FD_STEP = 1e-5
-FD_RTOL = 1e-6
 EPS = 1e-7
 GELU_C = math.sqrt(2.0 / math.pi)
 
@@ -293,18 +291,6 @@ def assert_grads_close(grads, expected, dtype, what, scale=1.0):
 
 def _loss(name):
     return MODELS[name][2]()
-
-
-@pytest.fixture
-def jax_backend():
-    chosen = os.environ.get(backends.ENV_VAR)
-    if chosen and chosen.strip().lower() != "jax":
-        pytest.skip(f"{backends.ENV_VAR}={chosen} restricts the run to another backend")
-    loaded, why = backends.probe("jax")
-    if loaded is None:
-        pytest.skip(why)
-    with backends.use_backend("jax"):
-        yield loaded
 
 
 # ------------------------------------------------------------ loss_and_grads
