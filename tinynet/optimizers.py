@@ -197,38 +197,34 @@ class Optimizer:
             return self._update_stateless(xp, grads, params, step, new_step), {"step": new_step}
         slot_trees = [state[n] for n in names]
         new_slot_trees: list[list[dict[str, Array]]] = [[] for _ in names]
-        scalars_for = self._scalars
         leaf = self._leaf
         cache: dict[Any, tuple] = {}
+
+        def one(p: Array, g: Array, slots: list[Array]) -> tuple:
+            dtype = p.dtype
+            if g.dtype != dtype:
+                g = xp.astype(g, dtype)
+            scalars = cache.get(dtype)
+            if scalars is None:
+                scalars = cache[dtype] = self._scalars(xp, step, new_step, dtype)
+            out = leaf(xp, scalars, p, g, *slots)
+            if p.ndim == 0:  # NumPy turns 0-d results into scalars
+                out = tuple(xp.asarray(o) for o in out)
+            return out
+
+        # Dict comprehensions rather than nested loops: on a small model this
+        # bookkeeping costs as much as the maths.
         new_params: Params = []
         for i, p_layer in enumerate(params):
-            if not p_layer:  # parameter-free layer
-                new_params.append({})
-                for tree in new_slot_trees:
-                    tree.append({})
-                continue
-            new_layer: dict[str, Array] = {}
-            new_slot_layers: list[dict[str, Array]] = [{} for _ in names]
-            if p_layer:
-                g_layer = grads[i]
-                slot_layers = [tree[i] for tree in slot_trees]
-                for key, p in p_layer.items():
-                    g = g_layer[key]
-                    dtype = p.dtype
-                    if g.dtype != dtype:
-                        g = xp.astype(g, dtype)
-                    scalars = cache.get(dtype)
-                    if scalars is None:
-                        scalars = cache[dtype] = scalars_for(xp, step, new_step, dtype)
-                    out = leaf(xp, scalars, p, g, *[layer[key] for layer in slot_layers])
-                    if p.ndim == 0:  # NumPy turns 0-d results into scalars
-                        out = [xp.asarray(o) for o in out]
-                    new_layer[key] = out[0]
-                    for j, d in enumerate(new_slot_layers):
-                        d[key] = out[j + 1]
-            new_params.append(new_layer)
-            for tree, d in zip(new_slot_trees, new_slot_layers, strict=True):
-                tree.append(d)
+            g_layer = grads[i]
+            slot_layers = [tree[i] for tree in slot_trees]
+            outs = {
+                key: one(p, g_layer[key], [layer[key] for layer in slot_layers])
+                for key, p in p_layer.items()
+            }
+            new_params.append({key: out[0] for key, out in outs.items()})
+            for j, tree in enumerate(new_slot_trees, 1):
+                tree.append({key: out[j] for key, out in outs.items()})
         new_state: State = {"step": new_step}
         for name, tree in zip(names, new_slot_trees, strict=True):
             new_state[name] = tree
