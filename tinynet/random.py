@@ -377,9 +377,10 @@ def bernoulli(key: Array, p: float | Array = 0.5, shape: Shape | None = None) ->
 def _permutation(key: Array, n: int) -> Array:
     xp = backends.namespace(key)
     w0, w1 = _words(key, n)
-    order = xp.argsort(w1, stable=True)
-    order = xp.take(order, xp.argsort(xp.take(w0, order), stable=True))
-    return xp.astype(order, xp.int64)
+    # One stable sort of the 64-bit key w0:w1 is the lexicographic (w0, w1)
+    # order, at half the cost of two sorts (XLA's CPU sort is slow).
+    draws = xp.bitwise_left_shift(xp.astype(w0, xp.uint64), 32) | xp.astype(w1, xp.uint64)
+    return xp.astype(xp.argsort(draws, stable=True), xp.int64)
 
 
 def permutation(key: Array, n: int) -> Array:
