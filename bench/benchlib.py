@@ -446,3 +446,15 @@ def run_python(
         cwd=cwd or REPO_DIR,
         timeout=timeout,
     )
+
+
+def add_run_arguments(parser: Any) -> None:
+    """``--wait-quiet SECONDS`` and ``--json PATH``, shared by every bench script."""
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to this long for other processes to leave the CPUs idle",
+    )
+    parser.add_argument("--json", metavar="PATH")

@@ -53,20 +53,13 @@ def parse_args(argv=None):
     p.add_argument("--strict", action="store_true")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--quick", action="store_true", help="3 rounds, 20 batches, 50 memory steps")
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="first wait up to this long for other processes to leave the CPUs idle",
-    )
+    bl.add_run_arguments(p)
     p.add_argument(
         "--threads",
         type=int,
         default=None,
         help="threads for NumPy's BLAS (and XLA if 1); default: the libraries' own",
     )
-    p.add_argument("--json", metavar="PATH")
     p.add_argument("--rss-worker", metavar="WHAT", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:

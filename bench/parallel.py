@@ -49,14 +49,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--rounds", type=int, default=None, help="timed epochs (default 5, --quick 2)")
     p.add_argument("--quick", action="store_true", help="2 rounds of 10 steps")
-    p.add_argument("--json", metavar="PATH", default=None, help="write all numbers to PATH")
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait up to SECONDS for other processes to leave the CPUs idle",
-    )
+    bl.add_run_arguments(p)
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 

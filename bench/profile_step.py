@@ -122,14 +122,7 @@ def main(argv=None) -> int:
         default=None,
         help="threads for NumPy's BLAS (and XLA if 1); default: the libraries' own",
     )
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="first wait up to this long for other processes to leave the CPUs idle",
-    )
-    p.add_argument("--json", metavar="PATH")
+    bl.add_run_arguments(p)
     args = p.parse_args(argv)
     _limits = bl.limit_threads(args.threads)  # noqa: F841 (kept alive)
     if args.wait_quiet > 0:

@@ -94,14 +94,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--quick", action="store_true", help="3 repeats")
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="first wait up to this long for other processes to leave the CPUs idle",
-    )
-    p.add_argument("--json", metavar="PATH")
+    bl.add_run_arguments(p)
     args = p.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
     env = dict(os.environ)

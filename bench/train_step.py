@@ -60,14 +60,7 @@ def parse_args(argv=None):
         help="threads for NumPy's BLAS and torch (and XLA if 1); default: each "
         "library's own (2 on a 2-core machine)",
     )
-    p.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="first wait up to this long for other processes to leave the CPUs idle",
-    )
-    p.add_argument("--json", metavar="PATH", help="write every number and machine info here")
+    bl.add_run_arguments(p)
     p.add_argument("--list", action="store_true", help="list implementations and exit")
     return p.parse_args(argv)
 

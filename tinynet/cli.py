@@ -69,6 +69,25 @@ def _backend_list(text: str) -> list[str]:
     return names
 
 
+def _add_mlp_arguments(parser: argparse.ArgumentParser, hidden: list[int]) -> None:
+    """The MLP shape flags shared by ``train`` and ``compare-backends``."""
+    default = ",".join(map(str, hidden))
+    parser.add_argument(
+        "--hidden",
+        type=_hidden,
+        default=hidden,
+        help=f"hidden layer widths, comma-separated (default: {default})",
+    )
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    parser.add_argument(
+        "--dropout",
+        type=_rate,
+        default=0.0,
+        help="dropout rate (probability of DROPPING) after each hidden layer; "
+        "the masks are the same on every backend",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tinynet",
@@ -89,19 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="array backend (default: $TINYNET_BACKEND or numpy)",
     )
-    train.add_argument(
-        "--hidden",
-        type=_hidden,
-        default=[128, 64],
-        help="hidden layer widths, comma-separated (default: 128,64)",
-    )
-    train.add_argument("--activation", choices=ACTIVATIONS, default="relu")
-    train.add_argument(
-        "--dropout",
-        type=_rate,
-        default=0.0,
-        help="dropout rate (probability of DROPPING) after each hidden layer",
-    )
+    _add_mlp_arguments(train, hidden=[128, 64])
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     train.add_argument(
         "--lr",
@@ -182,19 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--dataset", default="spiral", help="spiral, digits or a PATH.npz (default: spiral)"
     )
-    compare.add_argument(
-        "--hidden",
-        type=_hidden,
-        default=[64, 64],
-        help="hidden layer widths, comma-separated (default: 64,64)",
-    )
-    compare.add_argument("--activation", choices=ACTIVATIONS, default="relu")
-    compare.add_argument(
-        "--dropout",
-        type=_rate,
-        default=0.0,
-        help="dropout rate after each hidden layer (same masks on every backend)",
-    )
+    _add_mlp_arguments(compare, hidden=[64, 64])
     compare.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     compare.add_argument(
         "--seed",

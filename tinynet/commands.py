@@ -14,6 +14,7 @@ import numpy as np
 import backends
 
 from .cli import CLIError
+from .model import build_mlp
 
 DEFAULT_EPOCHS = {"digits": 40, "spiral": 300}
 
@@ -69,20 +70,9 @@ def train(args: Any) -> int:
     backend = _select_backend(args.backend)
     name, (x_train, y_train), test = load_dataset(args.dataset)
     classes = int(max(y_train.max(), test[1].max() if test else 0)) + 1
-    layers: list[Any] = []
-    width = x_train.shape[1]
-    for h in args.hidden:
-        layers += [
-            tn.Dense(
-                width, h, init="he_uniform" if args.activation == "relu" else "glorot_uniform"
-            ),
-            tn.layers.activation(args.activation),
-        ]
-        if args.dropout:
-            layers.append(tn.Dropout(args.dropout))
-        width = h
-    layers += [tn.Dense(width, classes), tn.Softmax()]
-    model = tn.Sequential(layers, dtype=args.dtype, seed=args.seed)
+    model = build_mlp(
+        x_train.shape[1], classes, args.hidden, args.activation, args.dropout, args.dtype, args.seed
+    )
     lr = args.lr or (0.1 if args.optimizer == "sgd" else 0.003)
     optimizer = tn.optimizers.get(args.optimizer)
     optimizer = type(optimizer)(lr=lr)

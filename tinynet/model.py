@@ -221,3 +221,29 @@ def _prod(shape: Sequence[int]) -> int:
     for d in shape:
         n *= d
     return n
+
+
+def build_mlp(
+    in_features: int,
+    classes: int,
+    hidden: Sequence[int],
+    activation: str = "relu",
+    dropout: float = 0.0,
+    dtype: str = "float32",
+    seed: int = 0,
+    backend: str | None = None,
+) -> Any:
+    """The MLP ``tinynet train`` builds: Dense + activation (+ Dropout) per
+    hidden width, then Dense + Softmax."""
+    from . import layers as tl
+
+    stack: list[Any] = []
+    width = in_features
+    for h in hidden:
+        init = "he_uniform" if activation == "relu" else "glorot_uniform"
+        stack += [tl.Dense(width, h, init=init), tl.activation(activation)]
+        if dropout:
+            stack.append(tl.Dropout(dropout))
+        width = h
+    stack += [tl.Dense(width, classes), tl.Softmax()]
+    return Sequential(stack, dtype=dtype, seed=seed, backend=backend)
