@@ -278,6 +278,19 @@ def test_permutation(backend, n):
         assert not np.array_equal(p, other)
 
 
+@pytest.mark.parametrize("n", [2, 17, 1000, 30_000])
+def test_permutation_is_the_argsort_of_the_draws(n):
+    """Independent reference: a stable NumPy argsort of the 64-bit draws
+    (``bits`` = jax.random.bits) with their low ``bit_length(n - 1)`` bits
+    dropped; the ``>> b`` makes ties ~2**b times likelier, still never here."""
+    k = tnrandom.key(9, "numpy")
+    draws = np.asarray(tnrandom.bits(k, (n,), "uint64"))
+    b = (n - 1).bit_length()
+    ref = np.argsort(draws >> np.uint64(b), kind="stable")
+    np.testing.assert_array_equal(tnrandom.permutation(k, n), ref)
+    np.testing.assert_array_equal(np.argsort(draws, kind="stable"), ref)
+
+
 def test_permutation_is_uniform():
     keys = tnrandom.split(tnrandom.key(0, "numpy"), 1200)
     counts: dict[tuple[int, ...], int] = {}

@@ -24,8 +24,8 @@ Identity across backends:
   ``fold_in``, ``bits``, ``uniform`` (integer bits -> exact floats; the affine
   map to ``[low, high)`` uses only exact products, so it gives the same bits
   whether or not a compiler fuses multiply-add into FMA, as XLA does),
-  ``bernoulli`` (a comparison of that uniform) and ``permutation`` (stable
-  sorts of integer bits).
+  ``bernoulli`` (a comparison of that uniform) and ``permutation`` (a sort
+  of integer bits).
 * may differ by a few ulps between backends: ``normal`` (Box--Muller uses
   ``log1p``, ``sqrt`` and ``cos`` from each library's math library).
 
@@ -377,17 +377,26 @@ def bernoulli(key: Array, p: float | Array = 0.5, shape: Shape | None = None) ->
 def _permutation(key: Array, n: int) -> Array:
     xp = backends.namespace(key)
     w0, w1 = _words(key, n)
-    # One stable sort of the 64-bit key w0:w1 is the lexicographic (w0, w1)
-    # order, at half the cost of two sorts (XLA's CPU sort is slow).
     draws = xp.bitwise_left_shift(xp.astype(w0, xp.uint64), 32) | xp.astype(w1, xp.uint64)
-    return xp.astype(xp.argsort(draws, stable=True), xp.int64)
+    # Sort the draws *with the index packed into their low bits*: one sort of
+    # distinct uint64 values instead of an argsort (key-value sort), 4x faster
+    # on XLA's CPU sort (30k rows: 8.6 ms -> 2.1 ms) and on NumPy.  Ordering by
+    # the high 64 - b bits with ties broken by the index is exactly a stable
+    # argsort of those bits, so it equals the argsort of the full 64-bit draws
+    # unless two draws share their high 64 - b bits (probability ~ n**2 / 2**(65 - b)).
+    b = max(1, (n - 1).bit_length())
+    low = (1 << b) - 1
+    index = xp.arange(n, dtype=xp.uint64, device=_device(key))
+    packed = (draws & xp.asarray(~low & 0xFFFF_FFFF_FFFF_FFFF, dtype=xp.uint64)) | index
+    return xp.astype(xp.sort(packed) & xp.asarray(low, dtype=xp.uint64), xp.int64)
 
 
 def permutation(key: Array, n: int) -> Array:
     """A random permutation of ``range(n)``: int64 indices, shape (n,).
 
-    Sorts the 64-bit draws ``(w0, w1)`` lexicographically with stable sorts, so
-    ties (probability ~ n**2 / 2**65) go to the smaller index on every backend.
+    The rows in increasing order of their 64-bit draws ``(w0 << 32) | w1``,
+    compared on all but the low ``b = bit_length(n - 1)`` bits, ties (probability
+    ~ n**2 / 2**(65 - b)) going to the smaller index: the same on every backend.
     """
     _check_key(key)
     n = operator.index(n)
