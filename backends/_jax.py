@@ -39,5 +39,6 @@ def load() -> Backend:
         _sync=sync,
         _is_traced=lambda a: isinstance(a, jax.core.Tracer),
         _fori_loop=lambda n, body, carry: jax.lax.fori_loop(0, n, lambda i, c: body(c), carry),
+        _from_host=lambda a: jax.device_put(a, device, may_alias=False),
         description=f"{device.platform.upper()} ({len(jax.local_devices())} device(s))",
     )

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 
-def measure(backend_name: str, samples: int, epochs: int, spe: int) -> dict:
+def measure(backend_name: str, samples: int, epochs: int, spe: int | str) -> dict:
     import tinynet as tn
     from tinynet import core
 
@@ -68,11 +68,11 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for name in args.backends.split(","):
-        for spe in (1, 10) if name == "jax" else (1,):
+        for spe in ("auto", 1, 10) if name == "jax" else ("auto",):
             rows.append(measure(name, args.samples, args.epochs, spe))
             r = rows[-1]
             print(
-                f"{name:6s} spe={spe:<3d} fit {r['fit_us']:7.1f} us/step   bare step "
+                f"{name:6s} spe={spe!s:<4s} fit {r['fit_us']:7.1f} us/step   bare step "
                 f"{r['bare_step_us']:7.1f} us   fit/bare {r['ratio']:.2f}",
                 flush=True,
             )

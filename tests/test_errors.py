@@ -374,7 +374,7 @@ CASES = [
         "fit: steps_per_execution=0",
         lambda m, a: fit(m, X, Y, steps_per_execution=0),
         ValueError,
-        r"^steps_per_execution must be an integer >= 1",
+        r"^steps_per_execution must be an integer >= 1 or 'auto', received steps_per_execution=0",
     ),
     *host(
         "fit: validation_split=1.0",

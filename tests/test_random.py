@@ -157,6 +157,19 @@ def test_fold_in_matches_jax(backend, jax, data):
         np.testing.assert_array_equal(to_numpy(as_numpy_int), expected)
 
 
+def test_host_fold_in_matches_the_array_threefry():
+    """Host keys fold in with a Python-int Threefry; it must equal the array
+    one (the JAX-verified code path) on arbitrary keys and counters."""
+    from tinynet.random import _block, _block_int
+
+    words = np.random.default_rng(7).integers(0, 2**32, size=(2000, 4), dtype=np.uint64)
+    words[:4] = [[0, 0, 0, 0], [2**32 - 1] * 4, [0, 2**32 - 1, 0, 2**32 - 1], [1, 2, 3, 4]]
+    w = words.astype(np.uint32)
+    y0, y1 = _block(w[:, 0], w[:, 1], w[:, 2], w[:, 3])
+    got = np.array([_block_int(*map(int, row)) for row in w], dtype=np.uint32)
+    np.testing.assert_array_equal(got, np.stack([y0, y1], axis=1))
+
+
 def test_fold_in_rejects(backend):
     k = tnrandom.key(0, backend)
     for bad in (-1, 2**32):

@@ -102,18 +102,23 @@ def test_jax_compiles_once_per_batch_shape(spiral):
             )
 
         after_first = compiled()
-        assert after_first == 3  # epoch setup, full batch step, ragged batch step
+        assert after_first == 3  # epoch setup, full batches (one loop), ragged batch
         model.fit(x, y, loss=SCCE, epochs=3, batch_size=64, verbose=0)
         model.fit(
             x, y, loss=tn.losses.SparseCategoricalCrossentropy(), epochs=1, batch_size=64, verbose=0
         )
         assert compiled() == after_first
+        # batch 4 with a progress bar: 37 full batches in calls of 3 steps
+        # (a bar read after each) and a last call of 1, then a ragged batch of
+        # 2: the trip count is an argument, so two new programs, not one per count
+        model.fit(x, y, loss=SCCE, epochs=2, batch_size=4, verbose=1)
+        assert compiled() == after_first + 2
 
 
 def test_steps_per_execution_is_the_same_maths(backend, spiral):
     x, y = spiral
     results = []
-    for k in (1, 3):
+    for k in (1, 3, "auto"):
         model = spiral_model("float64")
         hist = model.fit(
             x,
@@ -126,9 +131,10 @@ def test_steps_per_execution_is_the_same_maths(backend, spiral):
             steps_per_execution=k,
         )
         results.append((hist.history["loss"], [to_numpy(p["W"]) for p in model.params if p]))
-    assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
-    for a, b in zip(results[0][1], results[1][1]):
-        assert_close(b, a, "float64")
+    for other in results[1:]:
+        assert other[0] == pytest.approx(results[0][0], rel=1e-12)
+        for a, b in zip(results[0][1], other[1]):
+            assert_close(b, a, "float64")
 
 
 def test_predict_batches_match_whole(backend, spiral):

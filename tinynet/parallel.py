@@ -305,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         "--samples", type=int, default=100, help="samples (10%% are held out for validation)"
     )
     parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--steps-per-execution", type=int, default=1)
+    parser.add_argument(
+        "--steps-per-execution", type=lambda v: v if v == "auto" else int(v), default="auto"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--no-reference", action="store_true", help="skip the single-device reference run"

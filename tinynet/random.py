@@ -114,6 +114,25 @@ def _block(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
     return x0, x1
 
 
+_M32 = 0xFFFFFFFF
+
+
+def _block_int(k0: int, k1: int, x0: int, x1: int) -> tuple[int, int]:
+    """:func:`_block` for one counter on Python ints (host keys): ~5 us where
+    ~115 NumPy operations on 1-element arrays take ~110 us.  Tested bit for
+    bit against :func:`_block` and ``jax.random.fold_in``."""
+    ks = (k0, k1, k0 ^ k1 ^ _PARITY)
+    x0 = (x0 + k0) & _M32
+    x1 = (x1 + k1) & _M32
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = (x0 + x1) & _M32
+            x1 = (((x1 << r) & _M32) | (x1 >> (32 - r))) ^ x0
+        x0 = (x0 + ks[(i + 1) % 3]) & _M32
+        x1 = (x1 + ks[(i + 2) % 3] + i + 1) & _M32
+    return x0, x1
+
+
 def _check_key(key: Array) -> Any:
     """The namespace of a valid key (uint32, shape (2,)); TypeError otherwise."""
     xp = backends.namespace(key)
@@ -239,6 +258,11 @@ def fold_in(key: Array, data: int | Array) -> Array:
         data = int(data)
         if not 0 <= data < 2**32:
             raise ValueError(f"fold_in data must be in [0, 2**32), got {data}")
+        backend = backends.backend_of(key)
+        k0 = backend.host_scalar(key[0])
+        if k0 is not None:  # a key in host memory (NumPy, strict): Python ints
+            y = _block_int(k0, backend.host_scalar(key[1]), 0, data)
+            return xp.asarray(y, dtype=xp.uint32, device=_device(key))
         d = xp.asarray([data], dtype=xp.uint32, device=_device(key))
     else:
         if backends.namespace(key, data) is not xp or tuple(data.shape) != ():

@@ -141,7 +141,7 @@ def fit(
     seed: int | None = None,
     callbacks: Sequence[Callback] = (),
     verbose: int = 1,
-    steps_per_execution: int = 1,
+    steps_per_execution: int | str = "auto",
     nan_guard: bool = False,
     devices: int | None = None,
 ) -> History:
@@ -168,8 +168,12 @@ def fit(
             ``model.fit_seed`` (0, or the seed a loaded checkpoint was trained with).
         callbacks: e.g. ``EarlyStopping``, ``TerminateOnNaN``, ``ModelCheckpoint``.
         verbose: 1 shows a tqdm progress bar per epoch; 0 is silent.
-        steps_per_execution: on a compiling backend (JAX), run this many steps
-            per dispatch in one compiled loop (Keras's option of the same name).
+        steps_per_execution: on a compiling backend (JAX), how many steps one
+            dispatch runs in a compiled loop.  ``"auto"`` (default): all full
+            batches between two progress-bar reads (at most 10 dispatches per
+            epoch, one compiled program for any count); an integer: fixed
+            blocks of that many (Keras's option of the same name; 1 = one
+            dispatch per step).  Same maths either way; ignored on NumPy.
         nan_guard: check every step for a non-finite loss; on the first one,
             keep the parameters from before it and stop, naming the epoch,
             step and first non-finite layer.  On by default with TerminateOnNaN.
@@ -188,7 +192,14 @@ def fit(
     loss = get_loss(loss)
     epochs = _check_count("epochs", epochs, 0)
     batch_size = _check_count("batch_size", batch_size, 1)
-    steps_per_execution = _check_count("steps_per_execution", steps_per_execution, 1)
+    if not (isinstance(steps_per_execution, str) and steps_per_execution == "auto"):
+        try:
+            steps_per_execution = _check_count("steps_per_execution", steps_per_execution, 1)
+        except ValueError:
+            raise ValueError(
+                "steps_per_execution must be an integer >= 1 or 'auto', received "
+                f"steps_per_execution={steps_per_execution!r}"
+            ) from None
     if not isinstance(validation_split, (int, float)) or not 0.0 <= validation_split < 1.0:
         raise ValueError(f"validation_split must be in [0, 1), received {validation_split!r}")
     if seed is None:
@@ -246,12 +257,13 @@ def fit(
         cb.on_train_begin(model)
     logs: dict[str, float] = {}
     with _deferred_interrupt() as interrupt:
-        for _ in range(epochs):
+        for e in range(epochs):
             epoch = model.epoch
             # The NaN guard checks every step itself: NumPy's overflow warnings
             # would only duplicate (or, as errors, pre-empt) its report.
             with model.backend.ignore_fp_errors() if nan_guard else contextlib.nullcontext():
-                logs = loop.run_epoch(x, y, epoch, verbose, interrupt)
+                upcoming = epoch + 1 if e + 1 < epochs else None
+                logs = loop.run_epoch(x, y, epoch, verbose, interrupt, upcoming)
             if loop.interrupted:
                 history.interrupted = True
                 model.stop_reason = f"interrupted by the user in epoch {epoch + 1}"
