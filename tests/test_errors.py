@@ -98,7 +98,6 @@ def device(description, call, exc, regex, marks=()):
     return [pytest.param(description, call, exc, regex, None, id=description, marks=marks)]
 
 
-
 CASES = [
     # ---- class labels: ValueError naming the value, its position and the class count
     *both(

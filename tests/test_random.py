@@ -351,4 +351,3 @@ def test_jit_matches_eager(backend):
         np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
     by_int = tnrandom.fold_in(eager[0][1, :], 12)
     np.testing.assert_array_equal(to_numpy(eager[1]), to_numpy(by_int))
-

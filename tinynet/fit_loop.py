@@ -7,10 +7,11 @@ By default (``steps_per_execution="auto"``) one compiled loop runs all the
 full batches between two progress-bar reads (at most ``SYNCS_PER_EPOCH``
 calls per epoch), or all of an epoch's full batches when there is no bar,
 plus one call for the ragged last batch.  The loop's trip count is an
-argument of the program, so one compilation serves every block length.  An integer ``steps_per_execution`` runs fixed blocks of that many
-steps (Keras's option).  On eager backends each step gathers its batch's
-rows and calls the bare step.  The loss and metric sums stay on the device
-and are read at most ``SYNCS_PER_EPOCH`` times per epoch.
+argument of the program, so one compilation serves every block length.  An
+integer ``steps_per_execution`` runs fixed blocks of that many steps (Keras's
+option).  On eager backends each step gathers its batch's rows and calls the
+bare step.  The loss and metric sums stay on the device and are read at most
+``SYNCS_PER_EPOCH`` times per epoch.
 """
 
 from __future__ import annotations
