@@ -24,6 +24,8 @@ Backends are loaded lazily; importing this package imports numpy only.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import importlib
 import os
 import threading
@@ -38,6 +40,7 @@ __all__ = [
     "Backend",
     "BackendUnavailableError",
     "backend_of",
+    "donated",
     "get_backend",
     "load",
     "namespace",
@@ -68,6 +71,7 @@ class Backend:
     _is_traced: Callable[[Any], bool] | None = None
     _fori_loop: Callable[..., Any] | None = None
     _from_host: Callable[[np.ndarray], Any] | None = None
+    kernels: Any = None  # in-place optimizer kernels (NumPy), see donated()
     description: str = ""
     _dtypes: dict = field(default_factory=dict, repr=False)
 
@@ -114,8 +118,19 @@ class Backend:
         return self._to_numpy(a)
 
     def jit(self, fn: Callable, **kwargs: Any) -> Callable:
-        """Compile ``fn`` (``jax.jit`` keyword arguments accepted) or return it."""
-        return self._jit(fn, **kwargs) if self._jit is not None else fn
+        """Compile ``fn`` (``jax.jit`` keyword arguments accepted) or return it.
+
+        ``donate_argnums`` means what it means to JAX: the caller hands those
+        arguments over and will not use them again.  On JAX their buffers are
+        reused for the outputs; on a backend with in-place ``kernels`` (NumPy)
+        the optimizer may update them in place (see :func:`donated`).
+        """
+        if self._jit is not None:
+            return self._jit(fn, **kwargs)
+        donate = kwargs.get("donate_argnums")
+        if donate is None or self.kernels is None:
+            return fn
+        return _donating(fn, (donate,) if isinstance(donate, int) else tuple(donate))
 
     def synchronize(self) -> None:
         """Block until all queued work on this backend has finished."""
@@ -160,6 +175,30 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, version={self.version!r}, device={self.device!r})"
+
+
+# ---------------------------------------------------------------- donation
+
+_DONATED: contextvars.ContextVar[tuple] = contextvars.ContextVar("tinynet_donated", default=())
+
+
+def _donating(fn: Callable, argnums: tuple[int, ...]) -> Callable:
+    @functools.wraps(fn)
+    def call(*args: Any) -> Any:
+        token = _DONATED.set(tuple(args[i] for i in argnums if i < len(args)))
+        try:
+            return fn(*args)
+        finally:
+            _DONATED.reset(token)
+
+    return call
+
+
+def donated(tree: Any) -> bool:
+    """True inside an eager ``backend.jit(fn, donate_argnums=...)`` call when
+    ``tree`` (the very list/dict object) is one of the donated arguments, so
+    its arrays may be overwritten in place."""
+    return any(tree is d for d in _DONATED.get())
 
 
 # ---------------------------------------------------------------- loading

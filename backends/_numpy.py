@@ -46,7 +46,7 @@ def load() -> Backend:
             "upgrade with: pip install -U 'numpy>=2'"
         )
     _tune_allocator()
-    from . import _numpy_xp
+    from . import _numpy_kernels, _numpy_xp
 
     return Backend(
         name="numpy",
@@ -54,5 +54,6 @@ def load() -> Backend:
         device="cpu",
         version=np.__version__,
         _to_numpy=np.asarray,
+        kernels=_numpy_kernels,
         description="CPU",
     )

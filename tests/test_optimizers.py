@@ -757,3 +757,77 @@ def test_mismatched_trees_raise(backend):
     state = opt.init(params)
     with pytest.raises(ValueError, match="same structure"):
         opt.update(params[:2], state, params)
+
+
+# ---------------------------------------------------------------- donated (in place)
+
+KERNEL_CONFIGS = ALL_CONFIGS + [
+    lambda: SGD(0.1, momentum=0.9),
+    lambda: AdamW(0.01, weight_decay=0.05),
+    lambda: Adam(schedules.ExponentialDecay(0.01, 3, 0.9), clipnorm=1.0),
+]
+KERNEL_IDS = CONFIG_IDS + ["sgd-momentum", "adamw", "adam-schedule"]
+# a leaf of 75k elements spans three kernel chunks (the last one ragged), plus
+# a 0-d parameter and a non-contiguous one (kept, updated by the pure leaf)
+BIG = [{"W": (300, 250), "b": (250,), "s": ()}, {}, {"W": (250, 3), "b": (3,)}]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("make", KERNEL_CONFIGS, ids=KERNEL_IDS)
+def test_donated_update_is_bitwise_the_pure_update(make, dtype):
+    """Under ``backend.jit(..., donate_argnums=(0, 1))`` on NumPy, Adam/AdamW
+    overwrite large params and their state with a fused kernel; the numbers
+    must be exactly those of the pure update (independent of chunking), for
+    every config (those without a kernel take the pure path either way)."""
+    bk = backends.load("numpy")
+    rng = np.random.default_rng(3)
+
+    def tree(scale):
+        out = [
+            {k: np.asarray(scale * rng.standard_normal(s), dtype) for k, s in layer.items()}
+            for layer in BIG
+        ]
+        out[2]["W"] = np.asfortranarray(out[2]["W"])  # not C-contiguous
+        return out
+
+    params0 = tree(1.0)
+    grads_seq = [tree(0.1) for _ in range(4)]
+    opt = make()
+    pure_p = [dict(layer) for layer in params0]
+    pure_s = opt.init(pure_p)
+    for g in grads_seq:
+        pure_p, pure_s = opt.update(g, pure_s, pure_p)
+
+    step = bk.jit(lambda p, s, g: opt.update(g, s, p), donate_argnums=(0, 1))
+    p = [{k: v.copy() for k, v in layer.items()} for layer in params0]
+    s = opt.init(p)
+    first_w = p[0]["W"]
+    for g in grads_seq:
+        p, s = step(p, s, g)
+    if opt._kernel(bk.kernels) is not None:
+        assert p[0]["W"] is first_w  # really updated in place
+    for got, want in zip(p, pure_p, strict=True):
+        for k in want:
+            assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape
+            np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    for name in pure_s:
+        if name == "step":
+            assert int(s["step"]) == int(pure_s["step"]) == 4
+            continue
+        for got, want in zip(s[name], pure_s[name], strict=True):
+            for k in want:
+                np.testing.assert_array_equal(got[k], want[k], err_msg=f"{name}/{k}")
+
+
+def test_update_without_donation_is_still_pure_on_numpy():
+    """The kernels only run on donated arguments: a plain call (and a call
+    donating only the params) leaves every input untouched."""
+    bk = backends.load("numpy")
+    opt = Adam(0.01)
+    params = on_backend(bk, host_params(), "float32")
+    grads = on_backend(bk, host_grads(1)[0], "float32")
+    state = opt.init(params)
+    before = copy.deepcopy((params, state))
+    opt.update(grads, state, params)
+    bk.jit(lambda p, s: opt.update(grads, s, p), donate_argnums=(0,))(params, state)
+    np.testing.assert_equal((params, state), before)

@@ -79,6 +79,12 @@ class FitLoop:
             cache_key, lambda: core.make_fit_step(model.layers, loss, optimizer, self.metric)
         )
         self._jitted: dict[Any, Any] = model._cached(cache_key + ("jitted",), dict)
+        # Eager backends: the step owns params and optimizer state like the
+        # donating compiled step, so NumPy's fused kernels update them in
+        # place; the NaN guard needs the pre-step values, so no donation then.
+        self.eager_step = (
+            self.fit_step if nan_guard else self.backend.jit(self.fit_step, donate_argnums=(0, 1))
+        )
 
     # Steps, compiled once per batch size (the ragged last batch compiles once).
     # ``block``: 1, a fixed number of steps per call, or None: a loop whose trip
@@ -217,7 +223,7 @@ class FitLoop:
                 if bar is not None and (done % sync_every == 0 or done == n_steps):
                     _update(bar, done - bar.n, sums, done, n, bs, self.metric)
         else:
-            step = self.fit_step
+            step = self.eager_step
             for s in range(n_steps):
                 if interrupt["hit"]:
                     break

@@ -14,6 +14,11 @@ The tree is what a model owns: a list with one dict per layer, e.g.
   (in-place operators are applied only to temporaries it has just made), it
   consults no host values and branches only on configuration, so it runs
   unchanged inside ``jax.jit``.  The array library is taken from the arrays.
+  The one exception is donation: inside ``backend.jit(step,
+  donate_argnums=...)`` on NumPy, where the caller has handed ``params`` and
+  ``state`` over (as ``fit`` does), Adam/AdamW overwrite the large ones with
+  the backend's fused kernel (``backends/_numpy_kernels.py``: the same
+  operations in the same order, so the same bits, without the temporaries).
 * Every parameter keeps its dtype: scalar factors (learning rate, bias
   corrections) are computed in the parameter's dtype and gradients of another
   dtype are cast to it, so a float32 model stays float32.
@@ -129,6 +134,7 @@ class Optimizer:
     _hyper: ClassVar[tuple[str, ...]] = ()
     _default_lr: ClassVar[float] = 0.001
     _slots: tuple[str, ...] = ()
+    _has_kernel: ClassVar[bool] = False  # defines _kernel (in-place updates)
 
     def __init__(self, lr: LearningRate, learning_rate: LearningRate | None, clipnorm: Any) -> None:
         owner = type(self).__name__
@@ -192,6 +198,16 @@ class Optimizer:
         new_step = xp.asarray(step + 1)
         if self.clipnorm is not None:
             grads = _clip_by_global_norm(xp, grads, self.clipnorm)
+        if self._has_kernel and backends.donated(params) and backends.donated(state):
+            kernels = backends.backend_of(step).kernels
+            kernel = self._kernel(kernels) if kernels is not None else None
+            if kernel is not None:
+                return self._update_in_place(
+                    kernels, kernel, xp, grads, state, params, step, new_step
+                ), {
+                    "step": new_step,
+                    **{name: state[name] for name in self._slots},
+                }
         names = self._slots
         if not names:
             return self._update_stateless(xp, grads, params, step, new_step), {"step": new_step}
@@ -250,6 +266,48 @@ class Optimizer:
                     scalars = cache[dtype] = self._scalars(xp, step, new_step, dtype)
                 new_p = leaf(xp, scalars, p, g)[0]
                 new_layer[key] = new_p if p.ndim else xp.asarray(new_p)
+            new_params.append(new_layer)
+        return new_params
+
+    def _update_in_place(
+        self,
+        kernels: Any,
+        kernel: Callable,
+        xp: Any,
+        grads: Params,
+        state: State,
+        params: Params,
+        step: Array,
+        new_step: Array,
+    ) -> Params:
+        """:meth:`update` on donated ``params`` and ``state`` (see
+        ``backends.donated``): the backend's fused kernel overwrites each large
+        parameter and its slots (same operations as :meth:`_leaf`, same bits);
+        a small or non-contiguous one gets the pure leaf instead, its new
+        arrays stored into the donated state."""
+        slot_trees = [state[name] for name in self._slots]
+        cache: dict[Any, tuple] = {}
+        new_params: Params = []
+        for i, p_layer in enumerate(params):
+            g_layer = grads[i]
+            new_layer: dict[str, Array] = {}
+            for key, p in p_layer.items():
+                g = g_layer[key]
+                dtype = p.dtype
+                if g.dtype != dtype:
+                    g = xp.astype(g, dtype)
+                scalars = cache.get(dtype)
+                if scalars is None:
+                    scalars = cache[dtype] = self._scalars(xp, step, new_step, dtype)
+                slots = [tree[i][key] for tree in slot_trees]
+                if p.size >= kernels.MIN_SIZE and kernels.contiguous(p, *slots):
+                    kernel(p, g, slots, scalars)
+                    new_layer[key] = p
+                    continue
+                out = self._leaf(xp, scalars, p, g, *slots)
+                new_layer[key] = xp.asarray(out[0])
+                for tree, new in zip(slot_trees, out[1:], strict=True):
+                    tree[i][key] = xp.asarray(new)
             new_params.append(new_layer)
         return new_params
 
@@ -318,6 +376,12 @@ class Optimizer:
 
     def _leaf(self, xp: Any, s: tuple, p: Array, g: Array, *slots: Array) -> tuple:
         raise NotImplementedError
+
+    def _kernel(self, kernels: Any) -> Callable | None:
+        """``kernel(p, g, slots, scalars)`` updating in place with the
+        backend's fused ``kernels`` (the same maths as :meth:`_leaf`), or
+        None where there is none (the pure update runs)."""
+        return None
 
 
 # ---------------------------------------------------------------- SGD
@@ -562,6 +626,7 @@ class Adam(Optimizer):
 
     _hyper: ClassVar[tuple[str, ...]] = ("beta_1", "beta_2", "epsilon", "amsgrad")
     _default_lr = 0.001
+    _has_kernel = True
 
     def __init__(
         self,
@@ -613,6 +678,12 @@ class Adam(Optimizer):
             alpha = alpha * xp.sqrt(-xp.expm1(self._log_b2 * t))
         keep = 1.0 - lr * self._wd if self._wd else None  # AdamW: p * (1 - lr * wd)
         return (-alpha, keep)
+
+    def _kernel(self, kernels: Any) -> Callable | None:
+        if self.amsgrad:
+            return None
+        adam, c1, c2, eps = kernels.adam, self._c1, self._c2, self.epsilon
+        return lambda p, g, slots, s: adam(p, g, slots[0], slots[1], s[0], s[1], c1, c2, eps)
 
     def _leaf(self, xp: Any, s: tuple, p: Array, g: Array, *slots: Array) -> tuple:
         m_old, v_old = slots[0], slots[1]

@@ -68,14 +68,17 @@ class Runner:
 
     def reset(self) -> None:
         """Back to the initial parameters and a fresh optimizer state."""
+        import numpy as np
+
         backend, params = self.backend, []
         dense = iter(self.params_np)
         for p in self.model.params:
             if p:
                 W, b = next(dense)
+                # copies: the donated step updates NumPy arrays in place
                 p = {
-                    "W": backend.asarray(W, dtype="float32"),
-                    "b": backend.asarray(b, dtype="float32"),
+                    "W": backend.asarray(np.array(W, dtype="float32")),
+                    "b": backend.asarray(np.array(b, dtype="float32")),
                 }
             params.append(p)
         self.params = params

@@ -1,0 +1,77 @@
+"""In-place optimizer updates for the NumPy backend (fused kernels).
+
+tinynet's optimizers are written once, as pure functions on the array API
+(``tinynet/optimizers.py``, ``_leaf``), and that is what runs on JAX, CuPy and
+array-api-strict.  On NumPy a pure Adam update makes four fresh arrays per
+parameter and streams each of its twelve elementwise passes through memory:
+at MNIST size (234k parameters) that is ~0.75 ms, 0.55x of the whole SGD step.
+
+When the caller *donates* the parameters and the optimizer state (JAX's
+``donate_argnums``; on NumPy, ``backend.jit(step, donate_argnums=(0, 1))``
+or ``fit``), the optimizer may overwrite them, and this kernel does: the
+same operations in the same order as ``Adam._leaf`` (so the results are
+equal bit for bit, which ``tests/test_optimizers.py`` checks), written with
+``out=`` into the donated arrays and two scratch buffers, one cache-sized
+chunk at a time so every pass stays in the L2 cache (PyTorch's "fused"
+optimizers do the same on CPU).  Parameters and slots must be C-contiguous
+ndarrays of at least ``MIN_SIZE`` elements; others take the pure update.
+
+Measured (M, 234k parameters, 2-core CPU): the Adam update alone 889 -> 666
+us, the whole training step 3-4% faster.  An SGD kernel was tried and
+dropped: its update alone was 7% faster, but whole steps were 10-15% slower.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+CHUNK = 32768  # elements: p, g, two slots and two scratch chunks ~ 0.8 MB of float32
+MIN_SIZE = 16384  # smaller parameters take the pure update (call overhead wins there)
+
+
+def _scratch(dtype: Any, cache: dict = {}) -> tuple[np.ndarray, np.ndarray]:  # noqa: B006
+    bufs = cache.get(dtype)
+    if bufs is None:
+        bufs = cache[dtype] = (np.empty(CHUNK, dtype), np.empty(CHUNK, dtype))
+    return bufs
+
+
+def contiguous(*arrays: np.ndarray) -> bool:
+    """True if every one is a C-contiguous ndarray (not a NumPy scalar): then
+    ``reshape(-1)`` is a view and writes through it reach the array."""
+    return all(type(a) is np.ndarray and a.flags.c_contiguous for a in arrays)
+
+
+def _chunks(*arrays: np.ndarray):
+    flat = [a.reshape(-1) for a in arrays]  # views: the arrays are C-contiguous
+    n = flat[0].size
+    if n <= CHUNK:
+        yield flat
+        return
+    for start in range(0, n, CHUNK):
+        stop = min(n, start + CHUNK)
+        yield [f[start:stop] for f in flat]
+
+
+def adam(p, g, m, v, alpha_neg, keep, c1: float, c2: float, eps: float) -> None:
+    """``Adam._leaf`` (no amsgrad) in place: ``p``, ``m``, ``v`` are overwritten."""
+    t_buf, u_buf = _scratch(p.dtype)
+    for pc, gc, mc, vc in _chunks(p, g, m, v):
+        k = pc.size
+        t, u = t_buf[:k], u_buf[:k]
+        np.subtract(gc, mc, out=t)
+        t *= c1
+        mc += t  # m + (g - m) * c1
+        np.multiply(gc, gc, out=t)
+        t -= vc
+        t *= c2
+        vc += t  # v + (g**2 - v) * c2
+        np.sqrt(vc, out=u)
+        u += eps  # sqrt(v) + eps
+        np.multiply(mc, alpha_neg, out=t)
+        t /= u  # -alpha * m / (sqrt(v) + eps)
+        if keep is not None:
+            pc *= keep  # AdamW: p * (1 - lr * wd)
+        pc += t
