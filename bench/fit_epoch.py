@@ -107,13 +107,16 @@ class EpochTimers:
         )
 
     def fresh_params(self) -> list[dict]:
+        import numpy as np
+
         backend, dense, out = self.backend, iter(self.params_np), []
         for p in self.model.params:
             if p:
                 W, b = next(dense)
+                # copies: donated steps update NumPy parameters in place
                 p = {
-                    "W": backend.asarray(W, dtype="float32"),
-                    "b": backend.asarray(b, dtype="float32"),
+                    "W": backend.asarray(np.array(W, dtype="float32")),
+                    "b": backend.asarray(np.array(b, dtype="float32")),
                 }
             out.append(p)
         return out

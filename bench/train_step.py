@@ -289,6 +289,16 @@ def checks(results):
                 f"matmul peak at the step's shapes (target >= {100 * limit:.0f}%){extra}",
             )
         )
+    for opt in ("sgd", "adam"):
+        for ref, share in (("keras-fit", 3), ("torch-eager", 5)):
+            v = ratio("S", opt, "tinynet-jax-fit", ref)
+            out.append(
+                (
+                    None if v is None else v <= 1 / share,
+                    f"S {opt}: tinynet-jax fit per step / {ref} = "
+                    f"{'n/a' if v is None else f'1/{1 / v:.1f}'} (target <= 1/{share})",
+                )
+            )
     ra, rs = get.get(("M", "adam", "tinynet-numpy")), get.get(("M", "sgd", "tinynet-numpy"))
     v = None if ra is None or rs is None else ra["median_s"] / rs["median_s"]
     out.append(

@@ -57,6 +57,13 @@ IMPLS: dict[str, Impl] = {
             {"backend_name": "cupy"},
             tinynet_backend="cupy",
         ),
+        Impl(
+            "tinynet-jax-fit",
+            "tinynet_fit",
+            "tinynet fit on JAX (per-step time of one fit call, as keras-fit)",
+            {"backend_name": "jax"},
+            tinynet_backend="jax",
+        ),
         Impl("numpy-raw", "numpy_raw", "hand-written raw NumPy (in-place updates)"),
         Impl("jax-hand-jit", "jax_handwritten", "hand-written backprop in jax.numpy under jax.jit"),
         Impl("jax-grad-jit", "jax_grad", "jax.value_and_grad + jax.jit"),

@@ -25,6 +25,8 @@ def backend_for(name: str, device: str):
 
 def build_model(config, backend_name: str, params_np=None, opt=None):
     """``(model, tinynet loss, tinynet optimizer)`` for a config."""
+    import numpy as np
+
     import tinynet as tn
 
     n_layers = len(config.layers)
@@ -38,8 +40,8 @@ def build_model(config, backend_name: str, params_np=None, opt=None):
         backend = model.backend
         dense = [p for p in model.params if p]
         for p, (W, b) in zip(dense, params_np, strict=True):
-            p["W"] = backend.asarray(W, dtype="float32")
-            p["b"] = backend.asarray(b, dtype="float32")
+            p["W"] = backend.asarray(np.array(W, dtype="float32"))  # copies: see Runner.reset
+            p["b"] = backend.asarray(np.array(b, dtype="float32"))
     loss = tn.losses.SparseCategoricalCrossentropy()
     optimizer = None
     if opt is not None:
