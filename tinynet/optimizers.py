@@ -212,37 +212,37 @@ class Optimizer:
         if not names:
             return self._update_stateless(xp, grads, params, step, new_step), {"step": new_step}
         slot_trees = [state[n] for n in names]
-        new_slot_trees: list[list[dict[str, Array]]] = [[] for _ in names]
+        n_layers = len(params)
+        new_params: Params = [{} for _ in range(n_layers)]
+        new_trees: list[Params] = [[{} for _ in range(n_layers)] for _ in names]
         leaf = self._leaf
         cache: dict[Any, tuple] = {}
-
-        def one(p: Array, g: Array, slots: list[Array]) -> tuple:
-            dtype = p.dtype
-            if g.dtype != dtype:
-                g = xp.astype(g, dtype)
-            scalars = cache.get(dtype)
-            if scalars is None:
-                scalars = cache[dtype] = self._scalars(xp, step, new_step, dtype)
-            out = leaf(xp, scalars, p, g, *slots)
-            if p.ndim == 0:  # NumPy turns 0-d results into scalars
-                out = tuple(xp.asarray(o) for o in out)
-            return out
-
-        # Dict comprehensions rather than nested loops: on a small model this
-        # bookkeeping costs as much as the maths.
-        new_params: Params = []
-        for i, p_layer in enumerate(params):
+        # Plain loops over the leaves, filling dicts made up front: on a small
+        # model this bookkeeping costs as much as the maths.
+        for i in range(n_layers):
+            p_layer = params[i]
+            if not p_layer:
+                continue
             g_layer = grads[i]
             slot_layers = [tree[i] for tree in slot_trees]
-            outs = {
-                key: one(p, g_layer[key], [layer[key] for layer in slot_layers])
-                for key, p in p_layer.items()
-            }
-            new_params.append({key: out[0] for key, out in outs.items()})
-            for j, tree in enumerate(new_slot_trees, 1):
-                tree.append({key: out[j] for key, out in outs.items()})
+            out_layer = new_params[i]
+            out_slot_layers = [tree[i] for tree in new_trees]
+            for key, p in p_layer.items():
+                g = g_layer[key]
+                dtype = p.dtype
+                if g.dtype != dtype:
+                    g = xp.astype(g, dtype)
+                scalars = cache.get(dtype)
+                if scalars is None:
+                    scalars = cache[dtype] = self._scalars(xp, step, new_step, dtype)
+                out = leaf(xp, scalars, p, g, *[layer[key] for layer in slot_layers])
+                if p.ndim == 0:  # NumPy turns 0-d results into scalars
+                    out = tuple(xp.asarray(o) for o in out)
+                out_layer[key] = out[0]
+                for layer, new in zip(out_slot_layers, out[1:], strict=True):
+                    layer[key] = new
         new_state: State = {"step": new_step}
-        for name, tree in zip(names, new_slot_trees, strict=True):
+        for name, tree in zip(names, new_trees, strict=True):
             new_state[name] = tree
         return new_params, new_state
 
