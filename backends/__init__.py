@@ -179,17 +179,19 @@ class Backend:
 
 # ---------------------------------------------------------------- donation
 
-_DONATED: contextvars.ContextVar[tuple] = contextvars.ContextVar("tinynet_donated", default=())
+_DONATED: contextvars.ContextVar[Any] = contextvars.ContextVar("tinynet_donated", default=())
 
 
 def _donating(fn: Callable, argnums: tuple[int, ...]) -> Callable:
+    set_, reset = _DONATED.set, _DONATED.reset
+
     @functools.wraps(fn)
     def call(*args: Any) -> Any:
-        token = _DONATED.set(tuple(args[i] for i in argnums if i < len(args)))
+        token = set_([args[i] for i in argnums if i < len(args)])
         try:
             return fn(*args)
         finally:
-            _DONATED.reset(token)
+            reset(token)
 
     return call
 

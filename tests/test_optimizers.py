@@ -806,6 +806,8 @@ def test_donated_update_is_bitwise_the_pure_update(make, dtype):
         p, s = step(p, s, g)
     if opt._kernel(bk.kernels) is not None:
         assert p[0]["W"] is first_w  # really updated in place
+        # the small parameters' moments became views of one buffer, reused
+        assert s["m"][0]["b"].base is s["m"][2]["b"].base is not None
     for got, want in zip(p, pure_p, strict=True):
         for k in want:
             assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape
@@ -831,3 +833,39 @@ def test_update_without_donation_is_still_pure_on_numpy():
     opt.update(grads, state, params)
     bk.jit(lambda p, s: opt.update(grads, s, p), donate_argnums=(0,))(params, state)
     np.testing.assert_equal((params, state), before)
+
+
+def test_donated_update_notices_replaced_arrays():
+    """The in-place plan is reused while the trees hold the same arrays; an
+    array replaced between steps (a parameter assigned by the user, a state
+    loaded from a checkpoint) must be picked up, not the stale one updated."""
+    bk = backends.load("numpy")
+    opt = Adam(0.01)
+    rng = np.random.default_rng(5)
+    shapes = [{"W": (200, 100), "b": (100,)}, {}, {"W": (100, 3), "b": (3,)}]
+    params0 = [
+        {k: rng.standard_normal(s).astype("float32") for k, s in layer.items()} for layer in shapes
+    ]
+    grads = [
+        [
+            {k: rng.standard_normal(s).astype("float32") for k, s in layer.items()}
+            for layer in shapes
+        ]
+        for _ in range(6)
+    ]
+    new_b = rng.standard_normal(100).astype("float32")
+
+    def run(step):
+        p = [{k: v.copy() for k, v in layer.items()} for layer in params0]
+        s = opt.init(p)
+        for n, g in enumerate(grads):
+            if n == 2:
+                p[0]["b"] = new_b.copy()  # the user assigns a parameter
+            if n == 4:
+                s = {**s, "m": copy.deepcopy(s["m"])}  # e.g. a restored state
+            p, s = step(p, s, g)
+        return p, s
+
+    pure = run(lambda p, s, g: opt.update(g, s, p))
+    donated = run(bk.jit(lambda p, s, g: opt.update(g, s, p), donate_argnums=(0, 1)))
+    np.testing.assert_equal(donated, pure)

@@ -69,7 +69,8 @@ def _assert_rel(actual, expected, rtol: float, what: str = "") -> None:
 
 
 def _params(model) -> dict[str, np.ndarray]:
-    return {path: _host(leaf) for path, leaf in tree_leaves(model.params)}
+    # copies: on NumPy, fit updates the parameter arrays in place
+    return {path: np.array(_host(leaf)) for path, leaf in tree_leaves(model.params)}
 
 
 @functools.lru_cache(maxsize=1)

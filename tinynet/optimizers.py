@@ -202,12 +202,13 @@ class Optimizer:
             kernels = backends.backend_of(step).kernels
             kernel = self._kernel(kernels) if kernels is not None else None
             if kernel is not None:
-                return self._update_in_place(
-                    kernels, kernel, xp, grads, state, params, step, new_step
-                ), {
-                    "step": new_step,
-                    **{name: state[name] for name in self._slots},
-                }
+                plan = self.__dict__.get("_plan")
+                if plan is None or not plan.matches(params, state):
+                    plan = _InPlacePlan(self, kernels, params, state)
+                    object.__setattr__(self, "_plan", plan)
+                plan.run(xp, grads, step, new_step)
+                state["step"] = new_step
+                return params, state  # the same trees, updated in place
         names = self._slots
         if not names:
             return self._update_stateless(xp, grads, params, step, new_step), {"step": new_step}
@@ -266,48 +267,6 @@ class Optimizer:
                     scalars = cache[dtype] = self._scalars(xp, step, new_step, dtype)
                 new_p = leaf(xp, scalars, p, g)[0]
                 new_layer[key] = new_p if p.ndim else xp.asarray(new_p)
-            new_params.append(new_layer)
-        return new_params
-
-    def _update_in_place(
-        self,
-        kernels: Any,
-        kernel: Callable,
-        xp: Any,
-        grads: Params,
-        state: State,
-        params: Params,
-        step: Array,
-        new_step: Array,
-    ) -> Params:
-        """:meth:`update` on donated ``params`` and ``state`` (see
-        ``backends.donated``): the backend's fused kernel overwrites each large
-        parameter and its slots (same operations as :meth:`_leaf`, same bits);
-        a small or non-contiguous one gets the pure leaf instead, its new
-        arrays stored into the donated state."""
-        slot_trees = [state[name] for name in self._slots]
-        cache: dict[Any, tuple] = {}
-        new_params: Params = []
-        for i, p_layer in enumerate(params):
-            g_layer = grads[i]
-            new_layer: dict[str, Array] = {}
-            for key, p in p_layer.items():
-                g = g_layer[key]
-                dtype = p.dtype
-                if g.dtype != dtype:
-                    g = xp.astype(g, dtype)
-                scalars = cache.get(dtype)
-                if scalars is None:
-                    scalars = cache[dtype] = self._scalars(xp, step, new_step, dtype)
-                slots = [tree[i][key] for tree in slot_trees]
-                if p.size >= kernels.MIN_SIZE and kernels.contiguous(p, *slots):
-                    kernel(p, g, slots, scalars)
-                    new_layer[key] = p
-                    continue
-                out = self._leaf(xp, scalars, p, g, *slots)
-                new_layer[key] = xp.asarray(out[0])
-                for tree, new in zip(slot_trees, out[1:], strict=True):
-                    tree[i][key] = xp.asarray(new)
             new_params.append(new_layer)
         return new_params
 
@@ -382,6 +341,95 @@ class Optimizer:
         backend's fused ``kernels`` (the same maths as :meth:`_leaf`), or
         None where there is none (the pure update runs)."""
         return None
+
+    def _kernel_many(self, kernels: Any) -> Callable:
+        """``many(ps, gs, slot_buffers, scalars)``: the kernel for many small
+        parameters at once, whose slots are consecutive views of one 1-d
+        buffer per slot (defined where ``_kernel`` is)."""
+        raise NotImplementedError
+
+
+class _InPlacePlan:
+    """How :meth:`Optimizer.update` overwrites one donated ``(params, state)``
+    pair (see ``backends.donated``) with the backend's fused kernels: large
+    parameters one by one (``_kernel``), small ones all together with their
+    slots re-homed as views of one buffer per slot and dtype
+    (``_kernel_many``), non-contiguous ones by the pure leaf.  Built once and
+    reused while the trees hold the same arrays (checked by identity each
+    step), so a small model pays no per-parameter bookkeeping.  The kernels
+    run the same operations as ``_leaf`` in the same order: same bits."""
+
+    def __init__(self, opt: Optimizer, kernels: Any, params: Params, state: State) -> None:
+        self.opt, self.params, self.state = opt, params, state
+        self.kernel, self.many = opt._kernel(kernels), opt._kernel_many(kernels)
+        slot_trees = self.slot_trees = [state[name] for name in opt._slots]
+        self.addrs: list[tuple[int, str]] = []
+        self.big: list[tuple[int, Array, list[Array]]] = []
+        self.loose: list[tuple[int, int, str]] = []
+        small: dict[Any, list] = {}
+        for i, layer in enumerate(params):
+            for key, p in layer.items():
+                n = len(self.addrs)
+                self.addrs.append((i, key))
+                slots = [tree[i][key] for tree in slot_trees]
+                if not kernels.contiguous(p, *slots):
+                    self.loose.append((n, i, key))
+                elif p.size >= kernels.MIN_SIZE:
+                    self.big.append((n, p, slots))
+                else:
+                    small.setdefault(p.dtype, []).append((n, i, key, p))
+        self.small = []
+        for dtype, group in small.items():
+            flats = []
+            for tree in slot_trees:
+                flat, views = kernels.flatten([tree[i][key] for _, i, key, _ in group])
+                for (_, i, key, _), view in zip(group, views, strict=True):
+                    tree[i][key] = view
+                flats.append(flat)
+            self.small.append((dtype, [e[0] for e in group], [e[3] for e in group], flats))
+        loose = {(i, key) for _, i, key in self.loose}
+        self.checks = [
+            (layer, key, layer[key])
+            for tree in (params, *slot_trees)
+            for i, layer in enumerate(tree)
+            for key in layer
+            if (i, key) not in loose
+        ]
+
+    def matches(self, params: Params, state: State) -> bool:
+        return (
+            params is self.params
+            and state is self.state
+            and all(layer[key] is a for layer, key, a in self.checks)
+        )
+
+    def run(self, xp: Any, grads: Params, step: Array, new_step: Array) -> None:
+        opt, cache = self.opt, {}
+
+        def scalars(dtype: Any) -> tuple:
+            s = cache.get(dtype)
+            if s is None:
+                s = cache[dtype] = opt._scalars(xp, step, new_step, dtype)
+            return s
+
+        def grad(n: int, dtype: Any) -> Array:
+            i, key = self.addrs[n]
+            g = grads[i][key]
+            return g if g.dtype == dtype else xp.astype(g, dtype)
+
+        for n, p, slots in self.big:
+            self.kernel(p, grad(n, p.dtype), slots, scalars(p.dtype))
+        for dtype, ns, ps, flats in self.small:
+            self.many(ps, [grad(n, dtype) for n in ns], flats, scalars(dtype))
+        params, slot_trees = self.params, self.slot_trees
+        for n, i, key in self.loose:
+            p = params[i][key]
+            out = opt._leaf(
+                xp, scalars(p.dtype), p, grad(n, p.dtype), *[t[i][key] for t in slot_trees]
+            )
+            params[i][key] = xp.asarray(out[0])
+            for tree, new in zip(slot_trees, out[1:], strict=True):
+                tree[i][key] = xp.asarray(new)
 
 
 # ---------------------------------------------------------------- SGD
@@ -684,6 +732,10 @@ class Adam(Optimizer):
             return None
         adam, c1, c2, eps = kernels.adam, self._c1, self._c2, self.epsilon
         return lambda p, g, slots, s: adam(p, g, slots[0], slots[1], s[0], s[1], c1, c2, eps)
+
+    def _kernel_many(self, kernels: Any) -> Callable:
+        many, c1, c2, eps = kernels.adam_many, self._c1, self._c2, self.epsilon
+        return lambda ps, gs, flats, s: many(ps, gs, flats[0], flats[1], s[0], s[1], c1, c2, eps)
 
     def _leaf(self, xp: Any, s: tuple, p: Array, g: Array, *slots: Array) -> tuple:
         m_old, v_old = slots[0], slots[1]

@@ -147,6 +147,11 @@ def fit(
 ) -> History:
     """Train ``model`` on ``(x, y)`` and return a :class:`History`.
 
+    The step owns the parameters and optimizer state while it runs: on JAX
+    their buffers are donated (old references become deleted arrays), on
+    NumPy Adam/AdamW update them in place.  Use ``model.snapshot_params()``
+    to keep a copy of the values from before ``fit``.
+
     Args:
         x: ``(n, in_features)`` host NumPy array or array of the model's backend.
         y: targets: ``(n,)`` integer labels for sparse CE, ``(n, k)`` one-hot /
