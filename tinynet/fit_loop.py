@@ -95,25 +95,20 @@ class FitLoop:
             backend = self.backend
             shard = self.parallel.shard_batch if self.parallel is not None else None
             one = core.make_indexed_step(self.fit_step, size, self.batch_size, self.has_key, shard)
+
+            def loop(params, opt_state, sums, i, count, x, y, order, key):
+                return backend.fori_loop(
+                    count, lambda carry: one(*carry, x, y, order, key), (params, opt_state, sums, i)
+                )
+
             if block == 1:
                 body = one
             elif block is None:
-
-                def body(params, opt_state, sums, i, count, x, y, order, key):
-                    return backend.fori_loop(
-                        count,
-                        lambda carry: one(*carry, x, y, order, key),
-                        (params, opt_state, sums, i),
-                    )
-
+                body = loop
             else:
 
                 def body(params, opt_state, sums, i, x, y, order, key):
-                    return backend.fori_loop(
-                        block,
-                        lambda carry: one(*carry, x, y, order, key),
-                        (params, opt_state, sums, i),
-                    )
+                    return loop(params, opt_state, sums, i, block, x, y, order, key)
 
             # With the NaN guard the step's inputs must survive it (no donation).
             donate = () if self.nan_guard else (0, 1)
