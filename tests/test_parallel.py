@@ -240,6 +240,22 @@ def test_fake_devices_train_like_one_device(fake_device_runs, dtype, devices):
     assert run["max_rel_diff"] < REL[dtype]
 
 
+@needs_jax
+def test_fake_devices_with_a_host_made_shuffle_train_like_one_device():
+    # 4,140 training rows: from 4096 rows fit makes each epoch's order on the
+    # host and places it on the mesh (below that, a compiled call does).
+    proc = subprocess.run(
+        _worker("--devices", "2", "--dtype", "float64", "--samples", "4600", "--batch-size", "256",
+                "--epochs", "2"),
+        capture_output=True, text=True, env=_env(2), cwd=ROOT, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = _json_out(proc.stdout)
+    ref = _reference(out, "float64")
+    run = next(r for r in out["runs"] if r["devices"] == 2)
+    assert len(ref["history"]["loss"]) == 2
+    _assert_same(run, ref, "2 devices, host shuffle")
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

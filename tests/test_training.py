@@ -86,6 +86,23 @@ def test_numpy_and_compiled_paths_agree(backend, spiral):
             assert_close(q[k], p[k], "float64")
 
 
+def test_epoch_order_made_on_the_host_equals_the_compiled_one():
+    """fit makes an epoch's row order and step key with NumPy on the host for
+    large data sets and with one compiled call for small ones: same bits."""
+    pytest.importorskip("jax")
+    from tinynet import random as tnrandom
+    from tinynet.fit_loop import _setup
+
+    jax_backend = tn.get_backend("jax")
+    for n in (17, 5000):
+        host = _setup(tnrandom.key(7, "numpy"), 3, n, True, True)
+        compiled = jax_backend.jit(lambda k, e, n=n: _setup(k, e, n, True, True))
+        device = compiled(tnrandom.key(7, jax_backend), 3)
+        for a, b in zip(host, device, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), to_numpy(b))
+        assert sorted(np.asarray(host[0]).tolist()) == list(range(n))
+
+
 def test_jax_compiles_once_per_batch_shape(spiral):
     pytest.importorskip("jax")
     x, y = spiral  # 150 samples, batch 64: two full batches and a ragged one of 22
