@@ -187,7 +187,8 @@ class Optimizer:
         return state
 
     def update(self, grads: Params, state: State, params: Params) -> tuple[Params, State]:
-        """One step: ``(new_params, new_state)``; the inputs are left untouched."""
+        """One step: ``(new_params, new_state)``; the inputs are left untouched
+        (unless donated on NumPy: see the module docstring)."""
         if len(grads) != len(params):
             raise ValueError(
                 f"{type(self).__name__}.update: grads has {len(grads)} layer(s) but params "
@@ -400,6 +401,7 @@ class _InPlacePlan:
         return (
             params is self.params
             and state is self.state
+            and sum(map(len, params)) == len(self.addrs)
             and all(layer[key] is a for layer, key, a in self.checks)
         )
 
