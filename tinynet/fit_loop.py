@@ -83,7 +83,9 @@ class FitLoop:
         # donating compiled step, so NumPy's fused kernels update them in
         # place; the NaN guard needs the pre-step values, so no donation then.
         self.eager_step = (
-            self.fit_step if nan_guard else self.backend.jit(self.fit_step, donate_argnums=(0, 1))
+            self.fit_step
+            if nan_guard or self.backend.compiles
+            else self.backend.jit(self.fit_step, donate_argnums=(0, 1))
         )
 
     # Steps, compiled once per batch size (the ragged last batch compiles once).
