@@ -176,9 +176,12 @@ def fit(
         steps_per_execution: on a compiling backend (JAX), how many steps one
             dispatch runs in a compiled loop.  ``"auto"`` (default): all full
             batches between two progress-bar reads (at most 10 dispatches per
-            epoch, one compiled program for any count); an integer: fixed
-            blocks of that many (Keras's option of the same name; 1 = one
-            dispatch per step).  Same maths either way; ignored on NumPy.
+            epoch, one compiled program for any count; with ``verbose=0`` the
+            whole epoch in one); an integer: fixed blocks of that many (Keras's
+            option of the same name; 1 = one dispatch per step).  Same maths
+            either way; ignored on NumPy.  Ctrl-C stops after the running
+            dispatch, so with ``verbose=0`` and "auto" at the end of the epoch;
+            pass an integer for a shorter wait on long epochs.
         nan_guard: check every step for a non-finite loss; on the first one,
             keep the parameters from before it and stop, naming the epoch,
             step and first non-finite layer.  On by default with TerminateOnNaN.
