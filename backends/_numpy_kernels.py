@@ -48,35 +48,40 @@ def contiguous(*arrays: np.ndarray) -> bool:
 
 def _chunks(*arrays: np.ndarray):
     flat = [a.reshape(-1) for a in arrays]  # views: the arrays are C-contiguous
-    n = flat[0].size
-    if n <= CHUNK:
-        yield flat
-        return
-    for start in range(0, n, CHUNK):
-        stop = min(n, start + CHUNK)
-        yield [f[start:stop] for f in flat]
+    for start in range(0, flat[0].size, CHUNK):
+        yield [f[start : start + CHUNK] for f in flat]
+
+
+def _moments_and_step(g, m, v, t, u, alpha_neg, c1: float, c2: float, eps: float) -> None:
+    """``Adam._leaf``'s operations, in its order: ``m`` and ``v`` updated in
+    place, the step ``-alpha * m / (sqrt(v) + eps)`` written to ``t``
+    (``u``: scratch of the same size)."""
+    np.subtract(g, m, out=t)
+    t *= c1
+    m += t  # m + (g - m) * c1
+    np.multiply(g, g, out=t)
+    t -= v
+    t *= c2
+    v += t  # v + (g**2 - v) * c2
+    np.sqrt(v, out=u)
+    u += eps  # sqrt(v) + eps
+    np.multiply(m, alpha_neg, out=t)
+    t /= u
+
+
+def _apply(p, step, keep) -> None:
+    if keep is not None:
+        p *= keep  # AdamW: p * (1 - lr * wd)
+    p += step
 
 
 def adam(p, g, m, v, alpha_neg, keep, c1: float, c2: float, eps: float) -> None:
     """``Adam._leaf`` (no amsgrad) in place: ``p``, ``m``, ``v`` are overwritten."""
     t_buf, u_buf = _scratch(p.dtype)
     for pc, gc, mc, vc in _chunks(p, g, m, v):
-        k = pc.size
-        t, u = t_buf[:k], u_buf[:k]
-        np.subtract(gc, mc, out=t)
-        t *= c1
-        mc += t  # m + (g - m) * c1
-        np.multiply(gc, gc, out=t)
-        t -= vc
-        t *= c2
-        vc += t  # v + (g**2 - v) * c2
-        np.sqrt(vc, out=u)
-        u += eps  # sqrt(v) + eps
-        np.multiply(mc, alpha_neg, out=t)
-        t /= u  # -alpha * m / (sqrt(v) + eps)
-        if keep is not None:
-            pc *= keep  # AdamW: p * (1 - lr * wd)
-        pc += t
+        t = t_buf[: pc.size]
+        _moments_and_step(gc, mc, vc, t, u_buf[: pc.size], alpha_neg, c1, c2, eps)
+        _apply(pc, t, keep)
 
 
 def flatten(arrays: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -97,20 +102,9 @@ def adam_many(ps, gs, m_flat, v_flat, alpha_neg, keep, c1: float, c2: float, eps
     maths is one pass over all of them; only ``p += step`` is per parameter.
     Same operations, same bits."""
     g_flat = np.concatenate([g.reshape(-1) for g in gs])
-    t = g_flat - m_flat
-    t *= c1
-    m_flat += t  # m + (g - m) * c1
-    np.multiply(g_flat, g_flat, out=t)
-    t -= v_flat
-    t *= c2
-    v_flat += t  # v + (g**2 - v) * c2
-    u = np.sqrt(v_flat)
-    u += eps  # sqrt(v) + eps
-    np.multiply(m_flat, alpha_neg, out=t)
-    t /= u  # -alpha * m / (sqrt(v) + eps)
+    t, u = np.empty_like(g_flat), np.empty_like(g_flat)
+    _moments_and_step(g_flat, m_flat, v_flat, t, u, alpha_neg, c1, c2, eps)
     start = 0
     for p in ps:
-        if keep is not None:
-            p *= keep  # AdamW: p * (1 - lr * wd)
-        p += t[start : start + p.size].reshape(p.shape)
+        _apply(p, t[start : start + p.size].reshape(p.shape), keep)
         start += p.size
