@@ -107,19 +107,9 @@ class EpochTimers:
         )
 
     def fresh_params(self) -> list[dict]:
-        import numpy as np
+        from refs.tinynet_impl import fresh_params
 
-        backend, dense, out = self.backend, iter(self.params_np), []
-        for p in self.model.params:
-            if p:
-                W, b = next(dense)
-                # copies: donated steps update NumPy parameters in place
-                p = {
-                    "W": backend.asarray(np.array(W, dtype="float32")),
-                    "b": backend.asarray(np.array(b, dtype="float32")),
-                }
-            out.append(p)
-        return out
+        return fresh_params(self.model, self.params_np)
 
     def reset_steps(self) -> None:
         self.params = self.fresh_params()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tinynet_impl import backend_for, build_model
+from .tinynet_impl import backend_for, build_model, fresh_params
 
 __all__ = ["Runner", "backend_for"]
 
@@ -42,12 +42,7 @@ class Runner:
 
     def reset(self) -> None:
         """Back to the initial parameters and a fresh optimizer state."""
-        dense = iter(self.params_np)
-        for p in self.model.params:
-            if p:
-                W, b = next(dense)
-                p["W"] = self.backend.asarray(np.array(W, dtype="float32"))
-                p["b"] = self.backend.asarray(np.array(b, dtype="float32"))
+        self.model.params = fresh_params(self.model, self.params_np)
         self.model.optimizer = self.optimizer
         self.model.opt_state = self.optimizer.init(self.model.params)
 

@@ -23,10 +23,26 @@ def backend_for(name: str, device: str):
     return backend, ""
 
 
-def build_model(config, backend_name: str, params_np=None, opt=None):
-    """``(model, tinynet loss, tinynet optimizer)`` for a config."""
+def fresh_params(model, params_np) -> list[dict]:
+    """The model's parameter tree holding *copies* of ``params_np`` (a list of
+    ``(W, b)`` per Dense layer): donated NumPy steps update arrays in place,
+    and the initial values must survive every timed block."""
     import numpy as np
 
+    backend, dense, out = model.backend, iter(params_np), []
+    for p in model.params:
+        if p:
+            W, b = next(dense)
+            p = {
+                "W": backend.asarray(np.array(W, dtype="float32")),
+                "b": backend.asarray(np.array(b, dtype="float32")),
+            }
+        out.append(p)
+    return out
+
+
+def build_model(config, backend_name: str, params_np=None, opt=None):
+    """``(model, tinynet loss, tinynet optimizer)`` for a config."""
     import tinynet as tn
 
     n_layers = len(config.layers)
@@ -37,11 +53,7 @@ def build_model(config, backend_name: str, params_np=None, opt=None):
         layers.append(tn.Softmax() if last else tn.ReLU())
     model = tn.Sequential(layers, dtype="float32", seed=0, backend=backend_name)
     if params_np is not None:
-        backend = model.backend
-        dense = [p for p in model.params if p]
-        for p, (W, b) in zip(dense, params_np, strict=True):
-            p["W"] = backend.asarray(np.array(W, dtype="float32"))  # copies: see Runner.reset
-            p["b"] = backend.asarray(np.array(b, dtype="float32"))
+        model.params = fresh_params(model, params_np)
     loss = tn.losses.SparseCategoricalCrossentropy()
     optimizer = None
     if opt is not None:
@@ -70,21 +82,8 @@ class Runner:
 
     def reset(self) -> None:
         """Back to the initial parameters and a fresh optimizer state."""
-        import numpy as np
-
-        backend, params = self.backend, []
-        dense = iter(self.params_np)
-        for p in self.model.params:
-            if p:
-                W, b = next(dense)
-                # copies: the donated step updates NumPy arrays in place
-                p = {
-                    "W": backend.asarray(np.array(W, dtype="float32")),
-                    "b": backend.asarray(np.array(b, dtype="float32")),
-                }
-            params.append(p)
-        self.params = params
-        self.state = self.optimizer.init(params)
+        self.params = fresh_params(self.model, self.params_np)
+        self.state = self.optimizer.init(self.params)
 
     def run(self, n: int) -> float:
         params, state, x, y, step = self.params, self.state, self.x, self.y, self.step
