@@ -7,10 +7,11 @@ By default (``steps_per_execution="auto"``) one compiled loop runs all the
 full batches between two progress-bar reads (at most ``SYNCS_PER_EPOCH``
 calls per epoch), or all of an epoch's full batches when there is no bar,
 plus one call for the ragged last batch.  The loop's trip count is an
-argument of the program, so one compilation serves every block length.  An
-integer ``steps_per_execution`` runs fixed blocks of that many steps (Keras's
-option).  On eager backends each step gathers its batch's rows and calls the
-bare step.  The loss and metric sums stay on the device and are read at most
+argument of the program, so one compilation serves every block length, also
+for an integer ``steps_per_execution`` (blocks of that many steps, the rest
+of the epoch's full batches in one more call; Keras's option).  On eager
+backends each step gathers its batch's rows and calls the bare step.  The
+loss and metric sums stay on the device and are read at most
 ``SYNCS_PER_EPOCH`` times per epoch.
 """
 
@@ -89,10 +90,10 @@ class FitLoop:
         )
 
     # Steps, compiled once per batch size (the ragged last batch compiles once).
-    # ``block``: 1, a fixed number of steps per call, or None: a loop whose trip
-    # count is the call's argument after ``i``.
-    def _step(self, size: int, block: int | None):
-        fn = self._jitted.get((size, block, self.nan_guard))
+    # ``looped``: a loop over steps whose trip count is the call's argument
+    # after ``i`` (one program for every block length), else a single step.
+    def _step(self, size: int, looped: bool):
+        fn = self._jitted.get((size, looped, self.nan_guard))
         if fn is None:
             backend = self.backend
             shard = self.parallel.shard_batch if self.parallel is not None else None
@@ -103,19 +104,11 @@ class FitLoop:
                     count, lambda carry: one(*carry, x, y, order, key), (params, opt_state, sums, i)
                 )
 
-            if block == 1:
-                body = one
-            elif block is None:
-                body = loop
-            else:
-
-                def body(params, opt_state, sums, i, x, y, order, key):
-                    return loop(params, opt_state, sums, i, block, x, y, order, key)
-
+            body = loop if looped else one
             # With the NaN guard the step's inputs must survive it (no donation).
             donate = () if self.nan_guard else (0, 1)
             fn = backend.jit(body, donate_argnums=donate)
-            self._jitted[(size, block, self.nan_guard)] = fn
+            self._jitted[(size, looped, self.nan_guard)] = fn
         return fn
 
     def _place(self, tree):
@@ -182,25 +175,21 @@ class FitLoop:
             if block == "auto":
                 # every full batch up to the next progress read in one call (all
                 # of them without a bar: nothing reads the sums before the end)
-                block = chunk = sync_every if bar is not None else n_full
-                if chunk > 1:
-                    block = "auto"
+                block = sync_every if bar is not None else n_full
             while done < n_steps and not interrupt["hit"]:
                 args = (x, y, order, step_key)
-                if block == "auto" and done < n_full:
-                    advance = min(chunk - done % chunk, n_full - done)
+                if done < n_full and block > 1:
+                    advance = min(block - done % block, n_full - done)
                     count = self._counts.get(advance)
                     if count is None:
                         count = self._counts[advance] = self._place(
                             backend.asarray(advance, "int32")
                         )
-                    fn, args = self._step(bs, None), (count, *args)
-                elif block != "auto" and block > 1 and done + block <= n_full:
-                    fn, advance = self._step(bs, block), block
+                    fn, args = self._step(bs, True), (count, *args)
                 elif done < n_full:
-                    fn, advance = self._step(bs, 1), 1
+                    fn, advance = self._step(bs, False), 1
                 else:
-                    fn, advance = self._step(last, 1), 1
+                    fn, advance = self._step(last, False), 1
                 before = (params, opt_state) if self.nan_guard else None
                 params, opt_state, sums, i = fn(params, opt_state, sums, i, *args)
                 # JAX dispatches asynchronously: prepare the next epoch's order on
