@@ -772,9 +772,24 @@ KERNEL_IDS = CONFIG_IDS + ["sgd-momentum", "adamw", "adam-schedule"]
 BIG = [{"W": (300, 250), "b": (250,), "s": ()}, {}, {"W": (250, 3), "b": (3,)}]
 
 
+@pytest.fixture(params=["c-loop", "numpy-passes"])
+def kernel_impl(request, monkeypatch):
+    """Each in-place test runs against both implementations of the NumPy
+    kernels: the optional one-pass C loop (``backends._fused``) and the
+    NumPy passes used where it was not built."""
+    from backends import _numpy_kernels
+
+    if request.param == "c-loop":
+        if _numpy_kernels._fused is None:
+            pytest.skip("backends._fused was not built (no C compiler at install)")
+    else:
+        monkeypatch.setattr(_numpy_kernels, "_fused", None)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("make", KERNEL_CONFIGS, ids=KERNEL_IDS)
-def test_donated_update_is_bitwise_the_pure_update(make, dtype):
+def test_donated_update_is_bitwise_the_pure_update(make, dtype, kernel_impl):
     """Under ``backend.jit(..., donate_argnums=(0, 1))`` on NumPy, Adam/AdamW
     overwrite large params and their state with a fused kernel; the numbers
     must be exactly those of the pure update (independent of chunking), for
@@ -835,7 +850,7 @@ def test_update_without_donation_is_still_pure_on_numpy():
     np.testing.assert_equal((params, state), before)
 
 
-def test_donated_update_notices_replaced_arrays():
+def test_donated_update_notices_replaced_arrays(kernel_impl):
     """The in-place plan is reused while the trees hold the same arrays; an
     array replaced between steps (a parameter assigned by the user, a state
     loaded from a checkpoint) must be picked up, not the stale one updated."""
@@ -869,3 +884,30 @@ def test_donated_update_notices_replaced_arrays():
     pure = run(lambda p, s, g: opt.update(g, s, p))
     donated = run(bk.jit(lambda p, s, g: opt.update(g, s, p), donate_argnums=(0, 1)))
     np.testing.assert_equal(donated, pure)
+
+
+def test_fused_c_loop_checks_its_buffers():
+    """The C loop reads raw memory, so it refuses what it cannot handle
+    instead of reading past an array or mixing dtypes."""
+    from backends import _numpy_kernels
+
+    fused = _numpy_kernels._fused
+    if fused is None:
+        pytest.skip("backends._fused was not built (no C compiler at install)")
+    z = [np.zeros(8, "float32") for _ in range(4)]
+    args = (-0.1, None, 0.1, 0.001, 1e-7)
+    with pytest.raises(TypeError, match="p has format 'e'; expected float32 or float64"):
+        fused.adam(np.zeros(8, "float16"), *z[1:], *args)
+    with pytest.raises(ValueError, match=r"v \(format 'f', 28 bytes\) does not match p"):
+        fused.adam(*z[:3], np.zeros(7, "float32"), *args)
+    with pytest.raises(ValueError, match="g \\(format 'd'"):
+        fused.adam(z[0], np.zeros(8), *z[2:], *args)
+    with pytest.raises(ValueError, match="p and m share memory"):
+        fused.adam(z[0], z[1], z[0], z[3], *args)
+    with pytest.raises(TypeError, match="m must be a writable C-contiguous"):
+        fused.adam(z[0], z[1], np.zeros(16, "float32")[::2], z[3], *args)
+    ro = np.zeros(8, "float32")
+    ro.flags.writeable = False
+    with pytest.raises(TypeError, match="p must be a writable"):
+        fused.adam(ro, *z[1:], *args)
+    fused.adam(z[0], ro, *z[2:], *args)  # g is only read

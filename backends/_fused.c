@@ -1,0 +1,166 @@
+/* Fused in-place Adam / AdamW update for the NumPy backend.
+ *
+ * tinynet's optimizers are written once as pure array-API functions
+ * (tinynet/optimizers.py, Adam._leaf).  On NumPy, even done in place
+ * (backends/_numpy_kernels.py) that is twelve elementwise passes over every
+ * parameter; this loop does the same twelve operations, in the same order
+ * and the same precision, in one pass.  The results are therefore equal bit
+ * for bit to Adam._leaf (tests/test_optimizers.py checks it), provided the
+ * compiler does not contract a*b+c into a fused multiply-add: setup.py builds
+ * this file with -ffp-contract=off (and -fno-math-errno, so sqrt is the
+ * correctly rounded instruction, as NumPy's np.sqrt).
+ *
+ * Python API (the module is optional: _numpy_kernels falls back to NumPy):
+ *
+ *     adam(p, g, m, v, alpha_neg, keep, c1, c2, eps) -> None
+ *
+ * p, m, v: writable C-contiguous float32 or float64 buffers of one length,
+ * g: a readable one of the same dtype and length; none may overlap.  The
+ * scalars are Python floats, rounded to the buffers' dtype as NumPy rounds
+ * a Python float in ``float32_array * 0.1``; keep is None (Adam) or the
+ * AdamW factor 1 - lr * weight_decay.  Per element:
+ *
+ *     m = m + (g - m) * c1
+ *     v = v + (g * g - v) * c2
+ *     p = p [* keep] + (m * alpha_neg) / (sqrt(v) + eps)
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <string.h>
+
+#if defined(_MSC_VER)
+#define RESTRICT __restrict
+#else
+#define RESTRICT restrict
+#endif
+
+/* One binary, the widest vector unit the CPU has (GCC on x86-64); the
+ * operations are IEEE-exact in every variant, so the bits do not depend on it. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
+#endif
+
+#define ADAM_LOOP(T, SQRT)                                                          \
+    CLONES static void adam_##T(T *RESTRICT p, const T *RESTRICT g, T *RESTRICT m,   \
+                                T *RESTRICT v, Py_ssize_t n, T alpha_neg, T keep,     \
+                                int has_keep, T c1, T c2, T eps)                      \
+    {                                                                                 \
+        if (has_keep) {                                                               \
+            for (Py_ssize_t i = 0; i < n; i++) {                                      \
+                T gi = g[i];                                                          \
+                T mi = m[i] + (gi - m[i]) * c1;                                       \
+                T vi = v[i] + (gi * gi - v[i]) * c2;                                  \
+                m[i] = mi;                                                            \
+                v[i] = vi;                                                            \
+                p[i] = p[i] * keep + (mi * alpha_neg) / (SQRT(vi) + eps);             \
+            }                                                                         \
+        } else {                                                                      \
+            for (Py_ssize_t i = 0; i < n; i++) {                                      \
+                T gi = g[i];                                                          \
+                T mi = m[i] + (gi - m[i]) * c1;                                       \
+                T vi = v[i] + (gi * gi - v[i]) * c2;                                  \
+                m[i] = mi;                                                            \
+                v[i] = vi;                                                            \
+                p[i] = p[i] + (mi * alpha_neg) / (SQRT(vi) + eps);                    \
+            }                                                                         \
+        }                                                                             \
+    }
+
+ADAM_LOOP(float, sqrtf)
+ADAM_LOOP(double, sqrt)
+
+static const char *const NAMES[4] = {"p", "g", "m", "v"};
+
+static int
+overlap(const Py_buffer *a, const Py_buffer *b)
+{
+    const char *a0 = a->buf, *b0 = b->buf;
+    return a0 < b0 + b->len && b0 < a0 + a->len;
+}
+
+static PyObject *
+fused_adam(PyObject *self, PyObject *args)
+{
+    PyObject *objs[4], *keep_obj;
+    double alpha_neg, c1, c2, eps, keep = 1.0;
+    if (!PyArg_ParseTuple(args, "OOOOdOddd:adam", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &alpha_neg, &keep_obj, &c1, &c2, &eps))
+        return NULL;
+    int has_keep = keep_obj != Py_None;
+    if (has_keep) {
+        keep = PyFloat_AsDouble(keep_obj);
+        if (keep == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    Py_buffer bufs[4];
+    int got = 0;
+    PyObject *result = NULL;
+    for (; got < 4; got++) {
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (got == 1 ? 0 : PyBUF_WRITABLE);
+        if (PyObject_GetBuffer(objs[got], &bufs[got], flags) < 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "_fused.adam: %s must be a %sC-contiguous float32 or float64 array",
+                         NAMES[got], got == 1 ? "" : "writable ");
+            goto done;
+        }
+    }
+    const char *fmt = bufs[0].format;
+    char kind = (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@') ? fmt[1] : fmt[0];
+    Py_ssize_t size = bufs[0].itemsize;
+    if (!((kind == 'f' && size == 4) || (kind == 'd' && size == 8))) {
+        PyErr_Format(PyExc_TypeError, "_fused.adam: p has format '%s'; expected float32 or float64",
+                     fmt);
+        goto done;
+    }
+    for (int i = 1; i < 4; i++) {
+        if (strcmp(bufs[i].format, fmt) != 0 || bufs[i].len != bufs[0].len) {
+            PyErr_Format(PyExc_ValueError,
+                         "_fused.adam: %s (format '%s', %zd bytes) does not match p "
+                         "(format '%s', %zd bytes)",
+                         NAMES[i], bufs[i].format, bufs[i].len, fmt, bufs[0].len);
+            goto done;
+        }
+        for (int j = 0; j < i; j++) {
+            if (overlap(&bufs[i], &bufs[j]) && bufs[0].len > 0) {
+                PyErr_Format(PyExc_ValueError, "_fused.adam: %s and %s share memory", NAMES[j],
+                             NAMES[i]);
+                goto done;
+            }
+        }
+    }
+    Py_ssize_t n = bufs[0].len / size;
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == 'f')
+        adam_float(bufs[0].buf, bufs[1].buf, bufs[2].buf, bufs[3].buf, n, (float)alpha_neg,
+                   (float)keep, has_keep, (float)c1, (float)c2, (float)eps);
+    else
+        adam_double(bufs[0].buf, bufs[1].buf, bufs[2].buf, bufs[3].buf, n, alpha_neg, keep,
+                    has_keep, c1, c2, eps);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    while (got-- > 0)
+        PyBuffer_Release(&bufs[got]);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"adam", fused_adam, METH_VARARGS,
+     "adam(p, g, m, v, alpha_neg, keep, c1, c2, eps): Adam._leaf in place, one pass."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_fused", "Fused in-place optimizer loops (see _fused.c).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC
+PyInit__fused(void)
+{
+    return PyModule_Create(&module);
+}
