@@ -584,7 +584,8 @@ def test_fit_casts_input_to_the_model_dtype_and_keeps_parameter_dtypes(backend, 
     optimizer = tn.optimizers.SGD(0.1, momentum=0.9)
 
     def train(x):
-        model.params = [{k: backend.asarray(v) for k, v in p.items()} for p in initial]
+        # copies: fit owns the arrays it is given (NumPy updates them in place)
+        model.params = [{k: backend.asarray(v.copy()) for k, v in p.items()} for p in initial]
         model.opt_state, model.epoch, model.step = None, 0, 0
         model.fit(
             x, Y_INT, loss=SP, optimizer=optimizer, epochs=1, batch_size=4, shuffle=False, verbose=0

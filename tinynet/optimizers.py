@@ -16,9 +16,10 @@ The tree is what a model owns: a list with one dict per layer, e.g.
   unchanged inside ``jax.jit``.  The array library is taken from the arrays.
   The one exception is donation: inside ``backend.jit(step,
   donate_argnums=...)`` on NumPy, where the caller has handed ``params`` and
-  ``state`` over (as ``fit`` does), Adam/AdamW overwrite the large ones with
-  the backend's fused kernel (``backends/_numpy_kernels.py``: the same
-  operations in the same order, so the same bits, without the temporaries).
+  ``state`` over (as ``fit`` does), Adam/AdamW (and SGD, where the optional
+  C loop ``backends._fused`` was built) overwrite them with the backend's
+  fused kernel (``backends/_numpy_kernels.py``: the same operations in the
+  same order, so the same bits, without the temporaries).
 * Every parameter keeps its dtype: scalar factors (learning rate, bias
   corrections) are computed in the parameter's dtype and gradients of another
   dtype are cast to it, so a float32 model stays float32.
@@ -456,6 +457,7 @@ class SGD(Optimizer):
 
     _hyper = ("momentum", "nesterov", "decay")
     _default_lr = 0.01
+    _has_kernel = True  # where the backend has one (NumPy with the C loop)
 
     def __init__(
         self,
@@ -483,6 +485,18 @@ class SGD(Optimizer):
         if self.decay:
             lr = lr / (1.0 + self.decay * xp.astype(step, dtype))
         return (-lr,)
+
+    def _kernel(self, kernels: Any) -> Callable | None:
+        if not kernels.has_sgd():
+            return None
+        sgd, mu, nesterov = kernels.sgd, self.momentum, self.nesterov
+        if not self._slots:
+            return lambda p, g, slots, s: sgd(p, g, None, s[0], mu, nesterov)
+        return lambda p, g, slots, s: sgd(p, g, slots[0], s[0], mu, nesterov)
+
+    def _kernel_many(self, kernels: Any) -> Callable:
+        many, mu, nesterov = kernels.sgd_many, self.momentum, self.nesterov
+        return lambda ps, gs, flats, s: many(ps, gs, *(flats or [None]), s[0], mu, nesterov)
 
     def _leaf(self, xp: Any, s: tuple, p: Array, g: Array, *slots: Array) -> tuple:
         step = g * s[0]  # -lr_t * g

@@ -149,8 +149,9 @@ def fit(
 
     The step owns the parameters and optimizer state while it runs: on JAX
     their buffers are donated (old references become deleted arrays), on
-    NumPy Adam/AdamW update them in place.  Use ``model.snapshot_params()``
-    to keep a copy of the values from before ``fit``.
+    NumPy Adam/AdamW (and SGD, where the C loop was built) update them in
+    place.  Use ``model.snapshot_params()`` to keep a copy of the values from
+    before ``fit``.
 
     Args:
         x: ``(n, in_features)`` host NumPy array or array of the model's backend.
