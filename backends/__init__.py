@@ -70,6 +70,7 @@ class Backend:
     _sync: Callable[[], None] | None = None
     _is_traced: Callable[[Any], bool] | None = None
     _fori_loop: Callable[..., Any] | None = None
+    _rows: Callable[[Any, Any, int], Any] | None = None
     _from_host: Callable[[np.ndarray], Any] | None = None
     kernels: Any = None  # in-place optimizer kernels (NumPy), see donated()
     description: str = ""
@@ -144,6 +145,15 @@ class Backend:
         for _ in range(n):
             carry = body(carry)
         return carry
+
+    def rows(self, x: Any, start: Any, size: int) -> Any:
+        """``x[start : start + size]`` along axis 0, where ``start`` may be a
+        0-d array computed inside a compiled function (a dynamic slice on
+        JAX; elsewhere a ``take`` of those rows)."""
+        if self._rows is not None:
+            return self._rows(x, start, size)
+        xp = self.xp
+        return xp.take(x, start + xp.arange(size, dtype=xp.int64), axis=0)
 
     def ignore_fp_errors(self) -> Any:
         """Context silencing floating-point warnings (overflow, invalid, divide)

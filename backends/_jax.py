@@ -39,6 +39,7 @@ def load() -> Backend:
         _sync=sync,
         _is_traced=lambda a: isinstance(a, jax.core.Tracer),
         _fori_loop=lambda n, body, carry: jax.lax.fori_loop(0, n, lambda i, c: body(c), carry),
+        _rows=lambda x, start, size: jax.lax.dynamic_slice_in_dim(x, start, size, axis=0),
         _from_host=lambda a: jax.device_put(a, device, may_alias=False),
         description=f"{device.platform.upper()} ({len(jax.local_devices())} device(s))",
     )

@@ -157,21 +157,30 @@ def make_indexed_step(
     stride: int,
     has_key: bool,
     shard: Callable[[Array], Array] | None = None,
+    contiguous: bool = False,
 ) -> Callable:
     """A fit step that slices its own batch out of the whole (shuffled) data
     set by a step counter held on the device: no host work per step.
 
     ``step(params, opt_state, sums, i, x, y, order, key) -> (params, opt_state, sums, i + 1)``
     takes rows ``order[i * stride : i * stride + size]`` of ``x`` and ``y``
-    (``size < stride`` for the ragged last batch of an epoch).  ``shard``, if
+    (``size < stride`` for the ragged last batch of an epoch), or with
+    ``contiguous`` rows ``i * stride : i * stride + size`` themselves (data
+    in epoch order already; ``order`` is ignored): a slice instead of three
+    gathers, which on XLA's CPU runtime saves ~15 us per step.  ``shard``, if
     given, is applied to the batch (data parallelism: split it over devices).
     """
 
     def indexed_step(params, opt_state, sums, i, x, y, order, key):
-        xp = backends.namespace(x)
-        rows = xp.take(order, i * stride + xp.arange(size, dtype=order.dtype))
-        xb = xp.take(x, rows, axis=0)
-        yb = xp.take(y, rows, axis=0)
+        start = i * stride
+        if contiguous:
+            backend = backends.backend_of(x)
+            xb, yb = backend.rows(x, start, size), backend.rows(y, start, size)
+        else:
+            xp = backends.namespace(x)
+            rows = xp.take(order, start + xp.arange(size, dtype=order.dtype))
+            xb = xp.take(x, rows, axis=0)
+            yb = xp.take(y, rows, axis=0)
         if shard is not None:
             xb, yb = shard(xb), shard(yb)
         k = random.fold_in(key, i) if has_key else None

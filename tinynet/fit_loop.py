@@ -26,6 +26,11 @@ from . import core, random
 
 SYNCS_PER_EPOCH = 10
 HOST_SETUP_MIN = 4096  # rows from which a compiling backend shuffles on the host
+# A compiling backend puts a shuffled data set of up to this many bytes (x and
+# y) into the epoch's order with one gather per epoch, so each step slices its
+# batch instead of gathering it (XLA's CPU gather costs ~15 us per step); the
+# copy costs that much device memory.  Larger data sets gather per step.
+PERMUTE_MAX_BYTES = 64 * 2**20
 
 
 def _setup(run_key, epoch, n: int, shuffle: bool, has_key: bool) -> tuple:
@@ -92,12 +97,14 @@ class FitLoop:
     # Steps, compiled once per batch size (the ragged last batch compiles once).
     # ``looped``: a loop over steps whose trip count is the call's argument
     # after ``i`` (one program for every block length), else a single step.
-    def _step(self, size: int, looped: bool):
-        fn = self._jitted.get((size, looped, self.nan_guard))
+    def _step(self, size: int, looped: bool, contiguous: bool):
+        fn = self._jitted.get((size, looped, contiguous, self.nan_guard))
         if fn is None:
             backend = self.backend
             shard = self.parallel.shard_batch if self.parallel is not None else None
-            one = core.make_indexed_step(self.fit_step, size, self.batch_size, self.has_key, shard)
+            one = core.make_indexed_step(
+                self.fit_step, size, self.batch_size, self.has_key, shard, contiguous
+            )
 
             def loop(params, opt_state, sums, i, count, x, y, order, key):
                 return backend.fori_loop(
@@ -108,8 +115,27 @@ class FitLoop:
             # With the NaN guard the step's inputs must survive it (no donation).
             donate = () if self.nan_guard else (0, 1)
             fn = backend.jit(body, donate_argnums=donate)
-            self._jitted[(size, looped, self.nan_guard)] = fn
+            self._jitted[(size, looped, contiguous, self.nan_guard)] = fn
         return fn
+
+    def _in_epoch_order(self, x, y, order) -> tuple:
+        """``(x, y, order)`` for the compiled steps: with ``order`` None the
+        rows are already in the epoch's order (not shuffled, or permuted here
+        by one compiled gather: see ``PERMUTE_MAX_BYTES``), so each step slices
+        its batch; else each step gathers its rows by ``order``."""
+        if self.parallel is not None:  # the sharded data set stays where it is
+            return x, y, order
+        if not self.shuffle:
+            return x, y, None
+        if x.size * x.dtype.itemsize + y.size * y.dtype.itemsize > PERMUTE_MAX_BYTES:
+            return x, y, order
+        permute = self._jitted.get("permute")
+        if permute is None:
+            xp = self.backend.xp
+            permute = self._jitted["permute"] = self.backend.jit(
+                lambda x, y, order: (xp.take(x, order, axis=0), xp.take(y, order, axis=0))
+            )
+        return (*permute(x, y, order), None)
 
     def _place(self, tree):
         """With data parallelism every input of the compiled step must live on
@@ -171,13 +197,15 @@ class FitLoop:
         done = 0
         if backend.compiles:
             i = self._zeros[1]
+            x, y, rows = self._in_epoch_order(x, y, order)
+            contiguous = rows is None
             block = 1 if self.nan_guard else self.steps_per_execution
             if block == "auto":
                 # every full batch up to the next progress read in one call (all
                 # of them without a bar: nothing reads the sums before the end)
                 block = sync_every if bar is not None else n_full
             while done < n_steps and not interrupt["hit"]:
-                args = (x, y, order, step_key)
+                args = (x, y, rows, step_key)
                 if done < n_full and block > 1:
                     advance = min(block - done % block, n_full - done)
                     count = self._counts.get(advance)
@@ -185,11 +213,11 @@ class FitLoop:
                         count = self._counts[advance] = self._place(
                             backend.asarray(advance, "int32")
                         )
-                    fn, args = self._step(bs, True), (count, *args)
+                    fn, args = self._step(bs, True, contiguous), (count, *args)
                 elif done < n_full:
-                    fn, advance = self._step(bs, False), 1
+                    fn, advance = self._step(bs, False, contiguous), 1
                 else:
-                    fn, advance = self._step(last, False), 1
+                    fn, advance = self._step(last, False, contiguous), 1
                 before = (params, opt_state) if self.nan_guard else None
                 params, opt_state, sums, i = fn(params, opt_state, sums, i, *args)
                 # JAX dispatches asynchronously: prepare the next epoch's order on
@@ -204,7 +232,7 @@ class FitLoop:
                     upcoming = None
                 done += advance
                 model.params, model.opt_state, model.step = params, opt_state, model.step + advance
-                if self.nan_guard and self._bad(sums, before, epoch, done, x, y, order, step_key):
+                if self.nan_guard and self._bad(sums, before, epoch, done, x, y, rows, step_key):
                     break
                 if bar is not None and (done % sync_every == 0 or done == n_steps):
                     _update(bar, done - bar.n, sums, done, n, bs, self.metric)
