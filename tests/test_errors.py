@@ -734,3 +734,31 @@ def test_nan_guard_names_an_overflowing_regularization_penalty():
         history.stopped_early or ""
     ), history.stopped_early
     assert model.step == 0 and params() == initial
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_check_finite_finds_every_non_finite_value_of_a_data_matrix(dtype):
+    """``check_finite`` proves a host data matrix finite by one BLAS sum
+    (``a @ ones``); wherever a NaN/Inf sits it must be found and named, and
+    finite values whose sums overflow must pass."""
+    from tinynet.validation import check_finite
+
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((300, 37)).astype(dtype)
+    check_finite(a, "fit")
+    for value in (np.nan, np.inf, -np.inf):
+        for _ in range(40):
+            pos = (int(rng.integers(300)), int(rng.integers(37)))
+            b = a.copy()
+            b[pos] = value
+            where = rf"value {value} at position \({pos[0]}, {pos[1]}\)"
+            with pytest.raises(ValueError, match=where):
+                check_finite(b, "fit")
+            with pytest.raises(ValueError, match=where):
+                check_finite(np.asfortranarray(b), "fit")
+    b = a.copy()
+    b[7, 3], b[7, 9] = np.inf, -np.inf  # the row sums to NaN, not Inf
+    with pytest.raises(ValueError, match=r"value inf at position \(7, 3\)"):
+        check_finite(b, "fit")
+    huge = np.full((50, 37), np.finfo(dtype).max / 2, dtype)
+    check_finite(huge, "fit")  # every row sum overflows; every value is finite

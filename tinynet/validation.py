@@ -180,10 +180,16 @@ def check_finite(a: Array, where: str, what: str = "input", original: Any = None
     """
     # A NaN or Inf anywhere makes the sum non-finite, so a finite sum proves
     # every value finite in one cheap pass (an overflowing sum of finite
-    # values just falls through to the exact elementwise check).
+    # values just falls through to the exact elementwise check).  A data
+    # matrix is summed by BLAS, ``a @ ones`` (both cores; 7680x784 float32:
+    # 0.45 ms instead of 2 ms), which multiplies every element by 1.
     if isinstance(a, np.ndarray):
         with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(np.add.reduce(a, axis=None)) or np.isfinite(a).all():
+            if a.ndim == 2 and a.dtype.char in "fd":
+                total = np.add.reduce(a @ np.ones(a.shape[1], a.dtype))
+            else:
+                total = np.add.reduce(a, axis=None)
+            if np.isfinite(total) or np.isfinite(a).all():
                 return
         host = a
     else:
