@@ -22,7 +22,11 @@ Where the optional C extension ``backends._fused`` was built at install
 (``setup.py``; it needs a C compiler), each parameter's update is instead one
 pass of a C loop doing the same operations in the same order and precision,
 compiled without fused multiply-adds: again the same bits, and the tests run
-against both.  Without it, the NumPy passes below run.
+against both.  The one difference: the C loop flushes subnormal values
+(below 1.2e-38 in float32) to zero, as XLA does on JAX.  Moments decay into
+that range where a gradient stays near zero, and then every operation on
+them costs ~100 cycles (M Adam, after ~800 steps: 1.15 -> 2.6 ms per step
+without flushing, 1.12 ms with).  Without it, the NumPy passes below run.
 
 Measured (M, 234k parameters, 2-core CPU): the Adam update alone 889 us pure,
 666-766 us with the NumPy passes below, 130-190 us with the C loop (Adam/SGD

@@ -911,3 +911,31 @@ def test_fused_c_loop_checks_its_buffers():
     with pytest.raises(TypeError, match="p must be a writable"):
         fused.adam(ro, *z[1:], *args)
     fused.adam(z[0], ro, *z[2:], *args)  # g is only read
+
+
+def test_fused_c_loop_flushes_subnormals_as_jax_does():
+    """The C loop runs with subnormals flushed to zero (Adam's moments decay
+    into that range where a gradient stays ~0, and every operation on them
+    then costs ~100 cycles), as XLA does on JAX; it restores the FPU state
+    afterwards, so NumPy elsewhere keeps IEEE subnormals."""
+    from backends import _numpy_kernels
+
+    fused = _numpy_kernels._fused
+    if fused is None:
+        pytest.skip("backends._fused was not built (no C compiler at install)")
+    tiny = np.float32(3e-39)  # subnormal in float32
+    args = (-1e-3, None, 0.1, 0.001, 1e-7)
+    p, g, v = np.ones(5, "float32"), np.zeros(5, "float32"), np.zeros(5, "float32")
+    m = np.full(5, tiny)
+    pure_m = m + (g - m) * np.float32(0.1)
+    assert (pure_m > 0).all()  # NumPy keeps the subnormal moment
+    fused.adam(p, g, m, v, *args)
+    np.testing.assert_array_equal(m, 0.0)
+    np.testing.assert_array_equal(p, 1.0)
+    assert np.float32(1e-20) * np.float32(1e-20) > 0  # the FPU state was restored
+    vel = np.full(5, tiny)
+    fused.sgd(np.ones(5, "float32"), g, vel, -0.1, 0.9, False)
+    np.testing.assert_array_equal(vel, 0.0)
+    jax = pytest.importorskip("jax")
+    flushed = jax.jit(lambda m, g: m + (g - m) * 0.1)(np.full(5, tiny), g)
+    np.testing.assert_array_equal(np.asarray(flushed), 0.0)
