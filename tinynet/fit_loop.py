@@ -12,7 +12,9 @@ for an integer ``steps_per_execution`` (blocks of that many steps, the rest
 of the epoch's full batches in one more call; Keras's option).  On eager
 backends each step gathers its batch's rows and calls the bare step.  The
 loss and metric sums stay on the device and are read at most
-``SYNCS_PER_EPOCH`` times per epoch.
+``SYNCS_PER_EPOCH`` times per epoch.  The NaN guard is compiled into the
+step on JAX (:func:`_guarded`: one status read per call); eager backends
+check on the host after every step.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from typing import Any
 import backends
 
 from . import core, random
+from .tree import tree_map
 
 SYNCS_PER_EPOCH = 10
-HOST_SETUP_MIN = 4096  # rows from which a compiling backend shuffles on the host
 # A compiling backend puts a shuffled data set of up to this many bytes (x and
 # y) into the epoch's order with one gather per epoch, so each step slices its
 # batch instead of gathering it (XLA's CPU gather costs ~15 us per step); the
@@ -68,7 +70,6 @@ class FitLoop:
         # bit-identical on every backend, so they can be made where it is
         # cheapest (see _epoch_setup).
         self.run_key = random.key(seed, "numpy")
-        self._device_run_key = None
         self._ahead: tuple | None = None
         self._counts: dict[int, Any] = {}  # trip counts of the compiled loop
         # the sums' and step counter's start values, reused every epoch (the
@@ -105,16 +106,19 @@ class FitLoop:
             one = core.make_indexed_step(
                 self.fit_step, size, self.batch_size, self.has_key, shard, contiguous
             )
+            if self.nan_guard:
+                one = _guarded(one)
 
-            def loop(params, opt_state, sums, i, count, x, y, order, key):
+            def loop(params, opt_state, sums, i, *rest):
+                *carry_rest, count, x, y, order, key = rest  # carry_rest: (ok,) when guarded
                 return backend.fori_loop(
-                    count, lambda carry: one(*carry, x, y, order, key), (params, opt_state, sums, i)
+                    count,
+                    lambda carry: one(*carry, x, y, order, key),
+                    (params, opt_state, sums, i, *carry_rest),
                 )
 
             body = loop if looped else one
-            # With the NaN guard the step's inputs must survive it (no donation).
-            donate = () if self.nan_guard else (0, 1)
-            fn = backend.jit(body, donate_argnums=donate)
+            fn = backend.jit(body, donate_argnums=(0, 1))
             self._jitted[(size, looped, contiguous, self.nan_guard)] = fn
         return fn
 
@@ -145,33 +149,20 @@ class FitLoop:
     def _epoch_setup(self, epoch: int, n: int) -> tuple:
         """``(row order, step key)`` of an epoch, on the model's device.
 
-        Made by NumPy on the host, except on a compiling backend for small
-        data sets (``n < HOST_SETUP_MIN``), where one compiled call (~30 us,
-        asynchronous) beats ~250 us of host work and a copy.  For larger ones
-        the host wins: :meth:`run_epoch` makes the next epoch's order while
-        the device still runs this one, and XLA's CPU sort is slow (30k rows:
-        2 ms on the device vs 0.9 ms on the host, hidden behind the steps).
+        Made by NumPy on the host: on JAX, :meth:`run_epoch` makes the next
+        epoch's while the device still runs this one.  (A compiled version
+        was tried for small data sets: ~30 us instead of ~250 us per epoch,
+        but its Threefry and sort took 1.6 s to compile, more than a short
+        run saves; XLA's CPU sort is also slower, 30k rows: 2 ms vs 0.9 ms.)
         """
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[:2] == (epoch, n):
             return ahead[2]
         backend = self.backend
-        if backend.compiles and n < HOST_SETUP_MIN:
-            if self._device_run_key is None:
-                self._device_run_key = self._place(backend.asarray(self.run_key))
-            return self._compiled_setup(n)(self._device_run_key, epoch)
         order, step_key = _setup(self.run_key, epoch, n, self.shuffle, self.has_key)
         return self._place(
             (backend.asarray(order), None if step_key is None else backend.asarray(step_key))
         )
-
-    def _compiled_setup(self, n: int):
-        fn = self._jitted.get(("setup", n, self.shuffle))
-        if fn is None:
-            shuffle, has_key = self.shuffle, self.has_key
-            fn = self.backend.jit(lambda key, epoch: _setup(key, epoch, n, shuffle, has_key))
-            self._jitted[("setup", n, self.shuffle)] = fn
-        return fn
 
     def _prepare(self, epoch: int, n: int) -> None:
         """Make epoch ``epoch``'s setup now, to be picked up when it starts."""
@@ -199,7 +190,9 @@ class FitLoop:
             i = self._zeros[1]
             x, y, rows = self._in_epoch_order(x, y, order)
             contiguous = rows is None
-            block = 1 if self.nan_guard else self.steps_per_execution
+            # the NaN guard's status (see _guarded), read after every call
+            guard = (self._zeros[1],) if self.nan_guard else ()
+            block = self.steps_per_execution
             if block == "auto":
                 # every full batch up to the next progress read in one call (all
                 # of them without a bar: nothing reads the sums before the end)
@@ -218,22 +211,26 @@ class FitLoop:
                     fn, advance = self._step(bs, False, contiguous), 1
                 else:
                     fn, advance = self._step(last, False, contiguous), 1
-                before = (params, opt_state) if self.nan_guard else None
-                params, opt_state, sums, i = fn(params, opt_state, sums, i, *args)
+                params, opt_state, sums, i, *guard = fn(params, opt_state, sums, i, *guard, *args)
                 # JAX dispatches asynchronously: prepare the next epoch's order on
                 # the host while the device works (after the first call if the bar
                 # syncs every call, else after the last, when most work is queued)
                 if (
                     upcoming is not None
-                    and n >= HOST_SETUP_MIN
                     and (bar is not None or done + advance >= n_steps)
                 ):
                     self._prepare(upcoming, n)
                     upcoming = None
+                status = int(backend.to_numpy(guard[0])) if self.nan_guard else 0
+                if status:
+                    advance = int(backend.to_numpy(i)) - done  # the steps before the bad one
+                    model.params, model.opt_state = params, opt_state
+                    model.step += advance
+                    done += advance
+                    self._report(status == 1, epoch, done + 1, x, y, rows, step_key)
+                    break
                 done += advance
                 model.params, model.opt_state, model.step = params, opt_state, model.step + advance
-                if self.nan_guard and self._bad(sums, before, epoch, done, x, y, rows, step_key):
-                    break
                 if bar is not None and (done % sync_every == 0 or done == n_steps):
                     _update(bar, done - bar.n, sums, done, n, bs, self.metric)
         else:
@@ -271,20 +268,37 @@ class FitLoop:
         return logs
 
     def _params_finite(self) -> bool:
+        # a NaN/Inf anywhere makes the sum of sums non-finite: one read of
+        # one number; only an overflowing sum needs the elementwise check
         xp = self.backend.xp
-        flags = [xp.all(xp.isfinite(v)) for p in self.model.params for v in p.values()]
-        return bool(xp.all(xp.stack(flags))) if flags else True
+        leaves = [v for p in self.model.params for v in p.values()]
+        if not leaves:
+            return True
+        with self.backend.ignore_fp_errors():
+            if bool(xp.isfinite(sum(xp.sum(v) for v in leaves))):
+                return True
+        return all(bool(xp.all(xp.isfinite(v))) for v in leaves)
 
     def _bad(self, sums, before, epoch, done, x, y, order, key) -> bool:
+        """The eager backends' NaN guard, after step ``done`` (1-based) of an
+        epoch: if its loss or new parameters are non-finite, put back
+        ``before`` (the params and state from before it) and report."""
         value = float(self.backend.to_numpy(sums[0]))
         if math.isfinite(value) and self._params_finite():
             return False
-        what = "loss" if not math.isfinite(value) else "parameters after the update"
-        from .diagnostics import first_nonfinite
-
         params, opt_state = before
         self.model.params, self.model.opt_state = params, opt_state
         self.model.step -= 1
+        self._report(not math.isfinite(value), epoch, done, x, y, order, key)
+        return True
+
+    def _report(self, bad_loss: bool, epoch, done, x, y, order, key) -> None:
+        """Name the first non-finite value of step ``done`` (1-based) of an
+        epoch, run again eagerly from the model's current params (those from
+        before that step)."""
+        from .diagnostics import first_nonfinite
+
+        what = "loss" if bad_loss else "parameters after the update"
         where = first_nonfinite(
             self.model, self.loss, x, y, order, done - 1, self.batch_size, step_key=key
         )
@@ -292,7 +306,43 @@ class FitLoop:
             f"non-finite {what} at epoch {epoch + 1}, step {done} ({where}); "
             "training stopped and the parameters from before that step were kept"
         )
-        return True
+
+
+def _guarded(one):
+    """The NaN guard of a compiled step: ``one`` with a status after the step
+    counter (int32: 0 fine, 1 non-finite loss, 2 non-finite params after the
+    update).  A step that goes non-finite, and every step after it, leaves
+    params, state, sums and counter as they were and sets the status, so the
+    host reads one number per call instead of the loss after every step; the
+    params kept are those from before the bad step, whose index is the
+    counter."""
+
+    def guarded(params, opt_state, sums, i, status, *data):
+        new_params, new_state, new_sums, new_i = one(params, opt_state, sums, i, *data)
+        xp = backends.namespace(new_sums[0])
+        params_ok = None
+        for layer in new_params:
+            for p in layer.values():
+                finite = xp.all(xp.isfinite(p))
+                params_ok = finite if params_ok is None else params_ok & finite
+        new_status = xp.where(
+            xp.isfinite(new_sums[0]), 0 if params_ok is None else xp.where(params_ok, 0, 2), 1
+        )
+        status = xp.where(status == 0, xp.astype(new_status, status.dtype), status)
+        good = status == 0
+
+        def pick(new, old):
+            return xp.where(good, new, old)
+
+        return (
+            tree_map(pick, new_params, params),
+            tree_map(pick, new_state, opt_state),
+            tree_map(pick, new_sums, sums),
+            pick(new_i, i),
+            status,
+        )
+
+    return guarded
 
 
 def _progress(verbose: int, total: int, epoch: int):

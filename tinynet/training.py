@@ -183,9 +183,11 @@ def fit(
             either way; ignored on NumPy.  Ctrl-C stops after the running
             dispatch, so with ``verbose=0`` and "auto" at the end of the epoch;
             pass an integer for a shorter wait on long epochs.
-        nan_guard: check every step for a non-finite loss; on the first one,
-            keep the parameters from before it and stop, naming the epoch,
-            step and first non-finite layer.  On by default with TerminateOnNaN.
+        nan_guard: check every step for a non-finite loss or parameters; on
+            the first one, keep the parameters from before it and stop, naming
+            the epoch, step and first non-finite layer.  On by default with
+            TerminateOnNaN.  On JAX the check runs inside the compiled steps
+            (one read per dispatch); on NumPy it turns off in-place updates.
         devices: JAX backend only: data-parallel training on this many devices
             (all devices of all processes after ``tinynet.parallel.initialize``);
             every batch is split over them and the gradients are averaged, with
