@@ -88,12 +88,10 @@ class FitLoop:
         self._jitted: dict[Any, Any] = model._cached(cache_key + ("jitted",), dict)
         # Eager backends: the step owns params and optimizer state like the
         # donating compiled step, so NumPy's fused kernels update them in
-        # place; the NaN guard needs the pre-step values, so no donation then.
-        self.eager_step = (
-            self.fit_step
-            if nan_guard or self.backend.compiles
-            else self.backend.jit(self.fit_step, donate_argnums=(0, 1))
-        )
+        # place; the NaN guard keeps a copy from before each step (_keep).
+        eager = not self.backend.compiles
+        self.eager_step = self.backend.jit(self.fit_step, donate_argnums=(0, 1)) if eager else None
+        self._kept: tuple | None = None
 
     # Steps, compiled once per batch size (the ragged last batch compiles once).
     # ``looped``: a loop over steps whose trip count is the call's argument
@@ -246,7 +244,7 @@ class FitLoop:
                 else:
                     xb, yb = x[a:b, ...], y[a:b, ...]
                 k = random.fold_in(step_key, s) if step_key is not None else None
-                before = (params, opt_state) if self.nan_guard else None
+                before = self._keep(params, opt_state) if self.nan_guard else None
                 params, opt_state, sums = step(params, opt_state, sums, xb, yb, k)
                 done += 1
                 model.params, model.opt_state = params, opt_state
@@ -278,6 +276,37 @@ class FitLoop:
             if bool(xp.isfinite(sum(xp.sum(v) for v in leaves))):
                 return True
         return all(bool(xp.all(xp.isfinite(v))) for v in leaves)
+
+    def _keep(self, params, opt_state) -> tuple:
+        """``(params, opt_state)`` as they are before an eager step, for the
+        NaN guard to put back.  Where the step updates them in place (NumPy's
+        kernels) that is a copy, written into the same buffers every step
+        (a memcpy costs less than giving up the in-place update); elsewhere
+        the step makes new arrays, so the references do."""
+        kernels, opt = self.backend.kernels, self.model.optimizer
+        if kernels is None or not (opt._has_kernel and opt._kernel(kernels) is not None):
+            return params, opt_state
+        old = self._kept_leaves if self._kept is not None else ()
+        leaves: list = []
+
+        def copy(a):
+            n = len(leaves)
+            b = old[n] if n < len(old) else None
+            if b is None or b is a or b.shape != a.shape or b.dtype != a.dtype:
+                b = a.copy()
+            else:
+                b[...] = a
+            leaves.append(b)
+            return b
+
+        # the layout of the optimizer contract: a list of dicts per slot
+        kept_params = [{k: copy(v) for k, v in layer.items()} for layer in params]
+        kept_state = {
+            name: copy(tree) if name == "step" else tree_map(copy, tree)
+            for name, tree in opt_state.items()
+        }
+        self._kept, self._kept_leaves = (kept_params, kept_state), leaves
+        return self._kept
 
     def _bad(self, sums, before, epoch, done, x, y, order, key) -> bool:
         """The eager backends' NaN guard, after step ``done`` (1-based) of an

@@ -187,7 +187,8 @@ def fit(
             the first one, keep the parameters from before it and stop, naming
             the epoch, step and first non-finite layer.  On by default with
             TerminateOnNaN.  On JAX the check runs inside the compiled steps
-            (one read per dispatch); on NumPy it turns off in-place updates.
+            (one read per dispatch); on NumPy params and state are copied
+            before each in-place step.
         devices: JAX backend only: data-parallel training on this many devices
             (all devices of all processes after ``tinynet.parallel.initialize``);
             every batch is split over them and the gradients are averaged, with
