@@ -13,7 +13,7 @@ start from the same parameters and train on the same batch.
 
 Method: every implementation is built and warmed up (compilation included),
 then ``--rounds`` rounds run; in each round every implementation times one
-block of steps, in an order rotated each round.  Reported: the median of the
+block of steps, in an order shuffled each round (seeded).  Reported: the median of the
 per-block step times, and ratios of medians.  See bench/README.md.
 """
 
