@@ -106,7 +106,8 @@ def test_epoch_order_made_on_the_host_equals_a_compiled_one():
 def test_compiled_batches_by_slice_or_by_gather_are_the_same(spiral, monkeypatch):
     """On JAX, fit's steps slice their batch out of a data set put into the
     epoch's order once per epoch (or not shuffled), or, for data sets above
-    ``PERMUTE_MAX_BYTES``, gather it row by row: the same batches, so the same
+    ``PERMUTE_MAX_BYTES`` (or batches above ``PERMUTE_MAX_BATCH_BYTES``),
+    gather it row by row: the same batches, so the same
     numbers as NumPy's eager loop.  (Not always the same bits: XLA fuses the
     two programs differently and may round a sum differently, seen 1 ulp.)"""
     pytest.importorskip("jax")
