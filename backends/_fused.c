@@ -68,29 +68,19 @@
 #define CLONES
 #endif
 
+/* keep is 1 for Adam: p * 1 is p, bit for bit, so one loop serves AdamW too. */
 #define ADAM_LOOP(T, SQRT)                                                          \
     CLONES static void adam_##T(T *RESTRICT p, const T *RESTRICT g, T *RESTRICT m,   \
                                 T *RESTRICT v, Py_ssize_t n, T alpha_neg, T keep,     \
-                                int has_keep, T c1, T c2, T eps)                      \
+                                T c1, T c2, T eps)                                    \
     {                                                                                 \
-        if (has_keep) {                                                               \
-            for (Py_ssize_t i = 0; i < n; i++) {                                      \
-                T gi = g[i];                                                          \
-                T mi = m[i] + (gi - m[i]) * c1;                                       \
-                T vi = v[i] + (gi * gi - v[i]) * c2;                                  \
-                m[i] = mi;                                                            \
-                v[i] = vi;                                                            \
-                p[i] = p[i] * keep + (mi * alpha_neg) / (SQRT(vi) + eps);             \
-            }                                                                         \
-        } else {                                                                      \
-            for (Py_ssize_t i = 0; i < n; i++) {                                      \
-                T gi = g[i];                                                          \
-                T mi = m[i] + (gi - m[i]) * c1;                                       \
-                T vi = v[i] + (gi * gi - v[i]) * c2;                                  \
-                m[i] = mi;                                                            \
-                v[i] = vi;                                                            \
-                p[i] = p[i] + (mi * alpha_neg) / (SQRT(vi) + eps);                    \
-            }                                                                         \
+        for (Py_ssize_t i = 0; i < n; i++) {                                          \
+            T gi = g[i];                                                              \
+            T mi = m[i] + (gi - m[i]) * c1;                                           \
+            T vi = v[i] + (gi * gi - v[i]) * c2;                                      \
+            m[i] = mi;                                                                \
+            v[i] = vi;                                                                \
+            p[i] = p[i] * keep + (mi * alpha_neg) / (SQRT(vi) + eps);                 \
         }                                                                             \
     }
 
@@ -173,6 +163,16 @@ get_buffers(const char *fn, PyObject **objs, const char *const *names, int count
     return kind;
 }
 
+/* Releases bufs[0..got); None if the loop ran (kind set), else NULL (the
+ * exception get_buffers set). */
+static PyObject *
+release(Py_buffer *bufs, int got, char kind)
+{
+    while (got-- > 0)
+        PyBuffer_Release(&bufs[got]);
+    return kind ? Py_NewRef(Py_None) : NULL;
+}
+
 static PyObject *
 fused_adam(PyObject *self, PyObject *args)
 {
@@ -182,15 +182,13 @@ fused_adam(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOdOddd:adam", &objs[0], &objs[1], &objs[2], &objs[3],
                           &alpha_neg, &keep_obj, &c1, &c2, &eps))
         return NULL;
-    int has_keep = keep_obj != Py_None;
-    if (has_keep) {
+    if (keep_obj != Py_None) {
         keep = PyFloat_AsDouble(keep_obj);
         if (keep == -1.0 && PyErr_Occurred())
             return NULL;
     }
     Py_buffer bufs[4];
     int got = 0;
-    PyObject *result = NULL;
     char kind = get_buffers("adam", objs, names, 4, bufs, &got);
     if (kind) {
         Py_ssize_t n = bufs[0].len / bufs[0].itemsize;
@@ -198,17 +196,14 @@ fused_adam(PyObject *self, PyObject *args)
         FLUSH_BEGIN
         if (kind == 'f')
             adam_float(bufs[0].buf, bufs[1].buf, bufs[2].buf, bufs[3].buf, n, (float)alpha_neg,
-                       (float)keep, has_keep, (float)c1, (float)c2, (float)eps);
+                       (float)keep, (float)c1, (float)c2, (float)eps);
         else
             adam_double(bufs[0].buf, bufs[1].buf, bufs[2].buf, bufs[3].buf, n, alpha_neg, keep,
-                        has_keep, c1, c2, eps);
+                        c1, c2, eps);
         FLUSH_END
         Py_END_ALLOW_THREADS
-        result = Py_NewRef(Py_None);
     }
-    while (got-- > 0)
-        PyBuffer_Release(&bufs[got]);
-    return result;
+    return release(bufs, got, kind);
 }
 
 static PyObject *
@@ -224,7 +219,6 @@ fused_sgd(PyObject *self, PyObject *args)
     int count = objs[2] == Py_None ? 2 : 3;
     Py_buffer bufs[3];
     int got = 0;
-    PyObject *result = NULL;
     char kind = get_buffers("sgd", objs, names, count, bufs, &got);
     if (kind) {
         Py_ssize_t n = bufs[0].len / bufs[0].itemsize;
@@ -237,11 +231,8 @@ fused_sgd(PyObject *self, PyObject *args)
             sgd_double(bufs[0].buf, bufs[1].buf, v, n, neg_lr, mu, nesterov);
         FLUSH_END
         Py_END_ALLOW_THREADS
-        result = Py_NewRef(Py_None);
     }
-    while (got-- > 0)
-        PyBuffer_Release(&bufs[got]);
-    return result;
+    return release(bufs, got, kind);
 }
 
 static PyMethodDef methods[] = {
