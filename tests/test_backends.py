@@ -144,3 +144,22 @@ def test_jit_compiles_only_on_jax(backend):
         np.testing.assert_array_equal(backend.to_numpy(fn(x)), [2.0, 4.0])
     assert len(calls) == (1 if backend.name == "jax" else 3)
     backend.synchronize()
+
+
+def test_rows_is_a_slice_with_a_computed_start(backend):
+    """``backend.rows(x, start, size)`` is ``x[start:start + size]`` where
+    ``start`` is a 0-d array (made inside a compiled function on JAX)."""
+    host = np.arange(40, dtype="float32").reshape(10, 4)
+    x = backend.asarray(host)
+    labels = backend.asarray(np.arange(10, dtype="int64"))
+    for start, size in [(0, 3), (4, 3), (7, 3), (9, 1)]:
+        s = backend.asarray(start, dtype="int32")
+        got = backend.to_numpy(backend.rows(x, s, size))
+        np.testing.assert_array_equal(got, host[start : start + size])
+        np.testing.assert_array_equal(
+            backend.to_numpy(backend.rows(labels, s, size)), np.arange(start, start + size)
+        )
+    fn = backend.jit(lambda x, s: backend.rows(x, s * 2, 3))
+    for start in (0, 1, 3):
+        got = fn(x, backend.asarray(start, dtype="int32"))
+        np.testing.assert_array_equal(backend.to_numpy(got), host[2 * start : 2 * start + 3])
