@@ -201,13 +201,14 @@ class Optimizer:
         if self.clipnorm is not None:
             grads = _clip_by_global_norm(xp, grads, self.clipnorm)
         if self._has_kernel and backends.donated(params) and backends.donated(state):
-            kernels = backends.backend_of(step).kernels
-            kernel = self._kernel(kernels) if kernels is not None else None
-            if kernel is not None:
-                plan = self.__dict__.get("_plan")
-                if plan is None or not plan.matches(params, state):
+            plan = self.__dict__.get("_plan")
+            if plan is None or not plan.matches(params, state):
+                kernels = backends.backend_of(step).kernels
+                plan = None
+                if kernels is not None and self._kernel(kernels) is not None:
                     plan = _InPlacePlan(self, kernels, params, state)
-                    object.__setattr__(self, "_plan", plan)
+                object.__setattr__(self, "_plan", plan)
+            if plan is not None:
                 plan.run(xp, grads, step, new_step)
                 state["step"] = new_step
                 return params, state  # the same trees, updated in place
@@ -219,7 +220,7 @@ class Optimizer:
         new_params: Params = [{} for _ in range(n_layers)]
         new_trees: list[Params] = [[{} for _ in range(n_layers)] for _ in names]
         leaf = self._leaf
-        cache: dict[Any, tuple] = {}
+        scalars = self._scalars_by_dtype(xp, step, new_step)
         # Plain loops over the leaves, filling dicts made up front: on a small
         # model this bookkeeping costs as much as the maths.
         for i in range(n_layers):
@@ -231,14 +232,8 @@ class Optimizer:
             out_layer = new_params[i]
             out_slot_layers = [tree[i] for tree in new_trees]
             for key, p in p_layer.items():
-                g = g_layer[key]
-                dtype = p.dtype
-                if g.dtype != dtype:
-                    g = xp.astype(g, dtype)
-                scalars = cache.get(dtype)
-                if scalars is None:
-                    scalars = cache[dtype] = self._scalars(xp, step, new_step, dtype)
-                out = leaf(xp, scalars, p, g, *[layer[key] for layer in slot_layers])
+                g = _as_dtype(xp, g_layer[key], p.dtype)
+                out = leaf(xp, scalars(p.dtype), p, g, *[layer[key] for layer in slot_layers])
                 if p.ndim == 0:  # NumPy turns 0-d results into scalars
                     out = tuple(xp.asarray(o) for o in out)
                 out_layer[key] = out[0]
@@ -255,19 +250,12 @@ class Optimizer:
         """:meth:`update` for optimizers without slots (plain SGD): the same
         leaf maths without the slot bookkeeping, which dominates small models."""
         leaf = self._leaf
-        cache: dict[Any, tuple] = {}
+        scalars = self._scalars_by_dtype(xp, step, new_step)
         new_params: Params = []
         for p_layer, g_layer in zip(params, grads, strict=True):
             new_layer: dict[str, Array] = {}
             for key, p in p_layer.items():
-                g = g_layer[key]
-                dtype = p.dtype
-                if g.dtype != dtype:
-                    g = xp.astype(g, dtype)
-                scalars = cache.get(dtype)
-                if scalars is None:
-                    scalars = cache[dtype] = self._scalars(xp, step, new_step, dtype)
-                new_p = leaf(xp, scalars, p, g)[0]
+                new_p = leaf(xp, scalars(p.dtype), p, _as_dtype(xp, g_layer[key], p.dtype))[0]
                 new_layer[key] = new_p if p.ndim else xp.asarray(new_p)
             new_params.append(new_layer)
         return new_params
@@ -335,6 +323,19 @@ class Optimizer:
     def _scalars(self, xp: Any, step: Array, new_step: Array, dtype: Any) -> tuple:
         raise NotImplementedError
 
+    def _scalars_by_dtype(self, xp: Any, step: Array, new_step: Array) -> Callable:
+        """``scalars(dtype)``: :meth:`_scalars` for one update, computed once
+        per parameter dtype."""
+        cache: dict[Any, tuple] = {}
+
+        def scalars(dtype: Any) -> tuple:
+            s = cache.get(dtype)
+            if s is None:
+                s = cache[dtype] = self._scalars(xp, step, new_step, dtype)
+            return s
+
+        return scalars
+
     def _leaf(self, xp: Any, s: tuple, p: Array, g: Array, *slots: Array) -> tuple:
         raise NotImplementedError
 
@@ -349,6 +350,11 @@ class Optimizer:
         parameters at once, whose slots are consecutive views of one 1-d
         buffer per slot (defined where ``_kernel`` is)."""
         raise NotImplementedError
+
+
+def _as_dtype(xp: Any, g: Array, dtype: Any) -> Array:
+    """A gradient in its parameter's dtype (every parameter keeps its dtype)."""
+    return g if g.dtype == dtype else xp.astype(g, dtype)
 
 
 class _InPlacePlan:
@@ -407,18 +413,12 @@ class _InPlacePlan:
         )
 
     def run(self, xp: Any, grads: Params, step: Array, new_step: Array) -> None:
-        opt, cache = self.opt, {}
-
-        def scalars(dtype: Any) -> tuple:
-            s = cache.get(dtype)
-            if s is None:
-                s = cache[dtype] = opt._scalars(xp, step, new_step, dtype)
-            return s
+        opt = self.opt
+        scalars = opt._scalars_by_dtype(xp, step, new_step)
 
         def grad(n: int, dtype: Any) -> Array:
             i, key = self.addrs[n]
-            g = grads[i][key]
-            return g if g.dtype == dtype else xp.astype(g, dtype)
+            return _as_dtype(xp, grads[i][key], dtype)
 
         for n, p, slots in self.big:
             self.kernel(p, grad(n, p.dtype), slots, scalars(p.dtype))
