@@ -95,7 +95,10 @@ class FitLoop:
         # place; the NaN guard keeps a copy from before each step (_keep).
         eager = not self.backend.compiles
         self.eager_step = self.backend.jit(self.fit_step, donate_argnums=(0, 1)) if eager else None
-        self._kept: tuple | None = None
+        self._copy_before_step = (
+            nan_guard and eager and optimizer.updates_in_place(self.backend.kernels)
+        )
+        self._kept: list = []  # the copy's buffers, reused every step
 
     # Steps, compiled once per batch size (the ragged last batch compiles once).
     # ``looped``: a loop over steps whose trip count is the call's argument
@@ -112,7 +115,7 @@ class FitLoop:
                 one = _guarded(one)
 
             def loop(params, opt_state, sums, i, *rest):
-                *carry_rest, count, x, y, order, key = rest  # carry_rest: (ok,) when guarded
+                *carry_rest, count, x, y, order, key = rest  # carry_rest: (status,) when guarded
                 return backend.fori_loop(
                     count,
                     lambda carry: one(*carry, x, y, order, key),
@@ -289,15 +292,12 @@ class FitLoop:
         kernels) that is a copy, written into the same buffers every step
         (a memcpy costs less than giving up the in-place update); elsewhere
         the step makes new arrays, so the references do."""
-        kernels, opt = self.backend.kernels, self.model.optimizer
-        if kernels is None or not (opt._has_kernel and opt._kernel(kernels) is not None):
+        if not self._copy_before_step:
             return params, opt_state
-        old = self._kept_leaves if self._kept is not None else ()
-        leaves: list = []
+        old, leaves = self._kept, []
 
         def copy(a):
-            n = len(leaves)
-            b = old[n] if n < len(old) else None
+            b = old[len(leaves)] if len(leaves) < len(old) else None
             if b is None or b is a or b.shape != a.shape or b.dtype != a.dtype:
                 b = a.copy()
             else:
@@ -305,14 +305,9 @@ class FitLoop:
             leaves.append(b)
             return b
 
-        # the layout of the optimizer contract: a list of dicts per slot
-        kept_params = [{k: copy(v) for k, v in layer.items()} for layer in params]
-        kept_state = {
-            name: copy(tree) if name == "step" else tree_map(copy, tree)
-            for name, tree in opt_state.items()
-        }
-        self._kept, self._kept_leaves = (kept_params, kept_state), leaves
-        return self._kept
+        kept = tree_map(copy, (params, opt_state))
+        self._kept = leaves
+        return kept
 
     def _bad(self, sums, before, epoch, done, x, y, order, key) -> bool:
         """The eager backends' NaN guard, after step ``done`` (1-based) of an

@@ -204,9 +204,8 @@ class Optimizer:
             plan = self.__dict__.get("_plan")
             if plan is None or not plan.matches(params, state):
                 kernels = backends.backend_of(step).kernels
-                plan = None
-                if kernels is not None and self._kernel(kernels) is not None:
-                    plan = _InPlacePlan(self, kernels, params, state)
+                in_place = self.updates_in_place(kernels)
+                plan = _InPlacePlan(self, kernels, params, state) if in_place else None
                 object.__setattr__(self, "_plan", plan)
             if plan is not None:
                 plan.run(xp, grads, step, new_step)
@@ -338,6 +337,11 @@ class Optimizer:
 
     def _leaf(self, xp: Any, s: tuple, p: Array, g: Array, *slots: Array) -> tuple:
         raise NotImplementedError
+
+    def updates_in_place(self, kernels: Any) -> bool:
+        """True if donated params and state are overwritten in place with the
+        backend's fused ``kernels`` (NumPy's; ``None`` elsewhere)."""
+        return self._has_kernel and kernels is not None and self._kernel(kernels) is not None
 
     def _kernel(self, kernels: Any) -> Callable | None:
         """``kernel(p, g, slots, scalars)`` updating in place with the
