@@ -41,6 +41,7 @@ __all__ = [
     "BackendUnavailableError",
     "backend_of",
     "donated",
+    "fused",
     "get_backend",
     "load",
     "namespace",
@@ -242,8 +243,24 @@ def load(name: str) -> Backend:
     with _lock:
         if name not in _loaded:
             module = importlib.import_module(f"backends._{name}")
-            _loaded[name] = module.load()
+            backend = _loaded[name] = module.load()
+            _kernels_by_xp[backend.xp] = backend.kernels
     return _loaded[name]
+
+
+_kernels_by_xp: dict[Any, Any] = {}
+
+
+def fused(xp: Any, name: str) -> Callable | None:
+    """The fused kernel ``name`` of the backend whose namespace is ``xp``, or
+    None where it has none (then the caller's array-API expression runs).
+
+    Only NumPy has them (``backends/_numpy_kernels.py``), each computing
+    exactly what a layer's array-API expression does, in one pass: e.g.
+    ``fused(xp, "relu_grad")(dy, x) == dy * xp.astype(x > 0, dy.dtype)``,
+    bit for bit."""
+    kernels = _kernels_by_xp.get(xp)
+    return None if kernels is None else getattr(kernels, name, None)
 
 
 def missing_package(name: str, package: str) -> BackendUnavailableError:

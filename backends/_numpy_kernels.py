@@ -152,6 +152,24 @@ def sgd(p, g, velocity, neg_lr, momentum: float, nesterov: bool) -> None:
     _fused.sgd(p, np.ascontiguousarray(g), velocity, neg_lr, momentum, nesterov)
 
 
+def _relu_grad(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``dy * astype(x > 0, dy.dtype)``, ReLU's backward, in one pass of the C
+    loop (same bits: a multiply by exactly 1 or 0) instead of three passes
+    and three temporaries; NumPy's expression where the C loop does not take
+    the arrays (other dtypes or shapes, not C-contiguous)."""
+    if dy.shape == x.shape:
+        out = np.empty(dy.shape, dy.dtype)
+        try:
+            _fused.relu_grad(dy, x, out)
+            return out
+        except (TypeError, ValueError):
+            pass
+    return dy * np.astype(x > 0, dy.dtype)
+
+
+relu_grad = None if _fused is None else _relu_grad  # see backends.fused
+
+
 def sgd_many(ps, gs, v_flat, neg_lr, momentum: float, nesterov: bool) -> None:
     """:func:`sgd` for many small parameters, whose velocities (if any) are
     consecutive views of ``v_flat`` (see :func:`flatten`)."""

@@ -1,9 +1,19 @@
 """The NumPy backend's ``xp``: the ``numpy`` namespace itself, except for the
-reductions, which call the ufunc's ``reduce`` directly.
+reductions, which call the ufunc's ``reduce`` directly or, over one axis of
+a small 2-D float array, a C loop.
 
 ``np.sum``/``np.max`` go through Python wrappers (``_wrapreduction``) that
 cost more than the reduction itself on the small arrays of a small model's
-step, and a step has half a dozen of them.  Everything else is looked up in
+step, and a step has half a dozen of them.  Even the bare ufunc reductions
+over one axis of a 2-D array cost 5-14 us at (300, 3) or (300, 64) (per-call
+and per-row overhead): a Dense layer's bias gradient is ``sum(dy, axis=0)``,
+softmax takes a row max and a row sum.  Where the optional C extension
+``backends._fused`` was built, those three go to its loops, which add in
+NumPy's order (rows one after the other for ``axis=0``; NumPy's pairwise
+summation along a row) and take NumPy's maximum: the same results, bit for
+bit (``tests/test_backends.py`` compares them with ``np.add.reduce`` and
+``np.maximum.reduce`` over many shapes and special values; only which NaN
+comes out where NaNs meet may differ).  Everything else is looked up in
 ``numpy`` (NumPy >= 2 implements the array API in its main namespace).
 """
 
@@ -13,18 +23,64 @@ from typing import Any
 
 import numpy as _np
 
+try:
+    from . import _fused
+except ImportError:  # not built (no C compiler at install): NumPy's reductions
+    _fused = None
+
 __array_api_version__ = _np.__array_api_version__
 
 _add_reduce = _np.add.reduce
 _max_reduce = _np.maximum.reduce
 _min_reduce = _np.minimum.reduce
+_ndarray = _np.ndarray
+_empty = _np.empty
+
+# Up to this many elements the C loops are used; larger arrays amortise
+# NumPy's overhead (and its vectorised maximum beats the C loop on long rows).
+FUSED_MAX_SIZE = 1 << 16
+FUSED_MAX_ROW_FOR_MAX = 32
+
+
+def _fused_2d(x: Any, axis: Any, keepdims: bool, maximum: bool) -> Any:
+    """The C loop's result for ``sum``/``max`` over one axis of ``x``, or
+    None where it does not apply (NumPy's own reduction runs)."""
+    if (
+        _fused is None
+        or type(x) is not _ndarray
+        or x.ndim != 2
+        or x.dtype.char not in "fd"
+        or not 0 < x.size <= FUSED_MAX_SIZE
+        or not x.flags.c_contiguous
+    ):
+        return None
+    rows, cols = x.shape
+    if axis in (1, -1):
+        if maximum and cols > FUSED_MAX_ROW_FOR_MAX:
+            return None
+        out = _empty((rows, 1) if keepdims else (rows,), x.dtype)
+        (_fused.rowmax if maximum else _fused.rowsum)(x, out)
+        return out
+    if axis == 0 and not maximum and cols > 1:  # one column: NumPy sums it pairwise
+        out = _empty((1, cols) if keepdims else (cols,), x.dtype)
+        _fused.colsum(x, out)
+        return out
+    return None
 
 
 def sum(x: Any, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+    if axis is not None and dtype is None:
+        out = _fused_2d(x, axis, keepdims, False)
+        if out is not None:
+            return out
     return _add_reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)
 
 
 def max(x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+    if axis is not None:
+        out = _fused_2d(x, axis, keepdims, True)
+        if out is not None:
+            return out
     return _max_reduce(x, axis=axis, keepdims=keepdims)
 
 

@@ -49,16 +49,18 @@ def tinynet_pieces(config, opt, x, y, params):
     body = layers[:-1]
     p = model.params
     state = optimizer.init(p)
+    backend = model.backend
+    xp = backend.xp  # what the step uses (NumPy's with its C reductions), not bare numpy
 
     def forward():
         h, backs = x, []
         for i, layer in enumerate(body):
-            h, back = layer.forward(p[i], h, np, True, None)
+            h, back = layer.forward(p[i], h, xp, True, None)
             backs.append(back)
         return h, backs
 
     logits, backs = forward()
-    _, dh = head.value_and_grad(np, y, logits)
+    _, dh = head.value_and_grad(xp, y, logits)
 
     def backward():
         grads, d = [{} for _ in layers], dh
@@ -67,12 +69,14 @@ def tinynet_pieces(config, opt, x, y, params):
         return grads
 
     grads = backward()
-    step = core.make_train_step(layers, loss, optimizer)
+    # donated, as fit and bench/train_step.py call them: the update is in place
+    step = backend.jit(core.make_train_step(layers, loss, optimizer), donate_argnums=(0, 1))
+    update = backend.jit(lambda p, s, g: optimizer.update(g, s, p), donate_argnums=(0, 1))
     return {
         "forward": (forward, None),
-        "head": (lambda: head.value_and_grad(np, y, logits), None),
+        "head": (lambda: head.value_and_grad(xp, y, logits), None),
         "backward": (backward, None),
-        "update": (lambda: optimizer.update(grads, state, p), None),
+        "update": (lambda: update(p, state, grads), None),
         "whole step": (lambda: step(p, state, x, y, None), None),
     }
 

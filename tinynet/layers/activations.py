@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import backends
+
 from .base import _NO_GRADS, Array, Layer, Params
 
 
@@ -63,6 +65,9 @@ class ReLU(Layer):
 
     def forward(self, params, x, xp, training=False, key=None):
         y = xp.maximum(x, 0.0)
+        fused = backends.fused(xp, "relu_grad")  # NumPy's one-pass C loop, same bits
+        if fused is not None:
+            return y, lambda dy, need_dx=True: (fused(dy, x), _NO_GRADS)
         # dy * mask rather than where(): NumPy's where is ~10x slower than a
         # multiply, and this is on every hidden layer of every step.
         return y, lambda dy, need_dx=True: (dy * xp.astype(x > 0, dy.dtype), _NO_GRADS)

@@ -1,0 +1,162 @@
+"""The NumPy backend's C loops outside the optimizers (``backends/_fused.c``):
+the reductions behind ``xp.sum``/``xp.max`` over one axis of a 2-D array and
+ReLU's backward.  Each must give exactly NumPy's own result (the optional C
+extension may be missing, and then NumPy's expression runs: both must agree
+bit for bit), checked here against ``np.add.reduce``/``np.maximum.reduce``
+and the array-API expression over many shapes and special values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import backends
+from backends import _numpy_kernels, _numpy_xp
+
+needs_c_loop = pytest.mark.skipif(
+    _numpy_xp._fused is None, reason="backends._fused was not built (no C compiler at install)"
+)
+
+ROWS = (1, 2, 3, 7, 8, 9, 17, 128, 129, 300)
+COLS = (1, 2, 3, 7, 8, 9, 10, 16, 17, 64, 127, 128, 129, 130, 300)
+SPECIAL = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1.0, -1.0, 1e-45, -2.5, 3e38])
+
+
+def _bits_equal(a, b) -> bool:
+    """Equal values, dtypes, shapes and signs of zero; NaN equals NaN (which
+    NaN comes out where two meet is the CPU's choice, not NumPy's)."""
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and np.array_equal(a, b, equal_nan=True)
+        and np.array_equal(np.signbit(a[~np.isnan(a)]), np.signbit(b[~np.isnan(b)]))
+    )
+
+
+def _reductions(a):
+    """(what xp computes, what NumPy computes) for every axis/keepdims case."""
+    for axis in (0, 1, -1):
+        for keepdims in (False, True):
+            yield (
+                _numpy_xp.sum(a, axis=axis, keepdims=keepdims),
+                np.add.reduce(a, axis=axis, keepdims=keepdims),
+                f"sum axis={axis} keepdims={keepdims}",
+            )
+            yield (
+                _numpy_xp.max(a, axis=axis, keepdims=keepdims),
+                np.maximum.reduce(a, axis=axis, keepdims=keepdims),
+                f"max axis={axis} keepdims={keepdims}",
+            )
+
+
+@needs_c_loop
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_reductions_give_numpys_bits_on_random_data(dtype):
+    rng = np.random.default_rng(11)
+    for rows in ROWS:
+        for cols in COLS:
+            # magnitudes over 1e-2..1e4, so the order of additions shows in the bits
+            a = rng.standard_normal((rows, cols)) * rng.uniform(1e-2, 1e4, (rows, cols))
+            a = a.astype(dtype)
+            for got, want, what in _reductions(a):
+                assert _bits_equal(got, want), f"{what} of {a.shape} {dtype}"
+
+
+@needs_c_loop
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_reductions_give_numpys_bits_on_special_values(dtype):
+    """Signed zeros (NumPy sums from 0.0, and its maximum takes the later of
+    two equal values), NaN propagation, infinities, subnormals, overflow."""
+    rng = np.random.default_rng(12)
+    with np.errstate(all="ignore"):
+        for shape in [(50, 3), (40, 10), (9, 2), (30, 200), (20, 1), (1, 9)]:
+            for _ in range(40):
+                a = rng.choice(SPECIAL, shape).astype(dtype)
+                for got, want, what in _reductions(a):
+                    assert _bits_equal(got, want), f"{what} of {a.tolist()}"
+        for row in ([0.0, -0.0], [-0.0, 0.0], [-0.0, -0.0], [-0.0, 0.0, -0.0]):
+            a = np.array([row] * 3, dtype)
+            for got, want, what in _reductions(a):
+                assert _bits_equal(got, want), f"{what} of {row}"
+
+
+def test_reductions_fall_back_to_numpy_where_the_c_loop_does_not_apply():
+    """Other ranks, dtypes, layouts, sizes and arguments: NumPy's reduce,
+    with its results (and a C loop that is not built changes nothing)."""
+    rng = np.random.default_rng(13)
+    cases = [
+        rng.standard_normal((4, 5, 6)).astype("float32"),  # 3-D
+        rng.standard_normal(7).astype("float32"),  # 1-D
+        np.asfortranarray(rng.standard_normal((30, 20))),  # not C-contiguous
+        rng.standard_normal((40, 30))[::2],  # a strided view
+        rng.integers(-5, 5, (6, 4)),  # integers
+        rng.standard_normal((3, 4)).astype("float16"),
+        rng.standard_normal((600, 200)).astype("float32"),  # above FUSED_MAX_SIZE
+        rng.standard_normal((5, 40)).astype("float32"),  # max over rows longer than 32
+        np.zeros((0, 3), "float32"),  # empty
+    ]
+    for a in cases:
+        for axis in (0, -1, None):
+            got = _numpy_xp.sum(a, axis=axis)
+            assert _bits_equal(np.asarray(got), np.asarray(np.add.reduce(a, axis=axis)))
+            if a.size:
+                got = _numpy_xp.max(a, axis=axis)
+                assert _bits_equal(np.asarray(got), np.asarray(np.maximum.reduce(a, axis=axis)))
+    a = rng.standard_normal((8, 3)).astype("float32")
+    got = _numpy_xp.sum(a, axis=0, dtype="float64")
+    assert got.dtype == np.float64 and np.array_equal(got, np.add.reduce(a, axis=0, dtype="float64"))
+
+
+@needs_c_loop
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu_grad_is_the_array_api_expression_bit_for_bit(dtype):
+    relu_grad = backends.fused(backends.load("numpy").xp, "relu_grad")
+    assert relu_grad is _numpy_kernels.relu_grad is not None
+    rng = np.random.default_rng(14)
+    with np.errstate(all="ignore"):
+        for shape in [(300, 64), (1, 1), (7,), (3, 4, 5), (0, 4)]:
+            x = rng.choice(SPECIAL, shape).astype(dtype)
+            dy = rng.choice(SPECIAL, shape).astype(dtype)
+            want = dy * np.astype(x > 0, dy.dtype)
+            assert _bits_equal(relu_grad(dy, x), want), shape
+        # NumPy's expression where the C loop does not take the arrays
+        x = rng.standard_normal((6, 5)).astype(dtype)
+        for dy in (
+            rng.standard_normal((6, 5)).astype("float64" if dtype == "float32" else "float32"),
+            np.asfortranarray(rng.standard_normal((6, 5)).astype(dtype)),
+            rng.standard_normal((1, 5)).astype(dtype),  # broadcast
+        ):
+            want = dy * np.astype(x > 0, dy.dtype)
+            assert _bits_equal(relu_grad(dy, x), want)
+        dy = rng.standard_normal((6, 5)).astype(dtype)
+        assert _bits_equal(relu_grad(dy, dy), dy * np.astype(dy > 0, dy.dtype))  # shared input
+
+
+def test_fused_kernels_exist_only_for_numpy(backend):
+    """Other backends run the layers' array-API expressions."""
+    found = backends.fused(backend.xp, "relu_grad")
+    if backend.name == "numpy":
+        assert found is _numpy_kernels.relu_grad
+    else:
+        assert found is None
+    assert backends.fused(backend.xp, "no_such_kernel") is None
+
+
+@needs_c_loop
+def test_c_reductions_check_their_buffers():
+    fused = _numpy_xp._fused
+    a = np.ones((3, 4), "float32")
+    with pytest.raises(ValueError, match=r"_fused.colsum: out must hold 4 values"):
+        fused.colsum(a, np.empty(3, "float32"))
+    with pytest.raises(ValueError, match=r"_fused.rowsum: out must hold 3 values"):
+        fused.rowsum(a, np.empty(3, "float64"))
+    with pytest.raises(ValueError, match=r"non-empty 2-D"):
+        fused.rowmax(np.ones(5, "float32"), np.empty(5, "float32"))
+    with pytest.raises(TypeError, match=r"a must be a C-contiguous"):
+        fused.colsum(np.asfortranarray(a), np.empty(4, "float32"))
+    with pytest.raises(ValueError, match=r"share memory"):
+        fused.rowsum(a, a.reshape(-1)[:3])
+    with pytest.raises(ValueError, match=r"_fused.relu_grad: dy .* does not match out"):
+        fused.relu_grad(np.ones(3, "float64"), np.ones(3, "float32"), np.empty(3, "float32"))
+    with pytest.raises(ValueError, match=r"out and dy share memory"):
+        fused.relu_grad(a, a, a)
