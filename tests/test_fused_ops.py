@@ -104,7 +104,8 @@ def test_reductions_fall_back_to_numpy_where_the_c_loop_does_not_apply():
                 assert _bits_equal(np.asarray(got), np.asarray(np.maximum.reduce(a, axis=axis)))
     a = rng.standard_normal((8, 3)).astype("float32")
     got = _numpy_xp.sum(a, axis=0, dtype="float64")
-    assert got.dtype == np.float64 and np.array_equal(got, np.add.reduce(a, axis=0, dtype="float64"))
+    assert got.dtype == np.float64
+    assert np.array_equal(got, np.add.reduce(a, axis=0, dtype="float64"))
 
 
 @needs_c_loop
