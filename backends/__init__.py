@@ -74,6 +74,7 @@ class Backend:
     _rows: Callable[[Any, Any, int], Any] | None = None
     _from_host: Callable[[np.ndarray], Any] | None = None
     kernels: Any = None  # in-place optimizer kernels (NumPy), see donated()
+    fused: Any = None  # per-op kernels by attribute name, see fused()
     description: str = ""
     _dtypes: dict = field(default_factory=dict, repr=False)
 
@@ -244,23 +245,25 @@ def load(name: str) -> Backend:
         if name not in _loaded:
             module = importlib.import_module(f"backends._{name}")
             backend = _loaded[name] = module.load()
-            _kernels_by_xp[backend.xp] = backend.kernels
+            _fused_by_xp[backend.xp] = backend.fused
     return _loaded[name]
 
 
-_kernels_by_xp: dict[Any, Any] = {}
+_fused_by_xp: dict[Any, Any] = {}
 
 
 def fused(xp: Any, name: str) -> Callable | None:
-    """The fused kernel ``name`` of the backend whose namespace is ``xp``, or
-    None where it has none (then the caller's array-API expression runs).
+    """The backend's own kernel for operation ``name``, for the backend whose
+    namespace is ``xp``, or None where it has none (then the caller's
+    array-API expression runs).  Each computes what that expression computes:
 
-    Only NumPy has them (``backends/_numpy_kernels.py``), each computing
-    exactly what a layer's array-API expression does, in one pass: e.g.
-    ``fused(xp, "relu_grad")(dy, x) == dy * xp.astype(x > 0, dy.dtype)``,
-    bit for bit."""
-    kernels = _kernels_by_xp.get(xp)
-    return None if kernels is None else getattr(kernels, name, None)
+    * ``relu_grad(dy, x)`` = ``dy * xp.astype(x > 0, dy.dtype)`` (NumPy: one
+      pass of a C loop, same bits; ``backends/_numpy_kernels.py``);
+    * ``matmul_tn(a, b)`` = ``a.T @ b`` for 2-D ``a``, ``b`` (a Dense layer's
+      weight gradient; JAX on CPU: see ``backends/_jax.py``).
+    """
+    ops = _fused_by_xp.get(xp)
+    return None if ops is None else getattr(ops, name, None)
 
 
 def missing_package(name: str, package: str) -> BackendUnavailableError:

@@ -133,14 +133,47 @@ def test_relu_grad_is_the_array_api_expression_bit_for_bit(dtype):
         assert _bits_equal(relu_grad(dy, dy), dy * np.astype(dy > 0, dy.dtype))  # shared input
 
 
-def test_fused_kernels_exist_only_for_numpy(backend):
-    """Other backends run the layers' array-API expressions."""
-    found = backends.fused(backend.xp, "relu_grad")
-    if backend.name == "numpy":
-        assert found is _numpy_kernels.relu_grad
-    else:
-        assert found is None
+def test_each_backend_has_its_own_fused_kernels(backend):
+    """NumPy: relu_grad; JAX on CPU: matmul_tn; other backends run the
+    layers' array-API expressions."""
+    relu_grad = backends.fused(backend.xp, "relu_grad")
+    matmul_tn = backends.fused(backend.xp, "matmul_tn")
+    assert relu_grad is (_numpy_kernels.relu_grad if backend.name == "numpy" else None)
+    cpu_jax = backend.name == "jax" and backend.device.platform == "cpu"
+    assert (matmul_tn is not None) == cpu_jax
     assert backends.fused(backend.xp, "no_such_kernel") is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_matmul_tn_is_the_transposed_product(dtype):
+    """``a.T @ b`` by a plain dot of an explicit transpose (XLA's CPU runtime
+    is faster so for narrow products): the same product, eagerly and under
+    jit, on both sides of the column limit and for 1-D operands."""
+    bk, why = backends.probe("jax")
+    if bk is None:
+        pytest.skip(why)
+    matmul_tn = backends.fused(bk.xp, "matmul_tn")
+    if matmul_tn is None:
+        pytest.skip(f"JAX runs on {bk.device.platform}: matmul_tn is a CPU kernel")
+    import jax
+
+    from backends import _jax
+
+    rng = np.random.default_rng(15)
+    tol = {"float32": 2e-5, "float64": 1e-12}[dtype]
+    for n, k, m in [(300, 64, 3), (300, 2, 64), (7, 5, _jax.TN_MAX_COLUMNS),
+                    (9, 4, _jax.TN_MAX_COLUMNS + 1), (1, 3, 2)]:  # fmt: skip
+        a = rng.standard_normal((n, k))
+        b = rng.standard_normal((n, m))
+        want = a.T @ b  # float64 NumPy
+        for fn in (matmul_tn, jax.jit(matmul_tn)):
+            got = np.asarray(fn(bk.asarray(a, dtype), bk.asarray(b, dtype)))
+            assert got.shape == (k, m) and got.dtype == dtype
+            scale = np.abs(a).T @ np.abs(b)
+            assert np.all(np.abs(got - want) <= tol * scale), (n, k, m)
+    a, v = rng.standard_normal((6, 3)), rng.standard_normal(6)
+    got = np.asarray(matmul_tn(bk.asarray(a, dtype), bk.asarray(v, dtype)))
+    np.testing.assert_allclose(got, a.T @ v, rtol=tol * 10)
 
 
 @needs_c_loop
