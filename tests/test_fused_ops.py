@@ -146,9 +146,10 @@ def test_each_backend_has_its_own_fused_kernels(backend):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_jax_matmul_tn_is_the_transposed_product(dtype):
-    """``a.T @ b`` by a plain dot of an explicit transpose (XLA's CPU runtime
-    is faster so for narrow products): the same product, eagerly and under
-    jit, on both sides of the column limit and for 1-D operands."""
+    """``a.T @ b``, for small products as a broadcast product summed over the
+    batch (faster on XLA's CPU runtime): the same product within float
+    rounding, eagerly and under jit, on both sides of the size limit and for
+    1-D operands."""
     bk, why = backends.probe("jax")
     if bk is None:
         pytest.skip(why)
@@ -161,8 +162,9 @@ def test_jax_matmul_tn_is_the_transposed_product(dtype):
 
     rng = np.random.default_rng(15)
     tol = {"float32": 2e-5, "float64": 1e-12}[dtype]
-    for n, k, m in [(300, 64, 3), (300, 2, 64), (7, 5, _jax.TN_MAX_COLUMNS),
-                    (9, 4, _jax.TN_MAX_COLUMNS + 1), (1, 3, 2)]:  # fmt: skip
+    limit = _jax.TN_MAX_PRODUCTS
+    for n, k, m in [(300, 64, 3), (300, 2, 64), (1, 3, 2), (limit // 64, 16, 4),
+                    (limit // 64 + 1, 16, 4), (128, 128, 10)]:  # fmt: skip
         a = rng.standard_normal((n, k))
         b = rng.standard_normal((n, m))
         want = a.T @ b  # float64 NumPy
