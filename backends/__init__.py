@@ -259,6 +259,8 @@ def fused(xp: Any, name: str) -> Callable | None:
 
     * ``relu_grad(dy, x)`` = ``dy * xp.astype(x > 0, dy.dtype)`` (NumPy: one
       pass of a C loop, same bits; ``backends/_numpy_kernels.py``);
+    * ``one_hot(labels, k, dtype)`` =
+      ``xp.astype(labels[:, None] == xp.arange(k), dtype)`` (NumPy: C loop);
     * ``matmul_tn(a, b)`` = ``a.T @ b`` for 2-D ``a``, ``b`` (a Dense layer's
       weight gradient; JAX on CPU: see ``backends/_jax.py``).
     """

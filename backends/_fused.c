@@ -244,8 +244,9 @@ fused_sgd(PyObject *self, PyObject *args)
 }
 
 /* ------------------------------------------------------------------------
- * Reductions over one axis of a 2-D array and the ReLU gradient, for the
- * NumPy backend's xp (backends/_numpy_xp.py).  NumPy's ufunc reductions
+ * Reductions over one axis of a 2-D array (for the NumPy backend's xp,
+ * backends/_numpy_xp.py), the ReLU gradient and one-hot targets (layers and
+ * losses ask for them with backends.fused).  NumPy's ufunc reductions
  * cost 5-14 us on the (300, 3) and (300, 64) arrays of a small model's step
  * (per-call and per-row overhead), several times the arithmetic.  These
  * give NumPy's bits: the same additions in the same order (tested against
@@ -257,6 +258,7 @@ fused_sgd(PyObject *self, PyObject *args)
  *     rowsum(a, out)   out[i] = NumPy's pairwise sum of row i
  *     rowmax(a, out)   out[i] = np.maximum.reduce(a[i]) (NaN propagates)
  *     relu_grad(dy, x, out)   out = dy * (x > 0 ? 1 : 0), elementwise
+ *     one_hot(labels, out)    out[i, j] = (labels[i] == j)   (see below)
  *
  * a, dy, x: C-contiguous float32/float64 (a 2-D); out: a writable
  * C-contiguous one of the same dtype and the result's size.
@@ -454,6 +456,95 @@ fused_relu_grad(PyObject *self, PyObject *args)
     return release(bufs, got, kind);
 }
 
+/* one_hot(labels, out): out[i, j] = 1 where labels[i] == j, else 0 (labels
+ * outside 0..k-1 give a row of zeros), what the array-API expression
+ * astype(labels[:, None] == arange(k), dtype) gives.  labels: a 1-D
+ * C-contiguous integer buffer; out: a writable C-contiguous (n, k) float32
+ * or float64 one. */
+#define ONE_HOT_LOOP(T)                                                                \
+    static void one_hot_##T(const char *labels, char code, Py_ssize_t n, T *out,       \
+                            Py_ssize_t k)                                             \
+    {                                                                                 \
+        memset(out, 0, (size_t)n * (size_t)k * sizeof(T));                            \
+        for (Py_ssize_t i = 0; i < n; i++) {                                          \
+            long long s = 0;                                                          \
+            unsigned long long u = 0;                                                 \
+            int is_signed = 1;                                                        \
+            switch (code) {                                                           \
+            case 'b': s = ((const signed char *)labels)[i]; break;                    \
+            case 'h': s = ((const short *)labels)[i]; break;                          \
+            case 'i': s = ((const int *)labels)[i]; break;                            \
+            case 'l': s = ((const long *)labels)[i]; break;                           \
+            case 'q': s = ((const long long *)labels)[i]; break;                      \
+            case 'B': u = ((const unsigned char *)labels)[i]; is_signed = 0; break;   \
+            case 'H': u = ((const unsigned short *)labels)[i]; is_signed = 0; break;  \
+            case 'I': u = ((const unsigned int *)labels)[i]; is_signed = 0; break;    \
+            case 'L': u = ((const unsigned long *)labels)[i]; is_signed = 0; break;   \
+            default: u = ((const unsigned long long *)labels)[i]; is_signed = 0; break; \
+            }                                                                         \
+            if (is_signed ? (s >= 0 && s < k) : (u < (unsigned long long)k))          \
+                out[i * k + (is_signed ? (Py_ssize_t)s : (Py_ssize_t)u)] = (T)1;      \
+        }                                                                             \
+    }
+
+ONE_HOT_LOOP(float)
+ONE_HOT_LOOP(double)
+
+static PyObject *
+fused_one_hot(PyObject *self, PyObject *args)
+{
+    PyObject *labels_obj, *out_obj;
+    if (!PyArg_ParseTuple(args, "OO:one_hot", &labels_obj, &out_obj))
+        return NULL;
+    Py_buffer labels, out;
+    if (PyObject_GetBuffer(labels_obj, &labels, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_SetString(PyExc_TypeError, "_fused.one_hot: labels must be a C-contiguous "
+                        "integer array");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(out_obj, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT |
+                                              PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&labels);
+        PyErr_SetString(PyExc_TypeError, "_fused.one_hot: out must be a writable "
+                        "C-contiguous float32 or float64 array");
+        return NULL;
+    }
+    PyObject *result = NULL;
+    const char *fmt = labels.format;
+    char code = (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@') ? fmt[1] : fmt[0];
+    Py_ssize_t native = 0; /* the C type's size; the buffer's items must have it */
+    switch (code) {
+    case 'b': case 'B': native = sizeof(char); break;
+    case 'h': case 'H': native = sizeof(short); break;
+    case 'i': case 'I': native = sizeof(int); break;
+    case 'l': case 'L': native = sizeof(long); break;
+    case 'q': case 'Q': native = sizeof(long long); break;
+    }
+    int integer = native != 0 && native == labels.itemsize &&
+                  fmt[(fmt[0] == code) ? 1 : 2] == '\0';
+    char kind = float_kind(&out);
+    if (!integer || labels.ndim != 1) {
+        PyErr_Format(PyExc_ValueError, "_fused.one_hot: labels must be a 1-D integer array "
+                     "(received %d-D, format '%s')", labels.ndim, fmt);
+    } else if (!kind || out.ndim != 2 || out.shape[0] != labels.shape[0]) {
+        PyErr_Format(PyExc_ValueError, "_fused.one_hot: out must be a float32 or float64 "
+                     "array of shape (%zd, classes) (received %d-D, format '%s')",
+                     labels.shape[0], out.ndim, out.format);
+    } else if (overlap(&labels, &out)) {
+        PyErr_SetString(PyExc_ValueError, "_fused.one_hot: labels and out share memory");
+    } else {
+        Py_ssize_t n = out.shape[0], k = out.shape[1];
+        if (kind == 'f')
+            one_hot_float(labels.buf, code, n, out.buf, k);
+        else
+            one_hot_double(labels.buf, code, n, out.buf, k);
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&labels);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"adam", fused_adam, METH_VARARGS,
      "adam(p, g, m, v, alpha_neg, keep, c1, c2, eps): Adam._leaf in place, one pass."},
@@ -462,6 +553,8 @@ static PyMethodDef methods[] = {
     {"colsum", fused_colsum, METH_VARARGS, "colsum(a, out): np.add.reduce(a, axis=0)."},
     {"rowsum", fused_rowsum, METH_VARARGS, "rowsum(a, out): np.add.reduce(a, axis=1)."},
     {"rowmax", fused_rowmax, METH_VARARGS, "rowmax(a, out): np.maximum.reduce(a, axis=1)."},
+    {"one_hot", fused_one_hot, METH_VARARGS,
+     "one_hot(labels, out): out = (labels[:, None] == arange(k)), zeros elsewhere."},
     {"relu_grad", fused_relu_grad, METH_VARARGS,
      "relu_grad(dy, x, out): out = dy * (x > 0), elementwise."},
     {NULL, NULL, 0, NULL},

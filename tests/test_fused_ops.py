@@ -196,3 +196,38 @@ def test_c_reductions_check_their_buffers():
         fused.relu_grad(np.ones(3, "float64"), np.ones(3, "float32"), np.empty(3, "float32"))
     with pytest.raises(ValueError, match=r"out and dy share memory"):
         fused.relu_grad(a, a, a)
+
+
+@needs_c_loop
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_hot_is_the_array_api_expression(dtype):
+    """Every integer label type, labels out of range (negative, >= k, beyond
+    int64 for uint64) giving rows of zeros, and NumPy's expression for what
+    the C loop does not take."""
+    one_hot = backends.fused(backends.load("numpy").xp, "one_hot")
+    assert one_hot is _numpy_kernels.one_hot is not None
+    rng = np.random.default_rng(16)
+    for label_dtype in ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]:
+        info = np.iinfo(label_dtype)
+        labels = rng.integers(max(info.min, -3), 7, 300).astype(label_dtype)
+        labels[:3] = [info.max, info.min, 0]
+        for k in (1, 3, 5):
+            got = one_hot(labels, k, dtype)
+            want = np.astype(labels[:, None] == np.arange(k, dtype=labels.dtype), dtype)
+            assert _bits_equal(got, want), (label_dtype, k)
+    labels = np.arange(12).reshape(3, 4)[:, 1]  # strided: NumPy's expression
+    want = np.astype(labels[:, None] == np.arange(6), dtype)
+    assert _bits_equal(one_hot(labels, 6, dtype), want)
+    empty = np.zeros(0, "int64")
+    assert one_hot(empty, 4, dtype).shape == (0, 4)
+
+
+@needs_c_loop
+def test_c_one_hot_checks_its_buffers():
+    fused = _numpy_xp._fused
+    with pytest.raises(ValueError, match=r"labels must be a 1-D integer array"):
+        fused.one_hot(np.zeros(3, "float32"), np.empty((3, 2), "float32"))
+    with pytest.raises(ValueError, match=r"out must be a float32 or float64 array of shape \(3,"):
+        fused.one_hot(np.zeros(3, "int64"), np.empty((4, 2), "float32"))
+    with pytest.raises(TypeError, match=r"out must be a writable"):
+        fused.one_hot(np.zeros(3, "int64"), np.asfortranarray(np.empty((3, 2), "float32")))
