@@ -15,6 +15,7 @@
  *
  *     adam(p, g, m, v, alpha_neg, keep, c1, c2, eps) -> None
  *     sgd(p, g, velocity, neg_lr, momentum, nesterov) -> None
+ *     adam_list / sgd_list: the same over lists of parameters (see below)
  *
  * p, m, v, velocity: writable C-contiguous float32 or float64 buffers of one
  * length, g: a readable one of the same dtype and length; none may overlap.
@@ -545,11 +546,137 @@ fused_one_hot(PyObject *self, PyObject *args)
     return result;
 }
 
+/* adam_list / sgd_list: adam / sgd over lists of parameters and gradients
+ * whose slots are consecutive segments of one flat buffer per slot (the
+ * small parameters of a model, see _numpy_kernels.adam_many): one call per
+ * update instead of one per parameter.  Every buffer is checked before any
+ * is written, so an error leaves all of them as they were (the caller then
+ * falls back to one call per parameter). */
+static PyObject *
+update_list(PyObject *ps, PyObject *gs, PyObject *slot_objs[2], int n_slots, const char *fn,
+            int adam, double scalars[5], int nesterov)
+{
+    if (!PyList_Check(ps) || !PyList_Check(gs) || PyList_GET_SIZE(ps) != PyList_GET_SIZE(gs)) {
+        PyErr_Format(PyExc_TypeError, "_fused.%s: params and grads must be lists of one "
+                     "length", fn);
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(ps);
+    Py_buffer slots[2], *bufs = PyMem_Calloc(count > 0 ? 2 * count : 1, sizeof(Py_buffer));
+    if (bufs == NULL)
+        return PyErr_NoMemory();
+    int got_slots = 0, ok = 1;
+    Py_ssize_t got = 0, total = 0;
+    char kind = 0;
+    static const char *const slot_names[2] = {"m", "v"};
+    for (; got_slots < n_slots; got_slots++) {
+        if (PyObject_GetBuffer(slot_objs[got_slots], &slots[got_slots],
+                               PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+            PyErr_Format(PyExc_TypeError, "_fused.%s: %s must be a writable C-contiguous "
+                         "float32 or float64 array", fn, slot_names[got_slots]);
+            ok = 0;
+            break;
+        }
+    }
+    for (Py_ssize_t i = 0; ok && i < count; i++) {
+        static const char *const names[2] = {"p", "g"};
+        PyObject *objs[2] = {PyList_GET_ITEM(ps, i), PyList_GET_ITEM(gs, i)};
+        int pair_got = 0;
+        char k = get_buffers(fn, objs, names, 2, &bufs[2 * i], &pair_got);
+        got = 2 * i + pair_got;
+        if (!k || (kind && k != kind)) {
+            if (k)
+                PyErr_Format(PyExc_ValueError, "_fused.%s: parameters of two dtypes", fn);
+            ok = 0;
+            break;
+        }
+        kind = k;
+        total += bufs[2 * i].len / bufs[2 * i].itemsize;
+    }
+    for (int j = 0; ok && j < n_slots; j++) {
+        if (float_kind(&slots[j]) != kind || slots[j].len != total * slots[j].itemsize) {
+            PyErr_Format(PyExc_ValueError, "_fused.%s: %s must hold %zd values of the "
+                         "parameters' dtype (received %zd bytes, format '%s')", fn,
+                         slot_names[j], total, slots[j].len, slots[j].format);
+            ok = 0;
+        }
+    }
+    if (ok && kind) {
+        Py_ssize_t offset = 0;
+        Py_BEGIN_ALLOW_THREADS
+        FLUSH_BEGIN
+        for (Py_ssize_t i = 0; i < count; i++) {
+            Py_buffer *p = &bufs[2 * i], *g = &bufs[2 * i + 1];
+            Py_ssize_t n = p->len / p->itemsize;
+            if (kind == 'f') {
+                float *s0 = n_slots > 0 ? (float *)slots[0].buf + offset : NULL;
+                float *s1 = n_slots > 1 ? (float *)slots[1].buf + offset : NULL;
+                if (adam)
+                    adam_float(p->buf, g->buf, s0, s1, n, (float)scalars[0], (float)scalars[1],
+                               (float)scalars[2], (float)scalars[3], (float)scalars[4]);
+                else
+                    sgd_float(p->buf, g->buf, s0, n, (float)scalars[0], (float)scalars[1],
+                              nesterov);
+            } else {
+                double *s0 = n_slots > 0 ? (double *)slots[0].buf + offset : NULL;
+                double *s1 = n_slots > 1 ? (double *)slots[1].buf + offset : NULL;
+                if (adam)
+                    adam_double(p->buf, g->buf, s0, s1, n, scalars[0], scalars[1], scalars[2],
+                                scalars[3], scalars[4]);
+                else
+                    sgd_double(p->buf, g->buf, s0, n, scalars[0], scalars[1], nesterov);
+            }
+            offset += n;
+        }
+        FLUSH_END
+        Py_END_ALLOW_THREADS
+    }
+    while (got-- > 0)
+        PyBuffer_Release(&bufs[got]);
+    while (got_slots-- > 0)
+        PyBuffer_Release(&slots[got_slots]);
+    PyMem_Free(bufs);
+    return ok ? Py_NewRef(Py_None) : NULL;
+}
+
+static PyObject *
+fused_adam_list(PyObject *self, PyObject *args)
+{
+    PyObject *ps, *gs, *slot_objs[2], *keep_obj;
+    double scalars[5] = {0, 1.0, 0, 0, 0}; /* alpha_neg, keep, c1, c2, eps */
+    if (!PyArg_ParseTuple(args, "OOOOdOddd:adam_list", &ps, &gs, &slot_objs[0], &slot_objs[1],
+                          &scalars[0], &keep_obj, &scalars[2], &scalars[3], &scalars[4]))
+        return NULL;
+    if (keep_obj != Py_None) {
+        scalars[1] = PyFloat_AsDouble(keep_obj);
+        if (scalars[1] == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    return update_list(ps, gs, slot_objs, 2, "adam_list", 1, scalars, 0);
+}
+
+static PyObject *
+fused_sgd_list(PyObject *self, PyObject *args)
+{
+    PyObject *ps, *gs, *slot_objs[2] = {NULL, NULL};
+    double scalars[5] = {0, 0, 0, 0, 0}; /* neg_lr, momentum */
+    int nesterov;
+    if (!PyArg_ParseTuple(args, "OOOddp:sgd_list", &ps, &gs, &slot_objs[0], &scalars[0],
+                          &scalars[1], &nesterov))
+        return NULL;
+    return update_list(ps, gs, slot_objs, slot_objs[0] == Py_None ? 0 : 1, "sgd_list", 0,
+                       scalars, nesterov);
+}
+
 static PyMethodDef methods[] = {
     {"adam", fused_adam, METH_VARARGS,
      "adam(p, g, m, v, alpha_neg, keep, c1, c2, eps): Adam._leaf in place, one pass."},
     {"sgd", fused_sgd, METH_VARARGS,
      "sgd(p, g, velocity, neg_lr, momentum, nesterov): SGD._leaf in place, one pass."},
+    {"adam_list", fused_adam_list, METH_VARARGS,
+     "adam_list(ps, gs, m_flat, v_flat, alpha_neg, keep, c1, c2, eps): adam over lists."},
+    {"sgd_list", fused_sgd_list, METH_VARARGS,
+     "sgd_list(ps, gs, velocity_flat, neg_lr, momentum, nesterov): sgd over lists."},
     {"colsum", fused_colsum, METH_VARARGS, "colsum(a, out): np.add.reduce(a, axis=0)."},
     {"rowsum", fused_rowsum, METH_VARARGS, "rowsum(a, out): np.add.reduce(a, axis=1)."},
     {"rowmax", fused_rowmax, METH_VARARGS, "rowmax(a, out): np.maximum.reduce(a, axis=1)."},

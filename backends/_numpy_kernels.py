@@ -120,7 +120,12 @@ def adam_many(ps, gs, m_flat, v_flat, alpha_neg, keep, c1: float, c2: float, eps
     ``m_flat`` / ``v_flat`` (see :func:`flatten`), so the moment and step
     maths is one pass over all of them; only ``p += step`` is per parameter.
     Same operations, same bits."""
-    if _fused is not None and m_flat.dtype.char in "fd":  # one C call per parameter
+    if _fused is not None and m_flat.dtype.char in "fd":
+        try:  # one C call for all (it checks every buffer before writing any)
+            _fused.adam_list(ps, gs, m_flat, v_flat, alpha_neg, keep, c1, c2, eps)
+            return
+        except (TypeError, ValueError):
+            pass  # e.g. a non-contiguous gradient: one call per parameter
         start = 0
         for p, g in zip(ps, gs, strict=True):
             end = start + p.size
@@ -188,6 +193,11 @@ one_hot = None if _fused is None else _one_hot
 def sgd_many(ps, gs, v_flat, neg_lr, momentum: float, nesterov: bool) -> None:
     """:func:`sgd` for many small parameters, whose velocities (if any) are
     consecutive views of ``v_flat`` (see :func:`flatten`)."""
+    try:  # one C call for all (it checks every buffer before writing any)
+        _fused.sgd_list(ps, gs, v_flat, neg_lr, momentum, nesterov)
+        return
+    except (TypeError, ValueError):
+        pass  # e.g. a non-contiguous gradient: one call per parameter
     start = 0
     for p, g in zip(ps, gs, strict=True):
         end = start + p.size

@@ -913,6 +913,56 @@ def test_fused_c_loop_checks_its_buffers():
     fused.adam(z[0], ro, *z[2:], *args)  # g is only read
 
 
+def test_fused_list_loops_check_every_buffer_before_writing_any():
+    """adam_list / sgd_list update many parameters in one call; a bad buffer
+    anywhere (the caller then falls back to one call per parameter) must
+    leave every parameter and slot as it was, and the fallback must give the
+    same numbers as the list loop."""
+    from backends import _numpy_kernels
+
+    fused = _numpy_kernels._fused
+    if fused is None:
+        pytest.skip("backends._fused was not built (no C compiler at install)")
+    rng = np.random.default_rng(8)
+    sizes = (5, 3, 7)
+
+    def fresh():
+        ps = [rng.standard_normal(n).astype("float32") for n in sizes]
+        gs = [rng.standard_normal(n).astype("float32") for n in sizes]
+        m, v = (rng.random(sum(sizes)).astype("float32") for _ in range(2))
+        return ps, gs, m, v
+
+    ps, gs, m, v = fresh()
+    before = [a.copy() for a in (*ps, m, v)]
+    bad_gs = [gs[0], np.zeros(6, "float32")[::2], gs[2]]  # the middle one is strided
+    with pytest.raises(TypeError, match="g must be a C-contiguous"):
+        fused.adam_list(ps, bad_gs, m, v, -0.1, None, 0.1, 0.001, 1e-7)
+    with pytest.raises(ValueError, match="v must hold 15 values"):
+        fused.adam_list(ps, gs, m, v[:-1], -0.1, None, 0.1, 0.001, 1e-7)
+    with pytest.raises(ValueError, match="parameters of two dtypes"):
+        fused.sgd_list([ps[0], ps[1].astype("float64")], [gs[0], gs[1].astype("float64")],
+                       None, -0.1, 0.0, False)  # fmt: skip
+    with pytest.raises(TypeError, match="params and grads must be lists of one length"):
+        fused.sgd_list(ps, gs[:2], None, -0.1, 0.0, False)
+    for a, b in zip((*ps, m, v), before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the list loop and the fallback (one call per parameter) agree bit for bit
+    for name in ("adam", "sgd"):
+        results = []
+        for strided in (False, True):
+            rng = np.random.default_rng(9)
+            ps, gs, m, v = fresh()
+            if strided:  # a non-contiguous gradient sends adam_many/sgd_many to the fallback
+                gs[1] = np.repeat(gs[1], 2)[::2]
+            if name == "adam":
+                _numpy_kernels.adam_many(ps, gs, m, v, -0.1, None, 0.1, 0.001, 1e-7)
+            else:
+                _numpy_kernels.sgd_many(ps, gs, m, -0.1, 0.9, True)
+            results.append([a.copy() for a in (*ps, m, v)])
+        for a, b in zip(*results, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_fused_c_loop_flushes_subnormals_as_jax_does():
     """The C loop runs with subnormals flushed to zero (Adam's moments decay
     into that range where a gradient stays ~0, and every operation on them

@@ -398,7 +398,8 @@ class _InPlacePlan:
                 for (_, i, key, _), view in zip(group, views, strict=True):
                     tree[i][key] = view
                 flats.append(flat)
-            self.small.append((dtype, [e[0] for e in group], [e[3] for e in group], flats))
+            addrs = [(i, key) for _, i, key, _ in group]
+            self.small.append((dtype, addrs, [e[3] for e in group], flats))
         loose = {(i, key) for _, i, key in self.loose}
         self.checks = [
             (layer, key, layer[key])
@@ -426,8 +427,10 @@ class _InPlacePlan:
 
         for n, p, slots in self.big:
             self.kernel(p, grad(n, p.dtype), slots, scalars(p.dtype))
-        for dtype, ns, ps, flats in self.small:
-            self.many(ps, [grad(n, dtype) for n in ns], flats, scalars(dtype))
+        for dtype, addrs, ps, flats in self.small:
+            gs = [grads[i][key] for i, key in addrs]
+            self.many(ps, [g if g.dtype == dtype else xp.astype(g, dtype) for g in gs],
+                      flats, scalars(dtype))  # fmt: skip
         params, slot_trees = self.params, self.slot_trees
         for n, i, key in self.loose:
             p = params[i][key]
