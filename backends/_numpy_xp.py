@@ -14,7 +14,8 @@ summation along a row) and take NumPy's maximum: the same results, bit for
 bit (``tests/test_backends.py`` compares them with ``np.add.reduce`` and
 ``np.maximum.reduce`` over many shapes and special values; only which NaN
 comes out where NaNs meet may differ).  Everything else is looked up in
-``numpy`` (NumPy >= 2 implements the array API in its main namespace).
+``numpy`` (NumPy >= 2 implements the array API in its main namespace),
+except ``take``/``argmax``/``astype``, which call the ndarray methods.
 """
 
 from __future__ import annotations
@@ -86,6 +87,29 @@ def max(x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:  # noqa:
 
 def min(x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
     return _min_reduce(x, axis=axis, keepdims=keepdims)
+
+
+# NumPy's function forms of these go through Python wrappers that cost more
+# than the call on small arrays (np.argmax 6.8 us vs 2.8 us for the method at
+# (300, 3); np.take +1.5 us): fit's batch gather and accuracy run them every step.
+
+
+def take(x: Any, indices: Any, /, *, axis: Any = None) -> Any:
+    if type(x) is _ndarray:
+        return x.take(indices, axis=axis)
+    return _np.take(x, indices, axis=axis)
+
+
+def argmax(x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:
+    if type(x) is _ndarray:
+        return x.argmax(axis=axis, keepdims=keepdims)
+    return _np.argmax(x, axis=axis, keepdims=keepdims)
+
+
+def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Any:
+    if type(x) is _ndarray and device is None:
+        return x.astype(dtype, copy=copy)
+    return _np.astype(x, dtype, copy=copy, device=device)
 
 
 def __getattr__(name: str) -> Any:

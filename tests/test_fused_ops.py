@@ -231,3 +231,28 @@ def test_c_one_hot_checks_its_buffers():
         fused.one_hot(np.zeros(3, "int64"), np.empty((4, 2), "float32"))
     with pytest.raises(TypeError, match=r"out must be a writable"):
         fused.one_hot(np.zeros(3, "int64"), np.asfortranarray(np.empty((3, 2), "float32")))
+
+
+def test_numpy_xp_method_shortcuts_equal_numpy_functions():
+    """``take``/``argmax``/``astype`` call the ndarray methods (NumPy's
+    function forms add a Python wrapper): the same results, also for NumPy
+    scalars and with every keyword."""
+    rng = np.random.default_rng(17)
+    a = rng.standard_normal((6, 4)).astype("float32")
+    a[2, 1] = a[2, 3] = a[2].max() + 1  # a tie: the first index wins
+    a[4, 2] = np.nan  # NaN counts as the maximum
+    idx = np.array([3, 0, 3])
+    for got, want in [
+        (_numpy_xp.take(a, idx, axis=0), np.take(a, idx, axis=0)),
+        (_numpy_xp.take(a, idx), np.take(a, idx)),
+        (_numpy_xp.take(np.float32(2.0), np.array([0, 0])), np.take(np.float32(2.0), [0, 0])),
+        (_numpy_xp.argmax(a, axis=-1), np.argmax(a, axis=-1)),
+        (_numpy_xp.argmax(a, axis=0, keepdims=True), np.argmax(a, axis=0, keepdims=True)),
+        (_numpy_xp.argmax(a), np.argmax(a)),
+        (_numpy_xp.astype(a > 0, np.float64), np.astype(a > 0, np.float64)),
+        (_numpy_xp.astype(np.int64(3), np.float32), np.astype(np.int64(3), np.float32)),
+    ]:
+        assert type(got) is type(want) and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    assert _numpy_xp.astype(a, np.float32, copy=False) is a
+    assert _numpy_xp.astype(a, np.float32) is not a
