@@ -57,9 +57,12 @@ def _scratch(dtype: Any, cache: dict = {}) -> tuple[np.ndarray, np.ndarray]:  # 
 
 
 def contiguous(*arrays: np.ndarray) -> bool:
-    """True if every one is a C-contiguous ndarray (not a NumPy scalar): then
-    ``reshape(-1)`` is a view and writes through it reach the array."""
-    return all(type(a) is np.ndarray and a.flags.c_contiguous for a in arrays)
+    """True if every one is a C-contiguous ndarray (not a NumPy scalar) in
+    native byte order: then ``reshape(-1)`` is a view and writes through it
+    reach the array, and the C loop can read it."""
+    return all(
+        type(a) is np.ndarray and a.flags.c_contiguous and a.dtype.isnative for a in arrays
+    )
 
 
 def _chunks(*arrays: np.ndarray):
@@ -94,7 +97,7 @@ def _apply(p, step, keep) -> None:
 def adam(p, g, m, v, alpha_neg, keep, c1: float, c2: float, eps: float) -> None:
     """``Adam._leaf`` (no amsgrad) in place: ``p``, ``m``, ``v`` are overwritten."""
     if _fused is not None and p.dtype.char in "fd":  # float32, float64
-        _fused.adam(p, np.ascontiguousarray(g), m, v, alpha_neg, keep, c1, c2, eps)
+        _fused.adam(p, np.ascontiguousarray(g, p.dtype), m, v, alpha_neg, keep, c1, c2, eps)
         return
     t_buf, u_buf = _scratch(p.dtype)
     for pc, gc, mc, vc in _chunks(p, g, m, v):
@@ -130,7 +133,7 @@ def adam_many(ps, gs, m_flat, v_flat, alpha_neg, keep, c1: float, c2: float, eps
         for p, g in zip(ps, gs, strict=True):
             end = start + p.size
             _fused.adam(
-                p, np.ascontiguousarray(g), m_flat[start:end], v_flat[start:end],
+                p, np.ascontiguousarray(g, p.dtype), m_flat[start:end], v_flat[start:end],
                 alpha_neg, keep, c1, c2, eps,
             )  # fmt: skip
             start = end
@@ -154,7 +157,7 @@ def has_sgd() -> bool:
 def sgd(p, g, velocity, neg_lr, momentum: float, nesterov: bool) -> None:
     """``SGD._leaf`` in place (C loop only, see :func:`has_sgd`): ``p`` and
     ``velocity`` (None without momentum) are overwritten."""
-    _fused.sgd(p, np.ascontiguousarray(g), velocity, neg_lr, momentum, nesterov)
+    _fused.sgd(p, np.ascontiguousarray(g, p.dtype), velocity, neg_lr, momentum, nesterov)
 
 
 def _relu_grad(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -202,5 +205,5 @@ def sgd_many(ps, gs, v_flat, neg_lr, momentum: float, nesterov: bool) -> None:
     for p, g in zip(ps, gs, strict=True):
         end = start + p.size
         v = None if v_flat is None else v_flat[start:end]
-        _fused.sgd(p, np.ascontiguousarray(g), v, neg_lr, momentum, nesterov)
+        _fused.sgd(p, np.ascontiguousarray(g, p.dtype), v, neg_lr, momentum, nesterov)
         start = end

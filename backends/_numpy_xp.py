@@ -36,6 +36,7 @@ _max_reduce = _np.maximum.reduce
 _min_reduce = _np.minimum.reduce
 _ndarray = _np.ndarray
 _empty = _np.empty
+_C_FLOATS = (_np.dtype("float32"), _np.dtype("float64"))  # native byte order only
 
 # Up to this many elements the C loops are used; larger arrays amortise
 # NumPy's overhead (and its vectorised maximum beats the C loop on long rows).
@@ -50,7 +51,7 @@ def _fused_2d(x: Any, axis: Any, keepdims: bool, maximum: bool) -> Any:
         _fused is None
         or type(x) is not _ndarray
         or x.ndim != 2
-        or x.dtype.char not in "fd"
+        or x.dtype not in _C_FLOATS
         or not 0 < x.size <= FUSED_MAX_SIZE
         or not x.flags.c_contiguous
     ):

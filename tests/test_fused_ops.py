@@ -256,3 +256,33 @@ def test_numpy_xp_method_shortcuts_equal_numpy_functions():
         np.testing.assert_array_equal(got, want)
     assert _numpy_xp.astype(a, np.float32, copy=False) is a
     assert _numpy_xp.astype(a, np.float32) is not a
+
+
+def test_non_native_byte_order_takes_numpys_path():
+    """Big-endian arrays (read from a file, say) are not what the C loops
+    read: NumPy's own operations run, with NumPy's results, and a donated
+    update of big-endian parameters is the pure update."""
+    from tinynet.optimizers import SGD, Adam
+
+    rng = np.random.default_rng(18)
+    a = rng.standard_normal((7, 5)).astype(">f4")
+    for axis in (0, 1, -1):
+        np.testing.assert_array_equal(_numpy_xp.sum(a, axis=axis), np.add.reduce(a, axis=axis))
+        np.testing.assert_array_equal(
+            _numpy_xp.max(a, axis=axis), np.maximum.reduce(a, axis=axis)
+        )
+    bk = backends.load("numpy")
+    relu_grad, one_hot = bk.fused.relu_grad, bk.fused.one_hot
+    if relu_grad is not None:
+        np.testing.assert_array_equal(relu_grad(a, a), a * np.astype(a > 0, a.dtype))
+        labels = np.array([2, 0, 9, -1], ">i8")
+        want = np.astype(labels[:, None] == np.arange(3, dtype=labels.dtype), "float32")
+        np.testing.assert_array_equal(one_hot(labels, 3, "float32"), want)
+    for opt in (Adam(0.01), SGD(0.1)):
+        params = [{"W": rng.standard_normal((4, 3)).astype(">f4"), "b": np.ones(3, ">f4")}]
+        grads = [{"W": rng.standard_normal((4, 3)).astype("float32"), "b": np.ones(3, "f4")}]
+        pure_p, _ = opt.update(grads, opt.init(params), params)
+        step = bk.jit(lambda p, s, g: opt.update(g, s, p), donate_argnums=(0, 1))  # noqa: B023
+        donated_p, _ = step([dict(layer) for layer in params], opt.init(params), grads)
+        for key in ("W", "b"):
+            np.testing.assert_array_equal(donated_p[0][key], pure_p[0][key])
