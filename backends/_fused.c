@@ -182,6 +182,17 @@ release(Py_buffer *bufs, int got, char kind)
     return kind ? Py_NewRef(Py_None) : NULL;
 }
 
+/* keep: None (Adam: 1) or a float (AdamW's 1 - lr * weight_decay); 0 with
+ * an exception set if it is neither. */
+static int
+parse_keep(PyObject *keep_obj, double *keep)
+{
+    if (keep_obj == Py_None)
+        return 1;
+    *keep = PyFloat_AsDouble(keep_obj);
+    return !(*keep == -1.0 && PyErr_Occurred());
+}
+
 static PyObject *
 fused_adam(PyObject *self, PyObject *args)
 {
@@ -191,11 +202,8 @@ fused_adam(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOdOddd:adam", &objs[0], &objs[1], &objs[2], &objs[3],
                           &alpha_neg, &keep_obj, &c1, &c2, &eps))
         return NULL;
-    if (keep_obj != Py_None) {
-        keep = PyFloat_AsDouble(keep_obj);
-        if (keep == -1.0 && PyErr_Occurred())
-            return NULL;
-    }
+    if (!parse_keep(keep_obj, &keep))
+        return NULL;
     Py_buffer bufs[4];
     int got = 0;
     char kind = get_buffers("adam", objs, names, 4, bufs, &got);
@@ -647,11 +655,8 @@ fused_adam_list(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOdOddd:adam_list", &ps, &gs, &slot_objs[0], &slot_objs[1],
                           &scalars[0], &keep_obj, &scalars[2], &scalars[3], &scalars[4]))
         return NULL;
-    if (keep_obj != Py_None) {
-        scalars[1] = PyFloat_AsDouble(keep_obj);
-        if (scalars[1] == -1.0 && PyErr_Occurred())
-            return NULL;
-    }
+    if (!parse_keep(keep_obj, &scalars[1]))
+        return NULL;
     return update_list(ps, gs, slot_objs, 2, "adam_list", 1, scalars, 0);
 }
 
