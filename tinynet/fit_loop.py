@@ -39,15 +39,25 @@ PERMUTE_MAX_BATCH_BYTES = 64 * 2**10  # x and y of one batch
 PERMUTE_MAX_BYTES = 64 * 2**20  # x and y of the data set
 
 
-def _setup(run_key, epoch, n: int, shuffle: bool, has_key: bool) -> tuple:
-    """An epoch's ``(row order, step key or None)`` from the fit's key."""
+def _setup(run_key, epoch, n: int, shuffle: bool, has_key: bool, need_order: bool = True) -> tuple:
+    """An epoch's ``(row order, step key or None)`` from the fit's key; the
+    order is None when not shuffling and not ``need_order`` (the steps then
+    take their rows in place)."""
     xp = backends.namespace(run_key)
     epoch_key = random.fold_in(run_key, epoch)
     if shuffle:
         order = random.permutation(random.fold_in(epoch_key, 0x5EED), n)
-    else:
+    elif need_order:
         order = xp.arange(n, dtype=xp.int64)
+    else:
+        order = None
     return order, (random.fold_in(epoch_key, 0xD0) if has_key else None)
+
+
+# The loss/metric sums' zeros and the step counter's 0 that every fit call
+# starts from, per (backend, device, dtype): made once, not per call (each is
+# a transfer to the device; the compiled steps never donate them).
+_ZEROS: dict[tuple, tuple] = {}
 
 
 def metric_for(model: Any, loss: Any):
@@ -166,9 +176,15 @@ class FitLoop:
         if ahead is not None and ahead[:2] == (epoch, n):
             return ahead[2]
         backend = self.backend
-        order, step_key = _setup(self.run_key, epoch, n, self.shuffle, self.has_key)
+        # unshuffled, only data-parallel runs use the order (they gather)
+        order, step_key = _setup(
+            self.run_key, epoch, n, self.shuffle, self.has_key, self.parallel is not None
+        )
         return self._place(
-            (backend.asarray(order), None if step_key is None else backend.asarray(step_key))
+            (
+                None if order is None else backend.asarray(order),
+                None if step_key is None else backend.asarray(step_key),
+            )
         )
 
     def _prepare(self, epoch: int, n: int) -> None:
@@ -186,8 +202,14 @@ class FitLoop:
         # made on the model's device like the params, so the first compiled
         # call sees the same input placement as every later one (no recompile)
         if self._zeros is None:
-            zero = backend.asarray(0.0, model.dtype)
-            self._zeros = self._place(((zero, zero), backend.asarray(0, "int32")))
+            cache = (backend.name, str(backend.device), model.dtype)
+            zeros = _ZEROS.get(cache) if self.parallel is None else None
+            if zeros is None:
+                zero = backend.asarray(0.0, model.dtype)
+                zeros = self._place(((zero, zero), backend.asarray(0, "int32")))
+                if self.parallel is None:
+                    _ZEROS[cache] = zeros
+            self._zeros = zeros
         sums = self._zeros[0]
         bar = _progress(verbose, n_steps, epoch)
         sync_every = max(1, n_steps // SYNCS_PER_EPOCH)
