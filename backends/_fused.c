@@ -35,6 +35,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #if defined(_MSC_VER)
@@ -268,6 +269,7 @@ fused_sgd(PyObject *self, PyObject *args)
  *     rowmax(a, out)   out[i] = np.maximum.reduce(a[i]) (NaN propagates)
  *     relu_grad(dy, x, out)   out = dy * (x > 0 ? 1 : 0), elementwise
  *     one_hot(labels, out)    out[i, j] = (labels[i] == j)   (see below)
+ *     threefry_words(k0, k1, w0, w1)   tinynet.random's draws (see below)
  *
  * a, dy, x: C-contiguous float32/float64 (a 2-D); out: a writable
  * C-contiguous one of the same dtype and the result's size.
@@ -673,6 +675,75 @@ fused_sgd_list(PyObject *self, PyObject *args)
                        scalars, nesterov);
 }
 
+/* threefry_words(k0, k1, w0, w1): the Threefry-2x32-20 block function of key
+ * (k0, k1) on counters (0, i), i < len(w0), its two output words written to
+ * the uint32 buffers w0 and w1: tinynet.random._words (JAX's partitionable
+ * counter layout), one pass instead of ~120 NumPy operations over the
+ * arrays (90k counters: 2.2 ms in NumPy). */
+static PyObject *
+fused_threefry_words(PyObject *self, PyObject *args)
+{
+    unsigned long k0_in, k1_in;
+    PyObject *objs[2];
+    if (!PyArg_ParseTuple(args, "kkOO:threefry_words", &k0_in, &k1_in, &objs[0], &objs[1]))
+        return NULL;
+    if (k0_in > 0xFFFFFFFFUL || k1_in > 0xFFFFFFFFUL) {
+        PyErr_SetString(PyExc_ValueError, "_fused.threefry_words: key words must be uint32");
+        return NULL;
+    }
+    Py_buffer w[2];
+    int got = 0, ok = 1;
+    for (; got < 2; got++) {
+        if (PyObject_GetBuffer(objs[got], &w[got], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT |
+                                                        PyBUF_WRITABLE) < 0) {
+            PyErr_SetString(PyExc_TypeError, "_fused.threefry_words: w0 and w1 must be "
+                            "writable C-contiguous uint32 arrays");
+            ok = 0;
+            break;
+        }
+        const char *f = w[got].format;
+        char code = (f[0] == '<' || f[0] == '=' || f[0] == '@') ? f[1] : f[0];
+        if (!((code == 'I' || (code == 'L' && sizeof(long) == 4)) && w[got].itemsize == 4)) {
+            PyErr_Format(PyExc_TypeError, "_fused.threefry_words: w%d has format '%s'; "
+                         "expected uint32", got, f);
+            got++;
+            ok = 0;
+            break;
+        }
+    }
+    if (ok && (w[0].len != w[1].len || overlap(&w[0], &w[1]))) {
+        PyErr_SetString(PyExc_ValueError, "_fused.threefry_words: w0 and w1 must be two "
+                        "separate arrays of one length");
+        ok = 0;
+    }
+    if (ok) {
+        static const int rot[2][4] = {{13, 15, 26, 6}, {17, 29, 16, 24}};
+        const uint32_t k0 = (uint32_t)k0_in, k1 = (uint32_t)k1_in;
+        const uint32_t ks[3] = {k0, k1, k0 ^ k1 ^ 0x1BD11BDAu};
+        uint32_t *out0 = w[0].buf, *out1 = w[1].buf;
+        Py_ssize_t n = w[0].len / 4;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint32_t x0 = ks[0], x1 = (uint32_t)i + ks[1];
+            for (int r = 0; r < 5; r++) {
+                for (int j = 0; j < 4; j++) {
+                    int s = rot[r % 2][j];
+                    x0 += x1;
+                    x1 = ((x1 << s) | (x1 >> (32 - s))) ^ x0;
+                }
+                x0 += ks[(r + 1) % 3];
+                x1 += ks[(r + 2) % 3] + (uint32_t)(r + 1);
+            }
+            out0[i] = x0;
+            out1[i] = x1;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    while (got-- > 0)
+        PyBuffer_Release(&w[got]);
+    return ok ? Py_NewRef(Py_None) : NULL;
+}
+
 static PyMethodDef methods[] = {
     {"adam", fused_adam, METH_VARARGS,
      "adam(p, g, m, v, alpha_neg, keep, c1, c2, eps): Adam._leaf in place, one pass."},
@@ -687,6 +758,8 @@ static PyMethodDef methods[] = {
     {"rowmax", fused_rowmax, METH_VARARGS, "rowmax(a, out): np.maximum.reduce(a, axis=1)."},
     {"one_hot", fused_one_hot, METH_VARARGS,
      "one_hot(labels, out): out = (labels[:, None] == arange(k)), zeros elsewhere."},
+    {"threefry_words", fused_threefry_words, METH_VARARGS,
+     "threefry_words(k0, k1, w0, w1): Threefry-2x32 of counters (0, i) into w0, w1."},
     {"relu_grad", fused_relu_grad, METH_VARARGS,
      "relu_grad(dy, x, out): out = dy * (x > 0), elementwise."},
     {NULL, NULL, 0, NULL},

@@ -188,9 +188,19 @@ def _one_hot(labels: np.ndarray, k: int, dtype: Any) -> np.ndarray:
         return np.astype(labels[:, None] == np.arange(k, dtype=labels.dtype), dtype)
 
 
+def _threefry_words(k0: int, k1: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``tinynet.random._words``: the two uint32 output words of Threefry-2x32
+    with key ``(k0, k1)`` on counters ``(0, i)``, ``i < n``, by one pass of
+    the C loop (the same integer operations: the same bits)."""
+    w0, w1 = np.empty(n, np.uint32), np.empty(n, np.uint32)
+    _fused.threefry_words(k0, k1, w0, w1)
+    return w0, w1
+
+
 # see backends.fused
 relu_grad = None if _fused is None else _relu_grad
 one_hot = None if _fused is None else _one_hot
+threefry_words = None if _fused is None else _threefry_words
 
 
 def sgd_many(ps, gs, v_flat, neg_lr, momentum: float, nesterov: bool) -> None:

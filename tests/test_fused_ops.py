@@ -286,3 +286,33 @@ def test_non_native_byte_order_takes_numpys_path():
         donated_p, _ = step([dict(layer) for layer in params], opt.init(params), grads)
         for key in ("W", "b"):
             np.testing.assert_array_equal(donated_p[0][key], pure_p[0][key])
+
+
+@needs_c_loop
+def test_threefry_words_is_the_array_api_block_function():
+    """tinynet.random's draws on NumPy come from the C loop; they must be the
+    bits of the array-API Threefry (``random._block``, itself tested against
+    ``jax.random``), for edge keys and sizes."""
+    from tinynet import random as tnrandom
+
+    words = backends.fused(backends.load("numpy").xp, "threefry_words")
+    assert words is _numpy_kernels.threefry_words is not None
+    rng = np.random.default_rng(19)
+    keys = [(0, 0), (0xFFFFFFFF, 0xFFFFFFFF), (0x1BD11BDA, 0)]
+    keys += [tuple(int(k) for k in rng.integers(0, 2**32, 2)) for _ in range(5)]
+    for k0, k1 in keys:
+        for n in (0, 1, 7, 1000):
+            lo = np.arange(n, dtype=np.uint32)
+            want = tnrandom._block(
+                np.array([k0], np.uint32), np.array([k1], np.uint32), np.zeros_like(lo), lo
+            )
+            got = words(k0, k1, n)
+            for g, w in zip(got, want, strict=True):
+                assert g.dtype == np.uint32 and np.array_equal(g, w), (k0, k1, n)
+    fused = _numpy_xp._fused
+    with pytest.raises(ValueError, match="key words must be uint32"):
+        fused.threefry_words(2**32, 0, np.empty(2, np.uint32), np.empty(2, np.uint32))
+    with pytest.raises(TypeError, match="w1 has format"):
+        fused.threefry_words(1, 2, np.empty(2, np.uint32), np.empty(2, np.int64))
+    with pytest.raises(ValueError, match="two separate arrays of one length"):
+        fused.threefry_words(1, 2, np.empty(2, np.uint32), np.empty(3, np.uint32))

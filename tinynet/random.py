@@ -176,6 +176,9 @@ def _words(key: Array, size: int) -> tuple[Array, Array]:
     element with flat C-order index ``i`` uses counter ``(i >> 32, i & 0xffffffff)``.
     """
     xp = backends.namespace(key)
+    fused = backends.fused(xp, "threefry_words")  # NumPy: one C pass, the same bits
+    if fused is not None:
+        return fused(int(key[0]), int(key[1]), size)
     lo = xp.arange(size, dtype=xp.uint32, device=_device(key))
     return _block(key[0:1], key[1:2], xp.zeros_like(lo), lo)
 
