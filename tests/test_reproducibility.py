@@ -357,3 +357,29 @@ def test_resumed_fit_sees_the_same_order_and_masks(name):
     assert parts.epoch == EPOCHS == 2 and parts.step == whole.steps
     for path, leaf in whole.final.items():
         _assert_bit_identical(_params(parts)[path], leaf, path)
+
+
+def test_an_order_made_ahead_for_the_next_fit_call_is_used_only_by_a_matching_call():
+    """On JAX a shuffled fit call makes the order of the epoch after its last
+    while the device works, for the next call.  A next call with another seed
+    (or data size) must not use it: its result equals that of a call that
+    never had one.  (With the same seed, fit twice == fit 2 epochs: the test
+    above.)"""
+    _load("jax")
+    x, y = _data()
+    runs = []
+    for drop_kept in (False, True):
+        model = _model("jax", "float32")
+        _fit(model, epochs=1)
+        kept = model._compiled.get("fit-ahead")
+        assert kept is not None and kept[1][:2] == (1, N)  # epoch 1's order, n rows
+        if drop_kept:
+            del model._compiled["fit-ahead"]
+        model.fit(x, y, loss=LOSS, epochs=1, batch_size=BATCH, seed=SEED + 1, verbose=0)
+        runs.append(_params(model))
+        short = x[:-4], y[:-4]  # another data size: its own order
+        model.fit(*short, loss=LOSS, epochs=1, batch_size=BATCH, seed=SEED + 1, verbose=0)
+        runs.append(_params(model))
+    for path in runs[0]:
+        _assert_bit_identical(runs[0][path], runs[2][path], path)
+        _assert_bit_identical(runs[1][path], runs[3][path], path)

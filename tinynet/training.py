@@ -274,7 +274,7 @@ def fit(
             # The NaN guard checks every step itself: NumPy's overflow warnings
             # would only duplicate (or, as errors, pre-empt) its report.
             with model.backend.ignore_fp_errors() if nan_guard else contextlib.nullcontext():
-                upcoming = epoch + 1 if e + 1 < epochs else None
+                upcoming = loop.next_epoch_ahead(epoch, last=e + 1 == epochs)
                 logs = loop.run_epoch(x, y, epoch, verbose, interrupt, upcoming)
             if loop.interrupted:
                 history.interrupted = True
@@ -294,6 +294,7 @@ def fit(
                 cb.on_epoch_end(model, epoch, logs)
             if model.stop_training:
                 break
+    loop.keep_ahead()
     for cb in callbacks:
         cb.on_train_end(model, logs)
     if parallel is not None:
