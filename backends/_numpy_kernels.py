@@ -60,9 +60,7 @@ def contiguous(*arrays: np.ndarray) -> bool:
     """True if every one is a C-contiguous ndarray (not a NumPy scalar) in
     native byte order: then ``reshape(-1)`` is a view and writes through it
     reach the array, and the C loop can read it."""
-    return all(
-        type(a) is np.ndarray and a.flags.c_contiguous and a.dtype.isnative for a in arrays
-    )
+    return all(type(a) is np.ndarray and a.flags.c_contiguous and a.dtype.isnative for a in arrays)
 
 
 def _chunks(*arrays: np.ndarray):

@@ -268,9 +268,7 @@ def test_non_native_byte_order_takes_numpys_path():
     a = rng.standard_normal((7, 5)).astype(">f4")
     for axis in (0, 1, -1):
         np.testing.assert_array_equal(_numpy_xp.sum(a, axis=axis), np.add.reduce(a, axis=axis))
-        np.testing.assert_array_equal(
-            _numpy_xp.max(a, axis=axis), np.maximum.reduce(a, axis=axis)
-        )
+        np.testing.assert_array_equal(_numpy_xp.max(a, axis=axis), np.maximum.reduce(a, axis=axis))
     bk = backends.load("numpy")
     relu_grad, one_hot = bk.fused.relu_grad, bk.fused.one_hot
     if relu_grad is not None:
