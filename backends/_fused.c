@@ -122,6 +122,19 @@ overlap(const Py_buffer *a, const Py_buffer *b)
     return a->len > 0 && b->len > 0 && a0 < b0 + b->len && b0 < a0 + a->len;
 }
 
+/* 'f' or 'd' for a float32/float64 buffer, else 0. */
+static char
+float_kind(const Py_buffer *b)
+{
+    const char *fmt = b->format;
+    char kind = (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@') ? fmt[1] : fmt[0];
+    if (kind == 'f' && b->itemsize == 4 && fmt[fmt[0] == kind ? 1 : 2] == '\0')
+        return 'f';
+    if (kind == 'd' && b->itemsize == 8 && fmt[fmt[0] == kind ? 1 : 2] == '\0')
+        return 'd';
+    return 0;
+}
+
 /* The buffers only read (inputs may share memory with each other, not with
  * an output). */
 static int
@@ -148,9 +161,8 @@ get_buffers(const char *fn, PyObject **objs, const char *const *names, int count
         }
     }
     const char *fmt = bufs[0].format;
-    char kind = (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@') ? fmt[1] : fmt[0];
-    Py_ssize_t size = bufs[0].itemsize;
-    if (!((kind == 'f' && size == 4) || (kind == 'd' && size == 8))) {
+    char kind = float_kind(&bufs[0]);
+    if (!kind) {
         PyErr_Format(PyExc_TypeError, "_fused.%s: %s has format '%s'; expected float32 or "
                      "float64", fn, names[0], fmt);
         return 0;
@@ -359,19 +371,6 @@ ROWMAX_LOOP(double)
 
 RELU_GRAD_LOOP(float)
 RELU_GRAD_LOOP(double)
-
-/* 'f' or 'd' for a float32/float64 buffer, else 0. */
-static char
-float_kind(const Py_buffer *b)
-{
-    const char *fmt = b->format;
-    char kind = (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@') ? fmt[1] : fmt[0];
-    if (kind == 'f' && b->itemsize == 4 && fmt[fmt[0] == kind ? 1 : 2] == '\0')
-        return 'f';
-    if (kind == 'd' && b->itemsize == 8 && fmt[fmt[0] == kind ? 1 : 2] == '\0')
-        return 'd';
-    return 0;
-}
 
 enum { COLSUM, ROWSUM, ROWMAX };
 

@@ -11,7 +11,7 @@ softmax takes a row max and a row sum.  Where the optional C extension
 ``backends._fused`` was built, those three go to its loops, which add in
 NumPy's order (rows one after the other for ``axis=0``; NumPy's pairwise
 summation along a row) and take NumPy's maximum: the same results, bit for
-bit (``tests/test_backends.py`` compares them with ``np.add.reduce`` and
+bit (``tests/test_fused_ops.py`` compares them with ``np.add.reduce`` and
 ``np.maximum.reduce`` over many shapes and special values; only which NaN
 comes out where NaNs meet may differ).  Everything else is looked up in
 ``numpy`` (NumPy >= 2 implements the array API in its main namespace),

@@ -87,7 +87,7 @@ class FitLoop:
         self._ahead: tuple | None = None  # (epoch, n, setup) made while the device worked
         self.has_key = any(layer.needs_key for layer in model.layers)
         # A shuffled fit call on a compiling backend also makes the order of
-        # the epoch after its last (see take_ahead): the next call, if it
+        # the epoch after its last (see keep_ahead): the next call, if it
         # continues with the same seed and data size, finds it ready.
         self._ident = ("fit-ahead", seed, shuffle, self.has_key)
         if parallel is None:
