@@ -182,15 +182,29 @@ class Entry:
         return (max(self.times) - min(self.times)) / self.median if self.times else float("nan")
 
 
-def time_block(entry: Entry) -> None:
+# Seconds of idle before every timed block.  A library's worker threads keep
+# spinning for a while after its last call: OpenBLAS's for 2^28 cycles (~0.1 s
+# at 2.6 GHz), libgomp's (torch) for a shorter spin count.  On a 2-core
+# machine such a spinner takes a core from whatever runs next: an XLA matmul
+# of L's 512x2048 @ 2048x2048 took 15.1 ms alone and 22.3 ms right after a
+# NumPy matmul (23-25 ms 10-60 ms after it, 16.0-16.4 ms 0.1-0.5 s after).
+# Interleaving hands that cost to whichever implementation follows a BLAS
+# user, which is noise, not a property of either; the pause removes it.
+SETTLE_S = 0.2
+
+
+def time_block(entry: Entry, settle: float = SETTLE_S) -> None:
     """Time one block.  A runner with ``reset()`` first goes back to its initial
     state (untimed), so every block times the same steps 1..N of one training
     run: long runs drift (dead ReLU units make Adam's first moment decay into
     float32 denormals, which slow NumPy and torch down 2x at M after ~700
-    steps; XLA flushes denormals to zero)."""
+    steps; XLA flushes denormals to zero).  Then ``settle`` seconds of idle
+    (see ``SETTLE_S``), so no other library's threads are still spinning."""
     reset = getattr(entry.runner, "reset", None)
     if reset is not None:
         reset()
+    if settle > 0:
+        time.sleep(settle)
     f0 = minor_faults()
     t0 = time.perf_counter()
     entry.runner.run(entry.block)
@@ -214,14 +228,19 @@ def warm_up(entry: Entry, warm_steps: int) -> None:
 
 
 def interleave(
-    entries: list[Entry], rounds: int, on_round: Callable[[int], None] | None = None
+    entries: list[Entry],
+    rounds: int,
+    on_round: Callable[[int], None] | None = None,
+    settle: float = SETTLE_S,
 ) -> None:
     """``rounds`` rounds; in each, every entry runs one timed block, in an order
     shuffled each round (seeded: the same orders every run), so no entry
     always follows the same one.  (A rotation by one per round keeps every
     entry's predecessor: ``tinynet-numpy`` always ran right after the GEMM
     floor, whose BLAS threads still spin for a while after their last call,
-    and measured 1.4-1.5x raw NumPy on S in full runs vs 1.05x alone.)"""
+    and measured 1.4-1.5x raw NumPy on S in full runs vs 1.05x alone; the
+    ``settle`` pause before every block, see ``time_block``, now removes
+    that cost too.)"""
     import gc
     import random as pyrandom
 
@@ -230,7 +249,7 @@ def interleave(
         order = list(entries)
         shuffler.shuffle(order)
         for entry in order:
-            time_block(entry)
+            time_block(entry, settle)
         gc.collect()
         if on_round is not None:
             on_round(r)
@@ -265,8 +284,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | No
     return "\n".join(out)
 
 
-def check_line(ok: bool, text: str) -> str:
-    return f"{'PASS' if ok else 'FAIL'}  {text}"
+def check_line(ok: bool | None, text: str) -> str:
+    """``PASS``/``FAIL`` for a target; ``ok`` None: a figure shown beside them."""
+    return f"{'info' if ok is None else 'PASS' if ok else 'FAIL'}  {text}"
 
 
 # ------------------------------------------------------------------ threads
@@ -456,7 +476,8 @@ def run_python(
 
 
 def add_run_arguments(parser: Any) -> None:
-    """``--wait-quiet SECONDS`` and ``--json PATH``, shared by every bench script."""
+    """``--wait-quiet SECONDS``, ``--json PATH`` and ``--settle SECONDS``, shared by
+    every bench script."""
     parser.add_argument(
         "--wait-quiet",
         type=float,
@@ -465,3 +486,11 @@ def add_run_arguments(parser: Any) -> None:
         help="first wait up to this long for other processes to leave the CPUs idle",
     )
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE_S,
+        metavar="SECONDS",
+        help=f"idle before every timed block, so the previous implementation's BLAS "
+        f"threads stop spinning (default {SETTLE_S}; 0 turns it off)",
+    )

