@@ -73,6 +73,10 @@ class Backend:
     _fori_loop: Callable[..., Any] | None = None
     _rows: Callable[[Any, Any, int], Any] | None = None
     _from_host: Callable[[np.ndarray], Any] | None = None
+    # host arrays -> arrays on the device of ``like`` in one transfer, or None
+    # where ``like`` is not a plain array on the backend's device (see full)
+    _many_from_host: Callable[[list, Any], list | None] | None = None
+    immutable: bool = False  # arrays cannot change after they are made (JAX)
     kernels: Any = None  # in-place optimizer kernels (NumPy), see donated()
     fused: Any = None  # per-op kernels by attribute name, see fused()
     description: str = ""
@@ -115,6 +119,26 @@ class Backend:
         if self.name != "numpy" and isinstance(data, np.generic):
             data = np.asarray(data)
         return self.xp.asarray(data, dtype=dtype, device=self.device)
+
+    def full(self, specs: list[tuple[tuple[int, ...], Any, float]], like: Any) -> list:
+        """Fresh arrays ``xp.full(shape, value, dtype=dtype)`` for each
+        ``(shape, dtype, value)`` of ``specs``, on the device of the array
+        ``like`` (an optimizer's initial state, made next to the parameters).
+
+        On JAX, where ``like`` is a concrete array on the backend's device,
+        they are made by NumPy and moved in one transfer: eager
+        ``jnp.zeros_like`` costs ~200 us per array (M's Adam state, 13 arrays:
+        2.4 ms, 4% of a 60-step epoch), the transfer ~0.5 ms for all.
+        """
+        if self._many_from_host is not None:
+            host = [np.full(shape, value, dtype=np.dtype(dtype)) for shape, dtype, value in specs]
+            made = self._many_from_host(host, like)
+            if made is not None:
+                return made
+        device = getattr(like, "device", None)
+        return [
+            self.xp.full(shape, value, dtype=dtype, device=device) for shape, dtype, value in specs
+        ]
 
     def to_numpy(self, a: Any) -> np.ndarray:
         """Copy (or view, on NumPy) an array of this backend to host memory."""

@@ -475,6 +475,52 @@ def test_minimises_a_quadratic(backend, dtype, make):
 # ---------------------------------------------------------------- JAX: jit and optax
 
 
+@pytest.mark.parametrize(
+    "opt, fills",
+    [
+        (Adam(0.1, amsgrad=True), {"m": 0.0, "v": 0.0, "v_hat": 0.0}),
+        (Adagrad(0.1, initial_accumulator_value=0.25), {"accumulator": 0.25}),
+        (
+            RMSprop(0.1, centered=True, momentum=0.5),
+            {"mean_square": 0.0, "mean_grad": 0.0, "momentum": 0.0},
+        ),
+        (SGD(0.1, momentum=0.9), {"velocity": 0.0}),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, optimizers.Optimizer) else "",
+)
+def test_init_values_dtypes_and_device(backend, opt, fills):
+    """init makes every slot in one go (on JAX one host-to-device transfer):
+    each leaf holds the slot's start value, in its parameter's dtype and
+    shape, on its parameter's device; under jit the same values."""
+    params = [
+        {
+            "W": backend.asarray(np.ones((3, 2)), "float32"),
+            "b": backend.asarray(np.ones(2), "float64"),
+        },
+        {},
+        {"scale": backend.asarray(np.float64(2.0), "float32")},
+    ]
+    states = [opt.init(params)]
+    if backend.name == "jax":
+        import jax
+
+        states.append(jax.jit(opt.init)(params))
+    for state in states:
+        assert sorted(state) == sorted(["step", *fills])
+        assert state["step"].dtype == backend.xp.int32 and int(to_numpy(state["step"])) == 0
+        for name, fill in fills.items():
+            assert [sorted(layer) for layer in state[name]] == [["W", "b"], [], ["scale"]]
+            for layer, slots in zip(params, state[name]):
+                for k, p in layer.items():
+                    got = slots[k]
+                    assert got.dtype == p.dtype and tuple(got.shape) == tuple(p.shape), (name, k)
+                    assert getattr(got, "device", None) == getattr(p, "device", None)
+                    np.testing.assert_array_equal(to_numpy(got), np.full(p.shape, fill))
+    empty = opt.init([{}, {}])
+    assert int(to_numpy(empty["step"])) == 0
+    assert all(empty[name] == [{}, {}] for name in fills)
+
+
 @pytest.fixture
 def jax_backend():
     loaded, why = backends.probe("jax")

@@ -179,12 +179,19 @@ class Optimizer:
         """The state before the first update: step 0 and zeroed slots."""
         leaves = [p for layer in params for p in layer.values()]
         xp = backends.namespace(*leaves)
-        device = getattr(leaves[0], "device", None) if leaves else None
-        state: State = {"step": xp.zeros((), dtype=xp.int32, device=device)}
+        if not leaves:
+            state: State = {"step": xp.zeros((), dtype=xp.int32)}
+            return {**state, **{name: [{} for _ in params] for name in self._slots}}
+        # every array at once: on JAX one transfer instead of an eager op each
+        specs = [((), xp.int32, 0)] + [
+            (tuple(p.shape), p.dtype, self._slot_value(name))
+            for name in self._slots
+            for p in leaves
+        ]
+        made = iter(backends.backend_of(leaves[0]).full(specs, like=leaves[0]))
+        state: State = {"step": next(made)}
         for name in self._slots:
-            state[name] = [
-                {k: self._init_slot(xp, name, p) for k, p in layer.items()} for layer in params
-            ]
+            state[name] = [{k: next(made) for k in layer} for layer in params]
         return state
 
     def update(self, grads: Params, state: State, params: Params) -> tuple[Params, State]:
@@ -303,8 +310,9 @@ class Optimizer:
 
     # ---------------------------------------------------------- for subclasses
 
-    def _init_slot(self, xp: Any, name: str, p: Array) -> Array:
-        return xp.zeros_like(p)
+    def _slot_value(self, name: str) -> float:
+        """Every element's value in slot ``name`` before the first update."""
+        return 0.0
 
     def _lr_at(self, xp: Any, step: Array, dtype: Any) -> Any:
         """The learning rate for this update: a Python float or 0-d ``dtype`` array."""
@@ -559,8 +567,8 @@ class Adagrad(Optimizer):
         self._static = (-self._lr_const,) if self._lr_const is not None else None
         self._freeze()
 
-    def _init_slot(self, xp: Any, name: str, p: Array) -> Array:
-        return xp.full_like(p, self.initial_accumulator_value)
+    def _slot_value(self, name: str) -> float:
+        return self.initial_accumulator_value
 
     def _scalars(self, xp: Any, step: Array, new_step: Array, dtype: Any) -> tuple:
         if self._static is not None:
