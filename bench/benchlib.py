@@ -182,27 +182,56 @@ class Entry:
         return (max(self.times) - min(self.times)) / self.median if self.times else float("nan")
 
 
-# Seconds of idle before every timed block.  A library's worker threads keep
-# spinning for a while after its last call: OpenBLAS's for 2^28 cycles (~0.1 s
-# at 2.6 GHz), libgomp's (torch) for a shorter spin count.  On a 2-core
-# machine such a spinner takes a core from whatever runs next: an XLA matmul
-# of L's 512x2048 @ 2048x2048 took 15.1 ms alone and 22.3 ms right after a
-# NumPy matmul (23-25 ms 10-60 ms after it, 16.0-16.4 ms 0.1-0.5 s after).
-# Interleaving hands that cost to whichever implementation follows a BLAS
-# user, which is noise, not a property of either; the pause removes it.
-SETTLE_S = 0.2
+# Before every timed block the benchmark ends OpenBLAS's worker threads
+# (``blas_thread_shutdown_``, what OpenBLAS itself does before a fork; its
+# next parallel call starts them again, ~35 us).  After its last call an
+# OpenBLAS thread keeps spinning for 2^28 cycles (~0.1 s at 2.6 GHz), and on
+# a 2-core machine it takes a core from whatever runs next: an XLA matmul of
+# L's 512x2048 @ 2048x2048 took 15.1 ms alone, 23.2 ms right after a NumPy
+# matmul and 15.0 ms right after one whose threads were ended.  Interleaving
+# handed that cost to whichever implementation followed a NumPy one.  (Idling
+# ~0.2 s instead was tried: JAX then runs slower after any pause over ~0.1 s,
+# an M epoch 59 -> 70-77 ms.)
+_OPENBLAS_SHUTDOWN: list | None = None
 
 
-def time_block(entry: Entry, settle: float = SETTLE_S) -> None:
+def park_blas_threads() -> int:
+    """End the worker threads of every loaded OpenBLAS now (see above);
+    returns how many libraries that was (0 where none exports the call)."""
+    global _OPENBLAS_SHUTDOWN
+    if _OPENBLAS_SHUTDOWN is None:
+        import ctypes
+
+        found = []
+        try:
+            from threadpoolctl import threadpool_info
+
+            for info in threadpool_info():
+                if info.get("internal_api") == "openblas":
+                    fn = getattr(ctypes.CDLL(info["filepath"]), "blas_thread_shutdown_", None)
+                    if fn is not None:
+                        found.append(fn)
+        except (ImportError, OSError):
+            pass
+        _OPENBLAS_SHUTDOWN = found
+    for fn in _OPENBLAS_SHUTDOWN:
+        fn()
+    return len(_OPENBLAS_SHUTDOWN)
+
+
+def time_block(entry: Entry, park: bool = True, settle: float = 0.0) -> None:
     """Time one block.  A runner with ``reset()`` first goes back to its initial
     state (untimed), so every block times the same steps 1..N of one training
     run: long runs drift (dead ReLU units make Adam's first moment decay into
     float32 denormals, which slow NumPy and torch down 2x at M after ~700
-    steps; XLA flushes denormals to zero).  Then ``settle`` seconds of idle
-    (see ``SETTLE_S``), so no other library's threads are still spinning."""
+    steps; XLA flushes denormals to zero).  Then, with ``park``, no OpenBLAS
+    thread is left spinning (:func:`park_blas_threads`), and ``settle``
+    seconds of idle pass."""
     reset = getattr(entry.runner, "reset", None)
     if reset is not None:
         reset()
+    if park:
+        park_blas_threads()
     if settle > 0:
         time.sleep(settle)
     f0 = minor_faults()
@@ -231,15 +260,16 @@ def interleave(
     entries: list[Entry],
     rounds: int,
     on_round: Callable[[int], None] | None = None,
-    settle: float = SETTLE_S,
+    park: bool = True,
+    settle: float = 0.0,
 ) -> None:
     """``rounds`` rounds; in each, every entry runs one timed block, in an order
     shuffled each round (seeded: the same orders every run), so no entry
     always follows the same one.  (A rotation by one per round keeps every
     entry's predecessor: ``tinynet-numpy`` always ran right after the GEMM
     floor, whose BLAS threads still spin for a while after their last call,
-    and measured 1.4-1.5x raw NumPy on S in full runs vs 1.05x alone; the
-    ``settle`` pause before every block, see ``time_block``, now removes
+    and measured 1.4-1.5x raw NumPy on S in full runs vs 1.05x alone; ending
+    OpenBLAS's threads before every block, see ``time_block``, now removes
     that cost too.)"""
     import gc
     import random as pyrandom
@@ -249,7 +279,7 @@ def interleave(
         order = list(entries)
         shuffler.shuffle(order)
         for entry in order:
-            time_block(entry, settle)
+            time_block(entry, park, settle)
         gc.collect()
         if on_round is not None:
             on_round(r)
@@ -476,8 +506,8 @@ def run_python(
 
 
 def add_run_arguments(parser: Any) -> None:
-    """``--wait-quiet SECONDS``, ``--json PATH`` and ``--settle SECONDS``, shared by
-    every bench script."""
+    """``--wait-quiet SECONDS``, ``--json PATH``, ``--no-park`` and ``--settle
+    SECONDS``, shared by every bench script."""
     parser.add_argument(
         "--wait-quiet",
         type=float,
@@ -487,10 +517,16 @@ def add_run_arguments(parser: Any) -> None:
     )
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument(
+        "--no-park",
+        dest="park",
+        action="store_false",
+        help="leave OpenBLAS's threads spinning between timed blocks (by default they are "
+        "ended before every block: see benchlib.park_blas_threads)",
+    )
+    parser.add_argument(
         "--settle",
         type=float,
-        default=SETTLE_S,
+        default=0.0,
         metavar="SECONDS",
-        help=f"idle before every timed block, so the previous implementation's BLAS "
-        f"threads stop spinning (default {SETTLE_S}; 0 turns it off)",
+        help="idle before every timed block (default 0: JAX runs slower after a pause)",
     )

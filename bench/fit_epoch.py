@@ -13,7 +13,7 @@ otherwise (the headline ratio, target <= 1.10; on JAX the default
 ``shuffle=False``, host NumPy data, and on JAX ``steps_per_execution`` 1 (one
 dispatch per step, like the bare steps, each gathering its rows and counting
 its accuracy in the program) and 8, shown without a target.  All timers are
-interleaved round by round, with ``--settle`` seconds of idle before each.
+interleaved round by round, OpenBLAS's threads ended before each (``--no-park``).
 
 Part 2, peak memory: ``--memory-steps`` training steps of M on the NumPy
 backend, tinynet versus the raw NumPy reference, each in a fresh
@@ -205,7 +205,11 @@ def fit_overhead(args) -> tuple[dict, list[tuple[bool | None, str]]]:
         bl.warm_up(e, 1)
     monitor = bl.LoadMonitor().start()
     bl.interleave(
-        entries, args.rounds, lambda r: log(f"  round {r + 1}/{args.rounds}"), settle=args.settle
+        entries,
+        args.rounds,
+        lambda r: log(f"  round {r + 1}/{args.rounds}"),
+        park=args.park,
+        settle=args.settle,
     )
     others = monitor.others_fraction()
 

@@ -138,6 +138,7 @@ def bench_config(config, impls, opts, args, refs, skipped_builds):
         lambda r: log(
             f"  [{config.name}] round {r + 1}/{rounds} ({time.perf_counter() - t0:.1f} s)"
         ),
+        park=args.park,
         settle=args.settle,
     )
     others = monitor.others_fraction()
@@ -368,7 +369,10 @@ def main(argv=None) -> int:
     )
     rounds = args.rounds or (3 if args.quick else 7)
     print(
-        f"median over {rounds} interleaved blocks, {args.settle} s idle before each; "
+        f"median over {rounds} interleaved blocks"
+        + (", OpenBLAS threads ended before each" if args.park else "")
+        + (f", {args.settle} s idle before each" if args.settle else "")
+        + "; "
         "spread = ±half of (max-min)/median over blocks"
     )
     results, load = [], {}
@@ -412,6 +416,7 @@ def main(argv=None) -> int:
                     "device": args.device,
                     "block_scale": args.block_scale,
                     "threads": args.threads,
+                    "park_blas_threads": args.park,
                     "settle_s": args.settle,
                     "flops_note": "2*m*k*n per matmul: forward 1 per layer, backward 2 per "
                     "layer except no input gradient for the first layer",
