@@ -73,9 +73,9 @@ class Backend:
     _fori_loop: Callable[..., Any] | None = None
     _rows: Callable[[Any, Any, int], Any] | None = None
     _from_host: Callable[[np.ndarray], Any] | None = None
-    # host arrays -> arrays on the device of ``like`` in one transfer, or None
-    # where ``like`` is not a plain array on the backend's device (see full)
-    _many_from_host: Callable[[list, Any], list | None] | None = None
+    # True where ``like`` is a concrete array on the backend's own device, so
+    # ``_from_host`` (which takes a list too) can make arrays next to it (see full)
+    _beside: Callable[[Any], bool] | None = None
     immutable: bool = False  # arrays cannot change after they are made (JAX)
     kernels: Any = None  # in-place optimizer kernels (NumPy), see donated()
     fused: Any = None  # per-op kernels by attribute name, see fused()
@@ -130,11 +130,10 @@ class Backend:
         ``jnp.zeros_like`` costs ~200 us per array (M's Adam state, 13 arrays:
         2.4 ms, 4% of a 60-step epoch), the transfer ~0.5 ms for all.
         """
-        if self._many_from_host is not None:
-            host = [np.full(shape, value, dtype=np.dtype(dtype)) for shape, dtype, value in specs]
-            made = self._many_from_host(host, like)
-            if made is not None:
-                return made
+        if self._beside is not None and self._beside(like):
+            return self._from_host(
+                [np.full(shape, value, dtype=np.dtype(dtype)) for shape, dtype, value in specs]
+            )
         device = getattr(like, "device", None)
         return [
             self.xp.full(shape, value, dtype=dtype, device=device) for shape, dtype, value in specs

@@ -57,13 +57,11 @@ def load() -> Backend:
         # previously dispatched work on the device.
         jnp.zeros((), device=device).block_until_ready()
 
-    def many_from_host(arrays, like):
+    def beside(like) -> bool:
         try:  # a tracer (init under jit) or an array sharded over several devices: no
-            if like.devices() != {device}:
-                return None
+            return like.devices() == {device}
         except (AttributeError, TypeError, jax.errors.ConcretizationTypeError):
-            return None
-        return jax.device_put(arrays, device, may_alias=False)
+            return False
 
     return Backend(
         name="jax",
@@ -77,7 +75,7 @@ def load() -> Backend:
         _fori_loop=lambda n, body, carry: jax.lax.fori_loop(0, n, lambda i, c: body(c), carry),
         _rows=lambda x, start, size: jax.lax.dynamic_slice_in_dim(x, start, size, axis=0),
         _from_host=lambda a: jax.device_put(a, device, may_alias=False),
-        _many_from_host=many_from_host,
+        _beside=beside,
         immutable=True,
         fused=_fused_ops(jnp, device.platform),
         description=f"{device.platform.upper()} ({len(jax.local_devices())} device(s))",
