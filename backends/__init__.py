@@ -284,6 +284,9 @@ def fused(xp: Any, name: str) -> Callable | None:
       pass of a C loop, same bits; ``backends/_numpy_kernels.py``);
     * ``one_hot(labels, k, dtype)`` =
       ``xp.astype(labels[:, None] == xp.arange(k), dtype)`` (NumPy: C loop);
+    * ``argmax_hits(scores, labels)`` =
+      ``xp.sum(xp.astype(xp.argmax(scores, axis=-1) == labels, scores.dtype))``
+      (NumPy: C loop; the sparse accuracy's count);
     * ``threefry_words(k0, k1, n)`` = ``tinynet.random._words`` of key
       ``(k0, k1)`` (NumPy: C loop, same bits);
     * ``matmul_tn(a, b)`` = ``a.T @ b`` for 2-D ``a``, ``b`` (a Dense layer's

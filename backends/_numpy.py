@@ -55,6 +55,6 @@ def load() -> Backend:
         version=np.__version__,
         _to_numpy=np.asarray,
         kernels=_numpy_kernels,
-        fused=_numpy_kernels,  # relu_grad, one_hot, threefry_words
+        fused=_numpy_kernels,  # relu_grad, one_hot, threefry_words, argmax_hits
         description="CPU",
     )

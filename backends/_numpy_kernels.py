@@ -186,6 +186,18 @@ def _one_hot(labels: np.ndarray, k: int, dtype: Any) -> np.ndarray:
         return np.astype(labels[:, None] == np.arange(k, dtype=labels.dtype), dtype)
 
 
+def _argmax_hits(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``sum(astype(argmax(scores, axis=-1) == labels, scores.dtype))`` (the
+    sparse accuracy's count) by one call of the C loop instead of four NumPy
+    calls, which cost ~11 us instead of ~3 inside a training step at M, their
+    code and data cold after the backward pass; NumPy's expression for what
+    the loop does not take."""
+    try:
+        return np.asarray(_fused.argmax_hits(scores, labels), dtype=scores.dtype)
+    except (TypeError, ValueError):
+        return np.sum(np.astype(np.argmax(scores, axis=-1) == labels, scores.dtype))
+
+
 def _threefry_words(k0: int, k1: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``tinynet.random._words``: the two uint32 output words of Threefry-2x32
     with key ``(k0, k1)`` on counters ``(0, i)``, ``i < n``, by one pass of
@@ -199,6 +211,7 @@ def _threefry_words(k0: int, k1: int, n: int) -> tuple[np.ndarray, np.ndarray]:
 relu_grad = None if _fused is None else _relu_grad
 one_hot = None if _fused is None else _one_hot
 threefry_words = None if _fused is None else _threefry_words
+argmax_hits = None if _fused is None else _argmax_hits
 
 
 def sgd_many(ps, gs, v_flat, neg_lr, momentum: float, nesterov: bool) -> None:

@@ -233,6 +233,63 @@ def test_c_one_hot_checks_its_buffers():
         fused.one_hot(np.zeros(3, "int64"), np.asfortranarray(np.empty((3, 2), "float32")))
 
 
+@needs_c_loop
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_argmax_hits_is_the_accuracy_expression(dtype):
+    """The sparse accuracy's count by the C loop equals NumPy's
+    ``sum(astype(argmax(s, -1) == labels, dtype))``: ties (first index
+    wins), NaN (the first NaN is the argmax), +-Inf, labels out of range, every
+    integer label type, one class; NumPy's expression for what the loop does
+    not take (strided, big-endian, labels of another shape)."""
+    hits = backends.fused(backends.load("numpy").xp, "argmax_hits")
+    assert hits is _numpy_kernels.argmax_hits is not None
+    rng = np.random.default_rng(19)
+
+    def want(s, labels):
+        return np.sum(np.astype(np.argmax(s, axis=-1) == labels, s.dtype))
+
+    for k in (1, 2, 3, 10):
+        s = rng.integers(-2, 3, (400, k)).astype(dtype)  # many ties
+        s[rng.random(s.shape) < 0.05] = np.nan
+        s[rng.random(s.shape) < 0.05] = np.inf
+        s[rng.random(s.shape) < 0.05] = -np.inf
+        for label_dtype in "int8 int16 int32 int64 uint8 uint16 uint32 uint64".split():
+            info = np.iinfo(label_dtype)
+            labels = rng.integers(max(info.min, -2), k + 2, 400).astype(label_dtype)
+            labels[:2] = [info.max, info.min]
+            got = hits(s, labels)
+            assert got.dtype == s.dtype and got.shape == ()
+            assert got == want(s, labels) > 0, (k, label_dtype)
+    s = rng.standard_normal((6, 4)).astype(dtype)
+    labels = np.argmax(s, axis=-1)
+    assert hits(s, labels) == 6 and hits(s, (labels + 1) % 4) == 0
+    for odd_s, odd_labels in [
+        (s[:, ::2], labels),  # strided scores
+        (s, np.arange(12)[::2]),  # strided labels
+        (s.astype(s.dtype.newbyteorder(">")), labels),  # big-endian
+        (s, labels.astype(">i8")),
+        (s, labels[:, None]),  # another shape: NumPy broadcasts
+    ]:
+        got = hits(odd_s, odd_labels)
+        np.testing.assert_array_equal(got, want(odd_s, odd_labels))
+        assert got.dtype == want(odd_s, odd_labels).dtype
+
+
+@needs_c_loop
+def test_c_argmax_hits_checks_its_buffers():
+    fused = _numpy_xp._fused
+    with pytest.raises(ValueError, match=r"scores must be a float32 or float64 array of shape"):
+        fused.argmax_hits(np.zeros((3, 2), "int64"), np.zeros(3, "int64"))
+    with pytest.raises(ValueError, match=r"k >= 1"):
+        fused.argmax_hits(np.zeros((3, 0), "float32"), np.zeros(3, "int64"))
+    with pytest.raises(ValueError, match=r"labels must be a 1-D integer array of length 3"):
+        fused.argmax_hits(np.zeros((3, 2), "float32"), np.zeros(4, "int64"))
+    with pytest.raises(ValueError, match=r"labels must be a 1-D integer array"):
+        fused.argmax_hits(np.zeros((3, 2), "float32"), np.zeros(3, "float32"))
+    with pytest.raises(TypeError, match=r"scores must be a C-contiguous"):
+        fused.argmax_hits(np.zeros((3, 4), "float32")[:, ::2], np.zeros(3, "int64"))
+
+
 def test_numpy_xp_method_shortcuts_equal_numpy_functions():
     """``take``/``argmax``/``astype`` call the ndarray methods (NumPy's
     function forms add a Python wrapper): the same results, also for NumPy
