@@ -471,29 +471,57 @@ fused_relu_grad(PyObject *self, PyObject *args)
  * astype(labels[:, None] == arange(k), dtype) gives.  labels: a 1-D
  * C-contiguous integer buffer; out: a writable C-contiguous (n, k) float32
  * or float64 one. */
+/* The struct code ('b', 'h', 'i', 'l', 'q' or unsigned 'B'...'Q') of a
+ * buffer of native-order integers of the C type's size, else 0. */
+static char
+integer_code(const Py_buffer *b)
+{
+    const char *fmt = b->format;
+    char code = (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@') ? fmt[1] : fmt[0];
+    Py_ssize_t native = 0; /* the C type's size; the buffer's items must have it */
+    switch (code) {
+    case 'b': case 'B': native = sizeof(char); break;
+    case 'h': case 'H': native = sizeof(short); break;
+    case 'i': case 'I': native = sizeof(int); break;
+    case 'l': case 'L': native = sizeof(long); break;
+    case 'q': case 'Q': native = sizeof(long long); break;
+    }
+    int ok = native != 0 && native == b->itemsize && fmt[(fmt[0] == code) ? 1 : 2] == '\0';
+    return ok ? code : 0;
+}
+
+/* labels[i] as a row index, or -1 where it is outside 0..k-1. */
+static Py_ssize_t
+label_index(const char *labels, char code, Py_ssize_t i, Py_ssize_t k)
+{
+    long long s;
+    unsigned long long u;
+    switch (code) {
+    case 'b': s = ((const signed char *)labels)[i]; goto sign;
+    case 'h': s = ((const short *)labels)[i]; goto sign;
+    case 'i': s = ((const int *)labels)[i]; goto sign;
+    case 'l': s = ((const long *)labels)[i]; goto sign;
+    case 'q': s = ((const long long *)labels)[i]; goto sign;
+    case 'B': u = ((const unsigned char *)labels)[i]; break;
+    case 'H': u = ((const unsigned short *)labels)[i]; break;
+    case 'I': u = ((const unsigned int *)labels)[i]; break;
+    case 'L': u = ((const unsigned long *)labels)[i]; break;
+    default: u = ((const unsigned long long *)labels)[i]; break;
+    }
+    return u < (unsigned long long)k ? (Py_ssize_t)u : -1;
+sign:
+    return (s >= 0 && s < k) ? (Py_ssize_t)s : -1;
+}
+
 #define ONE_HOT_LOOP(T)                                                                \
     static void one_hot_##T(const char *labels, char code, Py_ssize_t n, T *out,       \
                             Py_ssize_t k)                                             \
     {                                                                                 \
         memset(out, 0, (size_t)n * (size_t)k * sizeof(T));                            \
         for (Py_ssize_t i = 0; i < n; i++) {                                          \
-            long long s = 0;                                                          \
-            unsigned long long u = 0;                                                 \
-            int is_signed = 1;                                                        \
-            switch (code) {                                                           \
-            case 'b': s = ((const signed char *)labels)[i]; break;                    \
-            case 'h': s = ((const short *)labels)[i]; break;                          \
-            case 'i': s = ((const int *)labels)[i]; break;                            \
-            case 'l': s = ((const long *)labels)[i]; break;                           \
-            case 'q': s = ((const long long *)labels)[i]; break;                      \
-            case 'B': u = ((const unsigned char *)labels)[i]; is_signed = 0; break;   \
-            case 'H': u = ((const unsigned short *)labels)[i]; is_signed = 0; break;  \
-            case 'I': u = ((const unsigned int *)labels)[i]; is_signed = 0; break;    \
-            case 'L': u = ((const unsigned long *)labels)[i]; is_signed = 0; break;   \
-            default: u = ((const unsigned long long *)labels)[i]; is_signed = 0; break; \
-            }                                                                         \
-            if (is_signed ? (s >= 0 && s < k) : (u < (unsigned long long)k))          \
-                out[i * k + (is_signed ? (Py_ssize_t)s : (Py_ssize_t)u)] = (T)1;      \
+            Py_ssize_t j = label_index(labels, code, i, k);                           \
+            if (j >= 0)                                                               \
+                out[i * k + j] = (T)1;                                                \
         }                                                                             \
     }
 
@@ -521,17 +549,8 @@ fused_one_hot(PyObject *self, PyObject *args)
     }
     PyObject *result = NULL;
     const char *fmt = labels.format;
-    char code = (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@') ? fmt[1] : fmt[0];
-    Py_ssize_t native = 0; /* the C type's size; the buffer's items must have it */
-    switch (code) {
-    case 'b': case 'B': native = sizeof(char); break;
-    case 'h': case 'H': native = sizeof(short); break;
-    case 'i': case 'I': native = sizeof(int); break;
-    case 'l': case 'L': native = sizeof(long); break;
-    case 'q': case 'Q': native = sizeof(long long); break;
-    }
-    int integer = native != 0 && native == labels.itemsize &&
-                  fmt[(fmt[0] == code) ? 1 : 2] == '\0';
+    char code = integer_code(&labels);
+    int integer = code != 0;
     char kind = float_kind(&out);
     if (!integer || labels.ndim != 1) {
         PyErr_Format(PyExc_ValueError, "_fused.one_hot: labels must be a 1-D integer array "
@@ -583,29 +602,6 @@ fused_one_hot(PyObject *self, PyObject *args)
 ARGMAX_LOOP(float)
 ARGMAX_LOOP(double)
 
-/* labels[i] as a row index, or -1 where it is outside 0..k-1. */
-static Py_ssize_t
-label_index(const char *labels, char code, Py_ssize_t i, Py_ssize_t k)
-{
-    long long s;
-    unsigned long long u;
-    switch (code) {
-    case 'b': s = ((const signed char *)labels)[i]; goto sign;
-    case 'h': s = ((const short *)labels)[i]; goto sign;
-    case 'i': s = ((const int *)labels)[i]; goto sign;
-    case 'l': s = ((const long *)labels)[i]; goto sign;
-    case 'q': s = ((const long long *)labels)[i]; goto sign;
-    case 'B': u = ((const unsigned char *)labels)[i]; break;
-    case 'H': u = ((const unsigned short *)labels)[i]; break;
-    case 'I': u = ((const unsigned int *)labels)[i]; break;
-    case 'L': u = ((const unsigned long *)labels)[i]; break;
-    default: u = ((const unsigned long long *)labels)[i]; break;
-    }
-    return u < (unsigned long long)k ? (Py_ssize_t)u : -1;
-sign:
-    return (s >= 0 && s < k) ? (Py_ssize_t)s : -1;
-}
-
 static PyObject *
 fused_argmax_hits(PyObject *self, PyObject *args)
 {
@@ -626,17 +622,8 @@ fused_argmax_hits(PyObject *self, PyObject *args)
     }
     PyObject *result = NULL;
     const char *fmt = labels.format;
-    char code = (fmt[0] == '<' || fmt[0] == '=' || fmt[0] == '@') ? fmt[1] : fmt[0];
-    Py_ssize_t native = 0;
-    switch (code) {
-    case 'b': case 'B': native = sizeof(char); break;
-    case 'h': case 'H': native = sizeof(short); break;
-    case 'i': case 'I': native = sizeof(int); break;
-    case 'l': case 'L': native = sizeof(long); break;
-    case 'q': case 'Q': native = sizeof(long long); break;
-    }
-    int integer = native != 0 && native == labels.itemsize &&
-                  fmt[(fmt[0] == code) ? 1 : 2] == '\0';
+    char code = integer_code(&labels);
+    int integer = code != 0;
     char kind = float_kind(&scores);
     if (!kind || scores.ndim != 2 || scores.shape[1] < 1) {
         PyErr_Format(PyExc_ValueError, "_fused.argmax_hits: scores must be a float32 or "
