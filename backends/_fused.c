@@ -513,6 +513,32 @@ sign:
     return (s >= 0 && s < k) ? (Py_ssize_t)s : -1;
 }
 
+/* Acquires labels_obj as a C-contiguous 1-D buffer of native integers
+ * (length n unless n < 0) and returns its struct code, or 0 with an
+ * exception set and nothing held. */
+static char
+get_labels(const char *fn, PyObject *labels_obj, Py_ssize_t n, Py_buffer *labels)
+{
+    if (PyObject_GetBuffer(labels_obj, labels, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyErr_Format(PyExc_TypeError, "_fused.%s: labels must be a C-contiguous integer "
+                     "array", fn);
+        return 0;
+    }
+    char code = integer_code(labels);
+    if (!code || labels->ndim != 1 || (n >= 0 && labels->shape[0] != n)) {
+        if (n >= 0)
+            PyErr_Format(PyExc_ValueError, "_fused.%s: labels must be a 1-D integer array of "
+                         "length %zd (received %d-D, format '%s')", fn, n, labels->ndim,
+                         labels->format);
+        else
+            PyErr_Format(PyExc_ValueError, "_fused.%s: labels must be a 1-D integer array "
+                         "(received %d-D, format '%s')", fn, labels->ndim, labels->format);
+        PyBuffer_Release(labels);
+        return 0;
+    }
+    return code;
+}
+
 #define ONE_HOT_LOOP(T)                                                                \
     static void one_hot_##T(const char *labels, char code, Py_ssize_t n, T *out,       \
                             Py_ssize_t k)                                             \
@@ -535,11 +561,9 @@ fused_one_hot(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OO:one_hot", &labels_obj, &out_obj))
         return NULL;
     Py_buffer labels, out;
-    if (PyObject_GetBuffer(labels_obj, &labels, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyErr_SetString(PyExc_TypeError, "_fused.one_hot: labels must be a C-contiguous "
-                        "integer array");
+    char code = get_labels("one_hot", labels_obj, -1, &labels);
+    if (!code)
         return NULL;
-    }
     if (PyObject_GetBuffer(out_obj, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT |
                                               PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&labels);
@@ -548,14 +572,8 @@ fused_one_hot(PyObject *self, PyObject *args)
         return NULL;
     }
     PyObject *result = NULL;
-    const char *fmt = labels.format;
-    char code = integer_code(&labels);
-    int integer = code != 0;
     char kind = float_kind(&out);
-    if (!integer || labels.ndim != 1) {
-        PyErr_Format(PyExc_ValueError, "_fused.one_hot: labels must be a 1-D integer array "
-                     "(received %d-D, format '%s')", labels.ndim, fmt);
-    } else if (!kind || out.ndim != 2 || out.shape[0] != labels.shape[0]) {
+    if (!kind || out.ndim != 2 || out.shape[0] != labels.shape[0]) {
         PyErr_Format(PyExc_ValueError, "_fused.one_hot: out must be a float32 or float64 "
                      "array of shape (%zd, classes) (received %d-D, format '%s')",
                      labels.shape[0], out.ndim, out.format);
@@ -614,38 +632,29 @@ fused_argmax_hits(PyObject *self, PyObject *args)
                         "float32 or float64 array");
         return NULL;
     }
-    if (PyObject_GetBuffer(labels_obj, &labels, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyBuffer_Release(&scores);
-        PyErr_SetString(PyExc_TypeError, "_fused.argmax_hits: labels must be a C-contiguous "
-                        "integer array");
-        return NULL;
-    }
-    PyObject *result = NULL;
-    const char *fmt = labels.format;
-    char code = integer_code(&labels);
-    int integer = code != 0;
     char kind = float_kind(&scores);
     if (!kind || scores.ndim != 2 || scores.shape[1] < 1) {
         PyErr_Format(PyExc_ValueError, "_fused.argmax_hits: scores must be a float32 or "
                      "float64 array of shape (n, k), k >= 1 (received %d-D, format '%s')",
                      scores.ndim, scores.format);
-    } else if (!integer || labels.ndim != 1 || labels.shape[0] != scores.shape[0]) {
-        PyErr_Format(PyExc_ValueError, "_fused.argmax_hits: labels must be a 1-D integer "
-                     "array of length %zd (received %d-D, format '%s')", scores.shape[0],
-                     labels.ndim, fmt);
-    } else {
-        Py_ssize_t n = scores.shape[0], k = scores.shape[1], hits = 0;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            Py_ssize_t want = label_index(labels.buf, code, i, k);
-            Py_ssize_t got = kind == 'f' ? argmax_float((const float *)scores.buf + i * k, k)
-                                         : argmax_double((const double *)scores.buf + i * k, k);
-            hits += got == want;
-        }
-        result = PyLong_FromSsize_t(hits);
+        PyBuffer_Release(&scores);
+        return NULL;
+    }
+    char code = get_labels("argmax_hits", labels_obj, scores.shape[0], &labels);
+    if (!code) {
+        PyBuffer_Release(&scores);
+        return NULL;
+    }
+    Py_ssize_t n = scores.shape[0], k = scores.shape[1], hits = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t want = label_index(labels.buf, code, i, k);
+        Py_ssize_t got = kind == 'f' ? argmax_float((const float *)scores.buf + i * k, k)
+                                     : argmax_double((const double *)scores.buf + i * k, k);
+        hits += got == want;
     }
     PyBuffer_Release(&labels);
     PyBuffer_Release(&scores);
-    return result;
+    return PyLong_FromSsize_t(hits);
 }
 
 /* adam_list / sgd_list: adam / sgd over lists of parameters and gradients

@@ -189,9 +189,9 @@ def _one_hot(labels: np.ndarray, k: int, dtype: Any) -> np.ndarray:
 def _argmax_hits(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``sum(astype(argmax(scores, axis=-1) == labels, scores.dtype))`` (the
     sparse accuracy's count) by one call of the C loop instead of four NumPy
-    calls, which cost ~11 us instead of ~3 inside a training step at M, their
-    code and data cold after the backward pass; NumPy's expression for what
-    the loop does not take."""
+    calls (inside a training step at M: 6.1 us instead of 16.5, the four
+    taking 2.8 us when called in a loop: inside a step they run cold);
+    NumPy's expression for what the loop does not take."""
     try:
         return np.asarray(_fused.argmax_hits(scores, labels), dtype=scores.dtype)
     except (TypeError, ValueError):
