@@ -36,6 +36,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(_MSC_VER)
@@ -845,6 +846,137 @@ fused_threefry_words(PyObject *self, PyObject *args)
     return ok ? Py_NewRef(Py_None) : NULL;
 }
 
+/* sort_u64(a, out): out = np.sort(a) for a 1-D uint64 array (C-contiguous,
+ * native byte order; out a separate writable one of the same length).  The
+ * sorted order of integers is unique, so any correct sort gives np.sort's
+ * result.  tinynet.random.permutation sorts n random 64-bit draws every
+ * shuffled epoch, where NumPy took 180 us at n = 7680 (23 ns per element).
+ * This is one counting pass on the top bits of (a - min) into ~n/2 buckets,
+ * then an insertion sort of each (a bucket holds ~2 values when the values
+ * are spread out, as random draws are), or qsort for a bucket of more than
+ * SORT_SMALL values, so clustered or repeated values cost O(n log n), not
+ * O(n^2). */
+#define SORT_SMALL 32
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void
+insertion_u64(uint64_t *v, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 1; i < n; i++) {
+        uint64_t key = v[i];
+        Py_ssize_t j = i;
+        for (; j > 0 && v[j - 1] > key; j--)
+            v[j] = v[j - 1];
+        v[j] = key;
+    }
+}
+
+/* 0 on success, -1 if the bucket counts could not be allocated */
+static int
+sort_u64_into(const uint64_t *RESTRICT a, uint64_t *RESTRICT out, Py_ssize_t n)
+{
+    if (n <= SORT_SMALL) {
+        memcpy(out, a, (size_t)n * sizeof(uint64_t));
+        insertion_u64(out, n);
+        return 0;
+    }
+    uint64_t lo = a[0], hi = a[0];
+    for (Py_ssize_t i = 1; i < n; i++) {
+        lo = a[i] < lo ? a[i] : lo;
+        hi = a[i] > hi ? a[i] : hi;
+    }
+    if (lo == hi) { /* all equal */
+        memcpy(out, a, (size_t)n * sizeof(uint64_t));
+        return 0;
+    }
+    int span = 0; /* bits of hi - lo */
+    for (uint64_t d = hi - lo; d; d >>= 1)
+        span++;
+    int bits = 1; /* ~n / 2 buckets, at most 2**16 */
+    while (bits < 16 && ((Py_ssize_t)1 << (bits + 1)) <= n)
+        bits++;
+    if (bits > span)
+        bits = span;
+    const int shift = span - bits;
+    const Py_ssize_t buckets = (Py_ssize_t)1 << bits;
+    /* pos[b + 1] counts bucket b; the prefix sums make pos[b] its first slot,
+     * and the scatter advances pos[b] to its end */
+    Py_ssize_t *pos = calloc((size_t)buckets + 1, sizeof(Py_ssize_t));
+    if (pos == NULL)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++)
+        pos[((a[i] - lo) >> shift) + 1]++;
+    for (Py_ssize_t b = 0; b < buckets; b++)
+        pos[b + 1] += pos[b];
+    for (Py_ssize_t i = 0; i < n; i++)
+        out[pos[(a[i] - lo) >> shift]++] = a[i];
+    Py_ssize_t begin = 0;
+    for (Py_ssize_t b = 0; b < buckets; b++) {
+        Py_ssize_t end = pos[b], size = end - begin;
+        if (size > SORT_SMALL)
+            qsort(out + begin, (size_t)size, sizeof(uint64_t), cmp_u64);
+        else if (size > 1)
+            insertion_u64(out + begin, size);
+        begin = end;
+    }
+    free(pos);
+    return 0;
+}
+
+static PyObject *
+fused_sort_u64(PyObject *self, PyObject *args)
+{
+    PyObject *objs[2];
+    if (!PyArg_ParseTuple(args, "OO:sort_u64", &objs[0], &objs[1]))
+        return NULL;
+    Py_buffer w[2];
+    int got = 0, ok = 1;
+    for (; got < 2; got++) {
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (got ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(objs[got], &w[got], flags) < 0) {
+            PyErr_Format(PyExc_TypeError, "_fused.sort_u64: %s must be a %sC-contiguous "
+                         "uint64 array", got ? "out" : "a", got ? "writable " : "");
+            ok = 0;
+            break;
+        }
+        const char *f = w[got].format;
+        char code = (f[0] == '<' || f[0] == '=' || f[0] == '@') ? f[1] : f[0];
+        if (!((code == 'Q' || (code == 'L' && sizeof(long) == 8)) && w[got].itemsize == 8 &&
+              w[got].ndim == 1)) {
+            PyErr_Format(PyExc_TypeError, "_fused.sort_u64: %s has format '%s' and %d "
+                         "dimensions; expected a 1-D uint64 array", got ? "out" : "a", f,
+                         w[got].ndim);
+            got++;
+            ok = 0;
+            break;
+        }
+    }
+    if (ok && (w[0].len != w[1].len || overlap(&w[0], &w[1]))) {
+        PyErr_SetString(PyExc_ValueError, "_fused.sort_u64: a and out must be two separate "
+                        "arrays of one length");
+        ok = 0;
+    }
+    if (ok) {
+        int status;
+        Py_BEGIN_ALLOW_THREADS
+        status = sort_u64_into(w[0].buf, w[1].buf, w[0].len / 8);
+        Py_END_ALLOW_THREADS
+        if (status < 0) {
+            PyErr_NoMemory();
+            ok = 0;
+        }
+    }
+    while (got-- > 0)
+        PyBuffer_Release(&w[got]);
+    return ok ? Py_NewRef(Py_None) : NULL;
+}
+
 static PyMethodDef methods[] = {
     {"adam", fused_adam, METH_VARARGS,
      "adam(p, g, m, v, alpha_neg, keep, c1, c2, eps): Adam._leaf in place, one pass."},
@@ -865,6 +997,7 @@ static PyMethodDef methods[] = {
      "threefry_words(k0, k1, w0, w1): Threefry-2x32 of counters (0, i) into w0, w1."},
     {"relu_grad", fused_relu_grad, METH_VARARGS,
      "relu_grad(dy, x, out): out = dy * (x > 0), elementwise."},
+    {"sort_u64", fused_sort_u64, METH_VARARGS, "sort_u64(a, out): out = np.sort(a), uint64."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,7 +15,8 @@ bit (``tests/test_fused_ops.py`` compares them with ``np.add.reduce`` and
 ``np.maximum.reduce`` over many shapes and special values; only which NaN
 comes out where NaNs meet may differ).  Everything else is looked up in
 ``numpy`` (NumPy >= 2 implements the array API in its main namespace),
-except ``take``/``argmax``/``astype``, which call the ndarray methods.
+except ``take``/``argmax``/``astype``, which call the ndarray methods, and
+``sort``, which sorts a 1-D uint64 array with a C loop (the same result).
 """
 
 from __future__ import annotations
@@ -111,6 +112,29 @@ def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> A
     if type(x) is _ndarray and device is None:
         return x.astype(dtype, copy=copy)
     return _np.astype(x, dtype, copy=copy, device=device)
+
+
+_UINT64 = _np.dtype("uint64")  # native byte order
+
+
+def sort(x: Any, /, *, axis: int = -1, stable: bool = True) -> Any:
+    """``np.sort``; a 1-D uint64 array goes to the C sort (``_fused.sort_u64``:
+    ``tinynet.random.permutation`` sorts n random draws every shuffled epoch,
+    and NumPy took 184 us at n = 7680, the C sort 29 us).  Equal integers
+    are indistinguishable, so every sort of them is stable."""
+    if (
+        _fused is not None
+        and type(x) is _ndarray
+        and x.ndim == 1
+        and axis in (0, -1)
+        and x.dtype == _UINT64
+        and x.dtype.isnative
+        and x.flags.c_contiguous
+    ):
+        out = _empty(x.shape, x.dtype)
+        _fused.sort_u64(x, out)
+        return out
+    return _np.sort(x, axis=axis, stable=stable)
 
 
 def __getattr__(name: str) -> Any:

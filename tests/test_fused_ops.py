@@ -371,3 +371,69 @@ def test_threefry_words_is_the_array_api_block_function():
         fused.threefry_words(1, 2, np.empty(2, np.uint32), np.empty(2, np.int64))
     with pytest.raises(ValueError, match="two separate arrays of one length"):
         fused.threefry_words(1, 2, np.empty(2, np.uint32), np.empty(3, np.uint32))
+
+
+def _u64_cases():
+    """(name, uint64 array): spread, clustered, repeated and extreme values,
+    around the kernel's insertion-sort size (32) and bucket-count limit."""
+    rng = np.random.default_rng(23)
+    top = np.iinfo(np.uint64).max
+    for n in (0, 1, 2, 3, 31, 32, 33, 64, 100, 1000, 7680, 70_000, 140_000):
+        yield f"random n={n}", rng.integers(0, top, n, dtype=np.uint64, endpoint=True)
+    r = rng.integers(0, top, 5000, dtype=np.uint64, endpoint=True)
+    yield "sorted", np.sort(r)
+    yield "reversed", np.sort(r)[::-1].copy()
+    yield "all equal", np.full(1000, 12345, np.uint64)
+    yield "two values", rng.choice(np.array([0, top], np.uint64), 3000)
+    yield "few values", rng.integers(0, 5, 4000).astype(np.uint64) * np.uint64(2**61)
+    # one dense cluster beside one outlier: nearly every value in one bucket
+    yield "clustered", np.concatenate([rng.integers(0, 1000, 5000), [2**63]]).astype(np.uint64)
+    yield "small range", rng.integers(7, 12, 500).astype(np.uint64)
+    yield "powers of two", (np.uint64(1) << np.arange(64, dtype=np.uint64))[::-1].copy()
+    yield "extremes", np.array([top, 0, top - 1, 1, top, 0] * 20, np.uint64)
+    # the packed draws tinynet.random.permutation sorts
+    yield "permutation draws", (r & ~np.uint64(2**13 - 1)) | np.arange(5000, dtype=np.uint64)
+
+
+@needs_c_loop
+@pytest.mark.parametrize("name, a", list(_u64_cases()), ids=lambda v: v if isinstance(v, str) else "")
+def test_c_sort_is_numpys_sort(name, a):
+    before = a.copy()
+    out = _numpy_xp.sort(a)
+    expected = np.sort(a)
+    assert out.dtype == expected.dtype and out.shape == expected.shape, name
+    np.testing.assert_array_equal(out, expected, err_msg=name)
+    np.testing.assert_array_equal(a, before, err_msg=f"{name}: the input was changed")
+
+
+def test_sort_falls_back_to_numpy_where_the_c_loop_does_not_apply():
+    rng = np.random.default_rng(29)
+    a = rng.integers(0, 2**63, 200, dtype=np.uint64)
+    for x in (
+        a[::2],  # strided
+        a.astype(">u8"),  # big-endian
+        a.astype(np.int64) - 2**62,  # signed
+        rng.standard_normal(50),  # float
+        a.reshape(20, 10),  # 2-D: sorted along the last axis
+    ):
+        np.testing.assert_array_equal(_numpy_xp.sort(x), np.sort(x))
+    m = a.reshape(20, 10)
+    np.testing.assert_array_equal(_numpy_xp.sort(m, axis=0), np.sort(m, axis=0))
+
+
+@needs_c_loop
+def test_c_sort_checks_its_buffers():
+    fused = _numpy_xp._fused
+    a = np.arange(10, dtype=np.uint64)
+    with pytest.raises(TypeError, match=r"a has format .* expected a 1-D uint64 array"):
+        fused.sort_u64(a.astype(np.int64), np.empty(10, np.uint64))
+    with pytest.raises(TypeError, match=r"out has format .* expected a 1-D uint64 array"):
+        fused.sort_u64(a, np.empty((2, 5), np.uint64))
+    with pytest.raises(TypeError, match=r"out must be a writable C-contiguous"):
+        ro = np.empty(10, np.uint64)
+        ro.flags.writeable = False
+        fused.sort_u64(a, ro)
+    with pytest.raises(ValueError, match=r"two separate arrays of one length"):
+        fused.sort_u64(a, np.empty(9, np.uint64))
+    with pytest.raises(ValueError, match=r"two separate arrays of one length"):
+        fused.sort_u64(a, a)
