@@ -395,8 +395,11 @@ def _u64_cases():
     yield "permutation draws", (r & ~np.uint64(2**13 - 1)) | np.arange(5000, dtype=np.uint64)
 
 
+_U64_CASES = list(_u64_cases())
+
+
 @needs_c_loop
-@pytest.mark.parametrize("name, a", list(_u64_cases()), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("name, a", _U64_CASES, ids=[name for name, _ in _U64_CASES])
 def test_c_sort_is_numpys_sort(name, a):
     before = a.copy()
     out = _numpy_xp.sort(a)
