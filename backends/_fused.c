@@ -491,6 +491,45 @@ integer_code(const Py_buffer *b)
     return ok ? code : 0;
 }
 
+/* Acquire objs[0] and objs[1] as two separate 1-D C-contiguous arrays of
+ * one length of native unsigned integers of `size` bytes (the uint32 words
+ * of threefry_words, the uint64 values of sort_u64); objs[1] must be
+ * writable, objs[0] too if `both_writable`.  Returns how many buffers it
+ * holds (release them) and sets *ok; on failure a Python error names
+ * fn, the argument and the problem. */
+static int
+get_unsigned_pair(const char *fn, PyObject *const objs[2], const char *const names[2],
+                  Py_ssize_t size, int both_writable, Py_buffer w[2], int *ok)
+{
+    const char *type = size == 4 ? "uint32" : "uint64";
+    int got = 0;
+    *ok = 1;
+    for (; got < 2; got++) {
+        int writable = got == 1 || both_writable;
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(objs[got], &w[got], flags) < 0) {
+            PyErr_Format(PyExc_TypeError, "_fused.%s: %s must be a %sC-contiguous %s array",
+                         fn, names[got], writable ? "writable " : "", type);
+            *ok = 0;
+            return got;
+        }
+        char code = integer_code(&w[got]);
+        if (!(code >= 'A' && code <= 'Z' && w[got].itemsize == size && w[got].ndim == 1)) {
+            PyErr_Format(PyExc_TypeError, "_fused.%s: %s has format '%s' and %d dimensions; "
+                         "expected a 1-D %s array", fn, names[got], w[got].format,
+                         w[got].ndim, type);
+            *ok = 0;
+            return got + 1;
+        }
+    }
+    if (w[0].len != w[1].len || overlap(&w[0], &w[1])) {
+        PyErr_Format(PyExc_ValueError, "_fused.%s: %s and %s must be two separate arrays of "
+                     "one length", fn, names[0], names[1]);
+        *ok = 0;
+    }
+    return got;
+}
+
 /* labels[i] as a row index, or -1 where it is outside 0..k-1. */
 static Py_ssize_t
 label_index(const char *labels, char code, Py_ssize_t i, Py_ssize_t k)
@@ -793,31 +832,9 @@ fused_threefry_words(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "_fused.threefry_words: key words must be uint32");
         return NULL;
     }
+    static const char *const names[2] = {"w0", "w1"};
     Py_buffer w[2];
-    int got = 0, ok = 1;
-    for (; got < 2; got++) {
-        if (PyObject_GetBuffer(objs[got], &w[got], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT |
-                                                        PyBUF_WRITABLE) < 0) {
-            PyErr_SetString(PyExc_TypeError, "_fused.threefry_words: w0 and w1 must be "
-                            "writable C-contiguous uint32 arrays");
-            ok = 0;
-            break;
-        }
-        const char *f = w[got].format;
-        char code = (f[0] == '<' || f[0] == '=' || f[0] == '@') ? f[1] : f[0];
-        if (!((code == 'I' || (code == 'L' && sizeof(long) == 4)) && w[got].itemsize == 4)) {
-            PyErr_Format(PyExc_TypeError, "_fused.threefry_words: w%d has format '%s'; "
-                         "expected uint32", got, f);
-            got++;
-            ok = 0;
-            break;
-        }
-    }
-    if (ok && (w[0].len != w[1].len || overlap(&w[0], &w[1]))) {
-        PyErr_SetString(PyExc_ValueError, "_fused.threefry_words: w0 and w1 must be two "
-                        "separate arrays of one length");
-        ok = 0;
-    }
+    int ok, got = get_unsigned_pair("threefry_words", objs, names, 4, 1, w, &ok);
     if (ok) {
         static const int rot[2][4] = {{13, 15, 26, 6}, {17, 29, 16, 24}};
         const uint32_t k0 = (uint32_t)k0_in, k1 = (uint32_t)k1_in;
@@ -935,33 +952,9 @@ fused_sort_u64(PyObject *self, PyObject *args)
     PyObject *objs[2];
     if (!PyArg_ParseTuple(args, "OO:sort_u64", &objs[0], &objs[1]))
         return NULL;
+    static const char *const names[2] = {"a", "out"};
     Py_buffer w[2];
-    int got = 0, ok = 1;
-    for (; got < 2; got++) {
-        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (got ? PyBUF_WRITABLE : 0);
-        if (PyObject_GetBuffer(objs[got], &w[got], flags) < 0) {
-            PyErr_Format(PyExc_TypeError, "_fused.sort_u64: %s must be a %sC-contiguous "
-                         "uint64 array", got ? "out" : "a", got ? "writable " : "");
-            ok = 0;
-            break;
-        }
-        const char *f = w[got].format;
-        char code = (f[0] == '<' || f[0] == '=' || f[0] == '@') ? f[1] : f[0];
-        if (!((code == 'Q' || (code == 'L' && sizeof(long) == 8)) && w[got].itemsize == 8 &&
-              w[got].ndim == 1)) {
-            PyErr_Format(PyExc_TypeError, "_fused.sort_u64: %s has format '%s' and %d "
-                         "dimensions; expected a 1-D uint64 array", got ? "out" : "a", f,
-                         w[got].ndim);
-            got++;
-            ok = 0;
-            break;
-        }
-    }
-    if (ok && (w[0].len != w[1].len || overlap(&w[0], &w[1]))) {
-        PyErr_SetString(PyExc_ValueError, "_fused.sort_u64: a and out must be two separate "
-                        "arrays of one length");
-        ok = 0;
-    }
+    int ok, got = get_unsigned_pair("sort_u64", objs, names, 8, 0, w, &ok);
     if (ok) {
         int status;
         Py_BEGIN_ALLOW_THREADS

@@ -114,7 +114,7 @@ def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> A
     return _np.astype(x, dtype, copy=copy, device=device)
 
 
-_UINT64 = _np.dtype("uint64")  # native byte order
+_UINT64 = _np.dtype("uint64")  # native byte order: a big-endian dtype compares unequal
 
 
 def sort(x: Any, /, *, axis: int = -1, stable: bool = True) -> Any:
@@ -128,7 +128,6 @@ def sort(x: Any, /, *, axis: int = -1, stable: bool = True) -> Any:
         and x.ndim == 1
         and axis in (0, -1)
         and x.dtype == _UINT64
-        and x.dtype.isnative
         and x.flags.c_contiguous
     ):
         out = _empty(x.shape, x.dtype)
