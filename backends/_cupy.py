@@ -1,15 +1,31 @@
 """CuPy backend (NVIDIA GPU) through ``array_api_compat.cupy``.
 
-Untested on the development machines (no GPU there); the same array-API calls
-are exercised by the ``strict`` and ``jax`` backends.
+Untested on the development machines (no GPU there); it runs the portable
+ops of :class:`backends.ops.Ops`, the same array-API calls that the
+``strict`` and ``jax`` backends exercise.
 """
 
 from __future__ import annotations
 
-from . import Backend, BackendUnavailableError, missing_package
+from . import BackendUnavailableError, missing_package
+from .ops import Ops
 
 
-def load() -> Backend:
+class CupyOps(Ops):
+    name = "cupy"
+
+    def to_numpy(self, a):
+        import cupy
+
+        return cupy.asnumpy(a)
+
+    def synchronize(self):
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+
+
+def load() -> CupyOps:
     try:
         import cupy
     except ImportError:
@@ -29,12 +45,4 @@ def load() -> Backend:
     import array_api_compat.cupy as xp
 
     device = cupy.cuda.Device()
-    return Backend(
-        name="cupy",
-        xp=xp,
-        device=device,
-        version=cupy.__version__,
-        _to_numpy=cupy.asnumpy,
-        _sync=lambda: cupy.cuda.get_current_stream().synchronize(),
-        description=f"CUDA device {device.id}",
-    )
+    return CupyOps(xp, device, cupy.__version__, f"CUDA device {device.id}")

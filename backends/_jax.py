@@ -1,82 +1,126 @@
-"""JAX backend (CPU, GPU, TPU), compiled by XLA through :meth:`Backend.jit`.
+"""JAX backend (CPU, GPU, TPU), compiled by XLA through :meth:`JaxOps.jit`.
 
-float64: x64 mode is switched on when this backend loads, so a float64 model
-really computes in float64 (JAX would otherwise silently make float32).  Every
-array tinynet makes carries an explicit dtype, so float32 models stay float32.
+float64 without a global switch: JAX computes in float32 unless its x64 flag
+is on, and tinynet never turns it on for the process.  Instead every
+tinynet computation runs inside :meth:`JaxOps.scope` (``jax.enable_x64``,
+a thread-local context): compiled functions enter it on every call, and the
+model's entry points (construction, fit, evaluate, predict) around their
+eager work.  Every array tinynet makes has an explicit dtype, so a float32
+model stays float32; the user's own ``jnp.ones(2)`` stays float32 too.
 """
 
 from __future__ import annotations
 
-import types
+import functools
+import weakref
 from typing import Any
 
 import numpy as np
 
-from . import Backend, missing_package
+from . import missing_package
+from .ops import Ops
 
 # matmul_tn: a Dense layer's weight gradient ``x.T @ dy`` (the batch
 # contracted).  XLA's CPU runtime hands a dot whose left operand is transposed
-# to Eigen, not to YNNPACK (xla/backends/cpu/ynn_support.cc), and Eigen is slow
-# on small ones: on the small model S (300 x 64 by 300 x 3) that dot took
-# 40 us of a ~80 us step.  Up to TN_MAX_PRODUCTS multiplications it is
-# written as a broadcast product summed over the batch, which XLA fuses into
-# one reduction without materialising the product: S's fit 28% faster per
-# step (both of its layers).  M's smallest weight gradient (128 x 128 by
-# 128 x 10, 164k products) measured the same either way, and larger ones
-# stay dots.  (An explicit transpose of x before a plain dot, the other way
-# around Eigen, gained 9% on S: XLA's transpose of x costs 25 us.)
+# to Eigen, which is slow on small ones; up to TN_MAX_PRODUCTS multiplications
+# the product is written as a broadcast product summed over the batch, which
+# XLA fuses into one reduction (bench/README.md has the measurement).  Larger
+# ones stay dots.  The two round differently (within float32 tolerance, tested).
 TN_MAX_PRODUCTS = 1 << 16
 
 
-def _fused_ops(jnp: Any, platform: str) -> Any:
-    if platform != "cpu":
-        return None
+class JaxOps(Ops):
+    name = "jax"
 
-    def matmul_tn(a, b):
-        if a.ndim == 2 and b.ndim == 2 and a.shape[0] * a.shape[1] * b.shape[1] <= TN_MAX_PRODUCTS:
-            return jnp.sum(a[:, :, None] * b[:, None, :], axis=0)
-        return a.T @ b
+    def __init__(self, jax: Any, device: Any, description: str) -> None:
+        super().__init__(jax.numpy, device, jax.__version__, description)
+        self._jax = jax
+        self._cpu = device.platform == "cpu"
+        self._blocks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    return types.SimpleNamespace(matmul_tn=matmul_tn)
+    def asarray(self, data, dtype=None):
+        if dtype is not None:
+            dtype = self.dtype(dtype)
+        with self.scope():
+            if isinstance(data, (np.ndarray, np.generic, int, float)):
+                # a plain copy to the device (device_put is several times
+                # cheaper than jnp.asarray(..., device=) on fit's per-epoch path)
+                return self._jax.device_put(np.asarray(data, dtype=dtype), self.device)
+            return self.xp.asarray(data, dtype=dtype, device=self.device)
 
+    def is_traced(self, a):
+        return isinstance(a, self._jax.core.Tracer)
 
-def load() -> Backend:
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
-        raise missing_package("jax", "jax") from None
-    jax.config.update("jax_enable_x64", True)
-    device = jax.local_devices()[0]  # after jax.distributed.initialize: this process's
+    @property
+    def compiles(self) -> bool:
+        return True
 
-    def jit(fn, **kwargs):
-        return jax.jit(fn, **kwargs)
+    def scope(self):
+        return self._jax.enable_x64(True)
 
-    def sync():
+    def jit(self, fn, **kwargs):
+        compiled = self._jax.jit(fn, **kwargs)
+        enable_x64 = self._jax.enable_x64
+
+        @functools.wraps(fn)
+        def call(*args, **kw):
+            with enable_x64(True):
+                return compiled(*args, **kw)
+
+        call.compiled = compiled  # for inspection (lowering, cache sizes)
+        return call
+
+    def synchronize(self):
         # block_until_ready on a fresh tiny computation orders after all
         # previously dispatched work on the device.
-        jnp.zeros((), device=device).block_until_ready()
+        self.xp.zeros((), device=self.device).block_until_ready()
 
-    def beside(like) -> bool:
-        try:  # a tracer (init under jit) or an array sharded over several devices: no
-            return like.devices() == {device}
-        except (AttributeError, TypeError, jax.errors.ConcretizationTypeError):
-            return False
+    def fori_loop(self, n, body, carry):
+        return self._jax.lax.fori_loop(0, n, lambda i, c: body(c), carry)
 
-    return Backend(
-        name="jax",
-        xp=jnp,
-        device=device,
-        version=jax.__version__,
-        _to_numpy=np.asarray,
-        _jit=jit,
-        _sync=sync,
-        _is_traced=lambda a: isinstance(a, jax.core.Tracer),
-        _fori_loop=lambda n, body, carry: jax.lax.fori_loop(0, n, lambda i, c: body(c), carry),
-        _rows=lambda x, start, size: jax.lax.dynamic_slice_in_dim(x, start, size, axis=0),
-        _from_host=lambda a: jax.device_put(a, device, may_alias=False),
-        _beside=beside,
-        immutable=True,
-        fused=_fused_ops(jnp, device.platform),
-        description=f"{device.platform.upper()} ({len(jax.local_devices())} device(s))",
-    )
+    def run_block(self, step, n, carry, data, guard=None, stop=None):
+        """One compiled program per ``step`` function (donating the carry);
+        its trip count is an argument, so every block length shares it.
+        ``stop`` is not consulted: a Ctrl-C ends the run after the block."""
+        compiled = self._blocks.get(step)
+        if compiled is None:
+            compiled = self._blocks[step] = self.jit(
+                functools.partial(self._loop, step, guard), donate_argnums=(0,)
+            )
+        return compiled(carry, n, data)
+
+    def _loop(self, step, guard, carry, n, data):
+        lax, jnp = self._jax.lax, self.xp
+        if guard is None:
+            return lax.fori_loop(0, n, lambda _, c: step(c, data), carry), 0
+        tree_map = self._jax.tree_util.tree_map
+
+        def body(_, carry_status):
+            # a step that goes bad, and every step after it, keeps its inputs:
+            # one status read per block instead of one per step
+            old, status = carry_status
+            new = step(old, data)
+            status = jnp.where(status == 0, guard(new), status)
+            good = status == 0
+            return tree_map(lambda a, b: jnp.where(good, a, b), new, old), status
+
+        return lax.fori_loop(0, n, body, (carry, jnp.zeros((), dtype=jnp.int32)))
+
+    def rows(self, x, start, size):
+        return self._jax.lax.dynamic_slice_in_dim(x, start, size, axis=0)
+
+    def matmul_tn(self, a, b):
+        if self._cpu and a.ndim == 2 and b.ndim == 2:
+            if a.shape[0] * a.shape[1] * b.shape[1] <= TN_MAX_PRODUCTS:
+                return self.xp.sum(a[:, :, None] * b[:, None, :], axis=0)
+        return a.T @ b
+
+
+def load() -> JaxOps:
+    try:
+        import jax
+    except ImportError:
+        raise missing_package("jax", "jax") from None
+    device = jax.local_devices()[0]  # after jax.distributed.initialize: this process's
+    n = len(jax.local_devices())
+    return JaxOps(jax, device, f"{device.platform.upper()} ({n} device(s))")

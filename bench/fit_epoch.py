@@ -192,7 +192,7 @@ class Repeat:
 
 
 def fit_overhead(args) -> tuple[dict, list[tuple[bool | None, str]]]:
-    import backends
+    from tinynet import backends
 
     names = (
         bl.parse_list(args.backends, list(backends.BACKEND_NAMES), "backend")
@@ -312,8 +312,8 @@ def rss_worker(what: str, opt_name: str, steps: int) -> None:
 
         runner = Runner(CONFIG, opt, x, y, params, backend_name="numpy")
     elif what == "import-tinynet":
-        import backends
         import tinynet  # noqa: F401
+        from tinynet import backends
 
         backends.load("numpy")
         runner = None

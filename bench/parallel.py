@@ -88,7 +88,7 @@ def _time_fit(devices, config, x, y, rounds):
 
 
 def worker(args) -> None:
-    import backends
+    from tinynet import backends
 
     backend = backends.load("jax")
     import jax

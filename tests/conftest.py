@@ -13,7 +13,7 @@ import os
 import pytest
 from helpers import DTYPES
 
-import backends
+from tinynet import backends
 
 
 def _selected_backends() -> list[str]:
@@ -25,11 +25,15 @@ def _selected_backends() -> list[str]:
 
 @pytest.fixture(params=_selected_backends())
 def backend(request):
-    """A loaded Backend, current for the duration of the test."""
+    """A loaded backend (its ops object), current for the duration of the
+    test, which runs inside its scope: the tests call low-level functions
+    (a layer's forward, a loss) on float64 arrays, which on JAX need float64
+    enabled, as ``Sequential``'s entry points do for themselves
+    (tests/test_side_effects.py checks those without any scope)."""
     loaded, why = backends.probe(request.param)
     if loaded is None:
         pytest.skip(why)
-    with backends.use_backend(loaded.name):
+    with backends.use_backend(loaded.name), loaded.scope():
         yield loaded
 
 
@@ -40,13 +44,14 @@ def dtype(request) -> str:
 
 @pytest.fixture
 def jax_backend():
-    """The JAX backend (x64 on) as an oracle (``jax.grad``/``jax.vjp``); skipped
-    if unavailable or if ``TINYNET_BACKEND`` restricts the run to another backend."""
+    """The JAX backend as an oracle (``jax.grad``/``jax.vjp``), float64
+    enabled for the test; skipped if unavailable or if ``TINYNET_BACKEND``
+    restricts the run to another backend."""
     chosen = os.environ.get(backends.ENV_VAR)
     if chosen and chosen.strip().lower() != "jax":
         pytest.skip(f"{backends.ENV_VAR}={chosen} restricts the run to another backend")
     loaded, why = backends.probe("jax")
     if loaded is None:
         pytest.skip(why)
-    with backends.use_backend("jax"):
+    with backends.use_backend("jax"), loaded.scope():
         yield loaded

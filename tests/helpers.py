@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import backends
+from tinynet import backends
 
 # One tolerance table per dtype, used by every comparison in the suite.
 TOL = {

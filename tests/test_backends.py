@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-import backends
 import tinynet as tn
+from tinynet import backends
 
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess:

@@ -128,7 +128,7 @@ def test_model_without_optimizer_and_load_into(tmp_path):
     trained.epoch, trained.step, trained.fit_seed = 3, 12, 99
     checkpoint.save(trained, path)
     target = _model()
-    target.params = target.initial_params(1)
+    target.params, target.state = target.initial_params(1)
     assert checkpoint.load_into(target, path) is target
     assert _values(target) == _values(trained)
     assert checkpoint.restore is checkpoint.load_into

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-import backends
+from tinynet import backends
 
 
 def tinynet(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

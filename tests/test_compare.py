@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pytest
 
-import backends
 import tinynet as tn
-from tinynet import compare, core, datasets
+from tinynet import backends, compare, core, datasets
 from tinynet import random as tnrandom
 
 LOSS = "sparse_categorical_crossentropy"
@@ -21,9 +20,18 @@ def _available() -> list[str]:
 
 def _model(dtype: str = "float32", seed: int = 3) -> tn.Sequential:
     return tn.Sequential(
-        [tn.Dense(2, 8, init="he_uniform"), tn.ReLU(), tn.Dropout(0.25),
-         tn.Dense(8, 8), tn.Tanh(), tn.Dense(8, 3), tn.Softmax()],
-        dtype=dtype, seed=seed, backend="numpy",
+        [
+            tn.Dense(2, 8, init="he_uniform"),
+            tn.ReLU(),
+            tn.Dropout(0.25),
+            tn.Dense(8, 8),
+            tn.Tanh(),
+            tn.Dense(8, 3),
+            tn.Softmax(),
+        ],
+        dtype=dtype,
+        seed=seed,
+        backend="numpy",
     )
 
 
@@ -67,8 +75,15 @@ def test_report_structure(batch):
             assert isinstance(r.max_abs, float) and isinstance(r.max_rel, float)
             assert 0.0 <= r.max_abs and 0.0 <= r.max_rel < 1e-4 and r.note == ""
     assert list(report) == report.rows and len(report) == len(report.rows)
-    assert set(report.to_dicts()[0]) == {"backend", "layer", "layer_type", "quantity",
-                                         "max_abs", "max_rel", "note"}
+    assert set(report.to_dicts()[0]) == {
+        "backend",
+        "layer",
+        "layer_type",
+        "quantity",
+        "max_abs",
+        "max_rel",
+        "note",
+    }
     # the model is left alone
     for p, q in zip(model.params, before, strict=True):
         for k in p:
@@ -171,22 +186,26 @@ def test_step_equals_the_training_maths(batch):
     y = bk.asarray(batch[1])
     key = compare.step_key(0, bk)
     loss = tn.losses.get(LOSS)
-    value, grads = core.make_loss_and_grads(model.layers, loss)(model.params, x, y, key, True)
-    out = compare._make_step(model.layers, loss, None)(model.params, x, y, key, None)
+    value, grads, _, _ = core.make_loss_and_grads(model.layers, loss, bk)(
+        model.params, model.state, x, y, key, True
+    )
+    out = compare._make_step(model.layers, loss, None, bk)(
+        model.params, model.state, x, y, key, None
+    )
     assert float(out["loss"]) == float(value)
     for g, h in zip(grads, out["grads"], strict=True):
         assert sorted(g) == sorted(h)
         for k in g:
             np.testing.assert_array_equal(h[k], g[k])
     # the key is fit's first step: fold_in(fold_in(fold_in(key(seed), epoch 0), 0xD0), step 0)
-    expected = tnrandom.fold_in(tnrandom.fold_in(tnrandom.fold_in(tnrandom.key(0, bk), 0),
-                                                 0xD0), 0)
+    expected = tnrandom.fold_in(tnrandom.fold_in(tnrandom.fold_in(tnrandom.key(0, bk), 0), 0xD0), 0)
     np.testing.assert_array_equal(key, expected)
 
 
 def test_format_report_table(batch):
-    report = compare.compare_backends(_model("float64"), *batch, LOSS, backends=["numpy"],
-                                      optimizer="sgd")
+    report = compare.compare_backends(
+        _model("float64"), *batch, LOSS, backends=["numpy"], optimizer="sgd"
+    )
     text = compare.format_report(report)
     lines = text.splitlines()
     assert lines[0].startswith("one training step, batch 32, float64, against numpy float64")
@@ -199,9 +218,16 @@ def test_format_report_table(batch):
 
 def test_main_compare_with_arrays_and_by_name():
     x, y = datasets.spiral(samples_per_class=30, classes=3, seed=2)
-    report = compare.main_compare((x, y), hidden=(8,), activation="tanh", dtype="float64",
-                                  seed=1, batch_size=16, backends=["numpy", "strict"],
-                                  dropout=0.1)
+    report = compare.main_compare(
+        (x, y),
+        hidden=(8,),
+        activation="tanh",
+        dtype="float64",
+        seed=1,
+        batch_size=16,
+        backends=["numpy", "strict"],
+        dropout=0.1,
+    )
     assert report.batch_size == 16 and report.dropout_seed == 1
     assert report.compared == ["numpy", "strict"]
     assert max(report.max_rel(n) for n in report.compared) < 1e-12

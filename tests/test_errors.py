@@ -266,7 +266,8 @@ CASES = [
         "Sequential: first layer not Dense",
         lambda m, a: tn.Sequential([tn.ReLU(), tn.Dense(3, 2)]),
         ValueError,
-        r"layer 0 must be Dense .*received ReLU",
+        r"^Sequential: pass input_shape=\.\.\., the shape of one sample, e\.g\. "
+        r"input_shape=\(784,\) \(layer 0, ReLU, does not state it\)$",
     ),
     *both(
         "fit: one-hot targets narrower than the output",

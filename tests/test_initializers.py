@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from helpers import TOL, to_numpy
 
-import backends
-from tinynet import initializers
+from tinynet import backends, initializers
 from tinynet import random as tnrandom
 
 SHAPE = (300, 200)

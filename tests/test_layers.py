@@ -12,9 +12,16 @@ import numpy as np
 import pytest
 from helpers import assert_close, assert_fd_close, central_fd, to_numpy
 
-import backends
 import tinynet
+from tinynet import backends
 from tinynet import random as tnrandom
+
+
+def apply(layer, params, x, ops, training=False, key=None):
+    """``(y, backward)`` of a layer without state."""
+    y, _, backward = layer.forward(params, {}, x, ops, training, key)
+    return y, backward
+
 
 # Inputs away from every kink (|x| >= 0.15): ReLU/LeakyReLU/ELU are smooth here.
 X = np.array(
@@ -160,7 +167,7 @@ def test_reference_derivatives_match_reference_fd(name):
 def test_activation_forward(backend, dtype, name):
     make, fwd, _ = REFERENCES[name]
     x = backend.asarray(X, dtype)
-    y, _ = make().forward({}, x, backend.xp, False, None)
+    y, _ = apply(make(), {}, x, backend, False, None)
     assert to_numpy(y).dtype == np.dtype(dtype)
     assert tuple(y.shape) == X.shape
     assert_close(y, fwd(_rounded(X, dtype)), dtype, f"{name} forward")
@@ -169,7 +176,7 @@ def test_activation_forward(backend, dtype, name):
 @pytest.mark.parametrize("name", NAMES)
 def test_activation_backward_matches_reference(backend, dtype, name):
     make, _, vjp = REFERENCES[name]
-    _, back = make().forward({}, backend.asarray(X, dtype), backend.xp, False, None)
+    _, back = apply(make(), {}, backend.asarray(X, dtype), backend, False, None)
     dx, grads = back(backend.asarray(DY, dtype))
     assert grads == {}
     assert to_numpy(dx).dtype == np.dtype(dtype)
@@ -180,13 +187,12 @@ def test_activation_backward_matches_reference(backend, dtype, name):
 def test_activation_backward_matches_fd_float64(backend, name):
     """The backward against central differences of the library's own forward."""
     layer = REFERENCES[name][0]()
-    xp = backend.xp
 
     def f(x):
-        y, _ = layer.forward({}, backend.asarray(x, "float64"), xp, False, None)
+        y, _ = apply(layer, {}, backend.asarray(x, "float64"), backend, False, None)
         return float(np.sum(to_numpy(y) * DY))
 
-    _, back = layer.forward({}, backend.asarray(X, "float64"), xp, False, None)
+    _, back = apply(layer, {}, backend.asarray(X, "float64"), backend, False, None)
     dx, _ = back(backend.asarray(DY, "float64"))
     assert_fd_close(dx, central_fd(f, X), name)
 
@@ -201,7 +207,7 @@ def test_activation_backward_matches_jax_vjp(jax_backend, name):
     dy = jnp.asarray(DY, dtype=jnp.float64)
     f = _jnp_forward(name)
     y_ref, dx_ref = jax.jit(lambda x, dy: (f(x), jax.vjp(f, x)[1](dy)[0]))(x, dy)
-    y, back = layer.forward({}, x, jnp, False, None)
+    y, back = apply(layer, {}, x, jax_backend, False, None)
     dx, _ = back(dy)
     assert dx.dtype == jnp.float64
     assert_close(y, np.asarray(y_ref), "float64", f"{name} forward vs jax")
@@ -217,7 +223,7 @@ def test_leaky_relu_and_elu_gradient_at_zero_is_the_left_slope(backend):
         (tinynet.LeakyReLU(0.2), [0.2, 1.0]),
         (tinynet.ELU(0.5), [0.5, 1.0]),
     ):
-        _, back = layer.forward({}, x, backend.xp, False, None)
+        _, back = apply(layer, {}, x, backend, False, None)
         np.testing.assert_array_equal(to_numpy(back(dy)[0]), [expected], err_msg=repr(layer))
 
 
@@ -233,8 +239,13 @@ def _dense_params(backend, dtype, w=W, b=B):
 
 
 def test_dense_forward(backend, dtype):
-    y, _ = tinynet.Dense(4, 3).forward(
-        _dense_params(backend, dtype), backend.asarray(X, dtype), backend.xp, False, None
+    y, _ = apply(
+        tinynet.Dense(4, 3),
+        _dense_params(backend, dtype),
+        backend.asarray(X, dtype),
+        backend,
+        False,
+        None,
     )
     assert to_numpy(y).dtype == np.dtype(dtype)
     x, w, b = _rounded(X, dtype), _rounded(W, dtype), _rounded(B, dtype)
@@ -245,8 +256,13 @@ def test_dense_forward(backend, dtype):
 
 
 def test_dense_backward_matches_reference(backend, dtype):
-    _, back = tinynet.Dense(4, 3).forward(
-        _dense_params(backend, dtype), backend.asarray(X, dtype), backend.xp, False, None
+    _, back = apply(
+        tinynet.Dense(4, 3),
+        _dense_params(backend, dtype),
+        backend.asarray(X, dtype),
+        backend,
+        False,
+        None,
     )
     dx, grads = back(backend.asarray(DY3, dtype))
     x, w, dy = _rounded(X, dtype), _rounded(W, dtype), _rounded(DY3, dtype)
@@ -262,15 +278,16 @@ def test_dense_backward_matches_reference(backend, dtype):
 
 def test_dense_backward_matches_fd_float64(backend):
     layer = tinynet.Dense(4, 3)
-    xp = backend.xp
 
     def value(x, w, b):
-        y, _ = layer.forward(
-            _dense_params(backend, "float64", w, b), backend.asarray(x, "float64"), xp
+        y, _ = apply(
+            layer, _dense_params(backend, "float64", w, b), backend.asarray(x, "float64"), backend
         )
         return float(np.sum(to_numpy(y) * DY3))
 
-    _, back = layer.forward(_dense_params(backend, "float64"), backend.asarray(X, "float64"), xp)
+    _, back = apply(
+        layer, _dense_params(backend, "float64"), backend.asarray(X, "float64"), backend
+    )
     dx, grads = back(backend.asarray(DY3, "float64"))
     assert_fd_close(dx, central_fd(lambda x: value(x, W, B), X), "dx")
     assert_fd_close(grads["W"], central_fd(lambda w: value(X, w, B), W), "dW")
@@ -284,7 +301,7 @@ def test_dense_backward_matches_jax_vjp(jax_backend):
     x, w, b, dy = (jnp.asarray(a, dtype=jnp.float64) for a in (X, W, B, DY3))
     vjp = jax.jit(lambda *a: jax.vjp(lambda x, w, b: jnp.matmul(x, w) + b, *a[:3])[1](a[3]))
     dx_ref, dw_ref, db_ref = vjp(x, w, b, dy)
-    _, back = tinynet.Dense(4, 3).forward({"W": w, "b": b}, x, jnp)
+    _, back = apply(tinynet.Dense(4, 3), {"W": w, "b": b}, x, jax_backend)
     dx, grads = back(dy)
     assert_close(dx, np.asarray(dx_ref), "float64", "dx")
     assert_close(grads["W"], np.asarray(dw_ref), "float64", "dW")
@@ -292,7 +309,10 @@ def test_dense_backward_matches_jax_vjp(jax_backend):
 
 
 def test_dense_init_shapes_dtype_and_glorot_bound(backend, dtype):
-    params = tinynet.Dense(4, 3).init(tnrandom.key(3, backend), 4, backend.dtype(dtype))
+    out, params, state = tinynet.Dense(4, 3).init(
+        tnrandom.key(3, backend), (4,), backend.dtype(dtype)
+    )
+    assert out == (3,) and state == {}
     w, b = to_numpy(params["W"]), to_numpy(params["b"])
     assert w.shape == (4, 3) and b.shape == (3,)
     assert w.dtype == np.dtype(dtype) and b.dtype == np.dtype(dtype)
@@ -308,7 +328,7 @@ RATE = 0.4
 
 def test_dropout_eval_is_identity_even_with_a_key(backend, dtype):
     x = backend.asarray(X, dtype)
-    y, back = tinynet.Dropout(RATE).forward({}, x, backend.xp, False, tnrandom.key(1, backend))
+    y, back = apply(tinynet.Dropout(RATE), {}, x, backend, False, tnrandom.key(1, backend))
     np.testing.assert_array_equal(to_numpy(y), np.asarray(X, dtype))
     np.testing.assert_array_equal(
         to_numpy(back(backend.asarray(DY, dtype))[0]), np.asarray(DY, dtype)
@@ -317,7 +337,7 @@ def test_dropout_eval_is_identity_even_with_a_key(backend, dtype):
 
 def _dropout_train(backend, dtype, x, seed=11, rate=RATE):
     key = tnrandom.key(seed, backend)
-    return tinynet.Dropout(rate).forward({}, backend.asarray(x, dtype), backend.xp, True, key)
+    return apply(tinynet.Dropout(rate), {}, backend.asarray(x, dtype), backend, True, key)
 
 
 def test_dropout_training_is_mask_times_x_over_keep(backend, dtype):
@@ -368,10 +388,10 @@ def test_dropout_training_backward_matches_fd_float64(backend):
 
 def test_dropout_rate_zero_and_missing_key(backend):
     x = backend.asarray(X, "float64")
-    y, _ = tinynet.Dropout(0.0).forward({}, x, backend.xp, True, None)
+    y, _ = apply(tinynet.Dropout(0.0), {}, x, backend, True, None)
     np.testing.assert_array_equal(to_numpy(y), X)
     with pytest.raises(ValueError, match="key"):
-        tinynet.Dropout(0.5).forward({}, x, backend.xp, True, None)
+        apply(tinynet.Dropout(0.5), {}, x, backend, True, None)
     with pytest.raises(ValueError, match="rate"):
         tinynet.Dropout(1.0)
 
@@ -415,7 +435,7 @@ MATH_REFERENCES = {  # name -> v -> (y, dy/dx)
 
 
 def _fwd(layer, backend, values, dtype):
-    y, back = layer.forward({}, backend.asarray(values, dtype), backend.xp, False, None)
+    y, back = apply(layer, {}, backend.asarray(values, dtype), backend, False, None)
     dx, _ = back(backend.asarray(np.ones_like(values), dtype))
     return to_numpy(y).astype(np.float64), to_numpy(dx).astype(np.float64)
 
@@ -457,7 +477,7 @@ HUGE_LOGITS = np.array(
 
 def test_softmax_with_huge_logits(backend, dtype):
     layer = tinynet.Softmax()
-    y, back = layer.forward({}, backend.asarray(HUGE_LOGITS, dtype), backend.xp, False, None)
+    y, back = apply(layer, {}, backend.asarray(HUGE_LOGITS, dtype), backend, False, None)
     expected = np.exp(_np_log_softmax(_rounded(HUGE_LOGITS, dtype)))
     assert_close(y, expected, dtype, "softmax at +-1e4")
     np.testing.assert_array_equal(to_numpy(y)[2], 0.25)

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from helpers import assert_close, assert_fd_close, central_fd, to_numpy
 
-import backends
 import tinynet
-from tinynet import losses
+from tinynet import backends, losses
 
 EPS = 1e-7  # Keras's backend.epsilon()
 KERAS_RTOL = {"float64": 1e-9, "float32": 1e-5}

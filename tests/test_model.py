@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 from helpers import FD_RTOL, FD_STEP, assert_close, to_numpy
 
-import backends
 import tinynet
-from tinynet import core, losses
+from tinynet import backends, core, losses
 
 EPS = 1e-7
 GELU_C = math.sqrt(2.0 / math.pi)
@@ -456,7 +455,7 @@ def test_fused_head_equals_layer_by_layer_backward(backend, dtype, name):
     y = backend.asarray(y, "int64") if y.dtype.kind == "i" else backend.asarray(y, dtype)
     h, backs = x, []
     for layer, p in zip(model.layers, model.params, strict=True):
-        h, back = layer.forward(p, h, xp, False, None)
+        h, _, back = layer.forward(p, {}, h, backend, False, None)
         backs.append(back)
     value, d = loss.value_and_grad(xp, y, h)
     grads = [None] * len(backs)

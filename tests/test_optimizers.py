@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from helpers import assert_close, to_numpy
 
-import backends
-from tinynet import optimizers, schedules
+from tinynet import backends, optimizers, schedules
 from tinynet.optimizers import SGD, Adagrad, Adam, AdamW, RMSprop
 
 SHAPES = [{"W": (3, 4), "b": (4,)}, {}, {"W": (4, 2), "b": (2,)}]
@@ -526,7 +525,7 @@ def jax_backend():
     loaded, why = backends.probe("jax")
     if loaded is None:
         pytest.skip(why)
-    with backends.use_backend("jax"):
+    with backends.use_backend("jax"), loaded.scope():
         yield loaded
 
 
@@ -805,233 +804,20 @@ def test_mismatched_trees_raise(backend):
         opt.update(params[:2], state, params)
 
 
-# ---------------------------------------------------------------- donated (in place)
-
-KERNEL_CONFIGS = ALL_CONFIGS + [
-    lambda: SGD(0.1, momentum=0.9),
-    lambda: AdamW(0.01, weight_decay=0.05),
-    lambda: Adam(schedules.ExponentialDecay(0.01, 3, 0.9), clipnorm=1.0),
-]
-KERNEL_IDS = CONFIG_IDS + ["sgd-momentum", "adamw", "adam-schedule"]
-# a leaf of 75k elements spans three kernel chunks (the last one ragged), plus
-# a 0-d parameter and a non-contiguous one (kept, updated by the pure leaf)
-BIG = [{"W": (300, 250), "b": (250,), "s": ()}, {}, {"W": (250, 3), "b": (3,)}]
+# ---------------------------------------------------------------- purity
 
 
-@pytest.fixture(params=["c-loop", "numpy-passes"])
-def kernel_impl(request, monkeypatch):
-    """Each in-place test runs against both implementations of the NumPy
-    kernels: the optional one-pass C loop (``backends._fused``) and the
-    NumPy passes used where it was not built."""
-    from backends import _numpy_kernels
-
-    if request.param == "c-loop":
-        if _numpy_kernels._fused is None:
-            pytest.skip("backends._fused was not built (no C compiler at install)")
-    else:
-        monkeypatch.setattr(_numpy_kernels, "_fused", None)
-    return request.param
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("make", KERNEL_CONFIGS, ids=KERNEL_IDS)
-def test_donated_update_is_bitwise_the_pure_update(make, dtype, kernel_impl):
-    """Under ``backend.jit(..., donate_argnums=(0, 1))`` on NumPy, Adam/AdamW
-    overwrite large params and their state with a fused kernel; the numbers
-    must be exactly those of the pure update (independent of chunking), for
-    every config (those without a kernel take the pure path either way)."""
+def test_update_leaves_its_inputs_untouched_on_numpy():
+    """The update is pure on every backend (no in-place path): params,
+    state and grads are unchanged after it, also inside ``ops.jit``."""
     bk = backends.load("numpy")
-    rng = np.random.default_rng(3)
-
-    def tree(scale):
-        out = [
-            {k: np.asarray(scale * rng.standard_normal(s), dtype) for k, s in layer.items()}
-            for layer in BIG
-        ]
-        out[2]["W"] = np.asfortranarray(out[2]["W"])  # not C-contiguous
-        return out
-
-    params0 = tree(1.0)
-    grads_seq = [tree(0.1) for _ in range(4)]
-    opt = make()
-    pure_p = [dict(layer) for layer in params0]
-    pure_s = opt.init(pure_p)
-    for g in grads_seq:
-        pure_p, pure_s = opt.update(g, pure_s, pure_p)
-
-    step = bk.jit(lambda p, s, g: opt.update(g, s, p), donate_argnums=(0, 1))
-    p = [{k: v.copy() for k, v in layer.items()} for layer in params0]
-    s = opt.init(p)
-    first_w = p[0]["W"]
-    for g in grads_seq:
-        p, s = step(p, s, g)
-    if opt._kernel(bk.kernels) is not None:
-        assert p[0]["W"] is first_w  # really updated in place
-        for name in opt._slots:  # the small parameters' slots became views of one buffer
-            assert s[name][0]["b"].base is s[name][2]["b"].base is not None
-    for got, want in zip(p, pure_p, strict=True):
-        for k in want:
-            assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape
-            np.testing.assert_array_equal(got[k], want[k], err_msg=k)
-    for name in pure_s:
-        if name == "step":
-            assert int(s["step"]) == int(pure_s["step"]) == 4
-            continue
-        for got, want in zip(s[name], pure_s[name], strict=True):
-            for k in want:
-                np.testing.assert_array_equal(got[k], want[k], err_msg=f"{name}/{k}")
-
-
-def test_update_without_donation_is_still_pure_on_numpy():
-    """The kernels only run on donated arguments: a plain call (and a call
-    donating only the params) leaves every input untouched."""
-    bk = backends.load("numpy")
-    opt = Adam(0.01)
-    params = on_backend(bk, host_params(), "float32")
-    grads = on_backend(bk, host_grads(1)[0], "float32")
-    state = opt.init(params)
-    before = copy.deepcopy((params, state))
-    opt.update(grads, state, params)
-    bk.jit(lambda p, s: opt.update(grads, s, p), donate_argnums=(0,))(params, state)
-    np.testing.assert_equal((params, state), before)
-
-
-def test_donated_update_notices_replaced_arrays(kernel_impl):
-    """The in-place plan is reused while the trees hold the same arrays; an
-    array replaced between steps (a parameter assigned by the user, a state
-    loaded from a checkpoint) must be picked up, not the stale one updated."""
-    bk = backends.load("numpy")
-    opt = Adam(0.01)
-    rng = np.random.default_rng(5)
-    shapes = [{"W": (200, 100), "b": (100,)}, {}, {"W": (100, 3), "b": (3,)}]
-    params0 = [
-        {k: rng.standard_normal(s).astype("float32") for k, s in layer.items()} for layer in shapes
-    ]
-    grads = [
-        [
-            {k: rng.standard_normal(s).astype("float32") for k, s in layer.items()}
-            for layer in shapes
-        ]
-        for _ in range(6)
-    ]
-    new_b = rng.standard_normal(100).astype("float32")
-
-    def run(step):
-        p = [{k: v.copy() for k, v in layer.items()} for layer in params0]
-        s = opt.init(p)
-        for n, g in enumerate(grads):
-            if n == 2:
-                p[0]["b"] = new_b.copy()  # the user assigns a parameter
-            if n == 4:
-                s = {**s, "m": copy.deepcopy(s["m"])}  # e.g. a restored state
-            p, s = step(p, s, g)
-        return p, s
-
-    pure = run(lambda p, s, g: opt.update(g, s, p))
-    donated = run(bk.jit(lambda p, s, g: opt.update(g, s, p), donate_argnums=(0, 1)))
-    np.testing.assert_equal(donated, pure)
-
-
-def test_fused_c_loop_checks_its_buffers():
-    """The C loop reads raw memory, so it refuses what it cannot handle
-    instead of reading past an array or mixing dtypes."""
-    from backends import _numpy_kernels
-
-    fused = _numpy_kernels._fused
-    if fused is None:
-        pytest.skip("backends._fused was not built (no C compiler at install)")
-    z = [np.zeros(8, "float32") for _ in range(4)]
-    args = (-0.1, None, 0.1, 0.001, 1e-7)
-    with pytest.raises(TypeError, match="p has format 'e'; expected float32 or float64"):
-        fused.adam(np.zeros(8, "float16"), *z[1:], *args)
-    with pytest.raises(ValueError, match=r"v \(format 'f', 28 bytes\) does not match p"):
-        fused.adam(*z[:3], np.zeros(7, "float32"), *args)
-    with pytest.raises(ValueError, match="g \\(format 'd'"):
-        fused.adam(z[0], np.zeros(8), *z[2:], *args)
-    with pytest.raises(ValueError, match="p and m share memory"):
-        fused.adam(z[0], z[1], z[0], z[3], *args)
-    with pytest.raises(TypeError, match="m must be a writable C-contiguous"):
-        fused.adam(z[0], z[1], np.zeros(16, "float32")[::2], z[3], *args)
-    ro = np.zeros(8, "float32")
-    ro.flags.writeable = False
-    with pytest.raises(TypeError, match="p must be a writable"):
-        fused.adam(ro, *z[1:], *args)
-    fused.adam(z[0], ro, *z[2:], *args)  # g is only read
-
-
-def test_fused_list_loops_check_every_buffer_before_writing_any():
-    """adam_list / sgd_list update many parameters in one call; a bad buffer
-    anywhere (the caller then falls back to one call per parameter) must
-    leave every parameter and slot as it was, and the fallback must give the
-    same numbers as the list loop."""
-    from backends import _numpy_kernels
-
-    fused = _numpy_kernels._fused
-    if fused is None:
-        pytest.skip("backends._fused was not built (no C compiler at install)")
-    rng = np.random.default_rng(8)
-    sizes = (5, 3, 7)
-
-    def fresh():
-        ps = [rng.standard_normal(n).astype("float32") for n in sizes]
-        gs = [rng.standard_normal(n).astype("float32") for n in sizes]
-        m, v = (rng.random(sum(sizes)).astype("float32") for _ in range(2))
-        return ps, gs, m, v
-
-    ps, gs, m, v = fresh()
-    before = [a.copy() for a in (*ps, m, v)]
-    bad_gs = [gs[0], np.zeros(6, "float32")[::2], gs[2]]  # the middle one is strided
-    with pytest.raises(TypeError, match="g must be a C-contiguous"):
-        fused.adam_list(ps, bad_gs, m, v, -0.1, None, 0.1, 0.001, 1e-7)
-    with pytest.raises(ValueError, match="v must hold 15 values"):
-        fused.adam_list(ps, gs, m, v[:-1], -0.1, None, 0.1, 0.001, 1e-7)
-    with pytest.raises(ValueError, match="parameters of two dtypes"):
-        fused.sgd_list([ps[0], ps[1].astype("float64")], [gs[0], gs[1].astype("float64")],
-                       None, -0.1, 0.0, False)  # fmt: skip
-    with pytest.raises(TypeError, match="params and grads must be lists of one length"):
-        fused.sgd_list(ps, gs[:2], None, -0.1, 0.0, False)
-    for a, b in zip((*ps, m, v), before, strict=True):
-        np.testing.assert_array_equal(a, b)
-    # the list loop and the fallback (one call per parameter) agree bit for bit
-    for name in ("adam", "sgd"):
-        results = []
-        for strided in (False, True):
-            rng = np.random.default_rng(9)
-            ps, gs, m, v = fresh()
-            if strided:  # a non-contiguous gradient sends adam_many/sgd_many to the fallback
-                gs[1] = np.repeat(gs[1], 2)[::2]
-            if name == "adam":
-                _numpy_kernels.adam_many(ps, gs, m, v, -0.1, None, 0.1, 0.001, 1e-7)
-            else:
-                _numpy_kernels.sgd_many(ps, gs, m, -0.1, 0.9, True)
-            results.append([a.copy() for a in (*ps, m, v)])
-        for a, b in zip(*results, strict=True):
-            np.testing.assert_array_equal(a, b)
-
-
-def test_fused_c_loop_flushes_subnormals_as_jax_does():
-    """The C loop runs with subnormals flushed to zero (Adam's moments decay
-    into that range where a gradient stays ~0, and every operation on them
-    then costs ~100 cycles), as XLA does on JAX; it restores the FPU state
-    afterwards, so NumPy elsewhere keeps IEEE subnormals."""
-    from backends import _numpy_kernels
-
-    fused = _numpy_kernels._fused
-    if fused is None:
-        pytest.skip("backends._fused was not built (no C compiler at install)")
-    tiny = np.float32(3e-39)  # subnormal in float32
-    args = (-1e-3, None, 0.1, 0.001, 1e-7)
-    p, g, v = np.ones(5, "float32"), np.zeros(5, "float32"), np.zeros(5, "float32")
-    m = np.full(5, tiny)
-    pure_m = m + (g - m) * np.float32(0.1)
-    assert (pure_m > 0).all()  # NumPy keeps the subnormal moment
-    fused.adam(p, g, m, v, *args)
-    np.testing.assert_array_equal(m, 0.0)
-    np.testing.assert_array_equal(p, 1.0)
-    assert np.float32(1e-20) * np.float32(1e-20) > 0  # the FPU state was restored
-    vel = np.full(5, tiny)
-    fused.sgd(np.ones(5, "float32"), g, vel, -0.1, 0.9, False)
-    np.testing.assert_array_equal(vel, 0.0)
-    jax = pytest.importorskip("jax")
-    flushed = jax.jit(lambda m, g: m + (g - m) * 0.1)(np.full(5, tiny), g)
-    np.testing.assert_array_equal(np.asarray(flushed), 0.0)
+    for opt in (Adam(0.01), SGD(0.1, momentum=0.9), AdamW(0.01)):
+        params = on_backend(bk, host_params(), "float32")
+        grads = on_backend(bk, host_grads(1)[0], "float32")
+        state = opt.init(params)
+        before = copy.deepcopy((params, state, grads))
+        new_params, _ = opt.update(grads, state, params)
+        bk.jit(opt.update, donate_argnums=(2,))(grads, state, params)
+        np.testing.assert_equal((params, state, grads), before)
+        assert all(new_params[i][k] is not p for i, layer in enumerate(params)
+                   for k, p in layer.items())  # fmt: skip

@@ -21,8 +21,8 @@ import sys
 import numpy as np
 import pytest
 
-import backends
 import tinynet as tn
+from tinynet import backends
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_JAX = importlib.util.find_spec("jax") is not None
@@ -34,8 +34,11 @@ TIMEOUT = 150  # seconds per subprocess; the whole file takes well under a minut
 
 
 def _env(fake_devices: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in (backends.ENV_VAR, "XLA_FLAGS") and not k.lower().endswith("_proxy")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (backends.ENV_VAR, "XLA_FLAGS") and not k.lower().endswith("_proxy")
+    }
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={fake_devices}"
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
@@ -89,10 +92,12 @@ def test_devices_one_off_jax_is_plain_training():
     x, y = tn.datasets.spiral(samples_per_class=10, seed=1)
 
     def train(**kw):
-        model = tn.Sequential([tn.Dense(2, 8), tn.ReLU(), tn.Dense(8, 3), tn.Softmax()],
-                              backend="numpy", seed=3)
-        history = model.fit(x, y, loss="sparse_categorical_crossentropy", epochs=2,
-                            batch_size=8, verbose=0, **kw)
+        model = tn.Sequential(
+            [tn.Dense(2, 8), tn.ReLU(), tn.Dense(8, 3), tn.Softmax()], backend="numpy", seed=3
+        )
+        history = model.fit(
+            x, y, loss="sparse_categorical_crossentropy", epochs=2, batch_size=8, verbose=0, **kw
+        )
         return history.history["loss"], [tn.to_numpy(p["W"]) for p in model.params if p]
 
     loss_a, params_a = train()
@@ -106,8 +111,13 @@ def test_devices_one_off_jax_is_plain_training():
 def test_devices_must_be_a_positive_integer(devices):
     model = tn.Sequential([tn.Dense(2, 3), tn.Softmax()], backend="numpy")
     with pytest.raises(ValueError, match="devices must be an integer >= 1"):
-        model.fit(np.zeros((4, 2)), np.zeros(4, "int64"), loss="sparse_categorical_crossentropy",
-                  verbose=0, devices=devices)
+        model.fit(
+            np.zeros((4, 2)),
+            np.zeros(4, "int64"),
+            loss="sparse_categorical_crossentropy",
+            verbose=0,
+            devices=devices,
+        )
 
 
 @pytest.mark.parametrize(
@@ -139,8 +149,14 @@ def test_more_devices_than_jax_has_names_both_numbers_and_the_fake_device_flag()
     want = have + 3
     model = tn.Sequential([tn.Dense(2, 3), tn.Softmax()], backend="jax")
     with pytest.raises(ValueError) as err:
-        model.fit(np.zeros((8, 2)), np.zeros(8, "int64"), loss="sparse_categorical_crossentropy",
-                  batch_size=4, verbose=0, devices=want)
+        model.fit(
+            np.zeros((8, 2)),
+            np.zeros(8, "int64"),
+            loss="sparse_categorical_crossentropy",
+            batch_size=4,
+            verbose=0,
+            devices=want,
+        )
     text = str(err.value)
     assert f"devices={want}" in text and f"only {have} JAX device(s)" in text
     if jax.devices()[0].platform == "cpu":
@@ -155,8 +171,8 @@ CHECKS = r"""
 import json, re
 import numpy as np
 import tinynet as tn
-from tinynet import core, parallel
-from backends import _jax_parallel
+from tinynet import fit_loop, parallel
+from tinynet.backends import _jax_parallel
 
 out = {}
 x, y = np.zeros((64, 2), "float32"), np.zeros(64, "int64")
@@ -175,13 +191,16 @@ opt = tn.optimizers.Adam(lr=0.01)
 b = model.backend
 for n in (1, 4):
     dp = parallel.DataParallel(b, n)
-    step = core.make_indexed_step(core.make_fit_step(model.layers, loss, opt), 16, 16, False,
-                                  dp.shard_batch)
+    model.optimizer = opt
+    loop = fit_loop.FitLoop(model, loss, 16, "auto", False, 0, True, dp)
+    step, _ = loop._step(16, True)
     zero = b.asarray(0.0, "float32")
-    args = dp.replicate((model.params, opt.init(model.params), (zero, zero), b.asarray(0, "int32")))
-    args += (dp.put_data(b.asarray(x)), dp.put_data(b.asarray(y)),
-             dp.replicate(b.xp.arange(64)), None)
-    hlo = _jax_parallel.batch_split_in_hlo(step, *args)
+    carry = dp.replicate((model.params, model.state, opt.init(model.params),
+                          (zero, b.asarray(0.0, "float32")), b.asarray(0, "int32")))
+    data = (dp.put_data(b.asarray(x)), dp.put_data(b.asarray(y)),
+            dp.replicate(b.xp.arange(64)), None)
+    with b.scope():
+        hlo = _jax_parallel.batch_split_in_hlo(step, carry, data)
     out[f"hlo{n}"] = {"all_reduce": hlo["all_reduce"],
                       "rows": sorted(set(re.findall(r"f32\[(\d+),16\]", hlo["hlo"])))}
 print(json.dumps(out))
@@ -190,8 +209,14 @@ print(json.dumps(out))
 
 @needs_jax
 def test_fake_devices_errors_and_the_compiled_split():
-    proc = subprocess.run([sys.executable, "-c", CHECKS], capture_output=True, text=True,
-                          env=_env(4), cwd=ROOT, timeout=TIMEOUT)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECKS],
+        capture_output=True,
+        text=True,
+        env=_env(4),
+        cwd=ROOT,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = _json_out(proc.stdout)
     # batch size not divisible by the device count
@@ -214,8 +239,14 @@ def fake_device_runs() -> dict:
     """One device vs 2 and 4 fake CPU devices, float32 and float64 (one process)."""
     if not HAS_JAX:
         pytest.skip(NO_JAX)
-    proc = subprocess.run(_worker("--devices", "2,4", "--dtype", "float32,float64"),
-                          capture_output=True, text=True, env=_env(4), cwd=ROOT, timeout=TIMEOUT)
+    proc = subprocess.run(
+        _worker("--devices", "2,4", "--dtype", "float32,float64"),
+        capture_output=True,
+        text=True,
+        env=_env(4),
+        cwd=ROOT,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = _json_out(proc.stdout)
     assert out["info"]["global_devices"] == 4 and out["info"]["process_count"] == 1
@@ -233,8 +264,9 @@ def test_fake_devices_train_like_one_device(fake_device_runs, dtype, devices):
     # 90 training rows in batches of 16: the ragged last batch of 10 rows is
     # split on 2 devices and computed replicated on 4.
     ref = _reference(fake_device_runs, dtype)
-    run = next(r for r in fake_device_runs["runs"]
-               if r["devices"] == devices and r["dtype"] == dtype)
+    run = next(
+        r for r in fake_device_runs["runs"] if r["devices"] == devices and r["dtype"] == dtype
+    )
     assert len(ref["history"]["loss"]) == 3
     _assert_same(run, ref, f"{devices} devices, {dtype}")
     assert run["max_rel_diff"] < REL[dtype]
@@ -245,9 +277,24 @@ def test_fake_devices_with_a_host_made_shuffle_train_like_one_device():
     # 4,140 training rows: from 4096 rows fit makes each epoch's order on the
     # host and places it on the mesh (below that, a compiled call does).
     proc = subprocess.run(
-        _worker("--devices", "2", "--dtype", "float64", "--samples", "4600", "--batch-size", "256",
-                "--epochs", "2"),
-        capture_output=True, text=True, env=_env(2), cwd=ROOT, timeout=TIMEOUT)
+        _worker(
+            "--devices",
+            "2",
+            "--dtype",
+            "float64",
+            "--samples",
+            "4600",
+            "--batch-size",
+            "256",
+            "--epochs",
+            "2",
+        ),
+        capture_output=True,
+        text=True,
+        env=_env(2),
+        cwd=ROOT,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = _json_out(proc.stdout)
     ref = _reference(out, "float64")
@@ -267,11 +314,26 @@ def test_two_processes_on_loopback_train_like_one_device(fake_device_runs):
     """2 processes x 2 fake CPU devices = a 4-device mesh, gloo collectives
     over 127.0.0.1; each step runs 2 steps per dispatch (a compiled loop)."""
     port = _free_port()
-    common = ("--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--no-reference",
-              "--dtype", "float32,float64", "--steps-per-execution", "2")
+    common = (
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--num-processes",
+        "2",
+        "--no-reference",
+        "--dtype",
+        "float32,float64",
+        "--steps-per-execution",
+        "2",
+    )
     procs = [
-        subprocess.Popen(_worker(*common, "--process-id", str(i)), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=_env(2), cwd=ROOT)
+        subprocess.Popen(
+            _worker(*common, "--process-id", str(i)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(2),
+            cwd=ROOT,
+        )
         for i in range(2)
     ]
     outs = []
@@ -286,19 +348,31 @@ def test_two_processes_on_loopback_train_like_one_device(fake_device_runs):
                 proc.kill()
                 proc.communicate()
     for i, out in enumerate(outs):
-        assert out["info"] == {"platform": "cpu", "global_devices": 4, "local_devices": 2,
-                               "process_index": i, "process_count": 2}
+        assert out["info"] == {
+            "platform": "cpu",
+            "global_devices": 4,
+            "local_devices": 2,
+            "process_index": i,
+            "process_count": 2,
+        }
         for run in out["runs"]:
             assert run["devices"] == 4
-            _assert_same(run, _reference(fake_device_runs, run["dtype"]),
-                         f"process {i} of 2, {run['dtype']}")
+            _assert_same(
+                run, _reference(fake_device_runs, run["dtype"]), f"process {i} of 2, {run['dtype']}"
+            )
     # both processes end with the same parameters
     for a, b in zip(outs[0]["runs"], outs[1]["runs"], strict=True):
         assert a["params"] == b["params"] and a["history"] == b["history"]
 
 
 def test_worker_help_does_not_need_devices():
-    proc = subprocess.run([sys.executable, "-m", "tinynet.parallel", "--help"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=60, env=_env(1))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinynet.parallel", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env=_env(1),
+    )
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"--coordinator HOST:PORT", proc.stdout)

@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 from helpers import to_numpy
 
-import backends
 import tinynet as tn
+from tinynet import backends
 from tinynet.checkpoint import load_into
 from tinynet.layers import Layer
 from tinynet.tree import tree_leaves
@@ -61,13 +61,13 @@ class CtrlC(Layer):
     def __init__(self, at: int, times: int = 1) -> None:
         self.at, self.times, self.calls = at, times, 0
 
-    def forward(self, params, x, xp, training=False, key=None):
+    def forward(self, params, state, x, ops, training=False, key=None):
         if training:
             self.calls += 1
             if self.calls == self.at:
                 for _ in range(self.times):
                     os.kill(os.getpid(), signal.SIGINT)
-        return x, lambda dy, need_dx=True: (dy, {})
+        return x, state, lambda dy, need_dx=True: (dy, {})
 
 
 @contextlib.contextmanager

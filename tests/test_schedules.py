@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from helpers import assert_close, to_numpy
 
-import backends
-from tinynet import schedules
+from tinynet import backends, schedules
 from tinynet.schedules import CosineDecay, ExponentialDecay, StepDecay
 
 STEPS = list(range(0, 31))
@@ -118,7 +117,7 @@ def jax_backend():
     loaded, why = backends.probe("jax")
     if loaded is None:
         pytest.skip(why)
-    with backends.use_backend("jax"):
+    with backends.use_backend("jax"), loaded.scope():
         yield loaded
 
 

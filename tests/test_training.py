@@ -91,51 +91,43 @@ def test_epoch_order_made_on_the_host_equals_a_compiled_one():
     host) are the same bits made by JAX in a compiled call."""
     pytest.importorskip("jax")
     from tinynet import random as tnrandom
-    from tinynet.fit_loop import _setup
+    from tinynet.fit_loop import epoch_setup
 
     jax_backend = tn.get_backend("jax")
     for n in (17, 5000):
-        host = _setup(tnrandom.key(7, "numpy"), 3, n, True, True)
-        compiled = jax_backend.jit(lambda k, e, n=n: _setup(k, e, n, True, True))
+        host = epoch_setup(tnrandom.key(7, "numpy"), 3, n, True, True)
+        compiled = jax_backend.jit(lambda k, e, n=n: epoch_setup(k, e, n, True, True))
         device = compiled(tnrandom.key(7, jax_backend), 3)
         for a, b in zip(host, device, strict=True):
             np.testing.assert_array_equal(np.asarray(a), to_numpy(b))
         assert sorted(np.asarray(host[0]).tolist()) == list(range(n))
 
 
-def test_compiled_batches_by_slice_or_by_gather_are_the_same(spiral, monkeypatch):
-    """On JAX, fit's steps slice their batch out of a data set put into the
-    epoch's order once per epoch (or not shuffled), or, for data sets above
-    ``PERMUTE_MAX_BYTES`` (or batches above ``PERMUTE_MAX_BATCH_BYTES``),
-    gather it row by row: the same batches, so the same
-    numbers as NumPy's eager loop.  (Not always the same bits: XLA fuses the
-    two programs differently and may round a sum differently, seen 1 ulp.)"""
+def test_compiled_blocks_take_the_same_batches_as_the_eager_loop(spiral):
+    """On JAX a block of steps takes each batch inside one compiled loop (a
+    dynamic slice of the data, or of the epoch's order and a gather): the
+    same batches, so the same numbers as NumPy's Python loop, shuffled or not,
+    in one block per epoch or in blocks of 2 steps."""
     pytest.importorskip("jax")
-    from tinynet import fit_loop
-
     x, y = spiral
 
-    def train(backend, shuffle, limit):
-        monkeypatch.setattr(fit_loop, "PERMUTE_MAX_BYTES", limit)
+    def train(backend, shuffle, spe):
         with tn.use_backend(backend):
             model = spiral_model("float64", dropout=0.2)
             hist = model.fit(
                 x, y, loss=SCCE, optimizer="adam", epochs=2, batch_size=64, shuffle=shuffle,
-                verbose=0,
+                verbose=0, steps_per_execution=spe,
             )  # fmt: skip
             params = [to_numpy(v) for p in model.params for _, v in sorted(p.items())]
             return hist.history["loss"], params
 
     for shuffle in (True, False):
-        sliced = train("jax", shuffle, fit_loop.PERMUTE_MAX_BYTES)
-        gathered = train("jax", shuffle, 0)
-        eager = train("numpy", shuffle, 0)
-        assert_close(np.array(sliced[0]), eager[0], "float64")
-        assert_close(np.array(gathered[0]), eager[0], "float64")
-        for a, b, c in zip(sliced[1], gathered[1], eager[1], strict=True):
-            assert_close(a, c, "float64")
-            assert_close(b, c, "float64")
-    assert train("jax", True, 2**30)[0] != train("jax", False, 2**30)[0]
+        eager = train("numpy", shuffle, "auto")
+        for spe in ("auto", 2):
+            compiled = train("jax", shuffle, spe)
+            assert_close(np.array(compiled[0]), eager[0], "float64")
+            for a, b in zip(compiled[1], eager[1], strict=True):
+                assert_close(a, b, "float64")
 
 
 def test_jax_compiles_once_per_batch_shape(spiral):
@@ -145,18 +137,20 @@ def test_jax_compiles_once_per_batch_shape(spiral):
         model = spiral_model()
         model.fit(x, y, loss=SCCE, optimizer="adam", epochs=2, batch_size=64, verbose=0)
 
+        ops = model.backend
+
         def compiled():
             return sum(
-                fn._cache_size()
+                ops._blocks[step].compiled._cache_size()
                 for cache in model._compiled.values()
                 if isinstance(cache, dict)
-                for fn in cache.values()
+                for step, _ in cache.values()
             )
 
         after_first = compiled()
-        # permutation of the data set into the epoch's order, full batches
-        # (one loop), ragged batch; the epoch's order is made on the host
-        assert after_first == 3
+        # full batches (one loop) and the ragged batch; the epoch's order is
+        # made on the host
+        assert after_first == 2
         model.fit(x, y, loss=SCCE, epochs=3, batch_size=64, verbose=0)
         model.fit(
             x, y, loss=tn.losses.SparseCategoricalCrossentropy(), epochs=1, batch_size=64, verbose=0

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends import (
+from . import callbacks, datasets, initializers, layers, losses, optimizers, random, schedules
+from .backends import (
     Backend,
     BackendUnavailableError,
     get_backend,
     set_backend,
     use_backend,
 )
-
-from . import callbacks, datasets, initializers, layers, losses, optimizers, random, schedules
 from .callbacks import EarlyStopping, History, ModelCheckpoint, TerminateOnNaN
 from .checkpoint import CheckpointError, load
 from .layers import (
@@ -45,7 +44,7 @@ __version__ = "0.1.0"
 
 def to_numpy(a: Any):
     """Any backend's array -> host ``numpy.ndarray``."""
-    import backends
+    from . import backends
 
     return backends.backend_of(a).to_numpy(a)
 

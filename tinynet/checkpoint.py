@@ -8,8 +8,10 @@ Layout (the safetensors format, readable by ``safetensors.numpy.load_file``)::
               "<tensor name>": {"dtype": "F32", "shape": [...], "data_offsets": [b, e]}, ...}
     rest      the raw little-endian tensor bytes, back to back, no gaps
 
-Tensors: ``params.<layer>.<name>`` for every parameter and ``opt.<path>`` for
-every optimizer-state leaf (paths as :func:`tinynet.tree.tree_leaves` names them).
+Tensors: ``params.<layer>.<name>`` for every parameter, ``state.<layer>.<name>``
+for every entry of the model's state (e.g. batch-norm statistics) and
+``opt.<path>`` for every optimizer-state leaf (paths as
+:func:`tinynet.tree.tree_leaves` names them).
 Metadata (all strings): ``format`` ("tinynet"), ``format_version``,
 ``tinynet_version``, ``backend`` (saved from; information only), ``dtype``,
 ``config`` (architecture, JSON), ``optimizer`` (config JSON or ``null``),
@@ -33,8 +35,7 @@ from typing import Any
 
 import numpy as np
 
-import backends
-
+from . import backends
 from .model import Sequential
 from .tree import tree_leaves
 
@@ -90,9 +91,10 @@ def save(model: Sequential, path: str | os.PathLike) -> None:
     fit seed) to ``path`` atomically: the file is either the old one or the
     complete new one, never a mix, even if the process dies mid-write."""
     tensors: dict[str, np.ndarray] = {}
-    for i, layer in enumerate(model.params):
-        for name, arr in layer.items():
-            tensors[f"params.{i}.{name}"] = _host(arr)
+    for kind, tree in (("params", model.params), ("state", model.state)):
+        for i, layer in enumerate(tree):
+            for name, arr in layer.items():
+                tensors[f"{kind}.{i}.{name}"] = _host(arr)
     structure = None
     if model.opt_state is not None:
         structure = _structure(model.opt_state)
@@ -380,28 +382,8 @@ def _build_state(model: Sequential, ckpt: _Checkpoint, path: str) -> dict[str, A
             f"the checkpoint has {len(meta['config']['layers'])} layers, "
             f"the model has {len(model.params)}",
         )
-    params = []
-    for i, layer in enumerate(model.params):
-        new = {}
-        for name, current in layer.items():
-            key = f"params.{i}.{name}"
-            arr = tensors.pop(key, None)
-            if arr is None:
-                raise _fail(path, f"missing parameter {key}")
-            if arr.shape != tuple(current.shape):
-                raise _fail(
-                    path,
-                    f"parameter {key} has shape {arr.shape} in the checkpoint "
-                    f"but the model expects {tuple(current.shape)}",
-                )
-            if arr.dtype.name != model.dtype:
-                raise _fail(
-                    path,
-                    f"parameter {key} is {arr.dtype.name} in the checkpoint but "
-                    f"the model is {model.dtype}",
-                )
-            new[name] = bk.asarray(arr, dtype=arr.dtype.name)
-        params.append(new)
+    params = _layer_arrays(model, model.params, "params", "parameter", tensors, path)
+    state = _layer_arrays(model, model.state, "state", "state entry", tensors, path)
     optimizer = opt_state = None
     if meta["optimizer"] is not None:
         from . import optimizers
@@ -421,12 +403,41 @@ def _build_state(model: Sequential, ckpt: _Checkpoint, path: str) -> dict[str, A
         raise _fail(path, f"unexpected tensors: {', '.join(sorted(tensors))}")
     return {
         "params": params,
+        "state": state,
         "optimizer": optimizer,
         "opt_state": opt_state,
         "epoch": meta["epoch"],
         "step": meta["step"],
         "fit_seed": meta["fit_seed"],
     }
+
+
+def _layer_arrays(model, tree, kind, what, tensors, path) -> list[dict[str, Any]]:
+    """``tree`` (the model's params or state) with every array taken from
+    ``tensors`` (``<kind>.<layer>.<name>``), checked against its shape and dtype."""
+    out = []
+    for i, layer in enumerate(tree):
+        new = {}
+        for name, current in layer.items():
+            key = f"{kind}.{i}.{name}"
+            arr = tensors.pop(key, None)
+            if arr is None:
+                raise _fail(path, f"missing {what} {key}")
+            if arr.shape != tuple(current.shape):
+                raise _fail(
+                    path,
+                    f"{what} {key} has shape {arr.shape} in the checkpoint "
+                    f"but the model expects {tuple(current.shape)}",
+                )
+            if arr.dtype.name != model.dtype:
+                raise _fail(
+                    path,
+                    f"{what} {key} is {arr.dtype.name} in the checkpoint but "
+                    f"the model is {model.dtype}",
+                )
+            new[name] = model.backend.asarray(arr, dtype=arr.dtype.name)
+        out.append(new)
+    return out
 
 
 def _rebuild(spec: Any, prefix: str, tensors: dict[str, np.ndarray], bk: Any, path: str) -> Any:

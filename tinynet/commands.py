@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-import backends
-
+from . import backends
 from .cli import CLIError
 from .model import build_mlp
 

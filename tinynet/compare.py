@@ -45,8 +45,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-import backends as registry  # the package; `backends` is a parameter name here
-
+from . import backends as registry  # `backends` is a parameter name here
 from . import core, random
 from .model import build_mlp
 
@@ -131,42 +130,21 @@ def step_key(seed: int, backend: registry.Backend, epoch: int = 0, step: int = 0
     return random.fold_in(random.fold_in(epoch_key, 0xD0), step)
 
 
-def _make_step(layers: Sequence[Any], loss: Any, optimizer: Any) -> Callable:
-    """A pure ``step(params, x, y, key, opt_state) -> dict`` returning every
-    intermediate; the same maths, in the same order, as
-    :func:`tinynet.core.make_loss_and_grads` and the optimizer update."""
+def _make_step(layers: Sequence[Any], loss: Any, optimizer: Any, ops: Any) -> Callable:
+    """A pure ``step(params, state, x, y, key, opt_state) -> dict`` returning
+    every intermediate of :func:`tinynet.core.make_loss_and_grads` (the maths
+    ``fit`` runs) and the optimizer update."""
     layers = tuple(layers)
-    head = core.fused_head(layers, loss)
-    body = layers[:-1] if head is not None else layers
-    fused = head is not None
-    head = head or loss
-    n_layers, n_body = len(layers), len(body)
+    fused = core.fused_head(layers, loss) is not None
+    loss_and_grads = core.make_loss_and_grads(layers, loss, ops, record=True)
 
-    def step(params, x, y, key, opt_state):
-        xp = registry.namespace(x)
-        h = x
-        outputs: list[Any] = [None] * n_layers
-        backs = []
-        for i in range(n_body):
-            k = random.fold_in(key, i) if body[i].needs_key else None
-            h, back = body[i].forward(params[i], h, xp, True, k)
-            outputs[i] = h
-            backs.append(back)
-        grad_in: list[Any] = [None] * n_layers
-        if fused:
-            outputs[-1], _ = layers[-1].forward(params[-1], h, xp, False, None)
-        value, dh = head.value_and_grad(xp, y, h)
-        if fused:
-            grad_in[-1] = dh  # the gradient with respect to the logits
-        grads: list[dict[str, Any]] = [{} for _ in range(n_layers)]
-        for i in range(n_body - 1, -1, -1):
-            dh, grads[i] = backs[i](dh, True)
-            grad_in[i] = dh
-        for i, layer in enumerate(layers):
-            if getattr(layer, "regularized", False):
-                penalty, extra = layer.penalty(params[i], xp)
-                value = value + penalty
-                grads[i] = {name: g + extra[name] for name, g in grads[i].items()}
+    def step(params, state, x, y, key, opt_state):
+        value, grads, new_state, h, seen = loss_and_grads(params, state, x, y, key, True)
+        outputs, grad_in = list(seen["outputs"]), list(seen["grad_in"])
+        if fused:  # the last activation's output, and the gradient at its input (the logits)
+            out, _, _ = layers[-1].forward(params[-1], state[-1], h, ops, False, None)
+            outputs.append(out)
+            grad_in[-1] = seen["grad_head"]
         updated = None
         if optimizer is not None:
             updated, _ = optimizer.update(grads, opt_state, params)
@@ -192,6 +170,7 @@ def _run(
     backend: registry.Backend,
     dtype: str,
     params_host: list,
+    state_host: list,
     x_host: np.ndarray,
     y_host: np.ndarray,
     loss: Any,
@@ -199,17 +178,23 @@ def _run(
     seed: int | None,
 ) -> dict:
     """One step on ``backend`` in ``dtype``; every result as a host float64 array."""
-    from .training import prepare_targets
-    from .validation import as_model_input
+    from .validation import as_model_input, prepare_targets
 
-    like = SimpleNamespace(backend=backend, dtype=dtype, output_features=model.output_features)
-    x = as_model_input(x_host, backend, dtype, "compare_backends")
-    y = prepare_targets(like, y_host, loss, x_host.shape[0], "compare_backends")
-    params = [{k: backend.asarray(v.astype(dtype)) for k, v in p.items()} for p in params_host]
-    key = step_key(seed, backend) if seed is not None else None
-    opt_state = optimizer.init(params) if optimizer is not None else None
-    step = backend.jit(_make_step(model.layers, loss, optimizer))
-    out = step(params, x, y, key, opt_state)
+    like = SimpleNamespace(
+        backend=backend,
+        dtype=dtype,
+        output_shape=model.output_shape,
+        output_features=model.output_features,
+    )
+    with backend.scope():
+        x = as_model_input(x_host, backend, dtype, "compare_backends")
+        y = prepare_targets(like, y_host, loss, x_host.shape[0], "compare_backends")
+        params = [{k: backend.asarray(v.astype(dtype)) for k, v in p.items()} for p in params_host]
+        state = [{k: backend.asarray(v.astype(dtype)) for k, v in s.items()} for s in state_host]
+        key = step_key(seed, backend) if seed is not None else None
+        opt_state = optimizer.init(params) if optimizer is not None else None
+        step = backend.jit(_make_step(model.layers, loss, optimizer, backend))
+        out = step(params, state, x, y, key, opt_state)
 
     def f64(a: Any) -> np.ndarray | None:
         return None if a is None else np.asarray(_host(a), dtype=np.float64)
@@ -319,9 +304,21 @@ def compare_backends(
     x_host = np.asarray(_host(x) if not isinstance(x, (list, tuple)) else x)
     y_host = np.asarray(_host(y) if not isinstance(y, (list, tuple)) else y)
     params_host = [{k: _host(v) for k, v in p.items()} for p in model.params]
+    state_host = [{k: _host(v) for k, v in s.items()} for s in model.state]
 
     numpy_backend = registry.load("numpy")
-    ref = _run(model, numpy_backend, "float64", params_host, x_host, y_host, loss, optimizer, seed)
+    ref = _run(
+        model,
+        numpy_backend,
+        "float64",
+        params_host,
+        state_host,
+        x_host,
+        y_host,
+        loss,
+        optimizer,
+        seed,
+    )
     report = CompareReport(
         rows=[],
         dtype=dtype,
@@ -337,7 +334,18 @@ def compare_backends(
             report.rows.append(Row(name, None, "", "unavailable", math.nan, math.nan, why))
             continue
         try:
-            got = _run(model, backend, dtype, params_host, x_host, y_host, loss, optimizer, seed)
+            got = _run(
+                model,
+                backend,
+                dtype,
+                params_host,
+                state_host,
+                x_host,
+                y_host,
+                loss,
+                optimizer,
+                seed,
+            )
         except Exception as err:  # a backend that loads but fails (e.g. out of memory)
             why = f"{type(err).__name__}: {err}"
             report.skipped[name] = why

@@ -6,9 +6,7 @@ from typing import Any
 
 import numpy as np
 
-import backends
-
-from . import core, random
+from . import backends, core, random
 
 
 def _finite(a: Any) -> bool:
@@ -34,7 +32,8 @@ def first_nonfinite(
 
     ``order`` is the epoch's row order (``None``: ``x`` is already in order).
     """
-    xp = model.backend.xp
+    ops = model.backend
+    xp = ops.xp
     start = step * batch_size
     stop = min(start + batch_size, x.shape[0])
     if order is None:
@@ -54,7 +53,7 @@ def first_nonfinite(
             if not _finite(p):
                 return f"parameter {name} of layer {i} ({type(layer).__name__})"
         k = random.fold_in(key, i) if (key is not None and layer.needs_key) else None
-        h, back = layer.forward(model.params[i], h, xp, True, k)
+        h, _, back = layer.forward(model.params[i], model.state[i], h, ops, True, k)
         backs.append(back)
         if not _finite(h):
             return f"forward output of layer {i} ({type(layer).__name__})"
@@ -62,7 +61,7 @@ def first_nonfinite(
     if not _finite(value) or not _finite(dh):
         return f"the loss {type(loss).__name__}"
     for i, layer in enumerate(model.layers):
-        if getattr(layer, "regularized", False):
+        if layer.regularized:
             penalty, grads = layer.penalty(model.params[i], xp)
             if not _finite(penalty) or not all(_finite(g) for g in grads.values()):
                 return f"the regularization penalty of layer {i} ({type(layer).__name__})"

@@ -32,8 +32,7 @@ from typing import Any
 
 import array_api_compat
 
-import backends
-
+from . import backends
 from . import random as tnrandom
 
 __all__ = [

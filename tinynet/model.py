@@ -1,28 +1,30 @@
-"""``Sequential``: a stack of layers that owns its parameters."""
+"""``Sequential``: a stack of layers that owns its parameters and state."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
-import backends
-
-from . import core, random
+from . import arguments, backends, core, random
 from .layers import Dense, Layer, from_config
 from .losses import Loss
 from .losses import get as get_loss
-from .validation import as_model_input, check_features
+from .tree import tree_map
 
 Array = Any
-_DTYPES = ("float32", "float64")
+DTYPES = ("float32", "float64")
 
 
 class Sequential:
     """A stack of layers applied in order.
 
     Args:
-        layers: the layers; the first one must be a :class:`Dense` (it fixes
-            the input width) and consecutive widths must agree.
+        layers: the layers.  Each derives its output shape from its input
+            shape, so any layer may come first.
+        input_shape: the shape of one sample (no batch axis), e.g. ``(784,)``
+            or ``(28, 28, 1)``; may be left out when the first layer states
+            it (``Dense(in_features, out_features)``).
         dtype: ``"float32"`` (default) or ``"float64"`` for every parameter
             and every computation.
         seed: initialisation seed; the same seed gives bit-identical initial
@@ -30,13 +32,16 @@ class Sequential:
         backend: backend name for the parameters (default: the current one).
 
     ``model.params`` is a list with one dict per layer (``{}`` for
-    parameter-free layers; Dense has ``"W"`` ``(in, out)`` and ``"b"`` ``(out,)``).
-    It is live: assign ``model.params[i]["W"] = arr`` and the next call uses it.
+    parameter-free layers; Dense has ``"W"`` ``(in, out)`` and ``"b"`` ``(out,)``);
+    ``model.state`` a parallel list of the layers' non-trained state (e.g.
+    batch-norm statistics; ``{}`` for most layers).  Both are live: assign
+    ``model.params[i]["W"] = arr`` and the next call uses it.
     """
 
     def __init__(
         self,
         layers: Sequence[Layer],
+        input_shape: Any = None,
         dtype: str = "float32",
         seed: int = 0,
         backend: str | None = None,
@@ -48,29 +53,23 @@ class Sequential:
             if not isinstance(layer, Layer):
                 raise TypeError(
                     f"Sequential: item {i} is {layer!r}, not a tinynet layer; "
-                    "use e.g. tinynet.Dense(2, 64) or tinynet.ReLU()"
+                    "use e.g. tinynet.Dense(64) or tinynet.ReLU()"
                 )
-        if not isinstance(layers[0], Dense):
-            raise ValueError(
-                f"Sequential: layer 0 must be Dense (it fixes the input width), "
-                f"received {type(layers[0]).__name__}"
-            )
-        width: int | None = None
-        for i, layer in enumerate(layers):
-            width = layer.output_features(width, i)
-        if dtype not in _DTYPES:
-            raise ValueError(
-                f"Sequential: dtype must be one of {_DTYPES}, received dtype={dtype!r}"
-            )
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"Sequential: seed must be an int, received seed={seed!r}")
+        if input_shape is None:
+            first = layers[0]
+            if not (isinstance(first, Dense) and first.in_features is not None):
+                raise ValueError(
+                    f"Sequential: pass input_shape=..., the shape of one sample, e.g. "
+                    f"input_shape=(784,) (layer 0, {type(first).__name__}, does not state it)"
+                )
+            input_shape = (first.in_features,)
+        self.input_shape = arguments.shape("Sequential", "input_shape", input_shape)
+        self.shapes = _infer_shapes(layers, self.input_shape)
+        self.dtype = arguments.choice("Sequential", "dtype", dtype, DTYPES)
+        self.seed = arguments.seed("Sequential", seed)
         self.layers = layers
-        self.dtype = dtype
-        self.seed = seed
         self.backend = backends.get_backend(backend)
-        self.input_features: int = layers[0].in_features
-        self.output_features: int | None = width
-        self.params = self.initial_params(seed)
+        self.params, self.state = self.initial_params(seed)
         self._compiled: dict[Any, Any] = {}
         self.optimizer = None
         self.opt_state = None
@@ -81,33 +80,52 @@ class Sequential:
         self.stop_training = False
         self.stop_reason: str | None = None
 
+    # ------------------------------------------------------------ shapes
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.shapes[-1]
+
+    @property
+    def input_features(self) -> int:
+        """The width of the input's last axis."""
+        return self.input_shape[-1]
+
+    @property
+    def output_features(self) -> int:
+        """The width of the output's last axis (classes, for a classifier)."""
+        return self.output_shape[-1] if self.output_shape else 1
+
     # ------------------------------------------------------------ parameters
 
-    def initial_params(self, seed: int) -> list[dict[str, Array]]:
-        """Fresh parameters for ``seed`` (layer ``i`` uses ``fold_in(key, i)``)."""
-        dtype = self.backend.dtype(self.dtype)
-        layers = self.layers
+    def initial_params(self, seed: int) -> tuple[list[dict], list[dict]]:
+        """Fresh ``(params, state)`` for ``seed`` (layer ``i`` uses ``fold_in(key, i)``)."""
+        ops = self.backend
+        dtype = ops.dtype(self.dtype)
+        layers, shapes = self.layers, (self.input_shape, *self.shapes[:-1])
 
-        def init_all(key: Array) -> list[dict[str, Array]]:
-            params, width = [], None
-            for i, layer in enumerate(layers):
-                params.append(
-                    layer.init(random.fold_in(key, i), width, dtype) if layer.has_params else {}
-                )
-                width = layer.output_features(width, i)
-            return params
+        def init_all(key: Array) -> tuple[list, list]:
+            params, state = [], []
+            for i, (layer, shape) in enumerate(zip(layers, shapes, strict=True)):
+                _, p, s = layer.init(random.fold_in(key, i), shape, dtype)
+                params.append(p)
+                state.append(s)
+            return params, state
 
         # one compiled program on JAX instead of hundreds of tiny dispatches
-        return self.backend.jit(init_all)(random.key(seed, self.backend))
+        with ops.scope():
+            return ops.jit(init_all)(random.key(seed, ops))
 
     def to_backend(self, name: str) -> Sequential:
-        """Move parameters (and optimizer state) to another backend, in place."""
+        """Move parameters, state and optimizer state to another backend, in place."""
         target = backends.load(name)
-        convert = lambda a: target.asarray(backends.backend_of(a).to_numpy(a))  # noqa: E731
-        self.params = [{k: convert(v) for k, v in p.items()} for p in self.params]
-        if self.opt_state is not None:
-            from .tree import tree_map
 
+        def convert(a):
+            return target.asarray(backends.backend_of(a).to_numpy(a))
+
+        self.params = tree_map(convert, self.params)
+        self.state = tree_map(convert, self.state)
+        if self.opt_state is not None:
             self.opt_state = tree_map(convert, self.opt_state)
         self.backend = target
         self._compiled.clear()
@@ -117,11 +135,12 @@ class Sequential:
         """A copy of the parameters that later steps cannot touch (even when
         a compiled step donates the live buffers)."""
         xp = self.backend.xp
-        return [{k: xp.asarray(v, copy=True) for k, v in p.items()} for p in self.params]
+        with self.backend.scope():
+            return tree_map(lambda a: xp.asarray(a, copy=True), self.params)
 
     @property
     def num_params(self) -> int:
-        return sum(int(_prod(a.shape)) for p in self.params for a in p.values())
+        return sum(math.prod(a.shape) for p in self.params for a in p.values())
 
     # ------------------------------------------------------------ maths
 
@@ -131,17 +150,10 @@ class Sequential:
             fn = self._compiled[key] = build()
         return fn
 
-    def _input(self, x: Any, where: str) -> Array:
-        x = as_model_input(x, self.backend, self.dtype, where)
-        check_features(x, self.input_features, where)
-        if x.shape[0] == 0:
-            raise ValueError(f"{where}: the batch is empty (0 samples)")
-        return x
-
     def predict(self, x: Any, batch_size: int | None = None) -> Array:
-        """Outputs for inputs ``x`` of shape ``(n, in_features)``.
+        """Outputs for inputs ``x`` of shape ``(n, *input_shape)``.
 
-        Returns an array of the model's backend, shape ``(n, out_features)``
+        Returns an array of the model's backend, shape ``(n, *output_shape)``
         (``tinynet.to_numpy`` makes it a NumPy array).
         """
         from .training import predict
@@ -152,19 +164,19 @@ class Sequential:
         return self.predict(x)
 
     def loss_and_grads(self, x: Any, y_true: Any, loss: Loss | str) -> tuple[Array, list]:
-        """``(mean loss, grads)`` for one batch; ``grads`` is shaped like ``params``."""
+        """``(mean loss, grads)`` for one batch in inference mode (no
+        dropout, state unchanged); ``grads`` is shaped like ``params``."""
+        from .training import prepare_data
+
         loss = get_loss(loss)
-        x = self._input(x, "Sequential.loss_and_grads")
-        y = self._targets(y_true, loss, x.shape[0], "Sequential.loss_and_grads")
-        fn = self._cached(
-            ("loss_and_grads", loss), lambda: core.make_loss_and_grads(self.layers, loss)
-        )
-        return fn(self.params, x, y, None, False)
-
-    def _targets(self, y: Any, loss: Loss, n: int, where: str) -> Array:
-        from .training import prepare_targets
-
-        return prepare_targets(self, y, loss, n, where)
+        with self.backend.scope():
+            x, y = prepare_data(self, x, y_true, loss, "Sequential.loss_and_grads")
+            fn = self._cached(
+                ("loss_and_grads", loss),
+                lambda: core.make_loss_and_grads(self.layers, loss, self.backend),
+            )
+            value, grads, _, _ = fn(self.params, self.state, x, y, None, False)
+        return value, grads
 
     # ------------------------------------------------------------ training API
 
@@ -181,7 +193,7 @@ class Sequential:
         return evaluate(self, x, y, **kwargs)
 
     def save(self, path: str) -> None:
-        """Write a safetensors checkpoint atomically (see :mod:`tinynet.checkpoint`)."""
+        """Write a checkpoint atomically (see :mod:`tinynet.checkpoint`)."""
         from .checkpoint import save
 
         save(self, path)
@@ -191,6 +203,7 @@ class Sequential:
     def get_config(self) -> dict[str, Any]:
         return {
             "layers": [layer.get_config() for layer in self.layers],
+            "input_shape": list(self.input_shape),
             "dtype": self.dtype,
             "seed": self.seed,
         }
@@ -198,29 +211,55 @@ class Sequential:
     @classmethod
     def from_config(cls, config: dict[str, Any], backend: str | None = None) -> Sequential:
         layers = [from_config(c) for c in config["layers"]]
+        shape = config.get("input_shape")
         return cls(
             layers,
+            input_shape=None if shape is None else tuple(shape),
             dtype=config.get("dtype", "float32"),
             seed=config.get("seed", 0),
             backend=backend,
         )
 
     def summary(self) -> str:
-        lines = [f"Sequential on {self.backend.name} ({self.dtype}), {self.num_params} parameters"]
-        for i, (layer, p) in enumerate(zip(self.layers, self.params, strict=True)):
-            shapes = ", ".join(f"{k}{tuple(v.shape)}" for k, v in p.items())
-            lines.append(f"  {i}: {layer!r}" + (f"  [{shapes}]" if shapes else ""))
+        """A Keras-style table: each layer, its output shape and parameter count."""
+        rows = [("layer", "output shape", "params")]
+        for i, (layer, shape, p) in enumerate(
+            zip(self.layers, self.shapes, self.params, strict=True)
+        ):
+            count = sum(math.prod(a.shape) for a in p.values())
+            rows.append((f"{i}: {layer!r}", str((None, *shape)), f"{count:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(3)]
+        line = "  ".join("-" * w for w in widths)
+        lines = [
+            f"Sequential on {self.backend.name} ({self.dtype}), "
+            f"input shape {(None, *self.input_shape)}",
+            line,
+        ]
+        for j, r in enumerate(rows):
+            lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}")
+            if j == 0:
+                lines.append(line)
+        lines += [line, f"total parameters: {self.num_params:,}"]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return f"Sequential({self.layers!r}, dtype={self.dtype!r})"
+        return (
+            f"Sequential({self.layers!r}, input_shape={self.input_shape!r}, dtype={self.dtype!r})"
+        )
 
 
-def _prod(shape: Sequence[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+def _infer_shapes(layers: list[Layer], input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Each layer's output shape.  A layer refuses an input shape with a
+    ``ValueError`` phrased after its name ("expects ..."), which this
+    prefixes with the layer's position."""
+    shapes, shape = [], input_shape
+    for i, layer in enumerate(layers):
+        try:
+            shape = tuple(layer.output_shape(shape))
+        except ValueError as err:
+            raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) {err}") from None
+        shapes.append(shape)
+    return shapes
 
 
 def build_mlp(
@@ -232,18 +271,16 @@ def build_mlp(
     dtype: str = "float32",
     seed: int = 0,
     backend: str | None = None,
-) -> Any:
+) -> Sequential:
     """The MLP ``tinynet train`` builds: Dense + activation (+ Dropout) per
     hidden width, then Dense + Softmax."""
     from . import layers as tl
 
-    stack: list[Any] = []
-    width = in_features
+    stack: list[Layer] = []
     for h in hidden:
         init = "he_uniform" if activation == "relu" else "glorot_uniform"
-        stack += [tl.Dense(width, h, init=init), tl.activation(activation)]
+        stack += [tl.Dense(h, init=init), tl.activation(activation)]
         if dropout:
             stack.append(tl.Dropout(dropout))
-        width = h
-    stack += [tl.Dense(width, classes), tl.Softmax()]
-    return Sequential(stack, dtype=dtype, seed=seed, backend=backend)
+    stack += [tl.Dense(classes), tl.Softmax()]
+    return Sequential(stack, input_shape=(in_features,), dtype=dtype, seed=seed, backend=backend)

@@ -14,12 +14,6 @@ The tree is what a model owns: a list with one dict per layer, e.g.
   (in-place operators are applied only to temporaries it has just made), it
   consults no host values and branches only on configuration, so it runs
   unchanged inside ``jax.jit``.  The array library is taken from the arrays.
-  The one exception is donation: inside ``backend.jit(step,
-  donate_argnums=...)`` on NumPy, where the caller has handed ``params`` and
-  ``state`` over (as ``fit`` does), Adam/AdamW (and SGD, where the optional
-  C loop ``backends._fused`` was built) overwrite them with the backend's
-  fused kernel (``backends/_numpy_kernels.py``: the same operations in the
-  same order, so the same bits, without the temporaries).
 * Every parameter keeps its dtype: scalar factors (learning rate, bias
   corrections) are computed in the parameter's dtype and gradients of another
   dtype are cast to it, so a float32 model stays float32.
@@ -52,9 +46,7 @@ from collections.abc import Callable, Mapping
 from numbers import Real
 from typing import Any, ClassVar
 
-import backends
-
-from . import schedules
+from . import backends, schedules
 from .schedules import Schedule, _check_real
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "get"]
@@ -135,7 +127,6 @@ class Optimizer:
     _hyper: ClassVar[tuple[str, ...]] = ()
     _default_lr: ClassVar[float] = 0.001
     _slots: tuple[str, ...] = ()
-    _has_kernel: ClassVar[bool] = False  # defines _kernel (in-place updates)
 
     def __init__(self, lr: LearningRate, learning_rate: LearningRate | None, clipnorm: Any) -> None:
         owner = type(self).__name__
@@ -179,24 +170,20 @@ class Optimizer:
         """The state before the first update: step 0 and zeroed slots."""
         leaves = [p for layer in params for p in layer.values()]
         xp = backends.namespace(*leaves)
-        if not leaves:
-            state: State = {"step": xp.zeros((), dtype=xp.int32)}
-            return {**state, **{name: [{} for _ in params] for name in self._slots}}
-        # every array at once: on JAX one transfer instead of an eager op each
-        specs = [((), xp.int32, 0)] + [
-            (tuple(p.shape), p.dtype, self._slot_value(name))
-            for name in self._slots
-            for p in leaves
-        ]
-        made = iter(backends.backend_of(leaves[0]).full(specs, like=leaves[0]))
-        state: State = {"step": next(made)}
+        device = getattr(leaves[0], "device", None) if leaves else None
+        state: State = {"step": xp.zeros((), dtype=xp.int32, device=device)}
         for name in self._slots:
-            state[name] = [{k: next(made) for k in layer} for layer in params]
+            value = self._slot_value(name)
+            state[name] = [
+                {k: xp.full_like(p, value) for k, p in layer.items()} for layer in params
+            ]
         return state
 
     def update(self, grads: Params, state: State, params: Params) -> tuple[Params, State]:
-        """One step: ``(new_params, new_state)``; the inputs are left untouched
-        (unless donated on NumPy: see the module docstring)."""
+        """One step: ``(new_params, new_state)``; the inputs are left untouched.
+
+        The one place where the per-array rule (``_leaf``) is lifted to the
+        parameter tree: clipping first, then every leaf with its slots."""
         if len(grads) != len(params):
             raise ValueError(
                 f"{type(self).__name__}.update: grads has {len(grads)} layer(s) but params "
@@ -207,17 +194,6 @@ class Optimizer:
         new_step = xp.asarray(step + 1)
         if self.clipnorm is not None:
             grads = _clip_by_global_norm(xp, grads, self.clipnorm)
-        if self._has_kernel and backends.donated(params) and backends.donated(state):
-            plan = self.__dict__.get("_plan")
-            if plan is None or not plan.matches(params, state):
-                kernels = backends.backend_of(step).kernels
-                in_place = self.updates_in_place(kernels)
-                plan = _InPlacePlan(self, kernels, params, state) if in_place else None
-                object.__setattr__(self, "_plan", plan)
-            if plan is not None:
-                plan.run(xp, grads, step, new_step)
-                state["step"] = new_step
-                return params, state  # the same trees, updated in place
         names = self._slots
         if not names:
             return self._update_stateless(xp, grads, params, step, new_step), {"step": new_step}
@@ -346,108 +322,10 @@ class Optimizer:
     def _leaf(self, xp: Any, s: tuple, p: Array, g: Array, *slots: Array) -> tuple:
         raise NotImplementedError
 
-    def updates_in_place(self, kernels: Any) -> bool:
-        """True if donated params and state are overwritten in place with the
-        backend's fused ``kernels`` (NumPy's; ``None`` elsewhere)."""
-        return self._has_kernel and kernels is not None and self._kernel(kernels) is not None
-
-    def _kernel(self, kernels: Any) -> Callable | None:
-        """``kernel(p, g, slots, scalars)`` updating in place with the
-        backend's fused ``kernels`` (the same maths as :meth:`_leaf`), or
-        None where there is none (the pure update runs)."""
-        return None
-
-    def _kernel_many(self, kernels: Any) -> Callable:
-        """``many(ps, gs, slot_buffers, scalars)``: the kernel for many small
-        parameters at once, whose slots are consecutive views of one 1-d
-        buffer per slot (defined where ``_kernel`` is)."""
-        raise NotImplementedError
-
 
 def _as_dtype(xp: Any, g: Array, dtype: Any) -> Array:
     """A gradient in its parameter's dtype (every parameter keeps its dtype)."""
     return g if g.dtype == dtype else xp.astype(g, dtype)
-
-
-class _InPlacePlan:
-    """How :meth:`Optimizer.update` overwrites one donated ``(params, state)``
-    pair (see ``backends.donated``) with the backend's fused kernels: large
-    parameters one by one (``_kernel``), small ones all together with their
-    slots re-homed as views of one buffer per slot and dtype
-    (``_kernel_many``), non-contiguous ones by the pure leaf.  Built once and
-    reused while the trees hold the same arrays (checked by identity each
-    step), so a small model pays no per-parameter bookkeeping.  The kernels
-    run the same operations as ``_leaf`` in the same order: same bits."""
-
-    def __init__(self, opt: Optimizer, kernels: Any, params: Params, state: State) -> None:
-        self.opt, self.params, self.state = opt, params, state
-        self.kernel, self.many = opt._kernel(kernels), opt._kernel_many(kernels)
-        slot_trees = self.slot_trees = [state[name] for name in opt._slots]
-        self.addrs: list[tuple[int, str]] = []
-        self.big: list[tuple[int, Array, list[Array]]] = []
-        self.loose: list[tuple[int, int, str]] = []
-        small: dict[Any, list] = {}
-        for i, layer in enumerate(params):
-            for key, p in layer.items():
-                n = len(self.addrs)
-                self.addrs.append((i, key))
-                slots = [tree[i][key] for tree in slot_trees]
-                if not kernels.contiguous(p, *slots):
-                    self.loose.append((n, i, key))
-                elif p.size >= kernels.MIN_SIZE:
-                    self.big.append((n, p, slots))
-                else:
-                    small.setdefault(p.dtype, []).append((n, i, key, p))
-        self.small = []
-        for dtype, group in small.items():
-            flats = []
-            for tree in slot_trees:
-                flat, views = kernels.flatten([tree[i][key] for _, i, key, _ in group])
-                for (_, i, key, _), view in zip(group, views, strict=True):
-                    tree[i][key] = view
-                flats.append(flat)
-            addrs = [(i, key) for _, i, key, _ in group]
-            self.small.append((dtype, addrs, [e[3] for e in group], flats))
-        loose = {(i, key) for _, i, key in self.loose}
-        self.checks = [
-            (layer, key, layer[key])
-            for tree in (params, *slot_trees)
-            for i, layer in enumerate(tree)
-            for key in layer
-            if (i, key) not in loose
-        ]
-
-    def matches(self, params: Params, state: State) -> bool:
-        return (
-            params is self.params
-            and state is self.state
-            and sum(map(len, params)) == len(self.addrs)
-            and all(layer[key] is a for layer, key, a in self.checks)
-        )
-
-    def run(self, xp: Any, grads: Params, step: Array, new_step: Array) -> None:
-        opt = self.opt
-        scalars = opt._scalars_by_dtype(xp, step, new_step)
-
-        def grad(n: int, dtype: Any) -> Array:
-            i, key = self.addrs[n]
-            return _as_dtype(xp, grads[i][key], dtype)
-
-        for n, p, slots in self.big:
-            self.kernel(p, grad(n, p.dtype), slots, scalars(p.dtype))
-        for dtype, addrs, ps, flats in self.small:
-            gs = [grads[i][key] for i, key in addrs]
-            self.many(ps, [g if g.dtype == dtype else xp.astype(g, dtype) for g in gs],
-                      flats, scalars(dtype))  # fmt: skip
-        params, slot_trees = self.params, self.slot_trees
-        for n, i, key in self.loose:
-            p = params[i][key]
-            out = opt._leaf(
-                xp, scalars(p.dtype), p, grad(n, p.dtype), *[t[i][key] for t in slot_trees]
-            )
-            params[i][key] = xp.asarray(out[0])
-            for tree, new in zip(slot_trees, out[1:], strict=True):
-                tree[i][key] = xp.asarray(new)
 
 
 # ---------------------------------------------------------------- SGD
@@ -472,7 +350,6 @@ class SGD(Optimizer):
 
     _hyper = ("momentum", "nesterov", "decay")
     _default_lr = 0.01
-    _has_kernel = True  # where the backend has one (NumPy with the C loop)
 
     def __init__(
         self,
@@ -500,18 +377,6 @@ class SGD(Optimizer):
         if self.decay:
             lr = lr / (1.0 + self.decay * xp.astype(step, dtype))
         return (-lr,)
-
-    def _kernel(self, kernels: Any) -> Callable | None:
-        if not kernels.has_sgd():
-            return None
-        sgd, mu, nesterov = kernels.sgd, self.momentum, self.nesterov
-        if not self._slots:
-            return lambda p, g, slots, s: sgd(p, g, None, s[0], mu, nesterov)
-        return lambda p, g, slots, s: sgd(p, g, slots[0], s[0], mu, nesterov)
-
-    def _kernel_many(self, kernels: Any) -> Callable:
-        many, mu, nesterov = kernels.sgd_many, self.momentum, self.nesterov
-        return lambda ps, gs, flats, s: many(ps, gs, *(flats or [None]), s[0], mu, nesterov)
 
     def _leaf(self, xp: Any, s: tuple, p: Array, g: Array, *slots: Array) -> tuple:
         step = g * s[0]  # -lr_t * g
@@ -705,7 +570,6 @@ class Adam(Optimizer):
 
     _hyper: ClassVar[tuple[str, ...]] = ("beta_1", "beta_2", "epsilon", "amsgrad")
     _default_lr = 0.001
-    _has_kernel = True
 
     def __init__(
         self,
@@ -739,7 +603,7 @@ class Adam(Optimizer):
 
     def _scalars(self, xp: Any, step: Array, new_step: Array, dtype: Any) -> tuple:
         if self._lr_const is not None and not self._wd:
-            t_host = backends.backend_of(step).host_scalar(step)
+            t_host = backends.backend_of(step).host_value(step)
             if t_host is not None:
                 # Host-memory backend (NumPy): the bias corrections in Python
                 # floats cost ~1 us instead of ~10 us of 0-d array operations.
@@ -757,16 +621,6 @@ class Adam(Optimizer):
             alpha = alpha * xp.sqrt(-xp.expm1(self._log_b2 * t))
         keep = 1.0 - lr * self._wd if self._wd else None  # AdamW: p * (1 - lr * wd)
         return (-alpha, keep)
-
-    def _kernel(self, kernels: Any) -> Callable | None:
-        if self.amsgrad:
-            return None
-        adam, c1, c2, eps = kernels.adam, self._c1, self._c2, self.epsilon
-        return lambda p, g, slots, s: adam(p, g, slots[0], slots[1], s[0], s[1], c1, c2, eps)
-
-    def _kernel_many(self, kernels: Any) -> Callable:
-        many, c1, c2, eps = kernels.adam_many, self._c1, self._c2, self.epsilon
-        return lambda ps, gs, flats, s: many(ps, gs, flats[0], flats[1], s[0], s[1], c1, c2, eps)
 
     def _leaf(self, xp: Any, s: tuple, p: Array, g: Array, *slots: Array) -> tuple:
         m_old, v_old = slots[0], slots[1]

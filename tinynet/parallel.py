@@ -25,7 +25,7 @@ import math
 import sys
 from typing import Any
 
-import backends
+from . import backends
 
 __all__ = ["DataParallel", "device_count", "initialize", "is_initialized", "shutdown"]
 
@@ -38,7 +38,7 @@ _FAKE = (
 def _impl():
     """``backends._jax_parallel`` (imports jax), or a clear error without jax."""
     try:
-        from backends import _jax_parallel
+        from .backends import _jax_parallel
     except ImportError:
         raise backends.missing_package("jax", "jax") from None
     return _jax_parallel

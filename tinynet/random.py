@@ -11,9 +11,9 @@ implementation and ``jax_threefry_partitionable=True``, the default since JAX
 0.5 and in JAX 0.10)::
 
     threefry_2x32  == jax.extend.random.threefry_2x32      bit for bit
-    key(seed)      == jax.random.PRNGKey(seed)             (with jax_enable_x64,
-                      which tinynet's JAX backend switches on; without x64, JAX
-                      keeps only the low 32 bits, so both agree for 0 <= seed < 2**32)
+    key(seed)      == jax.random.PRNGKey(seed)             (with jax_enable_x64;
+                      without x64, JAX keeps only the low 32 bits, so both agree
+                      for 0 <= seed < 2**32)
     split, fold_in, bits                                   bit for bit
     uniform        == jax.random.uniform on [0, 1) bit for bit; float32 with
                       other bounds too on CPU, barring rare double roundings
@@ -45,7 +45,7 @@ from typing import Any
 
 import array_api_compat
 
-import backends
+from . import backends
 
 __all__ = [
     "bernoulli",
@@ -82,10 +82,9 @@ _COMPILED: dict[tuple[Callable, str], Callable] = {}
 
 
 def _compiled(fn: Callable, like: Array, **jit_kwargs: Any) -> Callable:
-    """``fn`` compiled by the backend of ``like`` (``jax.jit``), else ``fn`` itself."""
+    """``fn`` compiled by the backend of ``like`` (``ops.jit``: ``fn`` itself
+    on eager backends), once per function and backend."""
     backend = backends.backend_of(like)
-    if not backend.compiles:
-        return fn
     compiled = _COMPILED.get((fn, backend.name))
     if compiled is None:
         compiled = _COMPILED[(fn, backend.name)] = backend.jit(fn, **jit_kwargs)
@@ -176,9 +175,6 @@ def _words(key: Array, size: int) -> tuple[Array, Array]:
     element with flat C-order index ``i`` uses counter ``(i >> 32, i & 0xffffffff)``.
     """
     xp = backends.namespace(key)
-    fused = backends.fused(xp, "threefry_words")  # NumPy: one C pass, the same bits
-    if fused is not None:
-        return fused(int(key[0]), int(key[1]), size)
     lo = xp.arange(size, dtype=xp.uint32, device=_device(key))
     return _block(key[0:1], key[1:2], xp.zeros_like(lo), lo)
 
@@ -257,14 +253,22 @@ def fold_in(key: Array, data: int | Array) -> Array:
     Equals ``jax.random.fold_in``: the block of counter ``(0, data)``.
     """
     xp = _check_key(key)
+    backend = backends.backend_of(key)
+    if (
+        not isinstance(data, numbers.Integral)
+        and tuple(getattr(data, "shape", (1,))) == ()
+        and backends.backend_of(data) is backend
+    ):
+        host = backend.host_value(data)  # a 0-d array in host memory: its int
+        if isinstance(host, int):
+            data = host
     if isinstance(data, numbers.Integral):  # Python or NumPy integer
         data = int(data)
         if not 0 <= data < 2**32:
             raise ValueError(f"fold_in data must be in [0, 2**32), got {data}")
-        backend = backends.backend_of(key)
-        k0 = backend.host_scalar(key[0])
+        k0 = backend.host_value(key[0])
         if k0 is not None:  # a key in host memory (NumPy, strict): Python ints
-            y = _block_int(k0, backend.host_scalar(key[1]), 0, data)
+            y = _block_int(k0, backend.host_value(key[1]), 0, data)
             return xp.asarray(y, dtype=xp.uint32, device=_device(key))
         d = xp.asarray([data], dtype=xp.uint32, device=_device(key))
     else:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
-import backends
+from . import backends
 
 __all__ = ["CosineDecay", "ExponentialDecay", "Schedule", "StepDecay", "get"]
 

@@ -10,93 +10,36 @@ an async device (JAX, CuPy) is never stalled by the host between steps.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-import backends
-
-from . import core
+from . import arguments, core
 from .callbacks import Callback, History
 from .fit_loop import FitLoop, metric_for
 from .losses import Loss
 from .losses import get as get_loss
-from .validation import as_model_input, cast_finite, check_features, check_labels, host_view
+from .validation import as_model_input, check_input, prepare_data
 
 Array = Any
 
 
-# ------------------------------------------------------------------ inputs
+def _count(name: str, value: Any, minimum: int) -> int:
+    return arguments.count("", name, value, minimum)
 
 
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, received {name}={value!r}")
-    return int(value)
+def _in_scope(fn):
+    """Run ``fn(model, ...)`` inside the model backend's scope (on JAX:
+    float64 enabled for tinynet's own computations only)."""
 
+    @functools.wraps(fn)
+    def call(model, *args, **kwargs):
+        with model.backend.scope():
+            return fn(model, *args, **kwargs)
 
-def prepare_targets(model: Any, y: Any, loss: Loss, n: int, where: str) -> Array:
-    """Targets ``y`` -> array on the model's backend, checked against ``loss``."""
-    backend = model.backend
-    if isinstance(y, (list, tuple)):
-        y = np.asarray(y)
-    if not isinstance(y, np.ndarray):
-        other = backends.backend_of(y)
-        if other is not backend:
-            raise TypeError(
-                f"{where}: targets are a {other.name} array but the model lives on the "
-                f"{backend.name} backend; move them with "
-                f"tinynet.get_backend({backend.name!r}).asarray(y)"
-            )
-    if len(y.shape) == 0 or y.shape[0] != n:
-        raise ValueError(
-            f"{where}: x has {n} samples but y has {y.shape[0] if len(y.shape) else 'no'} "
-            "samples; x and y must have the same length"
-        )
-    out = model.output_features
-    if loss.sparse:
-        host = host_view(y)
-        if host is not None and host.dtype.kind == "f":
-            # whole-number float labels are accepted; check_labels names any other
-            if np.all(np.isfinite(host)) and np.all(host == np.round(host)):
-                y = host.astype(np.int64)
-        check_labels(y, out, where)
-        return backend.asarray(y) if isinstance(y, np.ndarray) else y
-    if isinstance(y, np.ndarray):
-        if y.dtype.kind not in "biuf":
-            raise TypeError(f"{where}: targets must be numeric, received dtype {y.dtype}")
-        if y.ndim == 1 and out is not None and out > 1 and y.dtype.kind in "iu":
-            raise ValueError(
-                f"{where}: integer labels of shape {y.shape} were given to {type(loss).__name__}, "
-                "which expects one-hot rows; use loss='sparse_categorical_crossentropy' or "
-                "tinynet.one_hot(y, num_classes)"
-            )
-        if y.ndim == 1 and out == 1:
-            y = y.reshape(-1, 1)
-        y = cast_finite(y, backend, model.dtype, where, "targets")
-    else:
-        xp = backend.xp
-        if len(y.shape) == 1 and out == 1:
-            y = xp.reshape(y, (-1, 1))
-        y = cast_finite(y, backend, model.dtype, where, "targets")
-    if out is not None and tuple(y.shape[1:]) != (out,):
-        raise ValueError(
-            f"{where}: targets of shape {tuple(y.shape)} do not match the model output "
-            f"(n, {out}) for {type(loss).__name__}"
-        )
-    return y
-
-
-def _data(model: Any, x: Any, y: Any, loss: Loss, where: str) -> tuple[Array, Array]:
-    x = as_model_input(x, model.backend, model.dtype, where)
-    check_features(x, model.input_features, where)
-    if x.shape[0] == 0:
-        raise ValueError(f"{where}: the dataset is empty (0 samples)")
-    y = prepare_targets(model, y, loss, x.shape[0], where)
-    return x, y
+    return call
 
 
 # ------------------------------------------------------------------ interrupts
@@ -126,6 +69,7 @@ def _deferred_interrupt():
 # ------------------------------------------------------------------ fit
 
 
+@_in_scope
 def fit(
     model: Any,
     x: Any,
@@ -147,11 +91,10 @@ def fit(
 ) -> History:
     """Train ``model`` on ``(x, y)`` and return a :class:`History`.
 
-    The step owns the parameters and optimizer state while it runs: on JAX
-    their buffers are donated (old references become deleted arrays), on
-    NumPy Adam/AdamW (and SGD, where the C loop was built) update them in
-    place.  Use ``model.snapshot_params()`` to keep a copy of the values from
-    before ``fit``.
+    The steps own the parameters, state and optimizer state while they
+    run: on JAX their buffers are donated (old references become deleted
+    arrays).  Use ``model.snapshot_params()`` to keep a copy of the values
+    from before ``fit``.
 
     Args:
         x: ``(n, in_features)`` host NumPy array or array of the model's backend.
@@ -180,15 +123,16 @@ def fit(
             epoch, one compiled program for any count; with ``verbose=0`` the
             whole epoch in one); an integer: fixed blocks of that many (Keras's
             option of the same name; 1 = one dispatch per step).  Same maths
-            either way; ignored on NumPy.  Ctrl-C stops after the running
-            dispatch, so with ``verbose=0`` and "auto" at the end of the epoch;
-            pass an integer for a shorter wait on long epochs.
+            either way.  On a compiling backend Ctrl-C stops after the running
+            block, so with ``verbose=0`` and "auto" at the end of the epoch
+            (pass an integer for a shorter wait); eager backends stop between
+            two steps.
         nan_guard: check every step for a non-finite loss or parameters; on
             the first one, keep the parameters from before it and stop, naming
             the epoch, step and first non-finite layer.  On by default with
             TerminateOnNaN.  On JAX the check runs inside the compiled steps
-            (one read per dispatch); on NumPy params and state are copied
-            before each in-place step.
+            (one read per block).  The stopped epoch's logs average the
+            steps that were kept (NaN if none was), on every backend.
         devices: JAX backend only: data-parallel training on this many devices
             (all devices of all processes after ``tinynet.parallel.initialize``);
             every batch is split over them and the gradients are averaged, with
@@ -202,11 +146,11 @@ def fit(
             "fit: pass loss=..., e.g. loss='sparse_categorical_crossentropy' for integer labels"
         )
     loss = get_loss(loss)
-    epochs = _check_count("epochs", epochs, 0)
-    batch_size = _check_count("batch_size", batch_size, 1)
+    epochs = _count("epochs", epochs, 0)
+    batch_size = _count("batch_size", batch_size, 1)
     if not (isinstance(steps_per_execution, str) and steps_per_execution == "auto"):
         try:
-            steps_per_execution = _check_count("steps_per_execution", steps_per_execution, 1)
+            steps_per_execution = _count("steps_per_execution", steps_per_execution, 1)
         except ValueError:
             raise ValueError(
                 "steps_per_execution must be an integer >= 1 or 'auto', received "
@@ -214,18 +158,15 @@ def fit(
             ) from None
     if not isinstance(validation_split, (int, float)) or not 0.0 <= validation_split < 1.0:
         raise ValueError(f"validation_split must be in [0, 1), received {validation_split!r}")
-    if seed is None:
-        seed = model.fit_seed
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, received seed={seed!r}")
+    seed = arguments.seed("fit", model.fit_seed if seed is None else seed)
     callbacks = list(callbacks)
     nan_guard = nan_guard or any(getattr(cb, "nan_guard", False) for cb in callbacks)
 
-    x, y = _data(model, x, y, loss, "fit")
+    x, y = prepare_data(model, x, y, loss, "fit")
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("fit: validation_data must be a tuple (x_val, y_val)")
-        x_val, y_val = _data(model, *validation_data, loss, "fit(validation_data)")
+        x_val, y_val = prepare_data(model, *validation_data, loss, "fit(validation_data)")
     elif validation_split:
         n_val = int(x.shape[0] * validation_split)
         if n_val == 0 or n_val == x.shape[0]:
@@ -259,6 +200,7 @@ def fit(
         if x_val is not None:
             x_val, y_val = parallel.put_data(x_val), parallel.put_data(y_val)
         model.params = parallel.replicate(model.params)
+        model.state = parallel.replicate(model.state)
         model.opt_state = parallel.replicate(model.opt_state)
     loop = FitLoop(model, loss, batch_size, steps_per_execution, nan_guard, seed, shuffle, parallel)
     history = History()
@@ -269,13 +211,12 @@ def fit(
         cb.on_train_begin(model)
     logs: dict[str, float] = {}
     with _deferred_interrupt() as interrupt:
-        for e in range(epochs):
+        for _ in range(epochs):
             epoch = model.epoch
             # The NaN guard checks every step itself: NumPy's overflow warnings
             # would only duplicate (or, as errors, pre-empt) its report.
             with model.backend.ignore_fp_errors() if nan_guard else contextlib.nullcontext():
-                upcoming = loop.next_epoch_ahead(epoch, last=e + 1 == epochs)
-                logs = loop.run_epoch(x, y, epoch, verbose, interrupt, upcoming)
+                logs = loop.run_epoch(x, y, epoch, verbose, interrupt)
             if loop.interrupted:
                 history.interrupted = True
                 model.stop_reason = f"interrupted by the user in epoch {epoch + 1}"
@@ -294,13 +235,13 @@ def fit(
                 cb.on_epoch_end(model, epoch, logs)
             if model.stop_training:
                 break
-    loop.keep_ahead()
     for cb in callbacks:
         cb.on_train_end(model, logs)
     if parallel is not None:
         # Back on one device of this process: predict / evaluate / a later fit
         # would otherwise mix mesh arrays with single-device ones.
         model.params = parallel.gather(model.params)
+        model.state = parallel.gather(model.state)
         model.opt_state = parallel.gather(model.opt_state)
     history.stopped_early = model.stop_reason
     if verbose and model.stop_reason:
@@ -316,6 +257,7 @@ def _print_epoch(epoch: int, logs: dict[str, float]) -> None:
 # ------------------------------------------------------------------ evaluate / predict
 
 
+@_in_scope
 def evaluate(
     model: Any,
     x: Any,
@@ -329,19 +271,19 @@ def evaluate(
     if loss is None:
         raise ValueError("evaluate: pass loss=..., the loss to report")
     loss = get_loss(loss)
-    batch_size = _check_count("batch_size", batch_size, 1)
-    x, y = _data(model, x, y, loss, "evaluate")
+    batch_size = _count("batch_size", batch_size, 1)
+    x, y = prepare_data(model, x, y, loss, "evaluate")
     metric = metric_for(model, loss)
+    ops = model.backend
     step = model._cached(
         ("eval", loss, metric is not None),
-        lambda: model.backend.jit(core.make_eval_step(model.layers, loss, metric)),
+        lambda: ops.jit(core.make_eval_step(model.layers, loss, ops, metric)),
     )
     n = x.shape[0]
     loss_sum = count = None
     for a in range(0, n, batch_size):
-        v, c = step(
-            model.params, x[a : min(a + batch_size, n), ...], y[a : min(a + batch_size, n), ...]
-        )
+        b = min(a + batch_size, n)
+        v, c = step(model.params, model.state, x[a:b, ...], y[a:b, ...])
         loss_sum = v if loss_sum is None else loss_sum + v
         count = c if count is None else count + c
     to_numpy = model.backend.to_numpy
@@ -353,18 +295,23 @@ def evaluate(
     return logs
 
 
+@_in_scope
 def predict(model: Any, x: Any, batch_size: int | None = None) -> Array:
     """Model outputs for ``x``, an array of the model's backend."""
     if batch_size is not None:
-        batch_size = _check_count("batch_size", batch_size, 1)
+        batch_size = _count("batch_size", batch_size, 1)
     x = as_model_input(x, model.backend, model.dtype, "predict")
-    check_features(x, model.input_features, "predict")
-    forward = model._cached("predict", lambda: model.backend.jit(core.make_forward(model.layers)))
+    check_input(x, model, "predict")
+    ops = model.backend
+    forward = model._cached(
+        "predict", lambda: ops.jit(lambda p, s, x: core.make_forward(model.layers, ops)(p, s, x)[0])
+    )
     n = x.shape[0]
     if batch_size is None or batch_size >= n:
-        return forward(model.params, x)
-    batch_size = _check_count("batch_size", batch_size, 1)
-    xp = model.backend.xp
-    return xp.concat(
-        [forward(model.params, x[a : min(a + batch_size, n), ...]) for a in range(0, n, batch_size)]
+        return forward(model.params, model.state, x)
+    return ops.xp.concat(
+        [
+            forward(model.params, model.state, x[a : min(a + batch_size, n), ...])
+            for a in range(0, n, batch_size)
+        ]
     )

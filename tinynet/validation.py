@@ -9,12 +9,12 @@ shapes and dtypes are checked there.
 
 from __future__ import annotations
 
-import weakref
+import math
 from typing import Any
 
 import numpy as np
 
-import backends
+from . import backends
 
 Array = Any
 
@@ -156,43 +156,25 @@ def check_loss_inputs(loss: Any, y_true: Array, y_pred: Array) -> Array:
 # ---------------------------------------------------------------- inputs
 
 
-def check_features(x: Array, expected: int, where: str) -> None:
-    """``x`` must be ``(n, expected)``."""
-    shape = tuple(x.shape)
-    if len(shape) != 2:
+def check_input(x: Array, model: Any, where: str) -> None:
+    """``x`` must be ``(n, *model.input_shape)`` with ``n >= 1``."""
+    shape, expected = tuple(x.shape), model.input_shape
+    if shape[1:] != expected:
+        first = model.layers[0]
+        if len(expected) == 1 and type(first).__name__ == "Dense" and len(shape) == 2:
+            raise ValueError(
+                f"{where}: layer 0 (Dense) expects {expected[0]} input features, i.e. input of "
+                f"shape (n, {expected[0]}), received input of shape {shape}"
+            )
+        hint = ""
+        if len(expected) == 1 and len(shape) > 2 and math.prod(shape[1:]) == expected[0]:
+            hint = "; flatten images with x.reshape(len(x), -1)"
         raise ValueError(
-            f"{where}: input must have shape (n, {expected}), received shape {shape}"
-            + ("; flatten images with x.reshape(len(x), -1)" if len(shape) > 2 else "")
+            f"{where}: input must have shape (n, {', '.join(map(str, expected))}), "
+            f"received shape {shape}{hint}"
         )
-    if shape[1] != expected:
-        raise ValueError(
-            f"{where}: layer 0 (Dense) expects {expected} input features, i.e. input of "
-            f"shape (n, {expected}), received input of shape {shape}"
-        )
-
-
-# Arrays of an immutable backend (JAX) already found finite, by id, each with
-# a weak reference that tells whether the id still names that array: a fit
-# call on device data need not sum it again (M's 7680 x 784 floats: ~1 ms of
-# a ~65 ms epoch, for every one-epoch fit call on the same arrays).
-_FINITE: dict[int, weakref.ref] = {}
-_FINITE_MAX = 64
-
-
-def _known_finite(a: Array) -> bool:
-    ref = _FINITE.get(id(a))
-    return ref is not None and ref() is a
-
-
-def _remember_finite(a: Array) -> None:
-    key = id(a)
-    try:
-        ref = weakref.ref(a, lambda _: _FINITE.pop(key, None))
-    except TypeError:  # no weak references: not cached
-        return
-    if len(_FINITE) >= _FINITE_MAX:
-        _FINITE.pop(next(iter(_FINITE)))
-    _FINITE[id(a)] = ref
+    if shape[0] == 0:
+        raise ValueError(f"{where}: the dataset is empty (0 samples)")
 
 
 def check_finite(a: Array, where: str, what: str = "input", original: Any = None) -> None:
@@ -221,13 +203,9 @@ def check_finite(a: Array, where: str, what: str = "input", original: Any = None
         backend = backends.backend_of(a)
         if backend.is_traced(a):
             return
-        if backend.immutable and _known_finite(a):
-            return
         xp = backend.xp
         with backend.ignore_fp_errors():
             if bool(xp.isfinite(xp.sum(a))) or bool(xp.all(xp.isfinite(a))):
-                if backend.immutable:
-                    _remember_finite(a)
                 return
         host = backend.to_numpy(a)
     pos = tuple(int(i) for i in np.argwhere(~np.isfinite(host))[0])
@@ -314,3 +292,67 @@ def as_model_input(x: Any, backend: backends.Backend, dtype: str, where: str) ->
     if not _is_real_name(name):
         raise TypeError(f"{where}: input must be a real numeric array, received dtype {name}")
     return cast_finite(x, backend, dtype, where, "input")
+
+
+# ---------------------------------------------------------------- model data
+
+
+def prepare_targets(model: Any, y: Any, loss: Any, n: int, where: str) -> Array:
+    """Targets ``y`` -> array on the model's backend, checked against ``loss``
+    and the model's output shape."""
+    backend = model.backend
+    if isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+    if not isinstance(y, np.ndarray):
+        try:
+            other = backends.backend_of(y)
+        except TypeError:
+            raise TypeError(
+                f"{where}: targets must be a NumPy array or an array of the {backend.name} "
+                f"backend, received {type(y).__name__}"
+            ) from None
+        if other is not backend:
+            raise TypeError(
+                f"{where}: targets are a {other.name} array but the model lives on the "
+                f"{backend.name} backend; move them with "
+                f"tinynet.get_backend({backend.name!r}).asarray(y)"
+            )
+    if len(y.shape) == 0 or y.shape[0] != n:
+        raise ValueError(
+            f"{where}: x has {n} samples but y has {y.shape[0] if len(y.shape) else 'no'} "
+            "samples; x and y must have the same length"
+        )
+    out = model.output_shape
+    if loss.sparse:
+        host = host_view(y)
+        if host is not None and host.dtype.kind == "f":
+            # whole-number float labels are accepted; check_labels names any other
+            if np.all(np.isfinite(host)) and np.all(host == np.round(host)):
+                y = host.astype(np.int64)
+        check_labels(y, model.output_features, where)
+        return backend.asarray(y) if isinstance(y, np.ndarray) else y
+    if isinstance(y, np.ndarray):
+        if y.dtype.kind not in "biuf":
+            raise TypeError(f"{where}: targets must be numeric, received dtype {y.dtype}")
+        if y.ndim == 1 and out[-1:] != (1,) and y.dtype.kind in "iu":
+            raise ValueError(
+                f"{where}: integer labels of shape {y.shape} were given to {type(loss).__name__}, "
+                "which expects one-hot rows; use loss='sparse_categorical_crossentropy' or "
+                "tinynet.one_hot(y, num_classes)"
+            )
+    if len(y.shape) == 1 and out == (1,):
+        y = y.reshape(-1, 1) if isinstance(y, np.ndarray) else backend.xp.reshape(y, (-1, 1))
+    y = cast_finite(y, backend, model.dtype, where, "targets")
+    if tuple(y.shape[1:]) != out:
+        raise ValueError(
+            f"{where}: targets of shape {tuple(y.shape)} do not match the model output "
+            f"(n, {', '.join(map(str, out))}) for {type(loss).__name__}"
+        )
+    return y
+
+
+def prepare_data(model: Any, x: Any, y: Any, loss: Any, where: str) -> tuple[Array, Array]:
+    """``(x, y)`` as checked arrays of the model's backend and dtype."""
+    x = as_model_input(x, model.backend, model.dtype, where)
+    check_input(x, model, where)
+    return x, prepare_targets(model, y, loss, x.shape[0], where)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 def backend_for(name: str, device: str):
     """``(backend or None, why)`` for tinynet backend ``name`` on ``device``."""
-    import backends
+    from tinynet import backends
 
     backend, why = backends.probe(name)
     if backend is None:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import backends
-
-from .base import _NO_GRADS, Array, Layer, Params
+from .. import arguments
+from .base import _NO_GRADS, Array, Layer, Params, identity_backward
 
 
 def sigmoid(x: Array, xp: Any) -> Array:
@@ -40,53 +39,52 @@ def softplus(x: Array, xp: Any) -> Array:
 class Identity(Layer):
     """``y = x``."""
 
-    def forward(self, params, x, xp, training=False, key=None):
-        return x, lambda dy, need_dx=True: (dy, _NO_GRADS)
+    def forward(self, params, state, x, ops, training=False, key=None):
+        return x, state, identity_backward
 
 
 class Sigmoid(Layer):
     """``y = 1 / (1 + exp(-x))``; ``dy/dx = y (1 - y)``."""
 
-    def forward(self, params, x, xp, training=False, key=None):
+    def forward(self, params, state, x, ops, training=False, key=None):
+        xp = ops.xp
         y = sigmoid(x, xp)
-        return y, lambda dy, need_dx=True: (dy * (y * (1.0 - y)), _NO_GRADS)
+        return y, state, lambda dy, need_dx=True: (dy * (y * (1.0 - y)), _NO_GRADS)
 
 
 class Tanh(Layer):
     """``y = tanh(x)``; ``dy/dx = 1 - y**2``."""
 
-    def forward(self, params, x, xp, training=False, key=None):
+    def forward(self, params, state, x, ops, training=False, key=None):
+        xp = ops.xp
         y = xp.tanh(x)
-        return y, lambda dy, need_dx=True: (dy * (1.0 - y * y), _NO_GRADS)
+        return y, state, lambda dy, need_dx=True: (dy * (1.0 - y * y), _NO_GRADS)
 
 
 class ReLU(Layer):
     """``y = max(x, 0)``; the gradient at 0 is taken as 0."""
 
-    def forward(self, params, x, xp, training=False, key=None):
+    def forward(self, params, state, x, ops, training=False, key=None):
+        xp = ops.xp
         y = xp.maximum(x, 0.0)
-        fused = backends.fused(xp, "relu_grad")  # NumPy's one-pass C loop, same bits
-        if fused is not None:
-            return y, lambda dy, need_dx=True: (fused(dy, x), _NO_GRADS)
-        # dy * mask rather than where(): NumPy's where is ~10x slower than a
-        # multiply, and this is on every hidden layer of every step.
-        return y, lambda dy, need_dx=True: (dy * xp.astype(x > 0, dy.dtype), _NO_GRADS)
+        return y, state, lambda dy, need_dx=True: (ops.relu_grad(dy, x), _NO_GRADS)
 
 
 class LeakyReLU(Layer):
     """``y = x`` for ``x > 0``, else ``alpha * x`` (Keras's default alpha=0.3)."""
 
     def __init__(self, alpha: float = 0.3) -> None:
-        if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
-            raise ValueError(
-                f"LeakyReLU: alpha must be a finite number >= 0, received alpha={alpha!r}"
-            )
-        self.alpha = float(alpha)
+        self.alpha = arguments.non_negative("LeakyReLU", "alpha", alpha)
 
-    def forward(self, params, x, xp, training=False, key=None):
+    def forward(self, params, state, x, ops, training=False, key=None):
+        xp = ops.xp
         positive = x > 0
         y = xp.where(positive, x, self.alpha * x)
-        return y, lambda dy, need_dx=True: (xp.where(positive, dy, self.alpha * dy), _NO_GRADS)
+        return (
+            y,
+            state,
+            lambda dy, need_dx=True: (xp.where(positive, dy, self.alpha * dy), _NO_GRADS),
+        )
 
     def get_config(self) -> dict[str, Any]:
         return {"type": "LeakyReLU", "alpha": self.alpha}
@@ -96,11 +94,10 @@ class ELU(Layer):
     """``y = x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
 
     def __init__(self, alpha: float = 1.0) -> None:
-        if not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
-            raise ValueError(f"ELU: alpha must be a finite number >= 0, received alpha={alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = arguments.non_negative("ELU", "alpha", alpha)
 
-    def forward(self, params, x, xp, training=False, key=None):
+    def forward(self, params, state, x, ops, training=False, key=None):
+        xp = ops.xp
         positive = x > 0
         # expm1 of min(x, 0): no overflow for large positive x (that branch is unused)
         negative_part = self.alpha * xp.expm1(xp.minimum(x, 0.0))
@@ -109,7 +106,7 @@ class ELU(Layer):
         def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
             return xp.where(positive, dy, dy * (negative_part + self.alpha)), _NO_GRADS
 
-        return y, backward
+        return y, state, backward
 
     def get_config(self) -> dict[str, Any]:
         return {"type": "ELU", "alpha": self.alpha}
@@ -124,7 +121,8 @@ class GELU(Layer):
     The array API has no ``erf``, so the exact form is not portable.
     """
 
-    def forward(self, params, x, xp, training=False, key=None):
+    def forward(self, params, state, x, ops, training=False, key=None):
+        xp = ops.xp
         # tanh is exactly +-1 beyond |x| = 10 in float32 and float64, so the
         # cubic is taken of the clipped input: no overflow for huge |x|.
         xc = xp.clip(x, -10.0, 10.0)
@@ -136,15 +134,16 @@ class GELU(Layer):
             dt = (1.0 - t * t) * (_GELU_C * (1.0 + 3 * 0.044715 * x2))
             return dy * (0.5 * (1.0 + t) + 0.5 * x * dt), _NO_GRADS
 
-        return y, backward
+        return y, state, backward
 
 
 class Softplus(Layer):
     """``y = log(1 + exp(x))``; ``dy/dx = sigmoid(x)``."""
 
-    def forward(self, params, x, xp, training=False, key=None):
+    def forward(self, params, state, x, ops, training=False, key=None):
+        xp = ops.xp
         y = softplus(x, xp)
-        return y, lambda dy, need_dx=True: (dy * sigmoid(x, xp), _NO_GRADS)
+        return y, state, lambda dy, need_dx=True: (dy * sigmoid(x, xp), _NO_GRADS)
 
 
 class Softmax(Layer):
@@ -155,10 +154,11 @@ class Softmax(Layer):
     ``probs - one_hot`` (see :mod:`tinynet.losses`).
     """
 
-    def forward(self, params, x, xp, training=False, key=None):
+    def forward(self, params, state, x, ops, training=False, key=None):
+        xp = ops.xp
         y = softmax(x, xp)
 
         def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
             return y * (dy - xp.sum(dy * y, axis=-1, keepdims=True)), _NO_GRADS
 
-        return y, backward
+        return y, state, backward

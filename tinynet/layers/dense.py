@@ -1,98 +1,121 @@
-"""Dense (fully connected) layer: ``y = x @ W + b``."""
+"""Dense (fully connected) layer: ``y = x @ W + b`` on the last axis."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import backends
-
-from .. import initializers
-from .base import Array, Backward, Layer, Params
-
-
-def _check_size(owner: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive integer, received {name}={value!r}")
-    return value
-
-
-def _check_penalty(name: str, value: Any) -> float:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"Dense: {name} must be a finite number >= 0, received {name}={value!r}")
-    return float(value)
+from .. import arguments, initializers
+from .base import Array, Layer, Params, Shape
 
 
 class Dense(Layer):
-    """Fully connected layer.
+    """Fully connected layer on the last axis of its input.
+
+    ``Dense(units)`` takes its input width from the layer before it (or the
+    model's ``input_shape``); ``Dense(in_features, out_features)`` states it
+    and is checked against it.
 
     Args:
-        in_features: width of the input, ``x`` has shape ``(batch, in_features)``.
-        out_features: width of the output, ``y`` has shape ``(batch, out_features)``.
+        units: output width (``out_features``).
         init: initialiser name or function for ``W`` (``"glorot_uniform"``,
             ``"glorot_normal"``, ``"he_uniform"``, ``"he_normal"``, ``"zeros"``).
         weight_l1, weight_l2, bias_l1, bias_l2: regularisation strengths; the
             penalty ``l1 * sum|P| + l2 * sum P**2`` is added to the loss and
-            its gradient to the gradients.
+            its gradient to the gradients (Keras's ``L1L2``).
 
-    Parameters: ``W`` of shape ``(in_features, out_features)``, ``b`` of shape
-    ``(out_features,)``, initialised to zeros.
+    Input ``(batch, ..., in_features)``, output ``(batch, ..., units)``.
+    Parameters: ``W`` of shape ``(in_features, units)``, ``b`` of shape
+    ``(units,)``, initialised to zeros.
     """
 
     has_params = True
 
     def __init__(
         self,
-        in_features: int,
-        out_features: int,
+        *sizes: int,
         init: str = "glorot_uniform",
-        *,
+        units: int | None = None,
+        in_features: int | None = None,
+        out_features: int | None = None,
         weight_l1: float = 0.0,
         weight_l2: float = 0.0,
         bias_l1: float = 0.0,
         bias_l2: float = 0.0,
     ) -> None:
-        self.in_features = _check_size("Dense", "in_features", in_features)
-        self.out_features = _check_size("Dense", "out_features", out_features)
+        if len(sizes) > 2:
+            raise ValueError(
+                f"Dense: pass Dense(units) or Dense(in_features, out_features), "
+                f"received {len(sizes)} sizes {sizes!r}"
+            )
+        if len(sizes) == 2:
+            in_features, out_features = sizes
+        elif len(sizes) == 1:
+            out_features = sizes[0]
+        if units is not None:
+            if out_features is not None:
+                raise ValueError(
+                    f"Dense: pass the output width once, received units={units!r} "
+                    f"and out_features={out_features!r}"
+                )
+            out_features = units
+        if out_features is None:
+            raise ValueError("Dense: pass the output width, e.g. Dense(64)")
+        positive = "a positive integer"
+        self.units = arguments.integer("Dense", "units", out_features, positive, lambda v: v > 0)
+        self.in_features = (
+            None
+            if in_features is None
+            else arguments.integer("Dense", "in_features", in_features, positive, lambda v: v > 0)
+        )
         self.init_name = init if isinstance(init, str) else getattr(init, "__name__", str(init))
         self._init = initializers.get(init)
-        self.weight_l1 = _check_penalty("weight_l1", weight_l1)
-        self.weight_l2 = _check_penalty("weight_l2", weight_l2)
-        self.bias_l1 = _check_penalty("bias_l1", bias_l1)
-        self.bias_l2 = _check_penalty("bias_l2", bias_l2)
+        self.weight_l1 = arguments.non_negative("Dense", "weight_l1", weight_l1)
+        self.weight_l2 = arguments.non_negative("Dense", "weight_l2", weight_l2)
+        self.bias_l1 = arguments.non_negative("Dense", "bias_l1", bias_l1)
+        self.bias_l2 = arguments.non_negative("Dense", "bias_l2", bias_l2)
+        self.regularized = any((self.weight_l1, self.weight_l2, self.bias_l1, self.bias_l2))
 
-    def output_features(self, in_features: int | None, index: int) -> int:
-        if in_features is not None and in_features != self.in_features:
+    @property
+    def out_features(self) -> int:
+        return self.units
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if not input_shape:
             raise ValueError(
-                f"layer {index} (Dense) expects {self.in_features} input features but the "
-                f"layer before it produces {in_features}; make them agree, e.g. "
-                f"Dense({in_features}, {self.out_features})"
+                "expects inputs with a feature axis, received input shape () "
+                "(one number per sample); reshape the data to (n, 1)"
             )
-        return self.out_features
+        width = input_shape[-1]
+        if self.in_features is not None and width != self.in_features:
+            raise ValueError(
+                f"expects {self.in_features} input features but the layer before it "
+                f"produces {width}; make them agree, e.g. Dense({width}, {self.units}) "
+                f"or Dense({self.units})"
+            )
+        return (*input_shape[:-1], self.units)
 
-    def init(self, key: Array, in_features: int | None, dtype: Any) -> Params:
-        W = self._init(key, (self.in_features, self.out_features), dtype)
-        b = initializers.zeros(key, (self.out_features,), dtype)
-        return {"W": W, "b": b}
+    def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
+        out = self.output_shape(input_shape)
+        W = self._init(key, (input_shape[-1], self.units), dtype)
+        b = initializers.zeros(key, (self.units,), dtype)
+        return out, {"W": W, "b": b}, {}
 
-    def forward(
-        self, params: Params, x: Array, xp: Any, training: bool = False, key: Array = None
-    ) -> tuple[Array, Backward]:
+    def forward(self, params, state, x, ops, training=False, key=None):
         W = params["W"]
         y = x @ W
         y += params["b"]  # in place on the fresh product (a rebind on JAX): one temporary less
-        matmul_tn = backends.fused(xp, "matmul_tn")  # x.T @ dy, faster on XLA's CPU runtime
+        xp = ops.xp
 
         def backward(dy: Array, need_dx: bool = True) -> tuple[Array | None, Params]:
-            gW = x.T @ dy if matmul_tn is None else matmul_tn(x, dy)
-            grads = {"W": gW, "b": xp.sum(dy, axis=0)}
+            if dy.ndim == 2:
+                x2, dy2 = x, dy
+            else:  # every leading axis is a batch axis
+                x2 = xp.reshape(x, (-1, x.shape[-1]))
+                dy2 = xp.reshape(dy, (-1, dy.shape[-1]))
+            grads = {"W": ops.matmul_tn(x2, dy2), "b": xp.sum(dy2, axis=0)}
             return (dy @ W.T if need_dx else None), grads
 
-        return y, backward
-
-    @property
-    def regularized(self) -> bool:
-        return any((self.weight_l1, self.weight_l2, self.bias_l1, self.bias_l2))
+        return y, state, backward
 
     def penalty(self, params: Params, xp: Any) -> tuple[Array, Params]:
         """``(penalty value, its gradient)`` of the L1/L2 regularisation."""
@@ -113,12 +136,10 @@ class Dense(Layer):
         return value, grads
 
     def get_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "type": "Dense",
-            "in_features": self.in_features,
-            "out_features": self.out_features,
-            "init": self.init_name,
-        }
+        config: dict[str, Any] = {"type": "Dense", "units": self.units}
+        if self.in_features is not None:
+            config["in_features"] = self.in_features
+        config["init"] = self.init_name
         for name in ("weight_l1", "weight_l2", "bias_l1", "bias_l2"):
             if getattr(self, name):
                 config[name] = getattr(self, name)

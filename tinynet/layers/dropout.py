@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from .. import random
-from .base import _NO_GRADS, Array, Layer, Params
+from .. import arguments, random
+from .base import _NO_GRADS, Array, Layer, Params, identity_backward
 
 
 class Dropout(Layer):
@@ -25,27 +24,24 @@ class Dropout(Layer):
     needs_key = True
 
     def __init__(self, rate: float) -> None:
-        if not isinstance(rate, (int, float)) or not math.isfinite(rate) or not 0 <= rate < 1:
-            raise ValueError(
-                f"Dropout: rate (the probability of dropping) must be in [0, 1), "
-                f"received rate={rate!r}"
-            )
-        self.rate = float(rate)
+        self.rate = arguments.real(
+            "Dropout", "rate", rate, "in [0, 1) (the probability of dropping)", lambda v: 0 <= v < 1
+        )
 
-    def forward(self, params, x, xp, training=False, key=None):
+    def forward(self, params, state, x, ops, training=False, key=None):
         if not training or self.rate == 0.0:
-            return x, lambda dy, need_dx=True: (dy, _NO_GRADS)
+            return x, state, identity_backward
         if key is None:
             raise ValueError("Dropout: training=True needs a random key (pass key=...)")
         keep = random.bernoulli(key, 1.0 - self.rate, x.shape)
         # kept inputs scaled by 1 / (1 - rate), dropped ones exactly 0
-        mask = xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.rate))
+        mask = ops.xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.rate))
         y = x * mask
 
         def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
             return dy * mask, _NO_GRADS
 
-        return y, backward
+        return y, state, backward
 
     def get_config(self) -> dict[str, Any]:
         return {"type": "Dropout", "rate": self.rate}
