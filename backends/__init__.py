@@ -240,7 +240,7 @@ def donated(tree: Any) -> bool:
 
 # ---------------------------------------------------------------- loading
 
-_EXTRA = {"jax": "jax", "cupy": "cupy", "strict": "dev"}
+_EXTRA = {"jax": "jax", "cupy": "cupy", "strict": "strict"}
 _loaded: dict[str, Backend] = {}
 _lock = threading.Lock()
 
