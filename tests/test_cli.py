@@ -115,3 +115,24 @@ def test_backend_flag_and_env_var_agree():
     assert by_flag.returncode == 0 and by_env.returncode == 0, by_flag.stderr + by_env.stderr
     assert "with the jax backend" in by_flag.stdout and "with the jax backend" in by_env.stdout
     assert by_flag.stdout.splitlines()[-1] == by_env.stdout.splitlines()[-1]
+
+
+def test_checkpoints_without_a_dataset_record_still_load(tmp_path):
+    import tinynet as tn
+    from tinynet.checkpoint import CheckpointError, saved_dataset
+
+    model = tn.Sequential([tn.Dense(2, 3), tn.Softmax()])
+    model.save(tmp_path / "old.safetensors")  # the library's save records no dataset
+    assert saved_dataset(tmp_path / "old.safetensors") is None
+    assert tn.load(tmp_path / "old.safetensors").input_features == 2
+    out = tinynet("evaluate", str(tmp_path / "old.safetensors"), "--dataset", "spiral")
+    assert out.returncode == 0, out.stderr
+    # the record is covered by the checksum like all metadata
+    from tinynet.checkpoint import save
+
+    save(model, tmp_path / "new.safetensors", dataset={"name": "spiral", "input_shape": [2]})
+    blob = (tmp_path / "new.safetensors").read_bytes()
+    assert blob.count(b"spiral") == 1
+    (tmp_path / "new.safetensors").write_bytes(blob.replace(b"spiral", b"spiraL"))
+    with pytest.raises(CheckpointError, match="checksum"):
+        tn.load(tmp_path / "new.safetensors")
