@@ -15,6 +15,15 @@ BACKENDS = ("numpy", "jax", "cupy", "strict")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu", "softplus")
 
+# The defaults of ``tinynet train``, which ``compare-backends`` uses too.
+HIDDEN = (128, 64)
+BATCH_SIZE = 32
+
+
+def default_lr(optimizer: str) -> float:
+    """``--lr``'s default for ``optimizer``."""
+    return 0.1 if optimizer == "sgd" else 0.003
+
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
@@ -108,13 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="array backend (default: $TINYNET_BACKEND or numpy)",
     )
-    _add_mlp_arguments(train, hidden=[128, 64])
+    _add_mlp_arguments(train, hidden=list(HIDDEN))
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     train.add_argument(
         "--lr",
         type=_positive(float),
         default=None,
-        help="learning rate (default: 0.003 for adam-family, 0.1 for sgd)",
+        help=f"learning rate (default: {default_lr('adam')} for adam-family, "
+        f"{default_lr('sgd')} for sgd)",
     )
     train.add_argument(
         "--epochs",
@@ -122,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="epochs (default: 40 on digits, 300 on spiral, 10 otherwise)",
     )
-    train.add_argument("--batch-size", type=_positive(int), default=32)
+    train.add_argument("--batch-size", type=_positive(int), default=BATCH_SIZE)
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
@@ -185,11 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser(
         "compare-backends",
         help="one training step on every backend: per-layer differences from a float64 NumPy run",
+        description="One training step of train's MLP (train's defaults) on every backend, "
+        "compared layer by layer with the same step in float64 on NumPy.  Ends with PASS "
+        "(exit 0) if every difference is within the tolerance of the dtype (stated on that "
+        "line), else FAIL (exit 1).",
     )
     compare.add_argument(
-        "--dataset", default="spiral", help="spiral, digits or a PATH.npz (default: spiral)"
+        "--dataset",
+        default=None,
+        help="spiral, digits or a PATH.npz (default: digits if scikit-learn is installed, "
+        "else spiral, as train)",
     )
-    _add_mlp_arguments(compare, hidden=[64, 64])
+    _add_mlp_arguments(compare, hidden=list(HIDDEN))
     compare.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     compare.add_argument(
         "--seed",
@@ -197,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="seed of the initial parameters, the batch and the dropout masks",
     )
-    compare.add_argument("--batch-size", type=_positive(int), default=128)
+    compare.add_argument("--batch-size", type=_positive(int), default=BATCH_SIZE)
     compare.add_argument(
         "--backends",
         type=_backend_list,
@@ -210,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=OPTIMIZERS,
         default="adam",
         help="also compare the parameters after one update of this optimizer",
+    )
+    compare.add_argument(
+        "--lr", type=_positive(float), default=None, help="learning rate (default: as train)"
     )
 
     bench = sub.add_parser("bench", help="run bench/train_step.py (from a source checkout)")

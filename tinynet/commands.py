@@ -13,7 +13,7 @@ import numpy as np
 
 import backends
 
-from .cli import CLIError
+from .cli import CLIError, default_lr
 from .model import build_mlp
 
 DEFAULT_EPOCHS = {"digits": 40, "spiral": 300}
@@ -63,6 +63,12 @@ def _start_processes(args: Any) -> None:
         args.devices = parallel.device_count()
 
 
+def _optimizer(name: str, lr: float | None) -> Any:
+    from . import optimizers
+
+    return type(optimizers.get(name))(lr=lr or default_lr(name))
+
+
 def train(args: Any) -> int:
     import tinynet as tn
 
@@ -73,9 +79,7 @@ def train(args: Any) -> int:
     model = build_mlp(
         x_train.shape[1], classes, args.hidden, args.activation, args.dropout, args.dtype, args.seed
     )
-    lr = args.lr or (0.1 if args.optimizer == "sgd" else 0.003)
-    optimizer = tn.optimizers.get(args.optimizer)
-    optimizer = type(optimizer)(lr=lr)
+    lr = args.lr or default_lr(args.optimizer)
     epochs = args.epochs or DEFAULT_EPOCHS.get(name, 10)
     print(
         f"tinynet {tn.__version__}: training {model.num_params} parameters on {name} "
@@ -91,7 +95,7 @@ def train(args: Any) -> int:
         x_train,
         y_train,
         loss="sparse_categorical_crossentropy",
-        optimizer=optimizer,
+        optimizer=_optimizer(args.optimizer, lr),
         epochs=epochs,
         batch_size=args.batch_size,
         validation_split=0.1,
@@ -176,7 +180,7 @@ def info(args: Any) -> int:
 
 
 def compare_backends(args: Any) -> int:
-    from .compare import format_report, main_compare
+    from .compare import format_report, main_compare, verdict
 
     report = main_compare(
         args.dataset,
@@ -187,10 +191,12 @@ def compare_backends(args: Any) -> int:
         batch_size=args.batch_size,
         backends=args.backends,
         dropout=args.dropout,
-        optimizer=args.optimizer,
+        optimizer=_optimizer(args.optimizer, args.lr),
     )
     print(format_report(report))
-    return 0
+    passed, line = verdict(report)
+    print(line)
+    return 0 if passed else 1
 
 
 def bench(args: Any) -> int:
