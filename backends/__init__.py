@@ -52,7 +52,7 @@ Backend = Ops  # the public name of a backend's ops object
 
 # ---------------------------------------------------------------- loading
 
-_EXTRA = {"jax": "jax", "cupy": "cupy", "strict": "dev"}
+_EXTRA = {"jax": "jax", "cupy": "cupy", "strict": "strict"}
 _loaded: dict[str, Backend] = {}
 _lock = threading.Lock()
 

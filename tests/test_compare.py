@@ -237,3 +237,77 @@ def test_main_compare_with_arrays_and_by_name():
     assert by_name.dropout_seed is None  # no Dropout layer
     with pytest.raises(ValueError, match="batch_size"):
         compare.main_compare((x, y), batch_size=0)
+
+
+# ------------------------------------------------------------------ the verdict
+
+
+def _with_row(report, **changes):
+    """``report`` with its first numpy row changed."""
+    rows = list(report.rows)
+    first = next(i for i, r in enumerate(rows) if r.backend == "numpy")
+    rows[first] = rows[first]._replace(**changes)
+    return compare.CompareReport(rows, report.dtype, report.batch_size, report.compared,
+                                 report.skipped, optimizer=report.optimizer)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_verdict_passes_within_the_stated_tolerance(batch, dtype):
+    report = compare.compare_backends(_model(dtype), *batch, LOSS, optimizer="adam",
+                                      backends=["numpy", "cupy"])
+    passed, line = compare.verdict(report)
+    assert passed and line.startswith("PASS: numpy within the ")
+    assert f"{dtype} tolerance {compare.TOLERANCES[dtype]:.0e}" in line
+    assert "(skipped: cupy)" in line or "cupy" in report.compared
+    limit = compare.TOLERANCES[dtype]
+    failed, line = compare.verdict(_with_row(report, max_rel=limit * 1.5))
+    assert not failed and line.startswith("FAIL: numpy ") and f"{limit:.0e}" in line
+    failed, _ = compare.verdict(_with_row(report, max_rel=math.nan))
+    assert not failed
+
+
+def test_verdict_updates_have_their_own_tolerance(batch):
+    report = compare.compare_backends(_model(), *batch, LOSS, optimizer="adam",
+                                      backends=["numpy"])
+    update = next(i for i, r in enumerate(report.rows) if r.quantity.startswith("updated_"))
+    loose = compare.UPDATE_TOLERANCES["float32"] / 2
+    assert loose > compare.TOLERANCES["float32"]
+    report.rows[update] = report.rows[update]._replace(max_rel=loose)
+    passed, line = compare.verdict(report)
+    assert passed and "1e-02 after the optimizer update" in line
+
+
+def test_verdict_fails_when_nothing_ran_or_a_backend_failed(batch, monkeypatch):
+    nothing = compare.CompareReport([], "float32", 8, [], {"cupy": "not installed"})
+    nothing.rows.append(compare.Row("cupy", None, "", "unavailable", math.nan, math.nan, "x"))
+    assert compare.verdict(nothing) == (False, "FAIL: no backend ran (skipped: cupy)")
+    report = compare.compare_backends(_model(), *batch, LOSS, backends=["numpy"])
+    report.skipped["jax"] = "RuntimeError: out of memory"
+    report.rows.append(compare.Row("jax", None, "", "error", math.nan, math.nan, "oom"))
+    assert compare.verdict(report) == (False, "FAIL: jax failed to run")
+
+
+def test_main_compare_uses_train_defaults():
+    from tinynet.cli import build_parser
+
+    train = build_parser().parse_args(["train"])
+    cli = build_parser().parse_args(["compare-backends"])
+    for flag in ("dataset", "hidden", "batch_size", "optimizer", "lr", "dtype", "seed",
+                 "activation", "dropout"):
+        assert getattr(cli, flag) == getattr(train, flag), flag
+    report = compare.main_compare(backends=["numpy"])
+    assert report.batch_size == train.batch_size
+    assert "Adam(lr=0.003," in report.optimizer  # train's learning rate, not Adam's 0.001
+    widths = [r.layer_type for r in report.for_backend("numpy") if r.quantity == "output"]
+    assert widths.count("Dense") == len(train.hidden) + 1
+
+
+def test_cli_ends_with_the_verdict_and_its_exit_status(monkeypatch, capsys):
+    from tinynet.cli import main
+
+    argv = ["compare-backends", "--dataset", "spiral", "--backends", "numpy"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("PASS: numpy within the float32")
+    monkeypatch.setitem(compare.TOLERANCES, "float32", 1e-12)
+    assert main(argv) == 1
+    assert capsys.readouterr().out.splitlines()[-1].startswith("FAIL: numpy ")

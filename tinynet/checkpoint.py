@@ -17,7 +17,9 @@ Metadata (all strings): ``format`` ("tinynet"), ``format_version``,
 ``config`` (architecture, JSON), ``optimizer`` (config JSON or ``null``),
 ``opt_state`` (the state's nesting with each leaf's dtype and shape, JSON),
 ``epoch``, ``step``, ``fit_seed`` (tinynet's RNG is counter-based, so these
-restore it) and ``checksum``: ``sha256:<hex>`` of the canonical JSON of the
+restore it), optionally ``dataset`` (what the model was trained on, JSON,
+e.g. ``{"name": "digits", "input_shape": [64]}``; see :func:`saved_dataset`)
+and ``checksum``: ``sha256:<hex>`` of the canonical JSON of the
 header without the checksum followed by the data section, so any changed
 byte in a tensor or in the metadata is detected on load.
 """
@@ -86,10 +88,11 @@ class _Checkpoint:
 # ---------------------------------------------------------------- saving
 
 
-def save(model: Sequential, path: str | os.PathLike) -> None:
+def save(model: Sequential, path: str | os.PathLike, dataset: dict | None = None) -> None:
     """Write ``model`` (parameters, optimizer and its state, epoch, step and
     fit seed) to ``path`` atomically: the file is either the old one or the
-    complete new one, never a mix, even if the process dies mid-write."""
+    complete new one, never a mix, even if the process dies mid-write.
+    ``dataset``: an optional JSON-able description of the training data."""
     tensors: dict[str, np.ndarray] = {}
     for kind, tree in (("params", model.params), ("state", model.state)):
         for i, layer in enumerate(tree):
@@ -117,6 +120,8 @@ def save(model: Sequential, path: str | os.PathLike) -> None:
         "step": str(int(model.step)),
         "fit_seed": str(int(model.fit_seed)),
     }
+    if dataset is not None:
+        meta["dataset"] = _json(dataset)
     _write_atomic(os.fspath(path), _serialize(meta, tensors))
 
 
@@ -241,6 +246,12 @@ def load_into(model: Sequential, path: str | os.PathLike) -> Sequential:
 restore = load_into
 
 
+def saved_dataset(path: str | os.PathLike) -> dict | None:
+    """The ``dataset`` given to :func:`save` for the checkpoint at ``path``
+    (``None`` if it has none, as files written before it existed)."""
+    return _read(os.fspath(path)).meta.get("dataset")
+
+
 @contextlib.contextmanager
 def _problem(path: str, what: str):
     """Turn any exception in the block into a CheckpointError for ``path``."""
@@ -319,6 +330,8 @@ def _parse(path: str, blob: bytes) -> _Checkpoint:
             "the tensor data or metadata)",
         )
     meta = {k: json.loads(raw[k]) if k in _JSON_KEYS else raw[k] for k in _META_KEYS}
+    if "dataset" in raw:  # optional; covered by the checksum like all metadata
+        meta["dataset"] = json.loads(raw["dataset"])
     for key in ("epoch", "step", "fit_seed"):
         if not isinstance(meta[key], int) or isinstance(meta[key], bool):
             raise _fail(path, f"corrupted metadata: {key}={raw[key]!r} is not an integer")

@@ -47,6 +47,7 @@ import numpy as np
 
 from . import backends as registry  # `backends` is a parameter name here
 from . import core, random
+from .cli import BATCH_SIZE, HIDDEN, default_lr
 from .model import build_mlp
 
 __all__ = [
@@ -56,10 +57,19 @@ __all__ = [
     "format_report",
     "main_compare",
     "step_key",
+    "verdict",
 ]
 
 Array = Any
 REFERENCE = "numpy float64"
+# The largest max_rel (max |a - ref| / max |ref|) that passes, per dtype: for
+# outputs, the loss and gradients, and for the parameters after the optimizer
+# update.  Over one step of train's MLP float32 rounding gives ~1e-6 and
+# float64 ~1e-14, but Adam divides each gradient element by its magnitude
+# plus epsilon (1e-7), so a float32 gradient element near 1e-7 moves its
+# update by a visible fraction of a step: up to ~1e-3 measured over 75 seeds.
+TOLERANCES = {"float32": 1e-4, "float64": 1e-10}
+UPDATE_TOLERANCES = {"float32": 1e-2, "float64": 1e-10}
 
 
 class Row(NamedTuple):
@@ -431,27 +441,65 @@ def format_report(report: CompareReport) -> str:
     return "\n".join(lines)
 
 
+def verdict(report: CompareReport) -> tuple[bool, str]:
+    """``(passed, line)``: PASS if every quantity of every backend that ran is
+    within the tolerance for ``report.dtype`` (:data:`TOLERANCES`, and
+    :data:`UPDATE_TOLERANCES` for ``updated_*``) and at least one ran; a
+    backend that loads but fails is a FAIL, one that cannot load is skipped."""
+    tol, update_tol = TOLERANCES[report.dtype], UPDATE_TOLERANCES[report.dtype]
+    stated = f"{report.dtype} tolerance {tol:.0e} of max |a - ref| / max |ref|"
+    if report.optimizer and update_tol != tol:
+        stated += f" ({update_tol:.0e} after the optimizer update)"
+    over = []
+    for name in report.compared:
+        for row in report.for_backend(name):
+            limit = update_tol if row.quantity.startswith("updated_") else tol
+            if not row.max_rel <= limit:  # NaN fails too
+                where = "the loss" if row.layer is None else f"layer {row.layer}"
+                over.append(f"{name} {_num(row.max_rel)} in {row.quantity} of {where}")
+                break
+    errors = [name for name in report.skipped if report.for_backend(name)[0].quantity == "error"]
+    skipped = [name for name in report.skipped if name not in errors]
+    failed = [f"{'; '.join(over)}: over the {stated}"] if over else []
+    failed += [f"{name} failed to run" for name in errors]
+    if failed:
+        return False, f"FAIL: {'; '.join(failed)}"
+    if not report.compared:
+        return False, f"FAIL: no backend ran (skipped: {', '.join(skipped)})"
+    largest = max(report.max_rel(name) for name in report.compared)
+    return True, (
+        f"PASS: {', '.join(report.compared)} within the {stated}; largest {_num(largest)}"
+        + (f" (skipped: {', '.join(skipped)})" if skipped else "")
+    )
+
+
 # ------------------------------------------------------------------ CLI entry
 
 
 def main_compare(
-    dataset: str | tuple[Any, Any] = "spiral",
-    hidden: Sequence[int] = (64, 64),
+    dataset: str | tuple[Any, Any] | None = None,
+    hidden: Sequence[int] = HIDDEN,
     activation: str = "relu",
     dtype: str = "float32",
     seed: int = 0,
-    batch_size: int = 128,
+    batch_size: int = BATCH_SIZE,
     *,
     backends: Sequence[str] | None = None,
     dropout: float = 0.0,
     optimizer: Any = "adam",
 ) -> CompareReport:
     """Build the ``tinynet train`` MLP for ``dataset`` (``spiral``, ``digits``,
-    a ``PATH.npz`` or an ``(x, y)`` pair of features and integer labels) and
-    compare its first training step (the batch and Dropout masks ``fit`` with
-    ``seed`` starts with) across ``backends``.  The CLI's
-    ``tinynet compare-backends`` prints :func:`format_report` of the result."""
-    if isinstance(dataset, str):
+    a ``PATH.npz``, an ``(x, y)`` pair of features and integer labels, or
+    ``None`` for train's default) and compare its first training step (the
+    batch and Dropout masks ``fit`` with ``seed`` starts with) across
+    ``backends``.  Defaults are ``tinynet train``'s; an optimizer given by
+    name gets train's learning rate.  The CLI's ``tinynet compare-backends``
+    prints :func:`format_report` of the result and the :func:`verdict`."""
+    if isinstance(optimizer, str):
+        from . import optimizers
+
+        optimizer = type(optimizers.get(optimizer))(lr=default_lr(optimizer))
+    if dataset is None or isinstance(dataset, str):
         from .commands import load_dataset
 
         _, (x, y), _ = load_dataset(dataset)

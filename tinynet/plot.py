@@ -5,9 +5,34 @@ Needs matplotlib (``pip install 'tinynet[plot]'``); imported only here.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("--plot needs matplotlib: pip install 'tinynet[plot]'") from None
+    return plt
+
+
+def check_path(path: str) -> None:
+    """Raise now, before a run, if :func:`plot_training` could not write an
+    image to ``path``: matplotlib missing or an image type it does not know."""
+    _pyplot()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    extension = os.path.splitext(path)[1].lower()
+    if extension[1:] not in FigureCanvasBase.get_supported_filetypes():
+        what = f"{extension} is not an image type matplotlib writes" if extension else None
+        what = what or "the name has no file extension"
+        raise ValueError(f"--plot {path}: {what}; use a name ending in .png, .pdf or .svg")
 
 
 def plot_training(history: Any, path: str, model: Any = None, data: tuple | None = None) -> None:
@@ -16,14 +41,7 @@ def plot_training(history: Any, path: str, model: Any = None, data: tuple | None
     If ``model`` and 2-D ``data=(x, y)`` are given, a third panel shows the
     model's decision regions with the data on top.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("--plot needs matplotlib: pip install 'tinynet[plot]'") from None
-
+    plt = _pyplot()
     h = history.history
     regions = model is not None and data is not None and data[0].shape[1] == 2
     panels = 3 if regions else 2
