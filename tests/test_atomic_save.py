@@ -308,8 +308,8 @@ def test_bursts_of_sigint_while_saving_in_a_loop(tmp_path):
         stop.unlink(missing_ok=True)
     assert proc.returncode == 0, err
     assert "Exception ignored" not in err and "Traceback" not in err, err
-    saves, interrupted, fds_before, fds_after = map(int, out.split())
-    assert interrupted > 0 and saves > 0
+    _saves, interrupted, fds_before, fds_after = map(int, out.split())
+    assert interrupted > 0  # (every save may have been interrupted: saves can be 0)
     assert fds_after == fds_before
     assert sorted(os.listdir(tmp_path)) == [TARGET]
     loaded = host_params(tn.load(target))
