@@ -341,23 +341,13 @@ def test_crash_mid_save_keeps_the_previous_file(tmp_path, monkeypatch):
     old = path.read_bytes()
     trained = _trained()
 
-    real_fdopen = os.fdopen
+    real_write = os.write
 
-    class HalfWriter:  # writes half of the bytes, then the "disk" fails
-        def __init__(self, f):
-            self.f = f
+    def half_write(fd, data):  # writes half of the bytes, then the "disk" fails
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError("disk full")
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(data[: len(data) // 2])
-            raise OSError("disk full")
-
-    monkeypatch.setattr(os, "fdopen", lambda fd, mode: HalfWriter(real_fdopen(fd, mode)))
+    monkeypatch.setattr(os, "write", half_write)
     with pytest.raises(OSError, match="disk full"):
         checkpoint.save(trained, path)
     monkeypatch.undo()

@@ -65,16 +65,21 @@ class _Monitor:
         return logs[self.monitor]
 
     def improved(self, value: float) -> bool:
+        """Keras's test, in its arithmetic: ``value -/+ min_delta`` beats the best."""
         if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
+            return value + self.min_delta < self.best
+        return value - self.min_delta > self.best
 
 
 class EarlyStopping(Callback, _Monitor):
     """Stop when ``monitor`` has not improved for ``patience`` epochs.
 
-    With ``restore_best_weights=True`` the parameters of the best epoch are
-    put back when training stops (or ends).
+    Keras's rule: an epoch improves if its value beats the best by more than
+    ``min_delta``; training stops at the end of the ``patience``-th epoch in
+    a row without improvement (``patience=0`` and ``1`` both stop at the
+    first), never at epoch 0.  With ``restore_best_weights=True`` the
+    parameters of the best epoch (the first epoch's until one improves on
+    it) are put back when training stops or ends.
     """
 
     def __init__(
@@ -99,13 +104,16 @@ class EarlyStopping(Callback, _Monitor):
 
     def on_epoch_end(self, model: Any, epoch: int, logs: dict[str, float]) -> None:
         value = self.value(logs)
-        if self.improved(value):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+        improved = self.improved(value)
+        if improved or self.best_epoch is None:
+            self.best_epoch = epoch
             if self.restore_best_weights:
                 self.best_params = model.snapshot_params()
+        if improved:
+            self.best, self.wait = value, 0
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience and epoch > 0:
             model.stop_training = True
             model.stop_reason = (
                 f"early stopping: {self.monitor} did not improve for {self.wait} "
