@@ -79,12 +79,13 @@ class JaxOps(Ops):
         return self._jax.lax.fori_loop(0, n, lambda i, c: body(c), carry)
 
     def run_block(self, step, n, carry, data, guard=None, stop=None):
-        """One compiled program per ``step`` function (donating the carry);
+        """One compiled program per ``step`` and ``guard`` (donating the carry);
         its trip count is an argument, so every block length shares it.
         ``stop`` is not consulted: a Ctrl-C ends the run after the block."""
-        compiled = self._blocks.get(step)
+        by_guard = self._blocks.setdefault(step, {})
+        compiled = by_guard.get(guard)
         if compiled is None:
-            compiled = self._blocks[step] = self.jit(
+            compiled = by_guard[guard] = self.jit(
                 functools.partial(self._loop, step, guard), donate_argnums=(0,)
             )
         return compiled(carry, n, data)

@@ -141,10 +141,10 @@ def test_jax_compiles_once_per_batch_shape(spiral):
 
         def compiled():
             return sum(
-                ops._blocks[step].compiled._cache_size()
+                ops._blocks[step][guard].compiled._cache_size()
                 for cache in model._compiled.values()
                 if isinstance(cache, dict)
-                for step, _ in cache.values()
+                for step, guard in cache.values()
             )
 
         after_first = compiled()

@@ -1,0 +1,123 @@
+"""Every backend's ops overrides against the portable versions of the base
+class (``tinynet.backends.ops.Ops``), on the same arrays."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+from helpers import assert_close, to_numpy
+
+from tinynet import backends
+from tinynet.backends.ops import Ops
+
+# Ops that only describe or move data (no maths to compare); every other
+# override must be in TESTED, so a new override cannot come without a test.
+PLUMBING = {
+    "asarray", "to_numpy", "is_traced", "jit", "scope", "synchronize", "ignore_fp_errors",
+    "compiles", "fori_loop",
+}  # fmt: skip
+TESTED = {"matmul_tn", "rows", "run_block"}
+
+
+def _overrides(ops) -> set[str]:
+    return {
+        name
+        for name, member in inspect.getmembers(type(ops))
+        if not name.startswith("_")
+        and name in Ops.__dict__
+        and (callable(member) or isinstance(member, property))
+        and member is not Ops.__dict__[name]
+        and getattr(type(ops), name) is not getattr(Ops, name)
+    }
+
+
+def test_every_override_is_tested_here(backend):
+    assert _overrides(backend) - PLUMBING <= TESTED, type(backend).__name__
+
+
+@pytest.mark.parametrize("shape", [(300, 64, 3), (128, 256, 128), (7, 5, 2)])
+def test_matmul_tn_equals_the_portable_product(backend, dtype, shape):
+    n, k, m = shape
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(n, k)), rng.normal(size=(n, m))
+    got = backend.matmul_tn(backend.asarray(a, dtype), backend.asarray(b, dtype))
+    portable = Ops.matmul_tn(backend, backend.asarray(a, dtype), backend.asarray(b, dtype))
+    assert tuple(got.shape) == (k, m)
+    scale = max(1.0, float(np.sqrt(n)))  # sums of n products round differently
+    assert_close(got, to_numpy(portable), dtype, "matmul_tn", scale=scale)
+    assert_close(got, a.T @ b, dtype, "matmul_tn vs float64", scale=scale)
+
+
+def test_rows_with_a_counter_inside_a_compiled_function(backend):
+    x = backend.asarray(np.arange(40.0).reshape(10, 4), "float64")
+    rows = backend.jit(lambda x, i: backend.rows(x, i * 3, 3))
+    for i in range(3):
+        got = rows(x, backend.asarray(i, "int32"))
+        np.testing.assert_array_equal(to_numpy(got), to_numpy(Ops.rows(backend, x, i * 3, 3)))
+
+
+def _num(a) -> float:
+    return float(a)  # a Python number or a 0-d array of any backend
+
+
+def _start(backend) -> tuple:
+    # fresh each call: a compiling backend donates the carry it is given
+    return backend.asarray(0.0, "float64"), backend.asarray(0, "int32")
+
+
+def _counting_step(carry, data):
+    total, i = carry
+    (values,) = data
+    return total + values[i], i + 1
+
+
+def _guard_negative(backend):
+    xp = backend.xp
+    return lambda carry: xp.astype(carry[0] < 0, xp.int32)
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_run_block_equals_the_portable_loop(backend, guarded):
+    values = backend.asarray([1.0, 2.0, -10.0, 4.0, 5.0], "float64")
+    guard = _guard_negative(backend) if guarded else None
+    for n in (1, 2, 5):
+        got, status = backend.run_block(_counting_step, n, _start(backend), (values,), guard)
+        want, want_status = Ops.run_block(
+            backend, _counting_step, n, _start(backend), (values,), guard
+        )
+        assert [_num(a) for a in got] == [_num(a) for a in want]
+        assert _num(status) == want_status
+    # 5 steps: the guarded run keeps the carry from before the step that went negative
+    result = (_num(got[0]), _num(got[1]), _num(status))
+    assert result == ((3.0, 2, 1) if guarded else (2.0, 5, 0))
+
+
+def test_run_block_stops_between_steps_when_asked(backend):
+    """Eager backends end a block at a Ctrl-C between two steps; a compiling
+    backend finishes the block it runs."""
+    values = backend.asarray(np.ones(6), "float64")
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return len(calls) > 2
+
+    got, status = backend.run_block(_counting_step, 6, _start(backend), (values,), None, stop)
+    expected = 6 if backend.compiles else 2
+    assert _num(got[1]) == expected and _num(status) == 0
+
+
+def test_all_finite(backend):
+    ok = [backend.asarray(np.ones((2, 3)), "float32"), backend.asarray(np.zeros(4), "float32")]
+    bad = ok + [backend.asarray([1.0, np.inf], "float32")]
+    assert bool(to_numpy(backend.all_finite(ok)))
+    assert not bool(to_numpy(backend.all_finite(bad)))
+    assert bool(to_numpy(backend.all_finite([])))
+
+
+def test_the_backend_registry_hands_out_one_ops_object_per_backend(backend):
+    assert backends.load(backend.name) is backend
+    assert backends.backend_of(backend.asarray([1.0], "float32")) is backend
+    assert isinstance(backend, Ops) and backends.Backend is Ops
