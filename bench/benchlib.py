@@ -319,6 +319,20 @@ def check_line(ok: bool | None, text: str) -> str:
     return f"{'info' if ok is None else 'PASS' if ok else 'FAIL'}  {text}"
 
 
+# ------------------------------------------------------------------ environment
+
+
+def setup_environment(device: str = "cpu", threads: int | None = None) -> Any:
+    """Before anything imports jax or keras: JAX on the CPU unless ``device``
+    is "gpu", Keras on JAX, TensorFlow's logging quiet, and ``--threads``
+    (:func:`limit_threads`).  Returns an object to keep alive."""
+    if device == "cpu":
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return limit_threads(threads)
+
+
 # ------------------------------------------------------------------ threads
 
 

@@ -8,20 +8,22 @@ epoch of ``model.fit`` over ``--batches`` batches of MNIST-shaped synthetic
 data (no validation, ``verbose=0``) against the same number of calls of the
 bare jitted training step on pre-sliced batches, per backend.  Variants of
 fit: data already on the backend with ``shuffle=True`` and fit's defaults
-otherwise (the headline ratio, target <= 1.10; on JAX the default
+otherwise (the headline ratio; on JAX the default
 ``steps_per_execution="auto"`` runs the epoch in one dispatch),
 ``shuffle=False``, host NumPy data, one call of ``fit(epochs=3)`` timed per
 epoch (its per-call work shared by three epochs), and on JAX
 ``steps_per_execution`` 1 (one dispatch per step, like the bare steps, each
-gathering its rows and counting its accuracy in the program) and 8; those
-last three are shown without a target.  All timers are
-interleaved round by round, OpenBLAS's threads ended before each (``--no-park``).
+gathering its rows and counting its accuracy in the program) and 8.  All
+timers are interleaved round by round, OpenBLAS's threads ended before each
+(``--no-park``).  The ratios are shown as ``info``: the project's targets for
+fit are the per-step time on S (``train_step.py``) and the real-sized epoch
+(``epoch.py``).
 
 Part 2, peak memory: ``--memory-steps`` training steps of M on the NumPy
 backend, tinynet versus the raw NumPy reference, each in a fresh
-subprocess; the peak resident set of each (target tinynet <= 1.2x raw
-NumPy), plus that of a process that only imported its libraries and made the
-data.  The peak is VmHWM from /proc/self/status: ``ru_maxrss`` survives
+subprocess; the peak resident set of each (shown as ``info``: the memory
+the NumPy backend's allocator setting costs), plus that of a process that
+only imported its libraries and made the data.  The peak is VmHWM from /proc/self/status: ``ru_maxrss`` survives
 ``execve`` on Linux, so a worker started by this (large) process would report
 the parent's peak; it is recorded too, from a worker started by a small
 launcher process.
@@ -90,9 +92,7 @@ class EpochTimers:
     ``benchlib.time_block``)."""
 
     def __init__(self, backend_name: str, opt, n_batches: int):
-        from refs.tinynet_impl import build_model
-
-        from tinynet import core
+        from refs.tinynet_impl import build_model, make_step
 
         bs = CONFIG.batch
         x_np, y_np = bl.make_data(CONFIG, n_batches * bs, seed=1)
@@ -107,10 +107,7 @@ class EpochTimers:
             (self.x[i * bs : (i + 1) * bs, ...], self.y[i * bs : (i + 1) * bs, ...])
             for i in range(n_batches)
         ]
-        self.step = backend.jit(
-            core.make_train_step(self.model.layers, self.loss, self.optimizer),
-            donate_argnums=(0, 1),
-        )
+        self.step = make_step(self.model, self.loss, self.optimizer)
 
     def fresh_params(self) -> list[dict]:
         from refs.tinynet_impl import fresh_params
@@ -119,7 +116,8 @@ class EpochTimers:
 
     def reset_steps(self) -> None:
         self.params = self.fresh_params()
-        self.state = self.optimizer.init(self.params)
+        self.state = self.model.state
+        self.opt_state = self.optimizer.init(self.params)
 
     def reset_fit(self) -> None:
         self.model.params = self.fresh_params()
@@ -150,11 +148,11 @@ class EpochTimers:
         return out
 
     def run_steps(self) -> None:
-        params, state, step = self.params, self.state, self.step
+        params, state, opt_state, step = self.params, self.state, self.opt_state, self.step
         loss = None
         for xb, yb in self.batches:
-            params, state, loss = step(params, state, xb, yb, None)
-        self.params, self.state = params, state
+            params, state, opt_state, loss = step(params, state, opt_state, xb, yb, None)
+        self.params, self.state, self.opt_state = params, state, opt_state
         self.backend.synchronize()
         float(self.backend.to_numpy(loss))
 
@@ -251,14 +249,7 @@ def fit_overhead(args) -> tuple[dict, list[tuple[bool | None, str]]]:
                 f"{ratio:.3f}",
             ]
         )
-        if e.impl == "fit":
-            check_list.append(
-                (
-                    ratio <= 1.10,
-                    f"{e.optimizer}: {e.impl} / sum of step times = {ratio:.3f} (target <= 1.10)",
-                )
-            )
-        elif e.impl.startswith(("fit spe=", "fit epochs=")):  # shown, not a target
+        if e.impl.startswith("fit"):  # shown, not a target
             check_list.append(
                 (None, f"{e.optimizer}: {e.impl} / sum of step times = {ratio:.3f} (no target)")
             )
@@ -392,11 +383,7 @@ def peak_memory(args) -> tuple[list[dict], list[tuple[bool | None, str]]]:
         if "tinynet-numpy" in got and "numpy-raw" in got:
             ratio = got["tinynet-numpy"]["peak_rss_kib"] / got["numpy-raw"]["peak_rss_kib"]
             check_list.append(
-                (
-                    ratio <= 1.2,
-                    f"{opt_name}: peak RSS tinynet-numpy / numpy-raw = "
-                    f"{ratio:.2f} (target <= 1.20)",
-                )
+                (None, f"{opt_name}: peak RSS tinynet-numpy / numpy-raw = {ratio:.2f} (no target)")
             )
     print(f"\n== peak memory: {args.memory_steps} steps of M on NumPy, each in a fresh process ==")
     print(
@@ -425,9 +412,7 @@ def peak_memory(args) -> tuple[list[dict], list[tuple[bool | None, str]]]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.device == "cpu":
-        os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    _limits = bl.limit_threads(args.threads)  # noqa: F841 (kept alive)
+    _limits = bl.setup_environment(args.device, args.threads)  # noqa: F841 (kept alive)
     if args.rss_worker:
         rss_worker(args.rss_worker, args.optimizer, args.memory_steps)
         return 0
@@ -444,7 +429,7 @@ def main(argv=None) -> int:
     if not args.skip_memory:
         payload["memory"], checks_mem = peak_memory(args)
         check_list += checks_mem
-    print("\n== targets ==")
+    print("\n== ratios (no targets here: see train_step.py and epoch.py) ==")
     for ok, text in check_list:
         print(bl.check_line(ok, text))
     payload["checks"] = [{"pass": ok, "text": text} for ok, text in check_list]

@@ -4,9 +4,9 @@ of N steps is one ``model.fit`` call (``epochs=1``, ``shuffle=False``,
 batch, so the per-step time includes fit's own per-step work and its fixed
 per-call cost divided by N ("fit per-step time", comparable with Keras').
 
-One difference: tinynet's compiled steps take the whole data set as an
-argument, so each data-set *shape* compiles once (Keras compiles per batch
-shape).  So that timed blocks do not include a compile, the runner keeps a
+One difference: tinynet's compiled block of steps (``ops.run_block``) takes
+the whole data set as an argument, so each data-set *shape* compiles once
+(Keras compiles per batch shape).  So that timed blocks do not include a compile, the runner keeps a
 data set of ``k`` batches, ``k`` = half the warm-up's ``2 x block`` steps,
 and runs ``n // k`` epochs over it when ``k`` divides ``n`` (one epoch for
 a timed block: exactly Keras' protocol)."""
@@ -43,7 +43,7 @@ class Runner:
     def reset(self) -> None:
         """Back to the initial parameters and a fresh optimizer state."""
         self.model.params = fresh_params(self.model, self.params_np)
-        self.model.optimizer = self.optimizer
+        self.model.optimizer = self.optimizer  # fit(optimizer=None) continues with it
         self.model.opt_state = self.optimizer.init(self.model.params)
 
     def run(self, n: int) -> float:

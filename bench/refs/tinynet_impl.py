@@ -1,6 +1,9 @@
-"""tinynet itself: ``backend.jit(core.make_train_step(...), donate_argnums=(0, 1))``
-called with the backend's arrays, exactly as ``fit`` would call its step.
-One module serves every backend (numpy, jax, strict, cupy)."""
+"""tinynet itself: ``ops.jit(core.make_train_step(layers, loss, optimizer, ops),
+donate_argnums=(0, 2))`` called with the backend's arrays, as ``fit``'s steps
+run.  The step is ``step(params, state, opt_state, x, y, key) -> (params,
+state, opt_state, loss)``; params and optimizer state are donated (on JAX
+their buffers are reused; on eager backends ``jit`` is the identity and the
+update is pure).  One module serves every backend (numpy, jax, strict, cupy)."""
 
 from __future__ import annotations
 
@@ -25,8 +28,8 @@ def backend_for(name: str, device: str):
 
 def fresh_params(model, params_np) -> list[dict]:
     """The model's parameter tree holding *copies* of ``params_np`` (a list of
-    ``(W, b)`` per Dense layer): donated NumPy steps update arrays in place,
-    and the initial values must survive every timed block."""
+    ``(W, b)`` per Dense layer): a donated JAX step deletes its input
+    buffers, and the initial values must survive every timed block."""
     import numpy as np
 
     backend, dense, out = model.backend, iter(params_np), []
@@ -55,26 +58,35 @@ def build_model(config, backend_name: str, params_np=None, opt=None):
     if params_np is not None:
         model.params = fresh_params(model, params_np)
     loss = tn.losses.SparseCategoricalCrossentropy()
-    optimizer = None
-    if opt is not None:
-        if opt.name == "sgd":
-            optimizer = tn.optimizers.SGD(lr=opt.lr)
-        else:
-            optimizer = tn.optimizers.Adam(
-                lr=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon
-            )
-    return model, loss, optimizer
+    return model, loss, make_optimizer(opt)
+
+
+def make_optimizer(opt):
+    """tinynet's optimizer for a ``benchlib.OptSpec`` (None for None)."""
+    import tinynet as tn
+
+    if opt is None:
+        return None
+    if opt.name == "sgd":
+        return tn.optimizers.SGD(lr=opt.lr)
+    return tn.optimizers.Adam(lr=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
+
+
+def make_step(model, loss, optimizer):
+    """The donated, jitted training step of ``model`` (as above)."""
+    from tinynet import core
+
+    ops = model.backend
+    return ops.jit(
+        core.make_train_step(model.layers, loss, optimizer, ops), donate_argnums=(0, 2)
+    )
 
 
 class Runner:
     def __init__(self, config, opt, x, y, params, device="cpu", backend_name="numpy"):
-        from tinynet import core
-
         model, loss, optimizer = build_model(config, backend_name, params, opt)
         self.backend = backend = model.backend
-        self.step = backend.jit(
-            core.make_train_step(model.layers, loss, optimizer), donate_argnums=(0, 1)
-        )
+        self.step = make_step(model, loss, optimizer)
         self.model, self.optimizer, self.params_np = model, optimizer, params
         self.x = backend.asarray(x)
         self.y = backend.asarray(y)
@@ -83,13 +95,15 @@ class Runner:
     def reset(self) -> None:
         """Back to the initial parameters and a fresh optimizer state."""
         self.params = fresh_params(self.model, self.params_np)
-        self.state = self.optimizer.init(self.params)
+        self.state = self.model.state  # empty dicts for Dense/activations
+        self.opt_state = self.optimizer.init(self.params)
 
     def run(self, n: int) -> float:
-        params, state, x, y, step = self.params, self.state, self.x, self.y, self.step
+        params, state, opt_state = self.params, self.state, self.opt_state
+        x, y, step = self.x, self.y, self.step
         loss = None
         for _ in range(n):
-            params, state, loss = step(params, state, x, y, None)
-        self.params, self.state = params, state
+            params, state, opt_state, loss = step(params, state, opt_state, x, y, None)
+        self.params, self.state, self.opt_state = params, state, opt_state
         self.backend.synchronize()
         return float(self.backend.to_numpy(loss))
