@@ -259,6 +259,30 @@ def test_matches_reference_equations(backend, dtype, case):
     assert moved > 1e-3
 
 
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_weight_decay_composes_with_any_rule(backend, dtype, nesterov):
+    """Keras 3's decoupled decay for every optimizer: each step first
+    ``p = p * (1 - lr * wd)``, then the rule (here SGD with momentum)."""
+    lr, wd, mu = 0.05, 0.3, 0.8
+    params0 = rounded(host_params(), dtype)
+    grads_seq = [rounded(g, dtype) for g in host_grads()]
+    got, _ = run(
+        SGD(lr, momentum=mu, nesterov=nesterov, weight_decay=wd), backend, dtype, params0, grads_seq
+    )
+    p = copy.deepcopy(params0)
+    vel = {key: 0.0 for key in leaves(p)}
+    for g in grads_seq:
+        for i, k in leaves(p):
+            p[i][k] = p[i][k] * (1 - lr * wd)
+            vel[i, k] = mu * vel[i, k] - lr * g[i][k]
+            p[i][k] = p[i][k] + (mu * vel[i, k] - lr * g[i][k] if nesterov else vel[i, k])
+    assert_tree_close(got, p, dtype, "SGD with weight decay")
+    without, _ = run(SGD(lr, momentum=mu, nesterov=nesterov), backend, dtype, params0, grads_seq)
+    assert max(np.max(np.abs(to_numpy(a[k]) - to_numpy(b[k]))) for a, b in zip(got, without)
+               for k in a) > 1e-3  # fmt: skip
+    assert SGD(lr, weight_decay=wd).get_config()["weight_decay"] == wd
+
+
 def test_adam_moments_are_keras_m_and_v(backend, dtype):
     params0 = rounded(host_params(), dtype)
     grads_seq = [rounded(g, dtype) for g in host_grads()]
