@@ -2,84 +2,191 @@
 backend, next to the bare compiled step: what a user of ``fit`` pays per step
 on a model where dispatch and per-epoch work (the shuffle) dominate.
 
-    python bench/fit_per_step.py [--samples 30000] [--epochs 10] [--json PATH]
+    python bench/fit_per_step.py [--samples 30000] [--epochs 10] [--rounds 5] [--json PATH]
 
-Compare with Keras 3 ``fit`` per step from ``bench/train_step.py`` (keras-fit).
+Timers, interleaved round by round (order shuffled each round, OpenBLAS's
+threads ended before each block, as in ``train_step.py``):
+
+* ``fit spe=...``: one ``model.fit(x, y, epochs=--epochs, batch_size=300,
+  shuffle=True, verbose=0)`` call over ``--samples`` host NumPy samples,
+  ``steps_per_execution`` "auto" (the default) and, on JAX, 1 and 10; the
+  call's time divided by its steps.  Before every timed call the model goes
+  back to the initial parameters, a fresh Adam state and epoch 0.
+* ``bare step``: the jitted ``core.make_train_step`` (params and optimizer
+  state donated) called as many times on one batch already on the backend.
+
+Reported: medians over the rounds and ``fit / bare``.  The project's target
+for fit per step on S (<= 1/3 of Keras's fit, <= 1/5 of PyTorch eager) is
+checked by ``train_step.py`` (``tinynet-jax-fit``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 
+import benchlib as bl
 import numpy as np
 
+CONFIG = bl.CONFIGS["S"]
 
-def measure(backend_name: str, samples: int, epochs: int, spe: int | str) -> dict:
-    import tinynet as tn
-    from tinynet import core
 
-    backend = tn.get_backend(backend_name)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((samples, 2)).astype(np.float32)
-    y = rng.integers(0, 3, samples)
-    layers = [tn.Dense(2, 64, init="he_uniform"), tn.ReLU(), tn.Dense(64, 3), tn.Softmax()]
-    model = tn.Sequential(layers, seed=0, backend=backend_name)
-    loss = "sparse_categorical_crossentropy"
-    fit_args = dict(loss=loss, batch_size=300, verbose=0, steps_per_execution=spe)
-    model.fit(x, y, optimizer=tn.optimizers.Adam(lr=1e-3), epochs=1, **fit_args)  # compile
-    steps = epochs * (samples // 300)
-    start = time.perf_counter()
-    model.fit(x, y, epochs=epochs, **fit_args)
-    backend.synchronize()
-    fit_us = (time.perf_counter() - start) / steps * 1e6
+class Setup:
+    """One backend's model, data and Adam; initial parameters kept on the host."""
 
-    opt = tn.optimizers.Adam(lr=1e-3)
-    step = backend.jit(
-        core.make_train_step(model.layers, tn.losses.get(loss), opt), donate_argnums=(0, 1)
+    def __init__(self, backend_name: str, samples: int):
+        import tinynet as tn
+        from refs.tinynet_impl import build_model, make_step
+
+        rng = np.random.default_rng(0)
+        self.x = rng.standard_normal((samples, 2)).astype(np.float32)
+        self.y = rng.integers(0, 3, samples)
+        self.params_np = bl.init_params(CONFIG)
+        spec = bl.OPTIMIZERS["adam"]
+        self.model, self.loss, self.optimizer = build_model(
+            CONFIG, backend_name, self.params_np, spec
+        )
+        self.backend = self.model.backend
+        self.steps_per_epoch = -(-samples // CONFIG.batch)
+        self.step = make_step(self.model, self.loss, self.optimizer)
+        self.xb = self.backend.asarray(self.x[: CONFIG.batch])
+        self.yb = self.backend.asarray(self.y[: CONFIG.batch])
+        self.tn = tn
+
+    def fresh(self):
+        from refs.tinynet_impl import fresh_params
+
+        return fresh_params(self.model, self.params_np)
+
+
+class FitRunner:
+    """``run(n)``: one fit call of ``n // steps_per_epoch`` epochs."""
+
+    def __init__(self, setup: Setup, spe):
+        self.s, self.spe = setup, spe
+
+    def reset(self) -> None:
+        model = self.s.model
+        model.params = self.s.fresh()
+        model.opt_state = None  # fit makes a fresh state for the same optimizer
+        model.epoch = 0  # the same shuffle orders every time
+
+    def run(self, n: int) -> float:
+        s = self.s
+        epochs = max(1, n // s.steps_per_epoch)
+        history = s.model.fit(
+            s.x, s.y, loss=s.loss, optimizer=s.optimizer, epochs=epochs,
+            batch_size=CONFIG.batch, shuffle=True, verbose=0, steps_per_execution=self.spe,
+        )  # fmt: skip
+        s.backend.synchronize()
+        return history.history["loss"][-1]
+
+
+class StepRunner:
+    """``run(n)``: ``n`` calls of the bare jitted step on one batch."""
+
+    def __init__(self, setup: Setup):
+        self.s = setup
+
+    def reset(self) -> None:
+        s = self.s
+        self.params, self.state = s.fresh(), s.model.state
+        self.opt_state = s.optimizer.init(self.params)
+
+    def run(self, n: int) -> float:
+        s = self.s
+        params, state, opt_state, step = self.params, self.state, self.opt_state, s.step
+        value = None
+        for _ in range(n):
+            params, state, opt_state, value = step(params, state, opt_state, s.xb, s.yb, None)
+        self.params, self.state, self.opt_state = params, state, opt_state
+        s.backend.synchronize()
+        return float(s.backend.to_numpy(value))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--samples", type=int, default=30000)
+    p.add_argument("--epochs", type=int, default=10, help="epochs per timed fit call")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--backends", default="numpy,jax")
+    p.add_argument("--threads", type=int, default=None, help="NumPy BLAS threads (XLA too if 1)")
+    bl.add_run_arguments(p)
+    args = p.parse_args(argv)
+    _limits = bl.setup_environment("cpu", args.threads)  # noqa: F841 (kept alive)
+    from tinynet import backends
+
+    entries = []
+    for name in bl.parse_list(args.backends, list(backends.BACKEND_NAMES), "backend"):
+        backend, why = backends.probe(name)
+        if backend is None:
+            print(f"skipping backend {name}: {why}", file=sys.stderr)
+            continue
+        setup = Setup(name, args.samples)
+        steps = args.epochs * setup.steps_per_epoch
+        spes = ("auto", 1, 10) if backend.compiles else ("auto",)
+        for spe in spes:
+            entries.append(bl.Entry("S", name, f"fit spe={spe}", FitRunner(setup, spe), steps))
+        entries.append(bl.Entry("S", name, "bare step", StepRunner(setup), steps))
+    for e in entries:  # warm-up: one epoch (compiles), untimed
+        e.runner.reset()
+        t0 = time.perf_counter()
+        e.runner.run(e.runner.s.steps_per_epoch)
+        e.compile_s = time.perf_counter() - t0
+    if args.wait_quiet > 0:
+        bl.wait_for_quiet(args.wait_quiet)
+    monitor = bl.LoadMonitor().start()
+    bl.interleave(
+        entries,
+        args.rounds,
+        lambda r: print(f"  round {r + 1}/{args.rounds}", file=sys.stderr, flush=True),
+        park=args.park,
+        settle=args.settle,
     )
-    params = model.snapshot_params()
-    state = opt.init(params)
-    xb, yb = backend.asarray(x[:300]), backend.asarray(y[:300])
-    for _ in range(10):
-        params, state, value = step(params, state, xb, yb, None)
-    backend.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        params, state, value = step(params, state, xb, yb, None)
-    backend.synchronize()
-    bare_us = (time.perf_counter() - start) / steps * 1e6
-    return {
-        "backend": backend_name,
-        "steps_per_execution": spe,
-        "fit_us": fit_us,
-        "bare_step_us": bare_us,
-        "ratio": fit_us / bare_us,
-    }
+    others = monitor.others_fraction()
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=30000)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--backends", default="numpy,jax")
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-    rows = []
-    for name in args.backends.split(","):
-        for spe in ("auto", 1, 10) if name == "jax" else ("auto",):
-            rows.append(measure(name, args.samples, args.epochs, spe))
-            r = rows[-1]
-            print(
-                f"{name:6s} spe={spe!s:<4s} fit {r['fit_us']:7.1f} us/step   bare step "
-                f"{r['bare_step_us']:7.1f} us   fit/bare {r['ratio']:.2f}",
-                flush=True,
-            )
+    rows, results = [], []
+    for e in entries:
+        bare = next(b for b in entries if b.optimizer == e.optimizer and b.impl == "bare step")
+        ratio = e.median / bare.median
+        rows.append(
+            [e.optimizer, e.impl, bl.fmt_time(e.median), f"±{50 * e.spread:.0f}%", f"{ratio:.2f}"]
+        )
+        results.append(
+            {
+                "backend": e.optimizer,
+                "timer": e.impl,
+                "per_step_s": e.median,
+                "spread": e.spread,
+                "ratio_to_bare_step": ratio,
+                "block_times_s": e.times,
+                "warm_up_s": e.compile_s,
+            }
+        )
+    print(
+        f"== fit per step on S 2-64-3, batch 300, Adam: {args.samples} samples, "
+        f"{args.epochs} epochs per timed call, median of {args.rounds} interleaved rounds =="
+    )
+    print(bl.table(["backend", "timer", "per step", "spread", "x bare step"], rows, "llrrr"))
+    if others is not None:
+        print(
+            f"other processes used {100 * others:.0f}% of the CPUs during the timed rounds"
+            + ("  <-- BUSY MACHINE: these numbers are disturbed, rerun" if others > 0.15 else "")
+        )
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+        bl.write_json(
+            args.json,
+            {
+                "benchmark": "fit_per_step",
+                "settings": {k: v for k, v in vars(args).items() if k != "json"},
+                "results": results,
+                "others_cpu_fraction": others,
+                "machine": bl.machine_info(),
+            },
+        )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

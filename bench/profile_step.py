@@ -8,6 +8,10 @@
    of ``--calls``) with tinynet's own functions and with the reference's.
    The reference works in place, so its head and update get fresh copies of
    their inputs, made outside the timed region.
+   tinynet's pieces are its layers' ``forward(params, state, x, ops,
+   training, key)`` and backward closures, the fused softmax/CE head and
+   ``optimizer.update`` (pure on every backend); the whole step is the one
+   ``train_step.py`` times.
 2. ``cProfile`` of whole steps of both (``--profile``): the functions that
    take the time, by own time.
 """
@@ -39,23 +43,23 @@ def time_calls(fn, make_args=None, calls: int = 2000) -> float:
 
 
 def tinynet_pieces(config, opt, x, y, params):
-    from refs.tinynet_impl import build_model
+    from refs.tinynet_impl import build_model, make_step
 
     from tinynet import core
 
     model, loss, optimizer = build_model(config, "numpy", params, opt)
+    ops = model.backend
     layers = model.layers
     head = core.fused_head(layers, loss)
     body = layers[:-1]
-    p = model.params
-    state = optimizer.init(p)
-    backend = model.backend
-    xp = backend.xp  # what the step uses (NumPy's with its C reductions), not bare numpy
+    p, st = model.params, model.state
+    opt_state = optimizer.init(p)
+    xp = ops.xp
 
     def forward():
         h, backs = x, []
         for i, layer in enumerate(body):
-            h, back = layer.forward(p[i], h, xp, True, None)
+            h, _, back = layer.forward(p[i], st[i], h, ops, True, None)
             backs.append(back)
         return h, backs
 
@@ -69,15 +73,16 @@ def tinynet_pieces(config, opt, x, y, params):
         return grads
 
     grads = backward()
-    # donated, as fit and bench/train_step.py call them: the update is in place
-    step = backend.jit(core.make_train_step(layers, loss, optimizer), donate_argnums=(0, 1))
-    update = backend.jit(lambda p, s, g: optimizer.update(g, s, p), donate_argnums=(0, 1))
+    # as fit and bench/train_step.py run them (on NumPy jit is the identity
+    # and the update is pure: new arrays every step)
+    step = make_step(model, loss, optimizer)
+    update = ops.jit(lambda p, s, g: optimizer.update(g, s, p))
     return {
         "forward": (forward, None),
         "head": (lambda: head.value_and_grad(xp, y, logits), None),
         "backward": (backward, None),
-        "update": (lambda: update(p, state, grads), None),
-        "whole step": (lambda: step(p, state, x, y, None), None),
+        "update": (lambda: update(p, opt_state, grads), None),
+        "whole step": (lambda: step(p, st, opt_state, x, y, None), None),
     }
 
 

@@ -8,7 +8,7 @@ from the source tree); the median wall time (process start to exit) is
 reported next to ``python -c pass`` and ``import numpy`` for scale.  Then each
 command runs once more under ``python -X importtime`` to check that JAX (and
 torch, cupy) are NOT imported, and to list the slowest top-level imports.
-Targets: ``import tinynet`` < 0.3 s, ``tinynet --help`` < 0.5 s.
+Target: ``import tinynet`` < 0.3 s; the ``--help`` times are shown as info.
 """
 
 from __future__ import annotations
@@ -40,11 +40,9 @@ def commands() -> dict[str, list[str]]:
     return cmds
 
 
-TARGETS = {
-    "import tinynet": 0.3,
-    "python -m tinynet --help": 0.5,
-    "tinynet --help (console script)": 0.5,
-}
+TARGETS = {"import tinynet": 0.3}
+# also checked for heavy imports, timed without a target
+CHECKED = ("import tinynet", "python -m tinynet --help", "tinynet --help (console script)")
 
 
 def run_once(cmd: list[str], cwd: str, env: dict[str, str]) -> float:
@@ -115,7 +113,7 @@ def main(argv=None) -> int:
                 times[name].append(run_once(cmds[name], cwd, env))
         others = monitor.others_fraction()
         reports = {
-            name: import_report(cmd, cwd, env) for name, cmd in cmds.items() if name in TARGETS
+            name: import_report(cmd, cwd, env) for name, cmd in cmds.items() if name in CHECKED
         }
 
     rows, results, check_list = [], [], []
@@ -146,6 +144,8 @@ def main(argv=None) -> int:
                     f"{name}: median {med * 1e3:.0f} ms (target < {TARGETS[name] * 1e3:.0f} ms)",
                 )
             )
+        elif name in CHECKED:
+            check_list.append((None, f"{name}: median {med * 1e3:.0f} ms (no target)"))
     print(
         f"== startup: median of {repeats} fresh processes (interleaved), cwd = an empty temp dir =="
     )
