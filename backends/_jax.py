@@ -110,6 +110,30 @@ class JaxOps(Ops):
     def rows(self, x, start, size):
         return self._jax.lax.dynamic_slice_in_dim(x, start, size, axis=0)
 
+    def device_mesh(self, devices):
+        from . import _jax_parallel
+
+        info = _jax_parallel.info()
+        total = info["global_devices"]
+        if info["process_count"] > 1:
+            if devices != total:
+                raise ValueError(
+                    f"this run has {total} JAX devices over {info['process_count']} processes "
+                    f"and a multi-process run trains on all of them; pass devices={total} "
+                    "(tinynet.parallel.device_count())"
+                )
+        elif devices > total:
+            fake = ""
+            if info["platform"] == "cpu":
+                fake = "; to try data parallelism on one CPU, fake devices with " + (
+                    _jax_parallel.FAKE_DEVICES_HINT.format(n=devices)
+                )
+            raise ValueError(
+                f"only {total} JAX device(s) are available ({info['platform']}), "
+                f"{devices} were requested{fake}"
+            )
+        return _jax_parallel.JaxDataParallel(devices)
+
     def matmul_tn(self, a, b):
         if self._cpu and a.ndim == 2 and b.ndim == 2:
             if a.shape[0] * a.shape[1] * b.shape[1] <= TN_MAX_PRODUCTS:

@@ -17,6 +17,7 @@ never asks which backend it runs on: it calls an op.
 ``fori_loop``          ``carry = body(carry)`` n times (one program on JAX)
 ``run_block``          a block of training steps, optionally NaN-guarded
 ``rows``               ``x[start:start + size]`` with a computed ``start``
+``device_mesh``        data parallelism over N devices (JAX only)
 ``matmul_tn``          ``a.T @ b`` (a Dense layer's weight gradient)
 ``relu_grad``          ``dy * (x > 0)``
 ``all_finite``         one flag: every element of some arrays is finite
@@ -170,6 +171,19 @@ class Ops:
         0-d integer array (a step counter)."""
         start = operator.index(start)
         return x[start : start + size, ...]
+
+    def device_mesh(self, devices: int) -> Any:
+        """Data parallelism over ``devices`` devices: an object that places
+        and splits arrays over a device mesh (``backends/_jax_parallel.py``),
+        or None for one device.  Only JAX has meshes: elsewhere ``devices > 1``
+        is a ``ValueError`` saying so."""
+        if devices == 1:
+            return None
+        raise ValueError(
+            f"data parallelism needs the JAX backend, but this model is on the {self.name} "
+            "backend; run with TINYNET_BACKEND=jax (or model.to_backend('jax')) and "
+            "--backend jax on the command line, or leave devices unset"
+        )
 
     # ------------------------------------------------------------ maths
 

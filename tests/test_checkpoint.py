@@ -68,7 +68,7 @@ def _rewrite(path, edit_header=None, edit_tensors=None):
 
 def _assert_refused(path, *fragments):
     with pytest.raises(CheckpointError) as info:
-        checkpoint.load(path)
+        tinynet.load(path)
     message = str(info.value)
     assert str(path) in message
     for fragment in fragments:
@@ -98,10 +98,10 @@ def test_round_trip_from_each_backend_to_numpy(backend, tmp_path):
     model = _trained(optimizer=sgd, dtype="float64", backend="numpy").to_backend(backend.name)
     path = tmp_path / "model.safetensors"
     checkpoint.save(model, path)
-    loaded = checkpoint.load(path, backend="numpy")
+    loaded = tinynet.load(path, backend="numpy")
     assert loaded.backend.name == "numpy" and loaded.dtype == "float64"
     assert _values(loaded) == _values(model)
-    assert checkpoint.load(path).backend is backend  # default: the current backend
+    assert tinynet.load(path).backend is backend  # default: the current backend
 
 
 def test_resumed_training_matches_uninterrupted(tmp_path):
@@ -120,7 +120,7 @@ def test_model_without_optimizer_and_load_into(tmp_path):
     model = _model(backend="numpy")
     path = tmp_path / "fresh.safetensors"
     checkpoint.save(model, path)
-    loaded = checkpoint.load(path)
+    loaded = tinynet.load(path)
     assert loaded.optimizer is None and loaded.opt_state is None
     assert _values(loaded) == _values(model)
 
@@ -172,7 +172,7 @@ def test_every_truncation_is_refused(small_checkpoint, tmp_path):
     for size in range(len(blob)):
         path.write_bytes(blob[:size])
         with pytest.raises(CheckpointError, match="cut.safetensors"):
-            checkpoint.load(path)
+            tinynet.load(path)
 
 
 def test_random_byte_flips_are_refused_or_harmless(small_checkpoint, tmp_path):
@@ -186,7 +186,7 @@ def test_random_byte_flips_are_refused_or_harmless(small_checkpoint, tmp_path):
         damaged[i] ^= int(rng.integers(1, 256))
         path.write_bytes(bytes(damaged))
         try:
-            model = checkpoint.load(path, backend="numpy")
+            model = tinynet.load(path, backend="numpy")
         except CheckpointError as err:
             assert "flip.safetensors" in str(err)
             refused += 1
@@ -286,7 +286,7 @@ def test_bad_metadata_with_valid_checksum(tmp_path, key, value):
     _trained().save(str(path))
     _rewrite(path, lambda meta: meta.update({key: value}))
     if key == "backend":  # information only: still loads
-        checkpoint.load(path)
+        tinynet.load(path)
     else:
         _assert_refused(path)
 
@@ -386,5 +386,5 @@ def test_saving_over_an_existing_file(tmp_path):
     trained.save(str(path))
     if os.name == "posix":  # the replaced file's permissions are kept
         assert path.stat().st_mode & 0o777 == 0o600
-    assert _values(checkpoint.load(path)) == _values(trained)
+    assert _values(tinynet.load(path)) == _values(trained)
     assert _leftovers(tmp_path, {"model.safetensors"}) == []

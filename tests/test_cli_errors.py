@@ -119,7 +119,7 @@ def test_a_failed_save_names_the_path_given(monkeypatch, capsys, tmp_path):
     def refuse(path, blob):
         raise PermissionError(13, "Permission denied", path + ".x1y2.tmp")
 
-    monkeypatch.setattr(checkpoint, "_write_atomic", refuse)
+    monkeypatch.setattr(checkpoint, "write_atomic", refuse)
     target = str(tmp_path / "m.safetensors")
     status = main(["train", "--dataset", "spiral", *QUICK, "--quiet", "--save", target])
     err = capsys.readouterr().err

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tinynet as tn
-from tinynet import backends, compare, core, datasets
+from tinynet import backends, commands, compare, core, datasets
 from tinynet import random as tnrandom
 
 LOSS = "sparse_categorical_crossentropy"
@@ -218,7 +218,7 @@ def test_format_report_table(batch):
 
 def test_main_compare_with_arrays_and_by_name():
     x, y = datasets.spiral(samples_per_class=30, classes=3, seed=2)
-    report = compare.main_compare(
+    report = commands.main_compare(
         (x, y),
         hidden=(8,),
         activation="tanh",
@@ -232,11 +232,11 @@ def test_main_compare_with_arrays_and_by_name():
     assert report.compared == ["numpy", "strict"]
     assert max(report.max_rel(n) for n in report.compared) < 1e-12
     assert any(r.layer_type == "Dropout" for r in report)
-    by_name = compare.main_compare("spiral", hidden=(4,), batch_size=8, backends=["numpy"])
+    by_name = commands.main_compare("spiral", hidden=(4,), batch_size=8, backends=["numpy"])
     assert by_name.batch_size == 8 and by_name.dtype == "float32"
     assert by_name.dropout_seed is None  # no Dropout layer
     with pytest.raises(ValueError, match="batch_size"):
-        compare.main_compare((x, y), batch_size=0)
+        commands.main_compare((x, y), batch_size=0)
 
 
 # ------------------------------------------------------------------ the verdict
@@ -295,7 +295,7 @@ def test_main_compare_uses_train_defaults():
     for flag in ("dataset", "hidden", "batch_size", "optimizer", "lr", "dtype", "seed",
                  "activation", "dropout"):
         assert getattr(cli, flag) == getattr(train, flag), flag
-    report = compare.main_compare(backends=["numpy"])
+    report = commands.main_compare(backends=["numpy"])
     assert report.batch_size == train.batch_size
     assert "Adam(lr=0.003," in report.optimizer  # train's learning rate, not Adam's 0.001
     widths = [r.layer_type for r in report.for_backend("numpy") if r.quantity == "output"]

@@ -18,7 +18,7 @@ PLUMBING = {
     "asarray", "to_numpy", "is_traced", "jit", "scope", "synchronize", "ignore_fp_errors",
     "compiles", "fori_loop",
 }  # fmt: skip
-TESTED = {"matmul_tn", "rows", "run_block"}
+TESTED = {"matmul_tn", "rows", "run_block", "device_mesh"}  # device_mesh: test_parallel.py
 
 
 def _overrides(ops) -> set[str]:

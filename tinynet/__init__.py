@@ -22,7 +22,7 @@ from .backends import (
     use_backend,
 )
 from .callbacks import EarlyStopping, History, ModelCheckpoint, TerminateOnNaN
-from .checkpoint import CheckpointError, load
+from .checkpoint import CheckpointError
 from .layers import (
     ELU,
     GELU,
@@ -37,9 +37,8 @@ from .layers import (
     Tanh,
 )
 from .losses import one_hot
-from .model import Sequential
-
-__version__ = "0.1.0"
+from .model import Sequential, load
+from .version import __version__ as __version__
 
 
 def to_numpy(a: Any):

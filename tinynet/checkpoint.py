@@ -30,17 +30,15 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
-import stat
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import backends
-from .model import Sequential
+from .atomic import write_atomic
 from .tree import tree_leaves
+from .version import __version__
 
 FORMAT = "tinynet"
 FORMAT_VERSION = 1
@@ -89,7 +87,7 @@ class _Checkpoint:
 # ---------------------------------------------------------------- saving
 
 
-def save(model: Sequential, path: str | os.PathLike, dataset: dict | None = None) -> None:
+def save(model: Any, path: str | os.PathLike, dataset: dict | None = None) -> None:
     """Write ``model`` (parameters, optimizer and its state, epoch, step and
     fit seed) to ``path`` atomically: the file is either the old one or the
     complete new one, never a mix, even if the process dies mid-write.
@@ -106,12 +104,10 @@ def save(model: Sequential, path: str | os.PathLike, dataset: dict | None = None
             if name in tensors:
                 raise ValueError(f"save: optimizer state has two leaves named {name!r}")
             tensors[name] = _host(leaf)
-    import tinynet
-
     meta = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
-        "tinynet_version": getattr(tinynet, "__version__", "unknown"),
+        "tinynet_version": __version__,
         "backend": model.backend.name,
         "dtype": model.dtype,
         "config": _json(model.get_config()),
@@ -123,7 +119,7 @@ def save(model: Sequential, path: str | os.PathLike, dataset: dict | None = None
     }
     if dataset is not None:
         meta["dataset"] = _json(dataset)
-    _write_atomic(os.fspath(path), _serialize(meta, tensors))
+    write_atomic(os.fspath(path), _serialize(meta, tensors))
 
 
 def _host(a: Any) -> np.ndarray:
@@ -182,96 +178,24 @@ def _checksum(header: dict[str, Any], data: bytes | memoryview) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _write_atomic(path: str, blob: bytes) -> None:
-    """Temporary file in the target's folder, fsync, then ``os.replace``.
-
-    Ctrl-C is held back for the whole write (see :func:`_sigint_held`): the
-    target ends as the complete new file, or (on an error) as the untouched
-    old one with the temporary file removed, and no descriptor stays open."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:  # keep the permissions of the file being replaced, else the umask's
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        umask = os.umask(0o022)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    with _sigint_held():
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-        try:
-            try:
-                view = memoryview(blob)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        with contextlib.suppress(OSError, AttributeError):  # make the rename durable (POSIX)
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-
-
-@contextlib.contextmanager
-def _sigint_held():
-    """Hold back SIGINT in the block, then deliver each one that arrived to the
-    handler installed before (Python's default raises KeyboardInterrupt; the
-    one of ``fit`` asks it to stop).  Only the main thread can install a
-    handler; SIGINT never interrupts the other threads."""
-    held: list[int] = []
-    previous = signal.getsignal(signal.SIGINT)
-    installed = False
-    if previous is not None:  # None: a handler not set from Python, not restorable
-        with contextlib.suppress(ValueError):  # raised outside the main thread
-            signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-            installed = True
-    try:
-        yield
-    finally:
-        if installed:
-            signal.signal(signal.SIGINT, previous)
-            for signum in held:
-                signal.raise_signal(signum)
-
-
 # ---------------------------------------------------------------- loading
 
 
-def load(path: str | os.PathLike, backend: str | None = None) -> Sequential:
-    """The model saved at ``path``, on ``backend`` (default: the current one),
-    with its optimizer, optimizer state, epoch, step and fit seed, values
-    bit-identical to what was saved.  Any problem with the file raises
-    :class:`CheckpointError` naming the file and what is wrong."""
-    target = backends.get_backend(backend)
-    path = os.fspath(path)
-    ckpt = _read(path)
-    # Built on NumPy and then moved: a fresh random init on an accelerator
-    # (computed only to be overwritten) can cost seconds.
-    with _problem(path, "the architecture config is invalid"):
-        model = Sequential.from_config(ckpt.meta["config"], backend="numpy")
-    with _problem(path, "the checkpoint does not fit its architecture"):
-        state = _build_state(model, ckpt, path)
-    _assign(model, state)
-    return model.to_backend(target.name) if target.name != "numpy" else model
-
-
-def load_into(model: Sequential, path: str | os.PathLike) -> Sequential:
+def load_into(model: Any, path: str | os.PathLike) -> Any:
     """Load the checkpoint's parameters (and optimizer, its state, epoch, step
     and fit seed) into the existing ``model`` on its backend.  The architecture
     must match; on any failure ``model`` is left unchanged."""
     path = os.fspath(path)
-    ckpt = _read(path)
-    with _problem(path, "the checkpoint does not fit the model"):
+    restore_from(model, read(path), path, "the checkpoint does not fit the model")
+    return model
+
+
+def restore_from(model: Any, ckpt: _Checkpoint, path: str, what: str) -> None:
+    """Assign what ``ckpt`` (read from ``path``) holds to ``model``, after
+    checking all of it against the model; ``model`` is unchanged on failure."""
+    with problem(path, what):
         state = _build_state(model, ckpt, path)
     _assign(model, state)
-    return model
 
 
 restore = load_into
@@ -280,11 +204,11 @@ restore = load_into
 def saved_dataset(path: str | os.PathLike) -> dict | None:
     """The ``dataset`` given to :func:`save` for the checkpoint at ``path``
     (``None`` if it has none, as files written before it existed)."""
-    return _read(os.fspath(path)).meta.get("dataset")
+    return read(os.fspath(path)).meta.get("dataset")
 
 
 @contextlib.contextmanager
-def _problem(path: str, what: str):
+def problem(path: str, what: str):
     """Turn any exception in the block into a CheckpointError for ``path``."""
     try:
         yield
@@ -298,7 +222,8 @@ def _fail(path: str, what: str) -> CheckpointError:
     return CheckpointError(f"{path}: {what}")
 
 
-def _read(path: str) -> _Checkpoint:
+def read(path: str) -> _Checkpoint:
+    """The checkpoint at ``path``, parsed and verified (checksum, format)."""
     try:
         with open(path, "rb") as f:
             blob = f.read()
@@ -306,7 +231,7 @@ def _read(path: str) -> _Checkpoint:
         raise _fail(path, "no such checkpoint file") from None
     except OSError as err:
         raise _fail(path, f"cannot read the checkpoint: {err}") from err
-    with _problem(path, "not a valid tinynet checkpoint"):
+    with problem(path, "not a valid tinynet checkpoint"):
         return _parse(path, blob)
 
 
@@ -416,7 +341,7 @@ def _tensors(path: str, header: dict[str, Any], data: memoryview) -> dict[str, n
 # ---------------------------------------------------------------- rebuilding
 
 
-def _build_state(model: Sequential, ckpt: _Checkpoint, path: str) -> dict[str, Any]:
+def _build_state(model: Any, ckpt: _Checkpoint, path: str) -> dict[str, Any]:
     """Everything to assign to ``model``, as arrays of its backend, checked
     against its architecture; nothing is assigned here."""
     bk, meta, tensors = model.backend, ckpt.meta, dict(ckpt.tensors)
@@ -432,7 +357,7 @@ def _build_state(model: Sequential, ckpt: _Checkpoint, path: str) -> dict[str, A
     if meta["optimizer"] is not None:
         from . import optimizers
 
-        with _problem(path, "the optimizer config is invalid"):
+        with problem(path, "the optimizer config is invalid"):
             optimizer = optimizers.get(meta["optimizer"])
             expected = {n: tuple(a.shape) for n, a in tree_leaves(optimizer.init(params), "opt.")}
         opt_state = _rebuild(meta["opt_state"], "opt.", tensors, bk, path)
@@ -513,6 +438,6 @@ def _rebuild(spec: Any, prefix: str, tensors: dict[str, np.ndarray], bk: Any, pa
     return bk.asarray(arr, dtype=arr.dtype.name)
 
 
-def _assign(model: Sequential, state: dict[str, Any]) -> None:
+def _assign(model: Any, state: dict[str, Any]) -> None:
     for key, value in state.items():
         setattr(model, key, value)

@@ -12,20 +12,19 @@ import subprocess
 import sys
 import time
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import backends
+from . import backends, datasets, random
 from .callbacks import Callback
-from .cli import CLIError, default_lr
 from .model import build_mlp
+from .options import BATCH_SIZE, HIDDEN, CLIError, default_lr
 
 DEFAULT_EPOCHS = {"digits": 40, "spiral": 300}
-TEST_FRACTION = 0.2  # the test split held out of spiral and of an .npz with only x, y
 VALIDATION_SPLIT = 0.1
 
 
@@ -33,56 +32,6 @@ def _select_backend(name: str | None) -> backends.Backend:
     if name is not None:
         return backends.set_backend(name)
     return backends.get_backend()
-
-
-# ------------------------------------------------------------------ datasets
-
-
-@dataclass
-class Dataset:
-    name: str  # spiral, digits or the file's name
-    spec: str  # what --dataset takes to load it again (recorded in checkpoints)
-    train: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
-    note: str = ""  # how tinynet made the test split of a file without one
-
-
-def _load(spec: str | None) -> Dataset:
-    from . import datasets
-
-    if spec is None:
-        spec = "digits" if "digits" in datasets.available() else "spiral"
-    if spec == "spiral":
-        x, y = datasets.spiral(samples_per_class=300, classes=3, noise=0.2, seed=0)
-        train, test = datasets.train_test_split(x, y, test_fraction=TEST_FRACTION, seed=0)
-        return Dataset("spiral", spec, train, test)
-    if spec == "digits":
-        train, test = datasets.digits()
-        return Dataset("digits", spec, train, test)
-    if not (spec.endswith(".npz") or os.path.exists(spec)):
-        raise CLIError(
-            f"unknown dataset {spec!r}; use spiral, digits (needs scikit-learn) "
-            "or a path to a .npz file"
-        )
-    if not os.path.exists(spec):
-        raise CLIError(f"dataset file not found: {spec}; give the path of an existing .npz file")
-    train, test = datasets.load_npz(spec)
-    name, note = Path(spec).name, ""
-    if test is None:
-        train, test = datasets.train_test_split(*train, test_fraction=TEST_FRACTION, seed=0)
-        if len(test[0]) == 0:
-            raise CLIError(f"{spec} has too few samples to hold out a test split; add more")
-        note = (
-            f"{name} has no x_test/y_test: {len(test[0])} of its samples "
-            f"({TEST_FRACTION:.0%}, seed 0) are held out as the test split"
-        )
-    return Dataset(name, spec, train, test, note)
-
-
-def load_dataset(spec: str | None) -> tuple[str, tuple, tuple]:
-    """``(name, (x_train, y_train), (x_test, y_test))`` for ``--dataset spec``."""
-    data = _load(spec)
-    return data.name, data.train, data.test
 
 
 # ------------------------------------------------------------------ checks
@@ -104,22 +53,17 @@ def _check_output(path: str, flag: str) -> None:
 def _check_devices(args: Any, backend: backends.Backend) -> None:
     if args.devices is None:
         return
-    if backend.name != "jax" and args.devices > 1:
-        raise CLIError(
-            f"--devices {args.devices} needs the JAX backend, but this run uses "
-            f"{backend.name}; add --backend jax"
-        )
     if args.batch_size % args.devices:
         raise CLIError(
             f"--batch-size {args.batch_size} does not split over --devices {args.devices}; "
             f"choose a multiple of {args.devices}"
         )
-    from .parallel import DataParallel
+    from .data_parallel import DataParallel
 
-    try:
-        DataParallel(backend, args.devices)  # are there that many devices?
+    try:  # the JAX backend, that many devices?
+        DataParallel(backend, args.devices, where=f"--devices {args.devices}")
     except ValueError as err:
-        raise CLIError(f"--devices {args.devices}: {err}") from None
+        raise CLIError(str(err)) from None
 
 
 def _start_processes(args: Any) -> None:
@@ -164,7 +108,7 @@ def train(args: Any) -> int:
 
     _start_processes(args)
     backend = _select_backend(args.backend)
-    data = _load(args.dataset)
+    data = datasets.by_name(args.dataset)
     (x_train, y_train), test = data.train, data.test
     if args.save:
         _check_output(args.save, "--save")
@@ -261,7 +205,7 @@ def evaluate(args: Any) -> int:
             f"{args.model} was trained on {trained_on}, which is not found here; "
             "pass --dataset with its path"
         )
-    data = _load(args.dataset or trained_on)
+    data = datasets.by_name(args.dataset or trained_on)
     x, y = data.test
     why = f"it was trained on {trained_on}" if trained_on else "its dataset is not recorded"
     fix = f"pass --dataset {trained_on}" if trained_on else "pass the --dataset it was trained on"
@@ -426,7 +370,7 @@ def info(args: Any) -> int:
 
 
 def compare_backends(args: Any) -> int:
-    from .compare import format_report, main_compare, verdict
+    from .compare import format_report, verdict
 
     report = main_compare(
         args.dataset,
@@ -450,3 +394,62 @@ def bench(args: Any) -> int:
     if not script.exists():
         raise CLIError("tinynet bench needs a source checkout (bench/train_step.py was not found)")
     return subprocess.call([sys.executable, str(script), *args.args])
+
+
+def _host(a: Any) -> np.ndarray:
+    return a if isinstance(a, np.ndarray) else backends.backend_of(a).to_numpy(a)
+
+
+def main_compare(
+    dataset: str | tuple[Any, Any] | None = None,
+    hidden: Sequence[int] = HIDDEN,
+    activation: str = "relu",
+    dtype: str = "float32",
+    seed: int = 0,
+    batch_size: int = BATCH_SIZE,
+    *,
+    backends: Sequence[str] | None = None,
+    dropout: float = 0.0,
+    optimizer: Any = "adam",
+) -> Any:
+    """A :class:`tinynet.compare.CompareReport`: build the ``tinynet train``
+    MLP for ``dataset`` (``spiral``, ``digits``, a ``PATH.npz``, an ``(x, y)``
+    pair of features and integer labels, or ``None`` for train's default) and
+    compare its first training step (the batch and Dropout masks ``fit`` with
+    ``seed`` starts with) across ``backends``.  Defaults are ``tinynet
+    train``'s; an optimizer given by name gets train's learning rate.  The
+    CLI's ``tinynet compare-backends`` prints the report and its verdict."""
+    if isinstance(optimizer, str):
+        from . import optimizers
+
+        optimizer = type(optimizers.get(optimizer))(lr=default_lr(optimizer))
+    if dataset is None or isinstance(dataset, str):
+        x, y = datasets.by_name(dataset).train
+    else:
+        x, y = dataset
+    x, y = _host(x), _host(y)
+    if x.ndim > 2:
+        x = x.reshape(len(x), -1)
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise ValueError("main_compare: y must be 1-D integer class labels")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}")
+    classes = int(y.max()) + 1
+    model = build_mlp(
+        x.shape[1], classes, hidden, activation, dropout, dtype, seed, backend="numpy"
+    )
+    epoch_key = random.fold_in(random.key(seed, "numpy"), 0)
+    order = random.permutation(random.fold_in(epoch_key, 0x5EED), x.shape[0])
+    rows = order[: min(batch_size, x.shape[0])]
+    from .compare import compare_backends
+
+    return compare_backends(
+        model,
+        x[rows],
+        y[rows],
+        "sparse_categorical_crossentropy",
+        backends=backends,
+        optimizer=optimizer,
+        dtype=dtype,
+        seed=seed,
+    )

@@ -47,15 +47,12 @@ import numpy as np
 
 from . import backends as registry  # `backends` is a parameter name here
 from . import core, random
-from .cli import BATCH_SIZE, HIDDEN, default_lr
-from .model import build_mlp
 
 __all__ = [
     "CompareReport",
     "Row",
     "compare_backends",
     "format_report",
-    "main_compare",
     "step_key",
     "verdict",
 ]
@@ -316,19 +313,11 @@ def compare_backends(
     params_host = [{k: _host(v) for k, v in p.items()} for p in model.params]
     state_host = [{k: _host(v) for k, v in s.items()} for s in model.state]
 
-    numpy_backend = registry.load("numpy")
-    ref = _run(
-        model,
-        numpy_backend,
-        "float64",
-        params_host,
-        state_host,
-        x_host,
-        y_host,
-        loss,
-        optimizer,
-        seed,
-    )
+    def run(backend: registry.Backend, dtype: str) -> dict:
+        host = (params_host, state_host, x_host, y_host)
+        return _run(model, backend, dtype, *host, loss, optimizer, seed)
+
+    ref = run(registry.load("numpy"), "float64")
     report = CompareReport(
         rows=[],
         dtype=dtype,
@@ -344,18 +333,7 @@ def compare_backends(
             report.rows.append(Row(name, None, "", "unavailable", math.nan, math.nan, why))
             continue
         try:
-            got = _run(
-                model,
-                backend,
-                dtype,
-                params_host,
-                state_host,
-                x_host,
-                y_host,
-                loss,
-                optimizer,
-                seed,
-            )
+            got = run(backend, dtype)
         except Exception as err:  # a backend that loads but fails (e.g. out of memory)
             why = f"{type(err).__name__}: {err}"
             report.skipped[name] = why
@@ -474,59 +452,3 @@ def verdict(report: CompareReport) -> tuple[bool, str]:
 
 
 # ------------------------------------------------------------------ CLI entry
-
-
-def main_compare(
-    dataset: str | tuple[Any, Any] | None = None,
-    hidden: Sequence[int] = HIDDEN,
-    activation: str = "relu",
-    dtype: str = "float32",
-    seed: int = 0,
-    batch_size: int = BATCH_SIZE,
-    *,
-    backends: Sequence[str] | None = None,
-    dropout: float = 0.0,
-    optimizer: Any = "adam",
-) -> CompareReport:
-    """Build the ``tinynet train`` MLP for ``dataset`` (``spiral``, ``digits``,
-    a ``PATH.npz``, an ``(x, y)`` pair of features and integer labels, or
-    ``None`` for train's default) and compare its first training step (the
-    batch and Dropout masks ``fit`` with ``seed`` starts with) across
-    ``backends``.  Defaults are ``tinynet train``'s; an optimizer given by
-    name gets train's learning rate.  The CLI's ``tinynet compare-backends``
-    prints :func:`format_report` of the result and the :func:`verdict`."""
-    if isinstance(optimizer, str):
-        from . import optimizers
-
-        optimizer = type(optimizers.get(optimizer))(lr=default_lr(optimizer))
-    if dataset is None or isinstance(dataset, str):
-        from .commands import load_dataset
-
-        _, (x, y), _ = load_dataset(dataset)
-    else:
-        x, y = dataset
-    x, y = np.asarray(_host(x)), np.asarray(_host(y))
-    if x.ndim > 2:
-        x = x.reshape(len(x), -1)
-    if y.ndim != 1 or y.dtype.kind not in "iu":
-        raise ValueError("main_compare: y must be 1-D integer class labels")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}")
-    classes = int(y.max()) + 1
-    model = build_mlp(
-        x.shape[1], classes, hidden, activation, dropout, dtype, seed, backend="numpy"
-    )
-    numpy_backend = registry.load("numpy")
-    epoch_key = random.fold_in(random.key(seed, numpy_backend), 0)
-    order = _host(random.permutation(random.fold_in(epoch_key, 0x5EED), x.shape[0]))
-    rows = order[: min(batch_size, x.shape[0])]
-    return compare_backends(
-        model,
-        x[rows],
-        y[rows],
-        "sparse_categorical_crossentropy",
-        backends=backends,
-        optimizer=optimizer,
-        dtype=dtype,
-        seed=seed,
-    )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
-from . import arguments, backends, core, random
+from . import arguments, backends, checkpoint, core, random
 from .layers import Dense, Layer, from_config
 from .losses import Loss
 from .losses import get as get_loss
@@ -194,9 +195,7 @@ class Sequential:
 
     def save(self, path: str) -> None:
         """Write a checkpoint atomically (see :mod:`tinynet.checkpoint`)."""
-        from .checkpoint import save
-
-        save(self, path)
+        checkpoint.save(self, path)
 
     # ------------------------------------------------------------ config
 
@@ -246,6 +245,23 @@ class Sequential:
         return (
             f"Sequential({self.layers!r}, input_shape={self.input_shape!r}, dtype={self.dtype!r})"
         )
+
+
+def load(path: Any, backend: str | None = None) -> Sequential:
+    """The model saved at ``path``, on ``backend`` (default: the current one),
+    with its state, optimizer, optimizer state, epoch, step and fit seed,
+    values bit-identical to what was saved.  Any problem with the file raises
+    :class:`~tinynet.checkpoint.CheckpointError` naming the file and what is
+    wrong."""
+    target = backends.get_backend(backend)
+    path = os.fspath(path)
+    ckpt = checkpoint.read(path)
+    # Built on NumPy and then moved: a fresh random init on an accelerator
+    # (computed only to be overwritten) can cost seconds.
+    with checkpoint.problem(path, "the architecture config is invalid"):
+        model = Sequential.from_config(ckpt.meta["config"], backend="numpy")
+    checkpoint.restore_from(model, ckpt, path, "the checkpoint does not fit its architecture")
+    return model if target is model.backend else model.to_backend(target.name)
 
 
 def _infer_shapes(layers: list[Layer], input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:

@@ -26,29 +26,9 @@ import sys
 from typing import Any
 
 from . import backends
+from .data_parallel import DataParallel, _check_int, _impl
 
 __all__ = ["DataParallel", "device_count", "initialize", "is_initialized", "shutdown"]
-
-_FAKE = (
-    "XLA_FLAGS=--xla_force_host_platform_device_count={n} set in the environment "
-    "before JAX starts (before the first import of jax in the process)"
-)
-
-
-def _impl():
-    """``backends._jax_parallel`` (imports jax), or a clear error without jax."""
-    try:
-        from .backends import _jax_parallel
-    except ImportError:
-        raise backends.missing_package("jax", "jax") from None
-    return _jax_parallel
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, received {name}={value!r}")
-    return int(value)
-
 
 # ------------------------------------------------------------------ processes
 
@@ -113,108 +93,6 @@ def device_count() -> int:
     """The number of JAX devices of the run (of all processes together)."""
     backends.load("jax")
     return _impl().info()["global_devices"]
-
-
-# ------------------------------------------------------------------ fit's helper
-
-
-class DataParallel:
-    """What ``fit(..., devices=N)`` needs: validation, placement, the batch split.
-
-    ``backend`` is the model's backend; ``devices`` the number of devices
-    (in a multi-process run: all devices of all processes).  Two objects for
-    the same devices compare equal, so ``fit`` reuses its compiled steps.
-    """
-
-    def __init__(self, backend: backends.Backend, devices: int):
-        self.devices = _check_int("devices", devices, 1)
-        self.backend = backend
-        self._impl: Any = None
-        if backend.name != "jax":
-            if self.devices > 1:
-                raise ValueError(
-                    f"fit(devices={self.devices}): data parallelism needs the JAX backend, "
-                    f"but this model is on the {backend.name} backend; run with "
-                    "TINYNET_BACKEND=jax (or model.to_backend('jax')), or leave devices unset"
-                )
-            return  # devices=1 off JAX: plain single-device training
-        impl = _impl()
-        info = impl.info()
-        total = info["global_devices"]
-        if info["process_count"] > 1:
-            if self.devices != total:
-                raise ValueError(
-                    f"fit(devices={self.devices}): this run has {total} JAX devices over "
-                    f"{info['process_count']} processes and a multi-process run trains on all "
-                    f"of them; pass devices={total} (tinynet.parallel.device_count())"
-                )
-        elif self.devices > total:
-            fake = ""
-            if info["platform"] == "cpu":
-                fake = "; to try data parallelism on one CPU, fake devices with " + _FAKE.format(
-                    n=self.devices
-                )
-            raise ValueError(
-                f"fit(devices={self.devices}): only {total} JAX device(s) are available "
-                f"({info['platform']}), {self.devices} were requested{fake}"
-            )
-        self._impl = impl.JaxDataParallel(self.devices)
-
-    # ---------------------------------------------------------------- identity
-
-    def _key(self) -> tuple:
-        ids = self._impl.device_ids if self._impl is not None else ()
-        return (self.backend.name, self.devices, ids)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, DataParallel) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        if self._impl is None:
-            return f"DataParallel({self.backend.name}, 1 device)"
-        return f"DataParallel({self._impl.describe()})"
-
-    # ---------------------------------------------------------------- checks
-
-    def check_batch_size(self, batch_size: int, n: int) -> None:
-        """``ValueError`` unless every full batch splits evenly over the devices.
-
-        The ragged last batch of an epoch (``n % batch_size`` rows) needs no
-        care: if it does not split evenly it is computed replicated on every
-        device, which gives the same numbers.
-        """
-        d = self.devices
-        if d == 1 or batch_size % d == 0:
-            return
-        lower = (batch_size // d) * d
-        options = " or ".join(str(b) for b in (lower, lower + d) if b > 0)
-        raise ValueError(
-            f"fit(devices={d}): batch_size={batch_size} is not divisible by the {d} devices "
-            f"(each device computes batch_size / devices rows of every batch); choose a "
-            f"multiple of {d}, e.g. batch_size={options} (n={n} samples)"
-        )
-
-    # ---------------------------------------------------------------- placement
-
-    def put_data(self, a: Any) -> Any:
-        """A whole data set (x or y), replicated on every device of the mesh."""
-        return a if self._impl is None else self._impl.put_data(a)
-
-    def replicate(self, tree: Any) -> Any:
-        """Parameters / optimizer state / keys, replicated on every device."""
-        return tree if self._impl is None else self._impl.replicate(tree)
-
-    def shard_batch(self, a: Any) -> Any:
-        """Inside the jitted step: split a batch's rows over the devices."""
-        return a if self._impl is None else self._impl.shard_batch(a)
-
-    def gather(self, tree: Any) -> Any:
-        """Arrays of ``tree`` back on the backend's device of this process
-        (``fit`` does this with the parameters when it ends)."""
-        return tree if self._impl is None else self._impl.gather(tree, self.backend.device)
 
 
 # ------------------------------------------------------------------ self-check / worker

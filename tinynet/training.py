@@ -192,7 +192,7 @@ def fit(
 
     parallel = None
     if devices is not None:
-        from .parallel import DataParallel
+        from .data_parallel import DataParallel
 
         parallel = DataParallel(model.backend, devices)
         parallel.check_batch_size(batch_size, x.shape[0])

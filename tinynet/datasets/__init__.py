@@ -32,6 +32,9 @@ from __future__ import annotations
 import importlib.util
 import math
 import numbers
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +43,7 @@ from .files import _features, load_npz  # noqa: F401  (_features: the CLI's pred
 
 __all__ = [
     "available",
+    "by_name",
     "digits",
     "load_npz",
     "spiral",
@@ -47,6 +51,7 @@ __all__ = [
 ]
 
 Split = tuple[np.ndarray, np.ndarray]
+TEST_FRACTION = 0.2  # the test split held out of spiral and of an .npz with only x, y
 
 _DIGITS_INSTALL_HINT = (
     "the 'digits' dataset needs scikit-learn, which is not installed; "
@@ -268,3 +273,51 @@ def available() -> list[str]:
     if importlib.util.find_spec("sklearn") is not None:
         names.append("digits")
     return names
+
+
+# --------------------------------------------------------------------------
+# the command line's --dataset
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    name: str  # spiral, digits or the file's name
+    spec: str  # what --dataset takes to load it again (recorded in checkpoints)
+    train: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    note: str = ""  # how tinynet made the test split of a file without one
+
+
+def by_name(spec: str | None) -> Dataset:
+    """The data ``tinynet train --dataset SPEC`` trains on: ``spiral``,
+    ``digits`` (needs scikit-learn), or a path to an ``.npz`` file (its test
+    split, or one held out here); ``None`` is digits where scikit-learn is
+    installed, else spiral.  ``ValueError`` for anything else."""
+    if spec is None:
+        spec = "digits" if "digits" in available() else "spiral"
+    if spec == "spiral":
+        x, y = spiral(samples_per_class=300, classes=3, noise=0.2, seed=0)
+        train, test = train_test_split(x, y, test_fraction=TEST_FRACTION, seed=0)
+        return Dataset("spiral", spec, train, test)
+    if spec == "digits":
+        train, test = digits()
+        return Dataset("digits", spec, train, test)
+    if not (spec.endswith(".npz") or os.path.exists(spec)):
+        raise ValueError(
+            f"unknown dataset {spec!r}; use spiral, digits (needs scikit-learn) "
+            "or a path to a .npz file"
+        )
+    if not os.path.exists(spec):
+        raise ValueError(f"dataset file not found: {spec}; give the path of an existing .npz file")
+    train, test = load_npz(spec)
+    name, note = Path(spec).name, ""
+    if test is None:
+        train, test = train_test_split(*train, test_fraction=TEST_FRACTION, seed=0)
+        if len(test[0]) == 0:
+            raise ValueError(f"{spec} has too few samples to hold out a test split; add more")
+        note = (
+            f"{name} has no x_test/y_test: {len(test[0])} of its samples "
+            f"({TEST_FRACTION:.0%}, seed 0) are held out as the test split"
+        )
+    return Dataset(name, spec, train, test, note)

@@ -1,0 +1,297 @@
+"""The ``tinynet`` command line's options: the parser, its defaults (which
+``compare-backends`` shares with ``train``) and :class:`CLIError`.
+
+Nothing here imports an array library beyond what ``import tinynet`` does,
+so ``tinynet --help`` never loads JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+BACKENDS = ("numpy", "jax", "cupy", "strict")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu", "softplus")
+
+# The defaults of ``tinynet train``, which ``compare-backends`` uses too.
+HIDDEN = (128, 64)
+BATCH_SIZE = 32
+
+
+PREDICT_FORMAT = """\
+output: a header line, then one tab-separated line per row of INPUT:
+  index        the row's position in INPUT, from 0
+  class        the predicted class: the largest output (one sigmoid output: 1 if > 0.5)
+  probability  the model's output for that class (its score if the model's
+               last layer is not Softmax or Sigmoid; the header then says score)
+
+INPUT is converted as for training: rows are flattened to (n, features) and
+uint8 data (pixels 0..255) is scaled to [0, 1].  An empty INPUT is an error."""
+
+
+def default_lr(optimizer: str) -> float:
+    """``--lr``'s default for ``optimizer``."""
+    return 0.1 if optimizer == "sgd" else 0.003
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message and where to read more."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _hidden(text: str) -> list[int]:
+    pieces = [s.strip() for s in text.split(",")]
+    if not all(p.isdigit() and int(p) > 0 for p in pieces):
+        raise argparse.ArgumentTypeError(
+            f"takes one or more positive layer widths separated by commas, "
+            f"like 128,64; received {text!r}"
+        )
+    return [int(p) for p in pieces]
+
+
+_KIND_NAMES = {int: "an integer", float: "a finite number"}
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"expected {_KIND_NAMES[kind]} > 0, received {text!r}")
+        return value
+
+    return parse
+
+
+def _integer(text: str) -> int:
+    """A seed or an index: an integer that fits in 64 bits."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not -(2**63) <= value < 2**63:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer (64-bit), like 0 or 42; received {text!r}"
+        )
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in [0, 1), received {text!r}"
+        ) from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), received {text!r}")
+    return value
+
+
+def _backend_list(text: str) -> list[str]:
+    names = [s.strip().lower() for s in text.split(",") if s.strip()]
+    bad = [n for n in names if n not in BACKENDS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"--backends takes comma-separated names from {', '.join(BACKENDS)}; received {text!r}"
+        )
+    return names
+
+
+def _add_mlp_arguments(parser: argparse.ArgumentParser, hidden: list[int]) -> None:
+    """The MLP shape flags shared by ``train`` and ``compare-backends``."""
+    default = ",".join(map(str, hidden))
+    parser.add_argument(
+        "--hidden",
+        type=_hidden,
+        default=hidden,
+        help=f"hidden layer widths, comma-separated, at least one (default: {default})",
+    )
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    parser.add_argument(
+        "--dropout",
+        type=_rate,
+        default=0.0,
+        help="dropout rate (probability of DROPPING) after each hidden layer; "
+        "the masks are the same on every backend",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="tinynet",
+        description="Train small neural networks on NumPy, JAX or CuPy with hand-written backprop.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train an MLP and report its test accuracy")
+    train.add_argument(
+        "--dataset",
+        default=None,
+        help="spiral, digits or a PATH.npz (default: digits if scikit-learn "
+        "is installed, else spiral)",
+    )
+    train.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="array backend (default: $TINYNET_BACKEND or numpy)",
+    )
+    _add_mlp_arguments(train, hidden=list(HIDDEN))
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    train.add_argument(
+        "--lr",
+        type=_positive(float),
+        default=None,
+        help=f"learning rate (default: {default_lr('adam')} for adam-family, "
+        f"{default_lr('sgd')} for sgd)",
+    )
+    train.add_argument(
+        "--epochs",
+        type=_positive(int),
+        default=None,
+        help="epochs (default: 40 on digits, 300 on spiral, 10 otherwise)",
+    )
+    train.add_argument("--batch-size", type=_positive(int), default=BATCH_SIZE)
+    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    train.add_argument("--seed", type=_integer, default=0)
+    train.add_argument(
+        "--save",
+        metavar="PATH",
+        default=None,
+        help="write the trained model to this .safetensors file (it records the "
+        "dataset, which evaluate then uses by default)",
+    )
+    train.add_argument(
+        "--plot",
+        metavar="PNG",
+        default=None,
+        help="write loss/accuracy curves (and decision regions for 2-D data) to this "
+        "image file (.png, .pdf, .svg; needs matplotlib)",
+    )
+    train.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars and no epoch lines: only the run's first line, its "
+        "summary and the test result (without --quiet, bars are shown only when "
+        "stderr is a terminal)",
+    )
+    parallel = train.add_argument_group("data parallelism (JAX backend; see docs/parallel.md)")
+    parallel.add_argument(
+        "--devices",
+        type=_positive(int),
+        default=None,
+        metavar="N",
+        help="split every batch over N JAX devices (with --coordinator: the "
+        "devices of all processes, the default); --batch-size must be "
+        "a multiple of N",
+    )
+    parallel.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="multi-process run: address of process 0, the same in every process",
+    )
+    parallel.add_argument(
+        "--num-processes",
+        type=_positive(int),
+        default=1,
+        metavar="P",
+        help="multi-process run: number of processes (default: 1)",
+    )
+    parallel.add_argument(
+        "--process-id",
+        type=_integer,
+        default=0,
+        metavar="I",
+        help="multi-process run: this process's index, 0..P-1 (default: 0)",
+    )
+
+    evaluate = sub.add_parser("evaluate", help="report loss and accuracy of a saved model")
+    evaluate.add_argument("model", help="a .safetensors file written by tinynet")
+    evaluate.add_argument(
+        "--dataset",
+        default=None,
+        help="spiral, digits or PATH.npz (default: the dataset the model was trained "
+        "on, as recorded by tinynet train --save); evaluated on its test split",
+    )
+    evaluate.add_argument("--backend", choices=BACKENDS, default=None)
+
+    predict = sub.add_parser(
+        "predict",
+        help="predict classes for inputs in a .npy or .npz file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Predict the class of every row of INPUT.",
+        epilog=PREDICT_FORMAT,
+    )
+    predict.add_argument("model", help="a .safetensors file written by tinynet")
+    predict.add_argument(
+        "input",
+        help="a .npy file of shape (n, features...), or an .npz file (its array 'x', "
+        "else 'x_test'; choose another with --key)",
+    )
+    predict.add_argument("--key", default=None, help="the array of an .npz INPUT to predict")
+    predict.add_argument(
+        "--output", default=None, help="also write the model outputs (n, classes) to this .npy file"
+    )
+    predict.add_argument("--backend", choices=BACKENDS, default=None)
+
+    sub.add_parser(
+        "info", help="installed backends, versions, devices, extras and the default backend"
+    )
+
+    compare = sub.add_parser(
+        "compare-backends",
+        help="one training step on every backend: per-layer differences from a float64 NumPy run",
+        description="One training step of train's MLP (train's defaults) on every backend, "
+        "compared layer by layer with the same step in float64 on NumPy.  Ends with PASS "
+        "(exit 0) if every difference is within the tolerance of the dtype (stated on that "
+        "line), else FAIL (exit 1).",
+    )
+    compare.add_argument(
+        "--dataset",
+        default=None,
+        help="spiral, digits or a PATH.npz (default: digits if scikit-learn is installed, "
+        "else spiral, as train)",
+    )
+    _add_mlp_arguments(compare, hidden=list(HIDDEN))
+    compare.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    compare.add_argument(
+        "--seed",
+        type=_integer,
+        default=0,
+        help="seed of the initial parameters, the batch and the dropout masks",
+    )
+    compare.add_argument("--batch-size", type=_positive(int), default=BATCH_SIZE)
+    compare.add_argument(
+        "--backends",
+        type=_backend_list,
+        default=None,
+        help="comma-separated backends to compare (default: all; unavailable "
+        "ones are listed with the reason)",
+    )
+    compare.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default="adam",
+        help="also compare the parameters after one update of this optimizer",
+    )
+    compare.add_argument(
+        "--lr", type=_positive(float), default=None, help="learning rate (default: as train)"
+    )
+
+    bench = sub.add_parser("bench", help="run bench/train_step.py (from a source checkout)")
+    bench.add_argument(
+        "args", nargs=argparse.REMAINDER, help="arguments for bench/train_step.py (e.g. --quick)"
+    )
+    return parser
