@@ -169,6 +169,8 @@ class Entry:
     block: int
     times: list[float] = field(default_factory=list)  # seconds per step, one per block
     faults: list[float] = field(default_factory=list)  # minor page faults per step
+    others: list[float] = field(default_factory=list)  # CPU share of other processes per block
+    retried: int = 0  # blocks timed again because the machine was busy
     first_loss: float | None = None
     compile_s: float | None = None  # first call (incl. compile) minus a normal step
 
@@ -234,6 +236,7 @@ def time_block(entry: Entry, park: bool = True, settle: float = 0.0) -> None:
         park_blas_threads()
     if settle > 0:
         time.sleep(settle)
+    monitor = LoadMonitor().start()
     f0 = minor_faults()
     t0 = time.perf_counter()
     entry.runner.run(entry.block)
@@ -241,6 +244,8 @@ def time_block(entry: Entry, park: bool = True, settle: float = 0.0) -> None:
     f1 = minor_faults()
     entry.times.append((t1 - t0) / entry.block)
     entry.faults.append((f1 - f0) / entry.block)
+    others = monitor.others_fraction()
+    entry.others.append(float("nan") if others is None else others)
 
 
 def warm_up(entry: Entry, warm_steps: int) -> None:
@@ -256,12 +261,17 @@ def warm_up(entry: Entry, warm_steps: int) -> None:
     entry.compile_s = max(first - per_step, 0.0)
 
 
+BUSY = 0.15  # share of the CPUs used by other processes above which a block is disturbed
+
+
 def interleave(
     entries: list[Entry],
     rounds: int,
     on_round: Callable[[int], None] | None = None,
     park: bool = True,
     settle: float = 0.0,
+    quiet: float = 0.0,
+    busy_retries: int = 0,
 ) -> None:
     """``rounds`` rounds; in each, every entry runs one timed block, in an order
     shuffled each round (seeded: the same orders every run), so no entry
@@ -270,7 +280,14 @@ def interleave(
     floor, whose BLAS threads still spin for a while after their last call,
     and measured 1.4-1.5x raw NumPy on S in full runs vs 1.05x alone; ending
     OpenBLAS's threads before every block, see ``time_block``, now removes
-    that cost too.)"""
+    that cost too.)
+
+    For long blocks (seconds): ``quiet`` waits up to that many seconds for
+    the machine to go quiet before every block, and a block during which
+    other processes used more than ``BUSY`` of the CPUs is timed again, up
+    to ``busy_retries`` times (the last try is kept).  Multi-threaded
+    OpenBLAS and torch slow down up to 10x when another process takes a
+    core, XLA much less, so a busy block says nothing about either."""
     import gc
     import random as pyrandom
 
@@ -279,7 +296,16 @@ def interleave(
         order = list(entries)
         shuffler.shuffle(order)
         for entry in order:
-            time_block(entry, park, settle)
+            for attempt in range(busy_retries + 1):
+                if quiet > 0:
+                    wait_for_quiet(quiet, sample=1.0)
+                time_block(entry, park, settle)
+                if attempt == busy_retries or not entry.others[-1] > BUSY:
+                    break
+                entry.times.pop()
+                entry.faults.pop()
+                entry.others.pop()
+                entry.retried += 1
         gc.collect()
         if on_round is not None:
             on_round(r)
@@ -520,14 +546,23 @@ def run_python(
 
 
 def add_run_arguments(parser: Any) -> None:
-    """``--wait-quiet SECONDS``, ``--json PATH``, ``--no-park`` and ``--settle
-    SECONDS``, shared by every bench script."""
+    """``--wait-quiet SECONDS``, ``--retries N``, ``--json PATH``, ``--no-park``
+    and ``--settle SECONDS``, shared by every bench script."""
     parser.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
         metavar="SECONDS",
         help="first wait up to this long for other processes to leave the CPUs idle",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time a block again when other processes used more than 15%% of the CPUs "
+        "during it, up to N times (the load is read from /proc/stat in 10 ms ticks: "
+        "coarse for blocks shorter than ~0.2 s)",
     )
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument(

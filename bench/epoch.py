@@ -26,7 +26,11 @@ Method (as ``train_step.py``): every implementation starts from the same
 parameters; one untimed warm-up call of one epoch (compilation), then
 ``--rounds`` rounds, each timing one call per implementation in a shuffled
 (seeded) order, OpenBLAS's threads ended before each; reported: medians and
-ratios of medians.  Before every timed call tinynet and torch go back to the
+ratios of medians.  A call lasts seconds, so with ``--wait-quiet S`` the
+script also waits (up to S seconds) for a quiet machine before every call,
+and a call during which other processes used more than 15% of the CPUs is
+timed again (``--retries``, default 2): multi-threaded OpenBLAS and torch run
+up to 10x slower when another process takes a core.  Before every timed call tinynet and torch go back to the
 initial parameters, a fresh optimizer state (and tinynet to epoch 0, so every
 call sees the same data orders); Keras is not reset (no public API; on XLA a
 longer run costs the same).  Targets: tinynet-jax <= 0.75x and tinynet-numpy
@@ -198,6 +202,7 @@ def parse_args(argv=None):
         "--threads", type=int, default=None, help="NumPy BLAS and torch threads (XLA too if 1)"
     )
     bl.add_run_arguments(p)
+    p.set_defaults(retries=2)
     args = p.parse_args(argv)
     if args.quick:
         args.samples, args.epochs = min(args.samples, 6400), min(args.epochs, 2)
@@ -239,6 +244,8 @@ def main(argv=None) -> int:
         lambda r: log(f"  round {r + 1}/{args.rounds} ({time.perf_counter() - t0:.0f} s)"),
         park=args.park,
         settle=args.settle,
+        quiet=args.wait_quiet,
+        busy_retries=args.retries,
     )
     others = monitor.others_fraction()
 
@@ -255,6 +262,8 @@ def main(argv=None) -> int:
                 f"{ratio:.2f}x" if ratio else None,
                 f"{e.compile_s:.2f} s",
                 f"{statistics.median(e.faults) / -(-args.samples // CONFIG.batch):.0f}",
+                f"{100 * max(e.others):.0f}%",
+                str(e.retried),
             ]
         )
         results.append(
@@ -266,6 +275,8 @@ def main(argv=None) -> int:
                 "epoch_times_s": e.times,
                 "warm_up_call_s": e.compile_s,
                 "minor_faults_per_epoch": statistics.median(e.faults),
+                "others_cpu_fraction_per_call": e.others,
+                "calls_retried_busy": e.retried,
             }
         )
     info = bl.machine_info()
@@ -280,15 +291,31 @@ def main(argv=None) -> int:
     )
     print(
         bl.table(
-            ["impl", "epoch", "spread", "per step", "x Keras", "warm-up call", "faults/step"],
+            [
+                "impl",
+                "epoch",
+                "spread",
+                "per step",
+                "x Keras",
+                "warm-up call",
+                "faults/step",
+                "max others",
+                "retried",
+            ],
             rows,
-            align="lrrrrrr",
+            align="lrrrrrrrr",
         )
     )
+    print(
+        "max others = the largest share of the CPUs other processes used during a kept call; "
+        "retried = calls timed again because it was > 15%"
+    )
     if others is not None:
+        busy = any(max(e.others) > bl.BUSY for e in entries)
         print(
-            f"other processes used {100 * others:.0f}% of the CPUs during the timed rounds"
-            + ("  <-- BUSY MACHINE: these numbers are disturbed, rerun" if others > 0.15 else "")
+            f"other processes used {100 * others:.0f}% of the CPUs during the timed rounds "
+            "(waits included)"
+            + ("  <-- BUSY MACHINE: some calls are disturbed, rerun" if busy else "")
         )
     check_list = []
     for name, limit in TARGETS.items():

@@ -220,6 +220,7 @@ def fit_overhead(args) -> tuple[dict, list[tuple[bool | None, str]]]:
         lambda r: log(f"  round {r + 1}/{args.rounds}"),
         park=args.park,
         settle=args.settle,
+        busy_retries=args.retries,
     )
     others = monitor.others_fraction()
 

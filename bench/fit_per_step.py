@@ -143,6 +143,7 @@ def main(argv=None) -> int:
         lambda r: print(f"  round {r + 1}/{args.rounds}", file=sys.stderr, flush=True),
         park=args.park,
         settle=args.settle,
+        busy_retries=args.retries,
     )
     others = monitor.others_fraction()
 

@@ -127,6 +127,7 @@ def bench_config(config, impls, opts, args, refs, skipped_builds):
         ),
         park=args.park,
         settle=args.settle,
+        busy_retries=args.retries,
     )
     others = monitor.others_fraction()
     for e in entries:
@@ -160,6 +161,8 @@ def summarize(config, entries, peak):
             "frac_peak_1024": (flops / med / 1e9) / peak if peak else None,
             "first_loss": e.first_loss,
             "first_call_overhead_s": e.compile_s,
+            "others_cpu_fraction_per_block": e.others,
+            "blocks_retried_busy": e.retried,
         }
         results.append(r)
     return results
@@ -210,6 +213,9 @@ def print_config(config, results, peak):
             align="llrrrrrrrrr",
         )
     )
+    retried = sum(r["blocks_retried_busy"] for r in results)
+    if retried:
+        print(f"{retried} block(s) timed again because other processes used > 15% of the CPUs")
     if floor:
         print(
             f"GEMM floor (np.matmul of the step's {len(config.gemms())} products, out= buffers): "
