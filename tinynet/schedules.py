@@ -25,11 +25,11 @@ turns such a dict (or a schedule) back into a schedule.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from numbers import Integral, Real
+from collections.abc import Mapping
+from numbers import Integral
 from typing import Any, ClassVar
 
-from . import backends
+from . import arguments, backends
 
 __all__ = ["CosineDecay", "ExponentialDecay", "Schedule", "StepDecay", "get"]
 
@@ -50,27 +50,8 @@ def _default_float_dtype(xp: Any, step: Array) -> Any:
     return dtype
 
 
-def _check_real(
-    owner: str, name: str, value: Any, requirement: str, ok: Callable[[float], bool]
-) -> float:
-    """``float(value)`` if it is a finite real number satisfying ``ok``."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, Real)
-        or not math.isfinite(value)
-        or not ok(float(value))
-    ):
-        raise ValueError(f"{owner}: {name} must be {requirement}, received {name}={value!r}")
-    return float(value)
-
-
-def _check_int(
-    owner: str, name: str, value: Any, requirement: str, ok: Callable[[int], bool]
-) -> int:
-    """``int(value)`` if it is an integer satisfying ``ok``."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or not ok(int(value)):
-        raise ValueError(f"{owner}: {name} must be {requirement}, received {name}={value!r}")
-    return int(value)
+_check_real = arguments.real
+_check_int = arguments.integer
 
 
 class Schedule:

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import arguments
 from .files import _features, load_npz  # noqa: F401  (_features: the CLI's predict)
 
 __all__ = [
@@ -66,27 +67,17 @@ _DIGITS_INSTALL_HINT = (
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return arguments.integer("", name, value, "a positive integer", lambda v: v > 0)
 
 
 def _seed(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {value!r}")
-    return int(value)
+    return arguments.integer("", "seed", value, "a non-negative integer", lambda v: v >= 0)
 
 
 def _fraction(value: Any) -> float:
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, numbers.Real)
-        and math.isfinite(float(value))
-        and 0.0 < float(value) < 1.0
+    return arguments.real(
+        "", "test_fraction", value, "a number strictly between 0 and 1", lambda v: 0 < v < 1
     )
-    if not ok:
-        raise ValueError(f"test_fraction must be a number strictly between 0 and 1, got {value!r}")
-    return float(value)
 
 
 # --------------------------------------------------------------------------
@@ -122,7 +113,7 @@ def spiral(
         or not math.isfinite(float(noise))
         or noise < 0
     ):
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+        raise ValueError(f"noise must be a finite number >= 0, received noise={noise!r}")
     rng = np.random.default_rng(_seed(seed))
 
     x = np.empty((n * k, 2), dtype=np.float64)
