@@ -311,6 +311,27 @@ def interleave(
             on_round(r)
 
 
+def load_line(entries: Sequence[Entry], others: float | None) -> str:
+    """One line on the machine's load during the timed rounds: other
+    processes' share over the rounds (retries included), the share of kept
+    blocks above ``BUSY``, the blocks timed again, and a warning when more
+    than a quarter of the kept blocks were disturbed."""
+    kept = [o for e in entries for o in e.others if o == o]  # NaN: not measured
+    disturbed = sum(o > BUSY for o in kept) / len(kept) if kept else 0.0
+    retried = sum(e.retried for e in entries)
+    text = (
+        "other processes used "
+        + ("?" if others is None else f"{100 * others:.0f}%")
+        + f" of the CPUs during the timed rounds; {100 * disturbed:.0f}% of the kept blocks "
+        f"above {100 * BUSY:.0f}%"
+    )
+    if retried:
+        text += f" ({retried} busy block(s) timed again)"
+    if disturbed > 0.25:
+        text += "  <-- BUSY MACHINE: these numbers are disturbed, rerun"
+    return text
+
+
 def fmt_time(seconds: float) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "-"

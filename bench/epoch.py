@@ -20,21 +20,26 @@ and shared by the epochs as in a real run.  Implementations:
 * ``torch-eager``: a plain PyTorch loop, no DataLoader: ``torch.randperm``
   per epoch, each batch sliced from the permutation and gathered,
   ``nn.Linear`` + ``F.cross_entropy`` + ``torch.optim.Adam``; the loss summed
-  on the tensor side (as fit sums it), 2 threads.
+  on the tensor side (as fit sums it), 2 threads;
+* ``numpy-raw``: the same loop around ``refs/numpy_raw.py``'s hand-written
+  step (``rng.permutation`` per epoch, ``x[idx]`` gathers): the epoch a
+  NumPy implementation done by hand reaches, for reading tinynet-numpy's
+  figure (no target).
 
 Method (as ``train_step.py``): every implementation starts from the same
 parameters; one untimed warm-up call of one epoch (compilation), then
 ``--rounds`` rounds, each timing one call per implementation in a shuffled
 (seeded) order, OpenBLAS's threads ended before each; reported: medians and
-ratios of medians.  A call lasts seconds, so with ``--wait-quiet S`` the
+ratios of medians. A call lasts seconds, so with ``--wait-quiet S`` the
 script also waits (up to S seconds) for a quiet machine before every call,
 and a call during which other processes used more than 15% of the CPUs is
-timed again (``--retries``, default 2): multi-threaded OpenBLAS and torch run
-up to 10x slower when another process takes a core.  Before every timed call tinynet and torch go back to the
-initial parameters, a fresh optimizer state (and tinynet to epoch 0, so every
-call sees the same data orders); Keras is not reset (no public API; on XLA a
-longer run costs the same).  Targets: tinynet-jax <= 0.75x and tinynet-numpy
-<= 1.0x Keras's epoch.  Keras and torch are optional: skipped with a note.
+timed again (``--retries``, default 2): multi-threaded OpenBLAS and torch
+run up to 10x slower when another process takes a core. Before every timed
+call tinynet, torch and numpy-raw go back to the initial parameters, a fresh
+optimizer state (and tinynet to epoch 0, so every call sees the same data
+orders); Keras is not reset (no public API; on XLA a longer run costs the
+same). Targets: tinynet-jax <= 0.75x and tinynet-numpy <= 1.0x Keras's
+epoch. Keras and torch are optional: skipped with a note.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ import numpy as np
 
 CONFIG = bl.CONFIGS["M"]
 OPT = bl.OPTIMIZERS["adam"]
-IMPLS = ("tinynet-numpy", "tinynet-jax", "keras-fit", "torch-eager")
+IMPLS = ("tinynet-numpy", "tinynet-jax", "keras-fit", "torch-eager", "numpy-raw")
 TARGETS = {"tinynet-jax": 0.75, "tinynet-numpy": 1.0}  # x Keras's epoch
 
 
@@ -159,6 +164,29 @@ class TorchRunner:
         return float(total) / n
 
 
+class NumpyRawRunner:
+    def __init__(self, x, y, params):
+        self.x, self.y, self.params = x, y, params
+
+    def reset(self) -> None:
+        from refs.numpy_raw import NumpyMLP
+
+        self.mlp = NumpyMLP(self.params, OPT)
+        self.rng = np.random.default_rng(0)
+
+    def run(self, epochs: int) -> float:
+        x, y, bs, step = self.x, self.y, CONFIG.batch, self.mlp.step
+        n = x.shape[0]
+        total = 0.0
+        for _ in range(epochs):
+            perm = self.rng.permutation(n)
+            total = 0.0
+            for start in range(0, n, bs):
+                idx = perm[start : start + bs]
+                total += step(x[idx], y[idx]) * idx.shape[0]
+        return total / n
+
+
 def available(name: str) -> tuple[bool, str]:
     """Can ``name`` run here?  Never raises."""
     try:
@@ -185,6 +213,8 @@ def build(name: str, x, y, params):
         return TinynetRunner(name.split("-", 1)[1], x, y, params)
     if name == "keras-fit":
         return KerasRunner(x, y, params)
+    if name == "numpy-raw":
+        return NumpyRawRunner(x, y, params)
     return TorchRunner(x, y, params)
 
 
@@ -310,13 +340,7 @@ def main(argv=None) -> int:
         "max others = the largest share of the CPUs other processes used during a kept call; "
         "retried = calls timed again because it was > 15%"
     )
-    if others is not None:
-        busy = any(max(e.others) > bl.BUSY for e in entries)
-        print(
-            f"other processes used {100 * others:.0f}% of the CPUs during the timed rounds "
-            "(waits included)"
-            + ("  <-- BUSY MACHINE: some calls are disturbed, rerun" if busy else "")
-        )
+    print(bl.load_line(entries, others))
     check_list = []
     for name, limit in TARGETS.items():
         e = next((e for e in entries if e.impl == name), None)
@@ -328,14 +352,14 @@ def main(argv=None) -> int:
                 f"(target <= {limit:.2f})",
             )
         )
-    torch_e = next((e for e in entries if e.impl == "torch-eager"), None)
     print("\n== targets ==")
     for ok, text in check_list:
         print("SKIP  " + text if ok is None else bl.check_line(ok, text))
-    if torch_e is not None:
-        for e in entries:
-            if e.impl.startswith("tinynet-"):
-                print(f"info  {e.impl} epoch / torch-eager epoch = {e.median / torch_e.median:.3f}")
+    for ref in ("torch-eager", "numpy-raw"):
+        ref_e = next((e for e in entries if e.impl == ref), None)
+        for e in entries if ref_e is not None else ():
+            if e.impl.startswith("tinynet-") and (ref != "numpy-raw" or e.impl.endswith("numpy")):
+                print(f"info  {e.impl} epoch / {ref} epoch = {e.median / ref_e.median:.3f}")
     if skipped:
         print("\nnot run: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()))
     if args.json:

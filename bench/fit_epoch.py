@@ -20,13 +20,13 @@ fit are the per-step time on S (``train_step.py``) and the real-sized epoch
 (``epoch.py``).
 
 Part 2, peak memory: ``--memory-steps`` training steps of M on the NumPy
-backend, tinynet versus the raw NumPy reference, each in a fresh
-subprocess; the peak resident set of each (shown as ``info``: the memory
-the NumPy backend's allocator setting costs), plus that of a process that
-only imported its libraries and made the data.  The peak is VmHWM from /proc/self/status: ``ru_maxrss`` survives
-``execve`` on Linux, so a worker started by this (large) process would report
-the parent's peak; it is recorded too, from a worker started by a small
-launcher process.
+backend, tinynet versus the raw NumPy reference, each in a fresh subprocess;
+the peak resident set of each (shown as ``info``: the memory the NumPy
+backend's allocator setting costs), plus that of a process that only
+imported its libraries and made the data. The peak is VmHWM from
+/proc/self/status: ``ru_maxrss`` survives ``execve`` on Linux, so a worker
+started by this (large) process would report the parent's peak; it is
+recorded too, from a worker started by a small launcher process.
 """
 
 from __future__ import annotations
@@ -264,11 +264,7 @@ def fit_overhead(args) -> tuple[dict, list[tuple[bool | None, str]]]:
         )
     )
     print("steps = the bare jitted step called once per pre-sliced batch (no shuffle, no metric)")
-    if others is not None:
-        print(
-            f"other processes used {100 * others:.0f}% of the CPUs during the timed rounds"
-            + ("  <-- BUSY MACHINE: these numbers are disturbed, rerun" if others > 0.15 else "")
-        )
+    print(bl.load_line(entries, others))
     return {"timers": results, "others_cpu_fraction": others}, check_list
 
 

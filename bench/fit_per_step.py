@@ -36,7 +36,6 @@ class Setup:
     """One backend's model, data and Adam; initial parameters kept on the host."""
 
     def __init__(self, backend_name: str, samples: int):
-        import tinynet as tn
         from refs.tinynet_impl import build_model, make_step
 
         rng = np.random.default_rng(0)
@@ -52,7 +51,6 @@ class Setup:
         self.step = make_step(self.model, self.loss, self.optimizer)
         self.xb = self.backend.asarray(self.x[: CONFIG.batch])
         self.yb = self.backend.asarray(self.y[: CONFIG.batch])
-        self.tn = tn
 
     def fresh(self):
         from refs.tinynet_impl import fresh_params
@@ -170,11 +168,7 @@ def main(argv=None) -> int:
         f"{args.epochs} epochs per timed call, median of {args.rounds} interleaved rounds =="
     )
     print(bl.table(["backend", "timer", "per step", "spread", "x bare step"], rows, "llrrr"))
-    if others is not None:
-        print(
-            f"other processes used {100 * others:.0f}% of the CPUs during the timed rounds"
-            + ("  <-- BUSY MACHINE: these numbers are disturbed, rerun" if others > 0.15 else "")
-        )
+    print(bl.load_line(entries, others))
     if args.json:
         bl.write_json(
             args.json,

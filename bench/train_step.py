@@ -213,9 +213,6 @@ def print_config(config, results, peak):
             align="llrrrrrrrrr",
         )
     )
-    retried = sum(r["blocks_retried_busy"] for r in results)
-    if retried:
-        print(f"{retried} block(s) timed again because other processes used > 15% of the CPUs")
     if floor:
         print(
             f"GEMM floor (np.matmul of the step's {len(config.gemms())} products, out= buffers): "
@@ -369,15 +366,7 @@ def main(argv=None) -> int:
         res = summarize(config, entries, peak)
         print_config(config, res, peak)
         load[config.name] = others
-        if others is not None:
-            print(
-                f"other processes used {100 * others:.0f}% of the CPUs during the timed rounds"
-                + (
-                    "  <-- BUSY MACHINE: these numbers are disturbed, rerun"
-                    if others > 0.15
-                    else ""
-                )
-            )
+        print(bl.load_line(entries, others))
         results += res
 
     print("\n== targets ==")

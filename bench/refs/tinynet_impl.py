@@ -77,9 +77,7 @@ def make_step(model, loss, optimizer):
     from tinynet import core
 
     ops = model.backend
-    return ops.jit(
-        core.make_train_step(model.layers, loss, optimizer, ops), donate_argnums=(0, 2)
-    )
+    return ops.jit(core.make_train_step(model.layers, loss, optimizer, ops), donate_argnums=(0, 2))
 
 
 class Runner:
