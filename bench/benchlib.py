@@ -221,6 +221,11 @@ def park_blas_threads() -> int:
     return len(_OPENBLAS_SHUTDOWN)
 
 
+# /proc/stat counts in 10 ms ticks: a block shorter than this gets no load
+# figure (NaN), is never timed again and does not count in load_line.
+MIN_LOAD_BLOCK_S = 0.1
+
+
 def time_block(entry: Entry, park: bool = True, settle: float = 0.0) -> None:
     """Time one block.  A runner with ``reset()`` first goes back to its initial
     state (untimed), so every block times the same steps 1..N of one training
@@ -244,7 +249,7 @@ def time_block(entry: Entry, park: bool = True, settle: float = 0.0) -> None:
     f1 = minor_faults()
     entry.times.append((t1 - t0) / entry.block)
     entry.faults.append((f1 - f0) / entry.block)
-    others = monitor.others_fraction()
+    others = monitor.others_fraction() if t1 - t0 >= MIN_LOAD_BLOCK_S else None
     entry.others.append(float("nan") if others is None else others)
 
 
@@ -300,7 +305,7 @@ def interleave(
                 if quiet > 0:
                     wait_for_quiet(quiet, sample=1.0)
                 time_block(entry, park, settle)
-                if attempt == busy_retries or not entry.others[-1] > BUSY:
+                if attempt == busy_retries or not entry.others[-1] > BUSY:  # NaN: not judged
                     break
                 entry.times.pop()
                 entry.faults.pop()
@@ -313,21 +318,23 @@ def interleave(
 
 def load_line(entries: Sequence[Entry], others: float | None) -> str:
     """One line on the machine's load during the timed rounds: other
-    processes' share over the rounds (retries included), the share of kept
-    blocks above ``BUSY``, the blocks timed again, and a warning when more
-    than a quarter of the kept blocks were disturbed."""
-    kept = [o for e in entries for o in e.others if o == o]  # NaN: not measured
-    disturbed = sum(o > BUSY for o in kept) / len(kept) if kept else 0.0
+    processes' share over the rounds (retries included) and, for blocks long
+    enough to judge one by one, the share of kept blocks above ``BUSY`` and
+    the blocks timed again.  Warns when more than a quarter of the judged
+    blocks, or (none judged) the rounds as a whole, were above ``BUSY``."""
+    judged = [o for e in entries for o in e.others if o == o]  # NaN: too short
     retried = sum(e.retried for e in entries)
-    text = (
-        "other processes used "
-        + ("?" if others is None else f"{100 * others:.0f}%")
-        + f" of the CPUs during the timed rounds; {100 * disturbed:.0f}% of the kept blocks "
-        f"above {100 * BUSY:.0f}%"
-    )
+    text = "other processes used " + ("?" if others is None else f"{100 * others:.0f}%")
+    text += " of the CPUs during the timed rounds"
+    if judged:
+        disturbed = sum(o > BUSY for o in judged) / len(judged)
+        text += f"; {100 * disturbed:.0f}% of the judged blocks above {100 * BUSY:.0f}%"
+        busy = disturbed > 0.25
+    else:
+        busy = others is not None and others > BUSY
     if retried:
         text += f" ({retried} busy block(s) timed again)"
-    if disturbed > 0.25:
+    if busy:
         text += "  <-- BUSY MACHINE: these numbers are disturbed, rerun"
     return text
 
@@ -582,8 +589,8 @@ def add_run_arguments(parser: Any) -> None:
         default=0,
         metavar="N",
         help="time a block again when other processes used more than 15%% of the CPUs "
-        "during it, up to N times (the load is read from /proc/stat in 10 ms ticks: "
-        "coarse for blocks shorter than ~0.2 s)",
+        "during it, up to N times (blocks shorter than 0.1 s are not judged: /proc/stat "
+        "counts in 10 ms ticks)",
     )
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument(
