@@ -279,3 +279,97 @@ def test_resume_in_a_fresh_process_equals_uninterrupted_training(tmp_path, backe
     assert first_history.history["loss"] == history.history["loss"][:n_epochs]
     # and the resumed epochs really trained (not a copy of the checkpoint)
     assert _state(resumed) != first
+
+
+# ---------------------------------------------------------------- mid-epoch resume
+
+
+def _interrupt_after(monkeypatch, ops, blocks: int) -> None:
+    """Send SIGINT to this process right after ``fit``'s ``blocks``-th block
+    (one step each with ``steps_per_execution=1``), on any backend."""
+    calls = {"n": 0}
+    run_block = ops.run_block
+
+    def counting(*args, **kwargs):
+        out = run_block(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == blocks:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(ops, "run_block", counting)
+
+
+MID = dict(loss=SP, batch_size=5, seed=11, verbose=0, steps_per_execution=1)  # 5 steps per epoch
+
+
+@pytest.mark.parametrize("at", [1, 7, 10, 14])  # epoch 1 step 1, mid-epoch 2, boundaries
+def test_resume_after_a_ctrl_c_mid_epoch_gives_the_uninterrupted_bits(
+    backend, monkeypatch, tmp_path, at
+):
+    """Interrupted after ``at`` steps (Adam, dropout, shuffled, float64),
+    saved, loaded in a fresh process and trained for the remaining epochs:
+    the parameters, optimizer state, counters and every epoch's logs are
+    those of the run that was never interrupted."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(23, 3)), rng.integers(0, 3, 23)  # 5 steps, the last ragged
+
+    def model():
+        layers = [tn.Dense(6), tn.Tanh(), tn.Dropout(0.3), tn.Dense(3), tn.Softmax()]
+        return tn.Sequential(layers, input_shape=(3,), dtype="float64", seed=1)
+
+    whole = model()
+    history = whole.fit(x, y, optimizer=tn.optimizers.Adam(0.01), epochs=4, **MID)
+
+    cut = model()
+    _interrupt_after(monkeypatch, backend, at)
+    first = cut.fit(x, y, optimizer=tn.optimizers.Adam(0.01), epochs=4, **MID)
+    monkeypatch.undo()
+    assert first.interrupted and cut.step == at
+    assert cut.epoch == at // 5 and cut.history.epoch == list(range(at // 5))
+    if at % 5:
+        assert cut.epoch_progress["step"] == at % 5
+        assert f"epoch {at // 5 + 1} after step {at % 5}" in cut.stop_reason
+    else:
+        assert cut.epoch_progress is None  # stopped at an epoch's end: nothing to continue
+    path = tmp_path / "cut.safetensors"
+    cut.save(path)
+    data = tmp_path / "data.npz"
+    np.savez(data, x=x, y=y, batch_size=5)
+    child = subprocess.run(
+        [sys.executable, "-c", RESUME, str(path), str(data), str(tmp_path / "done.safetensors"),
+         backend.name, str(4 - cut.epoch)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr[-3000:]
+    resumed = tn.load(tmp_path / "done.safetensors", backend=backend.name)
+    report = json.loads((tmp_path / "done.safetensors.json").read_text())
+    assert resumed.step == whole.step == 20 and resumed.epoch == 4
+    assert resumed.epoch_progress is None
+    assert _state(resumed) == _state(whole)
+    losses = first.history.get("loss", []) + report["history"]["loss"]
+    assert losses == history.history["loss"]
+    assert first.history.get("accuracy", []) + report["history"]["accuracy"] == (
+        history.history["accuracy"]
+    )
+
+
+def test_continuing_an_interrupted_epoch_with_other_batches_is_refused(monkeypatch):
+    x, y = _data()
+    model = _model("numpy")
+    _interrupt_after(monkeypatch, model.backend, 3)
+    _fit(model, x, y, 2, steps_per_execution=1)
+    monkeypatch.undo()
+    assert model.epoch_progress["step"] == 3
+    def fit_other_batches():
+        model.fit(x, y, loss=SP, epochs=1, batch_size=2, shuffle=False, seed=4, verbose=0)
+
+    with pytest.raises(
+        ValueError,
+        match=r"^fit: the model stopped in the middle of epoch 1 \(after step 3\) of a run "
+        r"with batch_size=4, and this call has batch_size=2 .*model\.epoch_progress = None",
+    ):
+        fit_other_batches()
+    model.epoch_progress = None  # start that epoch over: allowed
+    fit_other_batches()
+    assert model.epoch == 1 and model.step == 3 + 10

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from helpers import assert_close, to_numpy
@@ -270,3 +272,31 @@ def test_fit_rejects_bad_arguments(spiral):
         model.fit(x, y, loss=SCCE, epochs=-1)
     with pytest.raises(ValueError, match="validation_split"):
         model.fit(x, y, loss=SCCE, validation_split=1.5)
+
+
+def test_history_after_a_nan_stop_is_the_same_on_every_backend():
+    """TerminateOnNaN's rule, on every backend: the step that went
+    non-finite is not taken, and the stopped epoch's logs average the steps
+    that were kept (here the epoch's first), NaN-free."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)), rng.integers(0, 3, 64)
+    results = {}
+    for name in ("numpy", "jax", "strict"):
+        if tn.backends.probe(name)[0] is None:
+            continue
+        model = tn.Sequential(
+            [tn.Dense(8), tn.ReLU(), tn.Dense(3), tn.Softmax()],
+            input_shape=(4,), dtype="float64", seed=0, backend=name,
+        )  # fmt: skip
+        hist = model.fit(
+            x, y, loss=SCCE, optimizer=tn.optimizers.SGD(1e300), epochs=3, batch_size=16,
+            shuffle=False, verbose=0, callbacks=[tn.TerminateOnNaN()], steps_per_execution=4,
+        )  # fmt: skip
+        results[name] = (hist.history, model.step, model.stop_reason)
+    numpy_history, steps, reason = results["numpy"]
+    assert steps == 1 and "epoch 1, step 2 " in reason, reason
+    assert all(math.isfinite(v) for v in numpy_history["loss"]), numpy_history
+    for name, (history, other_steps, other_reason) in results.items():
+        assert other_steps == steps and other_reason.split(" (")[0] == reason.split(" (")[0], name
+        np.testing.assert_allclose(history["loss"], numpy_history["loss"], rtol=1e-12)
+        assert history["accuracy"] == numpy_history["accuracy"], name

@@ -17,8 +17,10 @@ Metadata (all strings): ``format`` ("tinynet"), ``format_version``,
 ``config`` (architecture, JSON), ``optimizer`` (config JSON or ``null``),
 ``opt_state`` (the state's nesting with each leaf's dtype and shape, JSON),
 ``epoch``, ``step``, ``fit_seed`` (tinynet's RNG is counter-based, so these
-restore it), optionally ``dataset`` (what the model was trained on, JSON,
-e.g. ``{"name": "digits", "input_shape": [64]}``; see :func:`saved_dataset`)
+restore it), optionally ``epoch_progress`` (where an interrupted epoch
+stopped: ``fit`` continues it from there), optionally ``dataset`` (what the
+model was trained on, JSON, e.g. ``{"name": "digits", "input_shape": [64]}``;
+see :func:`saved_dataset`)
 and ``checksum``: ``sha256:<hex>`` of the canonical JSON of the
 header without the checksum followed by the data section, so any changed
 byte in a tensor or in the metadata is detected on load.
@@ -119,6 +121,8 @@ def save(model: Any, path: str | os.PathLike, dataset: dict | None = None) -> No
     }
     if dataset is not None:
         meta["dataset"] = _json(dataset)
+    if model.epoch_progress is not None:
+        meta["epoch_progress"] = _json(model.epoch_progress)
     write_atomic(os.fspath(path), _serialize(meta, tensors))
 
 
@@ -286,12 +290,31 @@ def _parse(path: str, blob: bytes) -> _Checkpoint:
             "the tensor data or metadata)",
         )
     meta = {k: json.loads(raw[k]) if k in _JSON_KEYS else raw[k] for k in _META_KEYS}
-    if "dataset" in raw:  # optional; covered by the checksum like all metadata
-        meta["dataset"] = json.loads(raw["dataset"])
+    for key in ("dataset", "epoch_progress"):  # optional; under the checksum like all
+        if key in raw:
+            meta[key] = json.loads(raw[key])
+    progress = meta.get("epoch_progress")
+    if progress is not None and not _valid_progress(progress):
+        raise _fail(path, f"corrupted metadata: epoch_progress={raw['epoch_progress']!r}")
     for key in ("epoch", "step", "fit_seed"):
         if not isinstance(meta[key], int) or isinstance(meta[key], bool):
             raise _fail(path, f"corrupted metadata: {key}={raw[key]!r} is not an integer")
     return _Checkpoint(meta, tensors)
+
+
+def _valid_progress(progress: Any) -> bool:
+    """An interrupted epoch's position as ``fit`` records it."""
+    kinds = {"step": int, "n": int, "batch_size": int, "seed": int, "shuffle": bool,
+             "loss_sum": float, "metric_sum": float}  # fmt: skip
+    return (
+        isinstance(progress, dict)
+        and set(progress) == set(kinds)
+        and all(
+            type(progress[k]) is t or (t is float and type(progress[k]) is int)
+            for k, t in kinds.items()
+        )  # fmt: skip
+        and progress["step"] > 0
+    )
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -378,6 +401,7 @@ def _build_state(model: Any, ckpt: _Checkpoint, path: str) -> dict[str, Any]:
         "epoch": meta["epoch"],
         "step": meta["step"],
         "fit_seed": meta["fit_seed"],
+        "epoch_progress": meta.get("epoch_progress"),
     }
 
 

@@ -54,6 +54,7 @@ def _main(argv: list[str] | None) -> int:
         print(f"tinynet {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a burst of Ctrl-C: no traceback
         print(f"tinynet {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # CheckpointError, BackendUnavailableError, ...

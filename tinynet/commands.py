@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -160,6 +161,8 @@ def train(args: Any) -> int:
         devices=args.devices,
     )
     seconds = time.perf_counter() - start
+    if history.interrupted:  # the user wants out: more Ctrl-C must not cut the save short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if history.stopped_early and not bars:  # fit(verbose=1) has printed it
         print(history.stopped_early)
     print(f"trained {len(history.epoch)} epochs in {seconds:.1f} s")
@@ -170,6 +173,10 @@ def train(args: Any) -> int:
         except OSError as err:
             raise CLIError(f"--save {args.save}: cannot write it: {err.strerror or err}") from None
         print(f"saved model to {args.save}")
+    if history.interrupted:  # Unix: 128 + SIGINT, also when the model was saved
+        kept = f"saved to {args.save}; fit continues it" if args.save else "not saved (no --save)"
+        print(f"interrupted: {model.stop_reason}; the model so far is {kept}")
+        return 130
     if args.plot:
         from .plot import plot_training
 

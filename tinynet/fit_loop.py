@@ -54,11 +54,13 @@ class FitLoop:
         self.steps_per_execution = steps_per_execution
         self.nan_guard = nan_guard
         self.shuffle = shuffle
+        self.seed = seed
         self.run_key = random.key(seed, "numpy")
         self.has_key = any(layer.needs_key for layer in model.layers)
         self.metric = metric_for(model, loss)
         self.loss = loss
         self.interrupted = False
+        self.progress: dict | None = None  # where an interrupted epoch stopped
         self.nan_report: str | None = None
         optimizer = model.optimizer
         cache_key = ("fit", loss, id(optimizer), optimizer, self.metric is not None, parallel)
@@ -108,23 +110,30 @@ class FitLoop:
 
     # ------------------------------------------------------------ epochs
 
-    def run_epoch(self, x, y, epoch: int, verbose: int, interrupt: dict) -> dict[str, float]:
+    def where(self, n: int) -> dict:
+        """What an epoch's batches depend on besides its number."""
+        return {"n": n, "batch_size": self.batch_size, "shuffle": self.shuffle, "seed": self.seed}
+
+    def run_epoch(
+        self, x, y, epoch: int, verbose: int, interrupt: dict, resume: dict | None = None
+    ) -> dict[str, float]:
         """One epoch of steps; returns its logs (mean loss and metric over
-        the steps taken)."""
+        the steps taken).  ``resume`` (``model.epoch_progress``): continue
+        the epoch after its first ``resume["step"]`` steps, with their sums.
+        Interrupted, the epoch leaves ``self.progress`` for such a resume."""
         model, ops = self.model, self.ops
         n, bs = x.shape[0], self.batch_size
         n_full, last = divmod(n, bs)
         n_steps = n_full + (1 if last else 0)
         order, step_key = epoch_setup(self.run_key, epoch, n, self.shuffle, self.has_key)
+        done = resume["step"] if resume else 0
+        sums = (resume["loss_sum"], resume["metric_sum"]) if resume else (0.0, 0.0)
         order, step_key, sums, i = self._place(
             (
                 None if order is None else ops.asarray(order),
                 None if step_key is None else ops.asarray(step_key),
-                (
-                    ops.asarray(0.0, model.dtype),
-                    ops.asarray(0.0, model.dtype),
-                ),  # donated: 2 buffers
-                ops.asarray(0, "int32"),
+                tuple(ops.asarray(v, model.dtype) for v in sums),  # donated: 2 buffers
+                ops.asarray(done, "int32"),
             )
         )
         bar = _progress(verbose, n_steps, epoch)
@@ -134,7 +143,6 @@ class FitLoop:
             block = sync_every if bar is not None else n_full
         carry = (model.params, model.state, model.opt_state, sums, i)
         stop = lambda: interrupt["hit"]  # noqa: E731  (eager backends check between steps)
-        done = 0
         while done < n_steps and not interrupt["hit"]:
             if done < n_full:
                 size, advance = bs, min(block - done % block, n_full - done)
@@ -158,6 +166,15 @@ class FitLoop:
         if bar is not None:
             bar.close()
         self.interrupted = interrupt["hit"] and done < n_steps and self.nan_report is None
+        self.progress = None
+        if self.interrupted and done:
+            to_float = lambda a: float(ops.to_numpy(a))  # noqa: E731  (exact: float32 -> 64)
+            self.progress = {
+                "step": done,
+                "loss_sum": to_float(carry[3][0]),
+                "metric_sum": to_float(carry[3][1]),
+                **self.where(n),
+            }
         return self._logs(carry[3], done, n, y)
 
     def _logs(self, sums, done: int, n: int, y) -> dict[str, float]:

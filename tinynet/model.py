@@ -76,6 +76,9 @@ class Sequential:
         self.opt_state = None
         self.epoch = 0  # epochs trained so far (fit continues counting)
         self.step = 0  # optimizer steps taken so far
+        # where an interrupted epoch stopped (its step, sums and what its
+        # batches depend on): the next fit call continues it exactly
+        self.epoch_progress: dict | None = None
         self.fit_seed = 0  # seed of the data order / dropout of the last fit
         self.history = None
         self.stop_training = False

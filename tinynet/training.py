@@ -210,16 +210,21 @@ def fit(
     for cb in callbacks:
         cb.on_train_begin(model)
     logs: dict[str, float] = {}
+    resume = _resume_point(model, loop, x.shape[0]) if epochs else None
     with _deferred_interrupt() as interrupt:
         for _ in range(epochs):
             epoch = model.epoch
             # The NaN guard checks every step itself: NumPy's overflow warnings
             # would only duplicate (or, as errors, pre-empt) its report.
             with model.backend.ignore_fp_errors() if nan_guard else contextlib.nullcontext():
-                logs = loop.run_epoch(x, y, epoch, verbose, interrupt)
+                logs = loop.run_epoch(x, y, epoch, verbose, interrupt, resume)
+            resume = None
+            model.epoch_progress = loop.progress
             if loop.interrupted:
                 history.interrupted = True
                 model.stop_reason = f"interrupted by the user in epoch {epoch + 1}"
+                if loop.progress:
+                    model.stop_reason += f" after step {loop.progress['step']}"
                 break
             if x_val is not None:
                 val = evaluate(model, x_val, y_val, loss=loss, batch_size=max(batch_size, 256))
@@ -247,6 +252,27 @@ def fit(
     if verbose and model.stop_reason:
         print(model.stop_reason)
     return history
+
+
+def _resume_point(model: Any, loop: FitLoop, n: int) -> dict | None:
+    """``model.epoch_progress`` if this fit call continues that epoch; a
+    ``ValueError`` if it would see other batches than the interrupted run."""
+    progress = model.epoch_progress
+    if progress is None:
+        return None
+    expected = loop.where(n)
+    differ = {k: (progress.get(k), v) for k, v in expected.items() if progress.get(k) != v}
+    if differ:
+        was = ", ".join(f"{k}={old!r}" for k, (old, _) in differ.items())
+        now = ", ".join(f"{k}={new!r}" for k, (_, new) in differ.items())
+        raise ValueError(
+            f"fit: the model stopped in the middle of epoch {model.epoch + 1} (after step "
+            f"{progress['step']}) of a run with {was}, and this call has {now} (n: training "
+            "samples after validation_split); pass the same data, batch_size, shuffle and "
+            "seed to continue that epoch exactly, or set model.epoch_progress = None to "
+            "start it over"
+        )
+    return progress
 
 
 def _print_epoch(epoch: int, logs: dict[str, float]) -> None:
