@@ -403,10 +403,6 @@ def bench(args: Any) -> int:
     return subprocess.call([sys.executable, str(script), *args.args])
 
 
-def _host(a: Any) -> np.ndarray:
-    return a if isinstance(a, np.ndarray) else backends.backend_of(a).to_numpy(a)
-
-
 def main_compare(
     dataset: str | tuple[Any, Any] | None = None,
     hidden: Sequence[int] = HIDDEN,
@@ -426,6 +422,8 @@ def main_compare(
     ``seed`` starts with) across ``backends``.  Defaults are ``tinynet
     train``'s; an optimizer given by name gets train's learning rate.  The
     CLI's ``tinynet compare-backends`` prints the report and its verdict."""
+    import tinynet as tn
+
     if isinstance(optimizer, str):
         from . import optimizers
 
@@ -434,7 +432,7 @@ def main_compare(
         x, y = datasets.by_name(dataset).train
     else:
         x, y = dataset
-    x, y = _host(x), _host(y)
+    x, y = tn.to_numpy(x), tn.to_numpy(y)  # host NumPy arrays pass through
     if x.ndim > 2:
         x = x.reshape(len(x), -1)
     if y.ndim != 1 or y.dtype.kind not in "iu":

@@ -188,8 +188,8 @@ def check_finite(a: Array, where: str, what: str = "input", original: Any = None
     # A NaN or Inf anywhere makes the sum non-finite, so a finite sum proves
     # every value finite in one cheap pass (an overflowing sum of finite
     # values just falls through to the exact elementwise check).  A data
-    # matrix is summed by BLAS, ``a @ ones`` (both cores; 7680x784 float32:
-    # 0.45 ms instead of 2 ms), which multiplies every element by 1.
+    # matrix is summed by BLAS, ``a @ ones`` (both cores, several times
+    # faster than a reduction), which multiplies every element by 1.
     if isinstance(a, np.ndarray):
         with np.errstate(over="ignore", invalid="ignore"):
             if a.ndim == 2 and a.dtype.char in "fd":
@@ -240,8 +240,8 @@ def cast_finite(
     Host data is checked where it ends up: on the NumPy backend by NumPy (it
     stays where it is), elsewhere on the device after the copy.  A host check
     before a copy to JAX cost the steps after it: NumPy's BLAS sum leaves
-    OpenBLAS's threads spinning ~0.1 s, and on a 2-core machine XLA's matmuls
-    then run ~1.5x slower (an M epoch is ~60 ms)."""
+    OpenBLAS's threads spinning for a while, and on a 2-core machine XLA's
+    matmuls run slower meanwhile (bench/README.md)."""
     if isinstance(a, np.ndarray):
         cast = a
         if a.dtype != np.dtype(dtype):
