@@ -687,10 +687,10 @@ def test_data_parallel_batchnorm_equals_one_device():
         for kind in ("params", "state"):
             for i, (a, b) in enumerate(zip(two[kind], one[kind], strict=True)):
                 for name in b:
+                    what = f"{dtype} {kind}[{i}][{name}]"
                     np.testing.assert_allclose(
-                        a[name], b[name], rtol=rel, atol=rel * scale,
-                        err_msg=f"{dtype} {kind}[{i}][{name}]",
-                    )  # fmt: skip
+                        a[name], b[name], rtol=rel, atol=rel * scale, err_msg=what
+                    )
         assert np.abs(one["params"][0]["b"]).max() < 1e3 * rel  # zero gradient: noise only
         np.testing.assert_allclose(two["seen"], one["seen"], rtol=rel, atol=rel)
         np.testing.assert_allclose(two["predict"], one["predict"], rtol=rel * 10, atol=rel)

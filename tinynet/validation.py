@@ -332,7 +332,7 @@ def check_indices(x: Array, input_dim: int, where: str) -> None:
 def _out_of_range(x: Array, input_dim: int, xp: Any) -> Array:
     """``(x < 0) | (x >= input_dim)``, with no Python int beyond ``x``'s dtype
     (JAX would wrap it, array-api-strict refuse it)."""
-    if input_dim > int(xp.iinfo(x.dtype).max):
+    if xp.isdtype(x.dtype, "integral") and input_dim > int(xp.iinfo(x.dtype).max):
         return x < 0
     return (x < 0) | (x >= input_dim)
 
@@ -372,8 +372,9 @@ def as_indices(x: Any, backend: backends.Backend, layer: Any, where: str) -> Arr
             )
         x = host
     elif not _is_integer_name(name):
+        shown = x.dtype if isinstance(x, np.ndarray) else name  # "<U3" rather than "str96"
         raise TypeError(
-            f"{where}: expects integer indices, received dtype {name}; pass integer "
+            f"{where}: expects integer indices, received dtype {shown}; pass integer "
             "indices, e.g. x.astype('int32')"
         )
     check_indices(x, layer.input_dim, where)
