@@ -318,3 +318,17 @@ def test_embedding_model_trains_to_the_same_numbers_on_every_backend(backend):
             np.testing.assert_allclose(
                 a[name], b[name], rtol=1e-12, atol=1e-12, err_msg=f"params[{i}][{name}]"
             )
+
+
+def test_nan_guard_report_walks_past_the_integer_input(backend):
+    """An update that overflows the parameters (loss and gradients finite)
+    makes the NaN guard re-run the step down to layer 0, whose input has no
+    gradient: the report names the update."""
+    x, y = _regression(16)
+    model = tinynet.Sequential(
+        [tinynet.Embedding(INPUT_DIM, 4), tinynet.Dense(1)], input_shape=(3,), backend=backend.name
+    )
+    optimizer = tinynet.optimizers.SGD(lr=1e38)
+    model.fit(x, y * 100, loss="mse", optimizer=optimizer, batch_size=8, verbose=0, nan_guard=True)
+    assert model.stop_reason.startswith("non-finite parameters after the update at epoch 1, step 1")
+    assert "the optimizer update (every forward value and gradient was finite)" in model.stop_reason
