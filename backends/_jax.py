@@ -140,6 +140,11 @@ class JaxOps(Ops):
                 return self.xp.sum(a[:, :, None] * b[:, None, :], axis=0)
         return a.T @ b
 
+    def scatter_add(self, indices, values, rows):
+        # XLA's scatter-add: no (rows, len(indices)) one-hot matrix
+        out = self.xp.zeros((rows, values.shape[1]), dtype=values.dtype)
+        return out.at[indices].add(values)
+
 
 def load() -> JaxOps:
     try:

@@ -55,6 +55,12 @@ class NumpyOps(Ops):
     def ignore_fp_errors(self):
         return np.errstate(all="ignore")
 
+    def scatter_add(self, indices, values, rows):
+        # np.add.at: an unbuffered scatter, no (rows, len(indices)) one-hot matrix
+        out = np.zeros((rows, values.shape[1]), dtype=values.dtype)
+        np.add.at(out, indices, values)
+        return out
+
 
 def load() -> NumpyOps:
     if int(np.__version__.split(".")[0]) < 2:

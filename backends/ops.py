@@ -21,6 +21,7 @@ never asks which backend it runs on: it calls an op.
 ``matmul_tn``          ``a.T @ b`` (a Dense layer's weight gradient)
 ``relu_grad``          ``dy * (x > 0)``
 ``all_finite``         one flag: every element of some arrays is finite
+``scatter_add``        rows of values summed into a zero matrix (Embedding's backward)
 =====================  ======================================================
 """
 
@@ -205,6 +206,25 @@ class Ops:
             finite = xp.all(xp.isfinite(a))
             ok = finite if ok is None else ok & finite
         return xp.asarray(True) if ok is None else ok
+
+    # ------------------------------------------------------------ scatter-add
+
+    def scatter_add(self, indices: Array, values: Array, rows: int) -> Array:
+        """A ``(rows, d)`` array whose row ``r`` is the sum of the rows
+        ``values[i]`` with ``indices[i] == r`` (zeros where no index points):
+        an Embedding's weight gradient.  ``indices``: 1-D integers in
+        ``[0, rows)`` (checked by the caller), ``values``: ``(len(indices), d)``.
+        Repeated indices accumulate.
+
+        Portable version: the array API has no scatter, so the sum is a
+        product with a one-hot matrix, ``onehot(indices).T @ values``.  It
+        costs ``rows * len(indices)`` memory and time; backends with a
+        scatter override it.
+        """
+        xp = self.xp
+        targets = xp.arange(rows, dtype=indices.dtype, device=self.device)
+        onehot = xp.astype(targets[:, None] == indices[None, :], values.dtype)
+        return onehot @ values
 
     def __repr__(self) -> str:
         kind = type(self).__name__

@@ -18,7 +18,8 @@ PLUMBING = {
     "asarray", "to_numpy", "is_traced", "jit", "scope", "synchronize", "ignore_fp_errors",
     "compiles", "fori_loop",
 }  # fmt: skip
-TESTED = {"matmul_tn", "rows", "run_block", "device_mesh"}  # device_mesh: test_parallel.py
+# device_mesh: tests/test_parallel.py
+TESTED = {"matmul_tn", "rows", "run_block", "device_mesh", "scatter_add"}
 
 
 def _overrides(ops) -> set[str]:
@@ -121,3 +122,33 @@ def test_the_backend_registry_hands_out_one_ops_object_per_backend(backend):
     assert backends.load(backend.name) is backend
     assert backends.backend_of(backend.asarray([1.0], "float32")) is backend
     assert isinstance(backend, Ops) and backends.Backend is Ops
+
+
+def _scatter_add_reference(indices: np.ndarray, values: np.ndarray, rows: int) -> np.ndarray:
+    """A float64 loop, one row at a time (independent of every backend's op)."""
+    out = np.zeros((rows, values.shape[1]))
+    for i, r in enumerate(indices):
+        out[r] += values[i]
+    return out
+
+
+@pytest.mark.parametrize("index_dtype", ["int32", "int64"])
+@pytest.mark.parametrize("case", [(40, 7, 3), (5, 1, 12), (200, 33, 16), (1, 4, 2)])
+def test_scatter_add_equals_the_portable_one_hot_product(backend, dtype, index_dtype, case):
+    m, rows, d = case  # m indices into `rows` rows of width d; m > rows forces repeats
+    rng = np.random.default_rng(m + rows)
+    indices = rng.integers(0, rows, size=m)
+    indices[: min(m, 3)] = rows - 1  # a repeated index (accumulates) and the last row
+    values = rng.normal(size=(m, d))
+    idx, vals = backend.asarray(indices, index_dtype), backend.asarray(values, dtype)
+    got = backend.scatter_add(idx, vals, rows)
+    portable = Ops.scatter_add(backend, idx, vals, rows)
+    compiled = backend.jit(lambda i, v: backend.scatter_add(i, v, rows))(idx, vals)
+    expected = _scatter_add_reference(indices, values, rows)
+    for what, a in (("override", got), ("portable", portable), ("compiled", compiled)):
+        assert tuple(a.shape) == (rows, d), what
+        assert backend.dtype(a.dtype) == backend.dtype(dtype), what
+        assert_close(a, expected, dtype, f"scatter_add {what}", scale=max(1.0, m / rows))
+    assert_close(got, to_numpy(portable), dtype, "override vs portable", scale=max(1.0, m / rows))
+    untouched = sorted(set(range(rows)) - set(indices.tolist()))
+    assert not np.any(to_numpy(got)[untouched]), "rows no index points to stay exactly 0"

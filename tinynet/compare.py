@@ -194,7 +194,7 @@ def _run(
         output_features=model.output_features,
     )
     with backend.scope():
-        x = as_model_input(x_host, backend, dtype, "compare_backends")
+        x = as_model_input(x_host, backend, dtype, "compare_backends", model.layers[0])
         y = prepare_targets(like, y_host, loss, x_host.shape[0], "compare_backends")
         params = [{k: backend.asarray(v.astype(dtype)) for k, v in p.items()} for p in params_host]
         state = [{k: backend.asarray(v.astype(dtype)) for k, v in s.items()} for s in state_host]

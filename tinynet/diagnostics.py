@@ -70,6 +70,6 @@ def first_nonfinite(
         for name, g in grads.items():
             if not _finite(g):
                 return f"gradient of {name} in layer {i} ({type(body[i]).__name__})"
-        if not _finite(dh):
+        if dh is not None and not _finite(dh):  # None: integer input (Embedding)
             return f"input gradient of layer {i} ({type(body[i]).__name__})"
     return "the optimizer update (every forward value and gradient was finite)"

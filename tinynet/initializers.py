@@ -9,7 +9,8 @@ glorot_uniform    U[-l, l), ``l = sqrt(6 / (fan_in + fan_out))``
 he_uniform        U[-l, l), ``l = sqrt(6 / fan_in)``
 glorot_normal     truncated normal, ``stddev = sqrt(2 / (fan_in + fan_out)) / .8796...``
 he_normal         truncated normal, ``stddev = sqrt(2 / fan_in) / .8796...``
-zeros             all zeros
+uniform           U[-0.05, 0.05) (Keras's ``"uniform"``: an Embedding's table)
+zeros, ones       all zeros, all ones
 ================  ==============================================================
 
 As in Keras, the truncated normal drops draws beyond 2 ``stddev`` and the
@@ -43,6 +44,8 @@ __all__ = [
     "glorot_uniform",
     "he_normal",
     "he_uniform",
+    "ones",
+    "uniform",
     "zeros",
 ]
 
@@ -120,15 +123,30 @@ def he_normal(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Arr
     return _truncated_normal(key, shape, dtype, math.sqrt(2.0 / n) / _TRUNCATED_STD)
 
 
-def zeros(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
-    """All zeros of ``shape`` on the key's backend (the key is not used)."""
+def uniform(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
+    """Keras's ``"uniform"`` (``RandomUniform()``): U[-0.05, 0.05), whatever the
+    shape; Embedding's default."""
+    return _uniform(key, shape, dtype, 0.05)
+
+
+def _filled(key: Array, shape: tuple[int, ...], dtype: Any, make: str) -> Array:
     xp = backends.namespace(key)
     dt = tnrandom._dtype(key, dtype, ("float32", "float64"))
     try:
         device = array_api_compat.device(key)
     except Exception:  # pragma: no cover - depends on library version
         device = None
-    return xp.zeros(tuple(shape), dtype=dt, device=device)
+    return getattr(xp, make)(tuple(shape), dtype=dt, device=device)
+
+
+def zeros(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
+    """All zeros of ``shape`` on the key's backend (the key is not used)."""
+    return _filled(key, shape, dtype, "zeros")
+
+
+def ones(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
+    """All ones of ``shape`` on the key's backend (the key is not used)."""
+    return _filled(key, shape, dtype, "ones")
 
 
 _REGISTRY: dict[str, Initializer] = {
@@ -136,7 +154,10 @@ _REGISTRY: dict[str, Initializer] = {
     "glorot_normal": glorot_normal,
     "he_uniform": he_uniform,
     "he_normal": he_normal,
+    "uniform": uniform,
+    "random_uniform": uniform,
     "zeros": zeros,
+    "ones": ones,
 }
 
 

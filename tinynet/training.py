@@ -326,7 +326,7 @@ def predict(model: Any, x: Any, batch_size: int | None = None) -> Array:
     """Model outputs for ``x``, an array of the model's backend."""
     if batch_size is not None:
         batch_size = _count("batch_size", batch_size, 1)
-    x = as_model_input(x, model.backend, model.dtype, "predict")
+    x = as_model_input(x, model.backend, model.dtype, "predict", model.layers[0])
     check_input(x, model, "predict")
     ops = model.backend
     forward = model._cached(

@@ -258,17 +258,23 @@ def cast_finite(
     return cast
 
 
-def as_model_input(x: Any, backend: backends.Backend, dtype: str, where: str) -> Array:
+def as_model_input(
+    x: Any, backend: backends.Backend, dtype: str, where: str, first_layer: Any = None
+) -> Array:
     """Host data or a backend array -> ``dtype`` array on ``backend``, checked.
 
     Integer, bool and float16 inputs are cast to the model dtype (as are
     float64 inputs to a float32 model); object, string and complex arrays
     are refused with ``TypeError`` naming the dtype; NaN/Inf, and finite
     values that overflow the model dtype, raise ``ValueError`` naming the
-    first position.
+    first position.  A model whose first layer takes integer indices
+    (``first_layer.integer_input``: Embedding) gets them as ``int32``
+    instead (:func:`as_indices`).
     """
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)
+    if getattr(first_layer, "integer_input", False):
+        return as_indices(x, backend, first_layer, where)
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "biuf":
             raise TypeError(
@@ -292,6 +298,89 @@ def as_model_input(x: Any, backend: backends.Backend, dtype: str, where: str) ->
     if not _is_real_name(name):
         raise TypeError(f"{where}: input must be a real numeric array, received dtype {name}")
     return cast_finite(x, backend, dtype, where, "input")
+
+
+# ---------------------------------------------------------------- indices
+
+
+def check_indices(x: Array, input_dim: int, where: str) -> None:
+    """Integer indices must lie in ``[0, input_dim)``: a ``ValueError`` naming
+    the first bad value and its position otherwise (never a silent clamp, as
+    a gather on JAX would do).  Skipped inside ``jit``; on a device only one
+    flag is read back unless something is wrong."""
+    if isinstance(x, np.ndarray):
+        host = x
+    else:
+        backend = backends.backend_of(x)
+        if backend.is_traced(x):
+            return
+        if not bool(backend.xp.any(_out_of_range(x, input_dim, backend.xp))):
+            return
+        host = backend.to_numpy(x)
+    bad = _out_of_range(host, input_dim, np)
+    if not bad.any():
+        return
+    pos = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise ValueError(
+        f"{where}: index {host[pos]} at position {_position(pos)} is out of range for "
+        f"input_dim={input_dim} (valid indices are 0..{input_dim - 1}); {int(bad.sum())} "
+        "bad index(es) in all; make input_dim larger than the largest index or map unknown "
+        "values to a reserved index"
+    )
+
+
+def _out_of_range(x: Array, input_dim: int, xp: Any) -> Array:
+    """``(x < 0) | (x >= input_dim)``, with no Python int beyond ``x``'s dtype
+    (JAX would wrap it, array-api-strict refuse it)."""
+    if xp.isdtype(x.dtype, "integral") and input_dim > int(xp.iinfo(x.dtype).max):
+        return x < 0
+    return (x < 0) | (x >= input_dim)
+
+
+def as_indices(x: Any, backend: backends.Backend, layer: Any, where: str) -> Array:
+    """Input of a model whose first layer takes integer indices (Embedding)
+    -> an ``int32`` array on ``backend``, every value in ``[0, layer.input_dim)``.
+
+    Integer arrays are accepted, float arrays only when every value is a whole
+    number; anything else is refused, naming the first bad value and its
+    position, before any step runs."""
+    where = f"{where}: layer 0 ({type(layer).__name__})"
+    if not isinstance(x, np.ndarray):
+        try:
+            other = backends.backend_of(x)
+        except TypeError:
+            raise TypeError(
+                f"{where}: input must be a NumPy array or an array of the {backend.name} "
+                f"backend holding integer indices, received {type(x).__name__}"
+            ) from None
+        if other is not backend:
+            raise TypeError(
+                f"{where}: input is a {other.name} array but the model lives on the "
+                f"{backend.name} backend; move it with "
+                f"tinynet.get_backend({backend.name!r}).asarray(x)"
+            )
+    name = _dtype_name(x)
+    if name.startswith(("float", "bfloat")):
+        host = host_view(x)
+        whole = np.isfinite(host) & (host == np.round(host))
+        if not whole.all():
+            pos = tuple(int(i) for i in np.argwhere(~whole)[0])
+            raise ValueError(
+                f"{where}: expects integer indices, but input value {host[pos]} at position "
+                f"{_position(pos)} is not a whole number; pass integer indices, e.g. "
+                "x.astype('int32')"
+            )
+        x = host
+    elif not _is_integer_name(name):
+        shown = x.dtype if isinstance(x, np.ndarray) else name  # "<U3" rather than "str96"
+        raise TypeError(
+            f"{where}: expects integer indices, received dtype {shown}; pass integer "
+            "indices, e.g. x.astype('int32')"
+        )
+    check_indices(x, layer.input_dim, where)
+    if isinstance(x, np.ndarray):
+        return backend.asarray(x if x.dtype == np.int32 else x.astype(np.int32))
+    return x if name == "int32" else backend.xp.astype(x, backend.dtype("int32"))
 
 
 # ---------------------------------------------------------------- model data
@@ -353,6 +442,6 @@ def prepare_targets(model: Any, y: Any, loss: Any, n: int, where: str) -> Array:
 
 def prepare_data(model: Any, x: Any, y: Any, loss: Any, where: str) -> tuple[Array, Array]:
     """``(x, y)`` as checked arrays of the model's backend and dtype."""
-    x = as_model_input(x, model.backend, model.dtype, where)
+    x = as_model_input(x, model.backend, model.dtype, where, model.layers[0])
     check_input(x, model, where)
     return x, prepare_targets(model, y, loss, x.shape[0], where)

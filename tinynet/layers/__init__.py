@@ -1,4 +1,5 @@
-"""Layers: :class:`Dense`, the activations and :class:`Dropout`."""
+"""Layers: :class:`Dense`, the activations, :class:`Dropout`, the normalisations
+(:class:`BatchNorm`, :class:`LayerNorm`) and :class:`Embedding`."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from .activations import (
 from .base import Layer
 from .dense import Dense
 from .dropout import Dropout
+from .embedding import Embedding
+from .normalization import BatchNorm, BatchNormalization, LayerNorm, LayerNormalization
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
@@ -37,6 +40,9 @@ LAYER_TYPES: dict[str, type[Layer]] = {
         GELU,
         Softplus,
         Softmax,
+        BatchNorm,
+        LayerNorm,
+        Embedding,
     )
 }
 
@@ -86,6 +92,11 @@ __all__ = [
     "GELU",
     "Softplus",
     "Softmax",
+    "BatchNorm",
+    "BatchNormalization",
+    "LayerNorm",
+    "LayerNormalization",
+    "Embedding",
     "Layer",
     "from_config",
     "activation",

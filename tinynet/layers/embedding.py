@@ -1,0 +1,84 @@
+"""Embedding: integer indices -> rows of a trained table ``W``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import arguments, initializers, validation
+from .base import Array, Layer, Params, Shape
+
+_INT32_LIMIT = 2**31 - 1  # fit/predict hand the indices over as int32
+
+
+class Embedding(Layer):
+    """Look up one row of ``W`` per integer index (Keras's ``Embedding``).
+
+    Args:
+        input_dim: the number of rows (the vocabulary size); indices must lie
+            in ``[0, input_dim)``.
+        output_dim: the width of each row.
+        init: initialiser name or function for ``W`` (Keras's default
+            ``"uniform"``: U[-0.05, 0.05)).
+
+    Input: integer indices of any shape ``(batch, ...)``; output ``(batch, ...,
+    output_dim)`` in the model's dtype.  Parameter ``W`` of shape
+    ``(input_dim, output_dim)``.
+
+    The layer takes the model's raw input, so it comes first: ``fit``,
+    ``evaluate`` and ``predict`` keep its input integers (``int32``; whole
+    float values are accepted) and refuse an index outside ``[0, input_dim)``
+    naming its value and position, as does the forward itself whenever the
+    values are known (not inside ``jit``), instead of a gather's silent clamp.
+    The input has no gradient; ``W``'s gradient adds ``dy``'s rows into the
+    rows they were taken from (``ops.scatter_add``: repeated indices add up).
+    """
+
+    has_params = True
+    integer_input = True  # validation keeps the model's input integer
+
+    def __init__(self, input_dim: int, output_dim: int, init: str = "uniform") -> None:
+        positive = "a positive integer"
+        self.input_dim = arguments.integer(
+            "Embedding", "input_dim", input_dim, f"{positive} below 2**31",
+            lambda v: 0 < v <= _INT32_LIMIT,
+        )  # fmt: skip
+        self.output_dim = arguments.integer(
+            "Embedding", "output_dim", output_dim, positive, lambda v: v > 0
+        )
+        self.init_name = init if isinstance(init, str) else getattr(init, "__name__", str(init))
+        self._init = initializers.get(init)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return (*input_shape, self.output_dim)
+
+    def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
+        W = self._init(key, (self.input_dim, self.output_dim), dtype)
+        return self.output_shape(input_shape), {"W": W}, {}
+
+    def forward(self, params, state, x, ops, training=False, key=None):
+        xp = ops.xp
+        if not xp.isdtype(x.dtype, "integral"):
+            raise ValueError(
+                f"Embedding: expects integer indices, received an input of dtype {x.dtype}; "
+                "make Embedding the model's first layer (fit and predict then keep its "
+                "input integer) or pass x.astype('int32')"
+            )
+        validation.check_indices(x, self.input_dim, "Embedding")
+        W = params["W"]
+        flat = xp.reshape(x, (-1,))
+        y = xp.reshape(xp.take(W, flat, axis=0), (*x.shape, self.output_dim))
+
+        def backward(dy: Array, need_dx: bool = True) -> tuple[None, Params]:
+            rows = xp.reshape(dy, (math.prod(x.shape), self.output_dim))
+            return None, {"W": ops.scatter_add(flat, rows, self.input_dim)}
+
+        return y, state, backward
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "type": "Embedding",
+            "input_dim": self.input_dim,
+            "output_dim": self.output_dim,
+            "init": self.init_name,
+        }

@@ -1,0 +1,175 @@
+"""Batch and layer normalisation over the last (feature) axis, each forward
+next to its hand-written backward."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import arguments, initializers
+from .base import Array, Layer, Params, Shape
+
+
+def _features(input_shape: Shape) -> int:
+    if not input_shape:
+        raise ValueError(
+            "expects inputs with a feature axis, received input shape () "
+            "(one number per sample); reshape the data to (n, 1)"
+        )
+    return input_shape[-1]
+
+
+def _affine_params(key: Array, width: int, dtype: Any) -> Params:
+    return {
+        "gamma": initializers.ones(key, (width,), dtype),
+        "beta": initializers.zeros(key, (width,), dtype),
+    }
+
+
+def _affine_grads(xp: Any, dy: Array, xhat: Array) -> Params:
+    """``gamma`` and ``beta`` gradients of ``y = xhat * gamma + beta``: sums over
+    every axis but the last."""
+    width = dy.shape[-1]
+    dy2 = xp.reshape(dy, (-1, width))
+    return {
+        "gamma": xp.sum(dy2 * xp.reshape(xhat, (-1, width)), axis=0),
+        "beta": xp.sum(dy2, axis=0),
+    }
+
+
+class BatchNorm(Layer):
+    """Batch normalisation (Keras's ``BatchNormalization`` with ``axis=-1``).
+
+    Each feature (the last axis: the channels of ``(batch, H, W, C)`` images,
+    the features of ``(batch, T, D)`` sequences) is normalised with statistics
+    over every other axis, then scaled and shifted: ``y = (x - mean) /
+    sqrt(var + epsilon) * gamma + beta``.
+
+    Args:
+        momentum: weight of the old value in the moving statistics' update.
+        epsilon: added to the variance before the square root.
+
+    Training (``fit``): ``mean`` and ``var`` are the batch's (``var`` the
+    biased variance, as Keras), the gradient flows through them too, and
+    the layer returns the new state ``moving = moving * momentum + batch_stat
+    * (1 - momentum)`` (Keras's rule, the biased variance included).
+    Inference (``evaluate``, ``predict``): the moving statistics.
+
+    Parameters ``gamma`` (ones) and ``beta`` (zeros), state ``moving_mean``
+    (zeros) and ``moving_var`` (ones), all of shape ``(features,)``.
+    """
+
+    has_params = True
+
+    def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3) -> None:
+        self.momentum = arguments.real(
+            "BatchNorm", "momentum", momentum, "in [0, 1]", lambda v: 0 <= v <= 1
+        )
+        self.epsilon = arguments.positive("BatchNorm", "epsilon", epsilon)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        _features(input_shape)
+        return tuple(input_shape)
+
+    def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
+        width = _features(input_shape)
+        state = {
+            "moving_mean": initializers.zeros(key, (width,), dtype),
+            "moving_var": initializers.ones(key, (width,), dtype),
+        }
+        return tuple(input_shape), _affine_params(key, width, dtype), state
+
+    def forward(self, params, state, x, ops, training=False, key=None):
+        xp = ops.xp
+        gamma, beta = params["gamma"], params["beta"]
+        if not training:
+            inv = 1.0 / xp.sqrt(state["moving_var"] + self.epsilon)
+            xhat = (x - state["moving_mean"]) * inv
+            scale = gamma * inv
+
+            def backward_inference(dy: Array, need_dx: bool = True):
+                return (dy * scale if need_dx else None), _affine_grads(xp, dy, xhat)
+
+            return xhat * gamma + beta, state, backward_inference
+
+        width = x.shape[-1]
+        x2 = xp.reshape(x, (-1, width))
+        n = x2.shape[0]  # values per feature: batch (* H * W, * T)
+        mean = xp.mean(x2, axis=0)
+        xc = x - mean
+        var = xp.mean(xp.reshape(xc * xc, (-1, width)), axis=0)  # biased
+        inv = 1.0 / xp.sqrt(var + self.epsilon)
+        xhat = xc * inv
+        m = self.momentum
+        new_state = {
+            "moving_mean": state["moving_mean"] * m + mean * (1.0 - m),
+            "moving_var": state["moving_var"] * m + var * (1.0 - m),
+        }
+
+        def backward(dy: Array, need_dx: bool = True) -> tuple[Array | None, Params]:
+            # y depends on x directly and through the batch mean and variance:
+            # dx = gamma * inv * (dy - mean(dy) - xhat * mean(dy * xhat))
+            grads = _affine_grads(xp, dy, xhat)
+            if not need_dx:
+                return None, grads
+            dx = (gamma * inv) * (dy - (grads["beta"] + xhat * grads["gamma"]) * (1.0 / n))
+            return dx, grads
+
+        return xhat * gamma + beta, new_state, backward
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "BatchNorm", "momentum": self.momentum, "epsilon": self.epsilon}
+
+
+class LayerNorm(Layer):
+    """Layer normalisation (Keras's ``LayerNormalization`` with ``axis=-1``).
+
+    Each sample (each position of a ``(batch, T, D)`` sequence) is normalised
+    over its last axis, then scaled and shifted: ``y = (x - mean) / sqrt(var
+    + epsilon) * gamma + beta`` with the mean and the biased variance over
+    that axis.  The same in training and inference; no state.
+
+    Args:
+        epsilon: added to the variance before the square root (Keras's
+            default 1e-3).
+
+    Parameters ``gamma`` (ones) and ``beta`` (zeros) of shape ``(features,)``.
+    """
+
+    has_params = True
+
+    def __init__(self, epsilon: float = 1e-3) -> None:
+        self.epsilon = arguments.positive("LayerNorm", "epsilon", epsilon)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        _features(input_shape)
+        return tuple(input_shape)
+
+    def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
+        return tuple(input_shape), _affine_params(key, _features(input_shape), dtype), {}
+
+    def forward(self, params, state, x, ops, training=False, key=None):
+        xp = ops.xp
+        gamma, beta = params["gamma"], params["beta"]
+        xc = x - xp.mean(x, axis=-1, keepdims=True)
+        var = xp.mean(xc * xc, axis=-1, keepdims=True)  # biased
+        inv = 1.0 / xp.sqrt(var + self.epsilon)
+        xhat = xc * inv
+
+        def backward(dy: Array, need_dx: bool = True) -> tuple[Array | None, Params]:
+            grads = _affine_grads(xp, dy, xhat)
+            if not need_dx:
+                return None, grads
+            g = dy * gamma
+            mean_g = xp.mean(g, axis=-1, keepdims=True)
+            mean_gx = xp.mean(g * xhat, axis=-1, keepdims=True)
+            return inv * (g - mean_g - xhat * mean_gx), grads
+
+        return xhat * gamma + beta, state, backward
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "LayerNorm", "epsilon": self.epsilon}
+
+
+# Keras's names for the same layers
+BatchNormalization = BatchNorm
+LayerNormalization = LayerNorm
