@@ -1,4 +1,5 @@
-"""Layers: :class:`Dense`, the activations and :class:`Dropout`."""
+"""Layers: :class:`Dense`, the activations, :class:`Dropout`, convolution,
+pooling and reshaping."""
 
 from __future__ import annotations
 
@@ -20,8 +21,28 @@ from .activations import (
     softplus,
 )
 from .base import Layer
+from .conv import Conv1D, Conv2D
 from .dense import Dense
 from .dropout import Dropout
+from .pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    AvgPool1D,
+    AvgPool2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    GlobalMaxPool2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    MaxPool1D,
+    MaxPool2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
+from .reshape import Flatten, Reshape
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
@@ -37,6 +58,18 @@ LAYER_TYPES: dict[str, type[Layer]] = {
         GELU,
         Softplus,
         Softmax,
+        Conv1D,
+        Conv2D,
+        MaxPool1D,
+        MaxPool2D,
+        AvgPool1D,
+        AvgPool2D,
+        GlobalAvgPool1D,
+        GlobalAvgPool2D,
+        GlobalMaxPool1D,
+        GlobalMaxPool2D,
+        Flatten,
+        Reshape,
     )
 }
 
@@ -86,6 +119,26 @@ __all__ = [
     "GELU",
     "Softplus",
     "Softmax",
+    "Conv1D",
+    "Conv2D",
+    "MaxPool1D",
+    "MaxPool2D",
+    "AvgPool1D",
+    "AvgPool2D",
+    "GlobalAvgPool1D",
+    "GlobalAvgPool2D",
+    "GlobalMaxPool1D",
+    "GlobalMaxPool2D",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "Flatten",
+    "Reshape",
     "Layer",
     "from_config",
     "activation",
