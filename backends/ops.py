@@ -251,13 +251,13 @@ class Ops:
         out = cols.shape[1:-2]
         total = None
         for p, offset in enumerate(itertools.product(*map(range, window))):
-            piece = cols[..., p, :]
+            piece, widths = cols[..., p, :], []
             for axis, (o, d, s, n, size) in enumerate(
                 zip(offset, dilation, strides, out, shape[1:-1], strict=True), start=1
             ):
                 piece = self._spread(piece, axis, s)
-                start = o * d
-                piece = self._pad_axis(piece, axis, start, size - start - (n - 1) * s - 1, 0.0)
+                widths.append((o * d, size - o * d - (n - 1) * s - 1))
+            piece = self.pad(piece, tuple(widths))
             total = piece if total is None else total + piece
         return total
 
@@ -298,16 +298,22 @@ class Ops:
     def max_pool(self, x: Array, window: tuple, strides: tuple) -> tuple[Array, Array]:
         """``(y, which)``: the maximum of every window and the index ``p`` of
         its FIRST maximum in row-major window order (integers, shaped like
-        ``y``), which gets the whole gradient in :meth:`max_pool_backward`."""
+        ``y``), which gets the whole gradient in :meth:`max_pool_backward`.
+
+        Elementwise maxima of the P strided slices (one per window element):
+        no window is gathered."""
         xp = self.xp
-        if window == strides:  # windows tile the input: a reshape, no copies
-            tiles, axes = self._tiles(x, window), _tile_axes(window)
-            y = xp.max(tiles, axis=axes)
-            hit = tiles == xp.reshape(y, _tile_shape(y.shape, window, True))
-            p = xp.reshape(xp.arange(math.prod(window)), _tile_shape(None, window, False))
-            return y, xp.min(xp.where(hit, p, math.prod(window)), axis=axes)
-        cols = self.im2col(x, window, strides, (1,) * len(window))
-        return xp.max(cols, axis=-2), xp.argmax(cols, axis=-2)
+        ones = (1,) * len(window)
+        out = window_output(x.shape[1:-1], window, strides, ones)
+        offsets = itertools.product(*map(range, window))
+        views = [x[_window_slice(offset, out, strides, ones)] for offset in offsets]
+        y = views[0]
+        for view in views[1:]:
+            y = xp.maximum(y, view)
+        which = xp.zeros_like(y, dtype=xp.int32)
+        for p in range(len(views) - 1, -1, -1):  # the lowest matching p is written last
+            which = xp.where(views[p] == y, p, which)
+        return y, which
 
     def max_pool_backward(
         self, dy: Array, which: Array, x_shape: tuple, window: tuple, strides: tuple
