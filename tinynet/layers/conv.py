@@ -56,13 +56,13 @@ def padding_widths(
 
 
 def check_rank(owner: str, x_shape: Shape, rank: int) -> None:
-    """Refuse a batch whose rank is not ``rank + 2`` (forward on raw arrays)."""
+    """Refuse a batch whose rank is not ``rank + 2`` (a forward on raw arrays)."""
     if len(x_shape) != rank + 2:
-        raise ValueError(f"{owner} {rank_message(tuple(x_shape[1:]), rank)}")
+        raise ValueError(f"{owner} expects inputs {LAYOUTS[rank]}, received shape {tuple(x_shape)}")
 
 
 def rank_message(input_shape: Shape, rank: int) -> str:
-    """The refusal of an input shape (no batch axis) of the wrong rank."""
+    """The refusal of a sample shape (no batch axis) of the wrong rank."""
     fix = ""
     if len(input_shape) == rank:
         dims = ", ".join(map(str, input_shape))
