@@ -160,14 +160,16 @@ def _rounded(a, dtype):
     return np.asarray(a, dtype=dtype).astype(np.float64)
 
 
-@pytest.mark.parametrize("name", list(CASES))
+# torch has no average over the real elements of asymmetric padding: the
+# loop reference and Keras's numbers check those cases
+TORCH_CASES = [n for n in CASES if not (CASES[n][0] == "avg" and CASES[n][-1] == "same")]
+
+
+@pytest.mark.parametrize("name", TORCH_CASES)
 def test_pooling_matches_torch_autograd(backend, dtype, name):
     layer, x, dy = _case(name)
     x, dy = _rounded(x, dtype), _rounded(dy, dtype)
     kind = CASES[name][0]
-    if kind == "avg" and layer.padding == "same":
-        pytest.skip("torch has no average over the real elements of asymmetric padding "
-                    "(test_pooling_matches_the_loop_reference checks these)")  # fmt: skip
     y_ref, dx_ref = torch_pool(x, kind, layer.pool_size, layer.strides, layer.padding, dy)
     y, dx = _run(layer, backend, dtype, x, dy)
     assert tuple(y.shape) == y_ref.shape and to_numpy(y).dtype == np.dtype(dtype)
