@@ -144,6 +144,31 @@ class JaxOps(Ops):
         # XLA's scatter-add: no (rows, len(indices)) one-hot matrix
         out = self.xp.zeros((rows, values.shape[1]), dtype=values.dtype)
         return out.at[indices].add(values)
+    # Convolution by XLA's own convolution: on a whole CNN training step it beat
+    # the portable im2col + dot.  The input is saved for the backward, which is
+    # the convolution's VJP (the forward inside it is unused and pruned by XLA).
+
+    def conv(self, x, W, strides, dilation):
+        return self._conv(x, W, strides, dilation), x
+
+    def conv_backward(self, dy, saved, x_shape, W, strides, dilation, need_dx=True):
+        def conv(x, W):
+            return self._conv(x, W, strides, dilation)
+
+        if need_dx:
+            return self._jax.vjp(conv, saved, W)[1](dy)
+        return None, self._jax.vjp(lambda W: conv(saved, W), W)[1](dy)[0]
+
+    def _conv(self, x, W, strides, dilation):
+        spatial = "DHW"[3 - (W.ndim - 2) :]
+        return self._jax.lax.conv_general_dilated(
+            x,
+            W,
+            window_strides=tuple(strides),
+            padding="VALID",
+            rhs_dilation=tuple(dilation),
+            dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
+        )
 
 
 def load() -> JaxOps:

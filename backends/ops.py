@@ -22,16 +22,24 @@ never asks which backend it runs on: it calls an op.
 ``relu_grad``          ``dy * (x > 0)``
 ``all_finite``         one flag: every element of some arrays is finite
 ``scatter_add``        rows of values summed into a zero matrix (Embedding's backward)
+``pad``                constant padding of the spatial axes
+``im2col``, ``col2im`` the windows of channels-last data, and their adjoint
+``conv``               convolution (cross-correlation) and ``conv_backward``
+``max_pool``           window maxima (first maximum wins) and ``max_pool_backward``
+``sum_pool``           window sums and ``sum_pool_backward``
 =====================  ======================================================
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
 import operator
 from collections.abc import Callable
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 Array = Any
@@ -225,7 +233,214 @@ class Ops:
         targets = xp.arange(rows, dtype=indices.dtype, device=self.device)
         onehot = xp.astype(targets[:, None] == indices[None, :], values.dtype)
         return onehot @ values
+    # ------------------------------------------------------------ convolution and pooling
+    #
+    # Channels-last windows: ``x`` is ``(batch, *spatial, channels)`` with any
+    # padding already added (the layers pad); ``window``, ``strides`` and
+    # ``dilation`` are tuples with one int per spatial axis.  The P elements
+    # of a window are numbered in row-major order over the window (2-D:
+    # ``p = i * kw + j``).  The array API has no convolution, strided windows,
+    # scatter-add or pad: windows are strided slices stacked together
+    # (im2col), and their adjoint places slices back with zeros built by
+    # ``concat``/``stack``.
+
+    def pad(self, x: Array, widths: tuple, value: float = 0.0) -> Array:
+        """``x`` with ``widths[i] = (before, after)`` entries of ``value`` added
+        on axis ``i + 1`` (the spatial axes of channels-last data)."""
+        for axis, (before, after) in enumerate(widths, start=1):
+            x = self._pad_axis(x, axis, before, after, value)
+        return x
+
+    def im2col(self, x: Array, window: tuple, strides: tuple, dilation: tuple) -> Array:
+        """The windows of ``x``: ``(batch, *out, P, channels)``, one copy of
+        every window (``out`` from :func:`window_output`)."""
+        out = window_output(x.shape[1:-1], window, strides, dilation)
+        pieces = [
+            x[_window_slice(offset, out, strides, dilation)]
+            for offset in itertools.product(*map(range, window))
+        ]
+        return self.xp.stack(pieces, axis=-2)
+
+    def col2im(
+        self, cols: Array, shape: tuple, window: tuple, strides: tuple, dilation: tuple
+    ) -> Array:
+        """The adjoint of :meth:`im2col`: every window element of ``cols``
+        ``(batch, *out, P, channels)`` added back where it came from in an
+        array of ``shape`` (zeros where no window reaches)."""
+        out = cols.shape[1:-2]
+        total = None
+        for p, offset in enumerate(itertools.product(*map(range, window))):
+            piece, widths = cols[..., p, :], []
+            for axis, (o, d, s, n, size) in enumerate(
+                zip(offset, dilation, strides, out, shape[1:-1], strict=True), start=1
+            ):
+                piece = self._spread(piece, axis, s)
+                widths.append((o * d, size - o * d - (n - 1) * s - 1))
+            piece = self.pad(piece, tuple(widths))
+            total = piece if total is None else total + piece
+        return total
+
+    def conv(self, x: Array, W: Array, strides: tuple, dilation: tuple) -> tuple[Array, Array]:
+        """Cross-correlation of ``x`` with ``W`` ``(*window, channels, filters)``:
+        ``(y, saved)`` with ``y`` ``(batch, *out, filters)``; ``saved`` is what
+        :meth:`conv_backward` needs (here the im2col matrix)."""
+        xp = self.xp
+        cols = self.im2col(x, tuple(W.shape[:-2]), strides, dilation)
+        rows = math.prod(cols.shape[:-2])
+        cols = xp.reshape(cols, (rows, math.prod(cols.shape[-2:])))
+        y = cols @ xp.reshape(W, (cols.shape[1], W.shape[-1]))
+        out = window_output(x.shape[1:-1], tuple(W.shape[:-2]), strides, dilation)
+        return xp.reshape(y, (x.shape[0], *out, W.shape[-1])), cols
+
+    def conv_backward(
+        self,
+        dy: Array,
+        saved: Array,
+        x_shape: tuple,
+        W: Array,
+        strides: tuple,
+        dilation: tuple,
+        need_dx: bool = True,
+    ) -> tuple[Array | None, Array]:
+        """``(dx, dW)`` of :meth:`conv` for the output gradient ``dy``
+        (``dx`` is None without ``need_dx``)."""
+        xp = self.xp
+        window, filters = tuple(W.shape[:-2]), W.shape[-1]
+        dy2 = xp.reshape(dy, (saved.shape[0], filters))
+        dW = xp.reshape(self.matmul_tn(saved, dy2), tuple(W.shape))
+        if not need_dx:
+            return None, dW
+        dcols = dy2 @ xp.reshape(W, (saved.shape[1], filters)).T
+        dcols = xp.reshape(dcols, (*dy.shape[:-1], math.prod(window), W.shape[-2]))
+        return self.col2im(dcols, tuple(x_shape), window, strides, dilation), dW
+
+    def max_pool(self, x: Array, window: tuple, strides: tuple) -> tuple[Array, Array]:
+        """``(y, which)``: the maximum of every window and the index ``p`` of
+        its FIRST maximum in row-major window order (integers, shaped like
+        ``y``), which gets the whole gradient in :meth:`max_pool_backward`.
+
+        Elementwise maxima of the P strided slices (one per window element):
+        no window is gathered."""
+        xp = self.xp
+        ones = (1,) * len(window)
+        out = window_output(x.shape[1:-1], window, strides, ones)
+        offsets = itertools.product(*map(range, window))
+        views = [x[_window_slice(offset, out, strides, ones)] for offset in offsets]
+        y = views[0]
+        for view in views[1:]:
+            y = xp.maximum(y, view)
+        which = xp.zeros_like(y, dtype=xp.int32)
+        for p in range(len(views) - 1, -1, -1):  # the lowest matching p is written last
+            which = xp.where(views[p] == y, p, which)
+        return y, which
+
+    def max_pool_backward(
+        self, dy: Array, which: Array, x_shape: tuple, window: tuple, strides: tuple
+    ) -> Array:
+        """``dx`` of :meth:`max_pool`: each window's ``dy`` goes to its element ``which``."""
+        xp = self.xp
+        P = math.prod(window)
+        if window == strides:
+            p = xp.reshape(xp.arange(P), _tile_shape(None, window, False))
+            hit = p == xp.reshape(which, _tile_shape(which.shape, window, True))
+            dtiles = xp.astype(hit, dy.dtype) * xp.reshape(dy, _tile_shape(dy.shape, window, True))
+            return self._untile(dtiles, x_shape, window)
+        hit = xp.reshape(xp.arange(P), (P, 1)) == xp.expand_dims(which, axis=-2)
+        dcols = xp.astype(hit, dy.dtype) * xp.expand_dims(dy, axis=-2)
+        return self.col2im(dcols, tuple(x_shape), window, strides, (1,) * len(window))
+
+    def sum_pool(self, x: Array, window: tuple, strides: tuple) -> Array:
+        """The sum of every window (average pooling divides it)."""
+        if window == strides:
+            return self.xp.sum(self._tiles(x, window), axis=_tile_axes(window))
+        return self.xp.sum(self.im2col(x, window, strides, (1,) * len(window)), axis=-2)
+
+    def sum_pool_backward(self, dy: Array, x_shape: tuple, window: tuple, strides: tuple) -> Array:
+        """``dx`` of :meth:`sum_pool`: ``dy`` added to every element of its window."""
+        xp = self.xp
+        if window == strides:
+            tiled = _tile_shape(dy.shape, window, True)
+            full = _tile_shape(dy.shape, window, False)
+            return self._untile(xp.broadcast_to(xp.reshape(dy, tiled), full), x_shape, window)
+        cols = xp.expand_dims(dy, axis=-2)
+        cols = xp.broadcast_to(cols, (*dy.shape[:-1], math.prod(window), dy.shape[-1]))
+        return self.col2im(cols, tuple(x_shape), window, strides, (1,) * len(window))
+
+    def _pad_axis(self, x: Array, axis: int, before: int, after: int, value: float) -> Array:
+        if not before and not after:
+            return x
+        xp = self.xp
+        device = array_api_compat.device(x)  # None for a JAX tracer: the default
+        parts = []
+        for width in (before, after):
+            shape = (*x.shape[:axis], width, *x.shape[axis + 1 :])
+            parts.append(xp.full(shape, value, dtype=x.dtype, device=device) if width else None)
+        return xp.concat([p for p in (parts[0], x, parts[1]) if p is not None], axis=axis)
+
+    def _spread(self, x: Array, axis: int, stride: int) -> Array:
+        """``stride - 1`` zeros after every entry along ``axis`` but the last."""
+        if stride == 1:
+            return x
+        xp = self.xp
+        n = x.shape[axis]
+        spread = xp.stack([x] + [xp.zeros_like(x)] * (stride - 1), axis=axis + 1)
+        spread = xp.reshape(spread, (*x.shape[:axis], n * stride, *x.shape[axis + 1 :]))
+        return spread[(slice(None),) * axis + (slice(0, (n - 1) * stride + 1), ...)]
+
+    def _tiles(self, x: Array, window: tuple) -> Array:
+        """``x`` cropped to whole windows and reshaped to ``(batch, o1, k1, o2,
+        k2, ..., channels)`` (windows that tile the input)."""
+        out = tuple(n // k for n, k in zip(x.shape[1:-1], window, strict=True))
+        x = x[(slice(None), *(slice(0, o * k) for o, k in zip(out, window, strict=True)), ...)]
+        return self.xp.reshape(x, (x.shape[0], *_interleave(out, window), x.shape[-1]))
+
+    def _untile(self, tiles: Array, x_shape: tuple, window: tuple) -> Array:
+        """The inverse of :meth:`_tiles`, zeros where the crop cut."""
+        xp = self.xp
+        out = tiles.shape[1:-1:2]
+        spatial = tuple(o * k for o, k in zip(out, window, strict=True))
+        dx = xp.reshape(tiles, (tiles.shape[0], *spatial, tiles.shape[-1]))
+        for axis, (o, k, n) in enumerate(zip(out, window, x_shape[1:-1], strict=True), start=1):
+            dx = self._pad_axis(dx, axis, 0, n - o * k, 0.0)
+        return dx
 
     def __repr__(self) -> str:
         kind = type(self).__name__
         return f"{kind}({self.name!r}, version={self.version!r}, device={self.device!r})"
+
+
+def window_output(spatial: tuple, window: tuple, strides: tuple, dilation: tuple) -> tuple:
+    """The number of windows along each spatial axis (no padding added):
+    ``(n - (k - 1) * d - 1) // s + 1``."""
+    return tuple(
+        (n - (k - 1) * d - 1) // s + 1
+        for n, k, s, d in zip(spatial, window, strides, dilation, strict=True)
+    )
+
+
+def _window_slice(offset: tuple, out: tuple, strides: tuple, dilation: tuple) -> tuple:
+    """The index of window element ``offset`` in every window: strided slices."""
+    spans = zip(offset, out, strides, dilation, strict=True)
+    return (
+        slice(None),
+        *(slice(o * d, o * d + (n - 1) * s + 1, s) for o, n, s, d in spans),
+        slice(None),
+    )
+
+
+def _interleave(out: tuple, window: tuple) -> tuple:
+    return tuple(v for pair in zip(out, window, strict=True) for v in pair)
+
+
+def _tile_axes(window: tuple) -> tuple:
+    return tuple(2 + 2 * i for i in range(len(window)))
+
+
+def _tile_shape(shape: tuple | None, window: tuple, ones_for_window: bool) -> tuple:
+    """A pooled ``shape`` ``(batch, *out, channels)`` spread over the tile
+    layout: window axes of size 1 (``ones_for_window``) or k.  Without
+    ``shape``, size-1 axes everywhere but the window axes (an index grid)."""
+    if shape is None:
+        return (1, *_interleave((1,) * len(window), window), 1)
+    k = (1,) * len(window) if ones_for_window else window
+    return (shape[0], *_interleave(tuple(shape[1:-1]), k), shape[-1])

@@ -20,6 +20,7 @@ PLUMBING = {
 }  # fmt: skip
 # device_mesh: tests/test_parallel.py
 TESTED = {"matmul_tn", "rows", "run_block", "device_mesh", "scatter_add"}
+TESTED |= {"conv", "conv_backward"}  # convolution and pooling, below
 
 
 def _overrides(ops) -> set[str]:
@@ -152,3 +153,65 @@ def test_scatter_add_equals_the_portable_one_hot_product(backend, dtype, index_d
     assert_close(got, to_numpy(portable), dtype, "override vs portable", scale=max(1.0, m / rows))
     untouched = sorted(set(range(rows)) - set(indices.tolist()))
     assert not np.any(to_numpy(got)[untouched]), "rows no index points to stay exactly 0"
+# ------------------------------------------------------------ convolution and pooling
+
+# x shape (padded), kernel, strides, dilation
+CONV_CASES = [
+    ((2, 8, 7, 3), (3, 3), (1, 1), (1, 1)),
+    ((3, 9, 8, 2), (2, 3), (2, 3), (1, 1)),
+    ((1, 9, 9, 4), (3, 2), (1, 1), (2, 3)),
+    ((2, 10, 3), (4,), (3,), (1,)),
+    ((3, 11, 2), (3,), (1,), (2,)),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_conv_and_its_backward_equal_the_portable_versions(backend, dtype, case):
+    x_shape, window, strides, dilation = case
+    rng = np.random.default_rng(len(x_shape) + sum(window))
+    x = backend.asarray(rng.normal(size=x_shape), dtype)
+    W = backend.asarray(rng.normal(size=(*window, x_shape[-1], 5)), dtype)
+    y, saved = backend.conv(x, W, strides, dilation)
+    y_ref, saved_ref = Ops.conv(backend, x, W, strides, dilation)
+    assert tuple(y.shape) == tuple(y_ref.shape) and y.dtype == y_ref.dtype
+    taps = float(np.prod(window) * x_shape[-1])
+    assert_close(y, to_numpy(y_ref), dtype, "conv", scale=taps)
+    dy = backend.asarray(rng.normal(size=tuple(y.shape)), dtype)
+    for need_dx in (True, False):
+        dx, dW = backend.conv_backward(dy, saved, x_shape, W, strides, dilation, need_dx)
+        dx_ref, dW_ref = Ops.conv_backward(backend, dy, saved_ref, x_shape, W, strides, dilation)
+        terms = float(np.prod(y.shape[:-1]))
+        assert_close(dW, to_numpy(dW_ref), dtype, "conv dW", scale=terms)
+        if need_dx:
+            assert_close(dx, to_numpy(dx_ref), dtype, "conv dx", scale=taps)
+        else:
+            assert dx is None
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_col2im_is_the_adjoint_of_im2col(backend, case):
+    """<im2col(x), c> == <x, col2im(c)> for every x and c (float64)."""
+    x_shape, window, strides, dilation = case
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=x_shape)
+    cols = backend.im2col(backend.asarray(x, "float64"), window, strides, dilation)
+    c = rng.normal(size=tuple(cols.shape))
+    back = backend.col2im(backend.asarray(c, "float64"), x_shape, window, strides, dilation)
+    assert tuple(back.shape) == x_shape
+    left, right = float(np.sum(to_numpy(cols) * c)), float(np.sum(x * to_numpy(back)))
+    assert abs(left - right) <= 1e-12 * max(1.0, abs(left))
+    # and im2col holds the windows themselves: window p of output (0, ..., 0)
+    first = to_numpy(cols)[(0,) * (len(x_shape) - 1)]  # (P, channels)
+    offsets = np.stack(np.meshgrid(*map(np.arange, window), indexing="ij"), -1).reshape(
+        -1, len(window)
+    )
+    for p, offset in enumerate(offsets):
+        np.testing.assert_array_equal(first[p], x[(0, *(offset * np.asarray(dilation)))])
+
+
+def test_pad_adds_constant_borders(backend):
+    x = backend.asarray(np.ones((1, 2, 3, 1)), "float32")
+    got = to_numpy(backend.pad(x, ((1, 0), (0, 2)), -np.inf))
+    assert got.shape == (1, 3, 5, 1) and got.dtype == np.float32
+    np.testing.assert_array_equal(got[0, 1:, :3, 0], np.ones((2, 3)))
+    assert np.isneginf(got[0, 0, :, 0]).all() and np.isneginf(got[0, :, 3:, 0]).all()

@@ -1,5 +1,6 @@
-"""Layers: :class:`Dense`, the activations, :class:`Dropout`, the normalisations
-(:class:`BatchNorm`, :class:`LayerNorm`) and :class:`Embedding`."""
+"""Layers: :class:`Dense`, the activations, :class:`Dropout`, convolution,
+pooling, reshaping, the normalisations (:class:`BatchNorm`,
+:class:`LayerNorm`) and :class:`Embedding`."""
 
 from __future__ import annotations
 
@@ -21,10 +22,30 @@ from .activations import (
     softplus,
 )
 from .base import Layer
+from .conv import Conv1D, Conv2D
 from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding
 from .normalization import BatchNorm, BatchNormalization, LayerNorm, LayerNormalization
+from .pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    AvgPool1D,
+    AvgPool2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    GlobalMaxPool2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    MaxPool1D,
+    MaxPool2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
+from .reshape import Flatten, Reshape
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
@@ -43,6 +64,18 @@ LAYER_TYPES: dict[str, type[Layer]] = {
         BatchNorm,
         LayerNorm,
         Embedding,
+        Conv1D,
+        Conv2D,
+        MaxPool1D,
+        MaxPool2D,
+        AvgPool1D,
+        AvgPool2D,
+        GlobalAvgPool1D,
+        GlobalAvgPool2D,
+        GlobalMaxPool1D,
+        GlobalMaxPool2D,
+        Flatten,
+        Reshape,
     )
 }
 
@@ -97,6 +130,26 @@ __all__ = [
     "LayerNorm",
     "LayerNormalization",
     "Embedding",
+    "Conv1D",
+    "Conv2D",
+    "MaxPool1D",
+    "MaxPool2D",
+    "AvgPool1D",
+    "AvgPool2D",
+    "GlobalAvgPool1D",
+    "GlobalAvgPool2D",
+    "GlobalMaxPool1D",
+    "GlobalMaxPool2D",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "Flatten",
+    "Reshape",
     "Layer",
     "from_config",
     "activation",

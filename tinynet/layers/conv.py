@@ -1,0 +1,240 @@
+"""Convolution layers: :class:`Conv1D` and :class:`Conv2D` (Keras's, channels-last).
+
+The maths lives in the ops object (``ops.conv``: im2col and one matrix
+product; ``ops.conv_backward``: the weight gradient and the input gradient
+by col2im); the layer handles the arguments, the padding and the bias.
+The window helpers here (:func:`window_tuple`, :func:`padding_widths`) are
+shared with the pooling layers.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+from typing import Any
+
+from .. import arguments, initializers
+from .base import Array, Layer, Params, Shape
+
+LAYOUTS = {1: "(batch, steps, channels)", 2: "(batch, height, width, channels)"}
+
+
+def window_tuple(owner: str, name: str, value: Any, rank: int) -> tuple[int, ...]:
+    """A kernel size, stride or dilation: a positive int (the same on every
+    spatial axis) or a tuple/list of ``rank`` positive ints."""
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        value = (value,) * rank
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != rank
+        or any(isinstance(v, bool) or not isinstance(v, Integral) or v <= 0 for v in value)
+    ):
+        many = "" if rank == 1 else f" or a tuple of {rank} positive integers"
+        raise ValueError(
+            f"{owner}: {name} must be a positive integer{many}, received {name}={value!r}"
+        )
+    return tuple(int(v) for v in value)
+
+
+def padding_widths(
+    spatial: Shape, window: Shape, strides: Shape, dilation: Shape, padding: str
+) -> tuple[tuple[int, int], ...]:
+    """``(before, after)`` per spatial axis, as Keras pads: ``"valid"`` none;
+    ``"same"`` gives ``ceil(n / stride)`` outputs, the total padding
+    ``max((out - 1) * stride + (k - 1) * dilation + 1 - n, 0)`` split with
+    the smaller half before; ``"causal"`` pads ``(k - 1) * dilation`` before."""
+    widths = []
+    for n, k, s, d in zip(spatial, window, strides, dilation, strict=True):
+        span = (k - 1) * d + 1
+        if padding == "same":
+            total = max((-(-n // s) - 1) * s + span - n, 0)
+            widths.append((total // 2, total - total // 2))
+        elif padding == "causal":
+            widths.append((span - 1, 0))
+        else:
+            widths.append((0, 0))
+    return tuple(widths)
+
+
+def check_rank(owner: str, x_shape: Shape, rank: int) -> None:
+    """Refuse a batch whose rank is not ``rank + 2`` (a forward on raw arrays)."""
+    if len(x_shape) != rank + 2:
+        raise ValueError(f"{owner} expects inputs {LAYOUTS[rank]}, received shape {tuple(x_shape)}")
+
+
+def rank_message(input_shape: Shape, rank: int) -> str:
+    """The refusal of a sample shape (no batch axis) of the wrong rank."""
+    fix = ""
+    if len(input_shape) == rank:
+        dims = ", ".join(map(str, input_shape))
+        fix = f"; add a channels axis, e.g. reshape the data to (n, {dims}, 1)"
+    return f"expects inputs {LAYOUTS[rank]}, received shape {(None, *input_shape)}{fix}"
+
+
+def crop(dx: Array, widths: tuple[tuple[int, int], ...]) -> Array:
+    """``dx`` without the padding ``widths`` added to the spatial axes."""
+    if not any(b or a for b, a in widths):
+        return dx
+    spans = (slice(b, dx.shape[i] - a) for i, (b, a) in enumerate(widths, start=1))
+    return dx[(slice(None), *spans, ...)]
+
+
+class _Conv(Layer):
+    """Convolution over ``rank`` spatial axes (see :class:`Conv2D`)."""
+
+    rank = 2
+    paddings: tuple[str, ...] = ("valid", "same")
+    has_params = True
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = 1,
+        padding: str = "valid",
+        dilation_rate: Any = 1,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+    ) -> None:
+        name, rank = type(self).__name__, self.rank
+        self.filters = arguments.integer(
+            name, "filters", filters, "a positive integer", lambda v: v > 0
+        )
+        self.kernel_size = window_tuple(name, "kernel_size", kernel_size, rank)
+        self.strides = window_tuple(name, "strides", strides, rank)
+        self.dilation_rate = window_tuple(name, "dilation_rate", dilation_rate, rank)
+        self.padding = arguments.choice(
+            name, "padding", padding.lower() if isinstance(padding, str) else padding, self.paddings
+        )
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                f"{name}: strides > 1 cannot be combined with dilation_rate > 1 (as in Keras), "
+                f"received strides={strides!r} and dilation_rate={dilation_rate!r}; "
+                "use one of them"
+            )
+        self.use_bias = arguments.boolean(name, "use_bias", use_bias)
+        init = kernel_initializer
+        self.kernel_initializer = (
+            init if isinstance(init, str) else getattr(init, "__name__", str(init))
+        )
+        self._init = initializers.get(init)
+
+    def _widths(self, spatial: Shape) -> tuple[tuple[int, int], ...]:
+        return padding_widths(
+            spatial, self.kernel_size, self.strides, self.dilation_rate, self.padding
+        )
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != self.rank + 1:
+            raise ValueError(rank_message(tuple(input_shape), self.rank))
+        spatial = tuple(input_shape[:-1])
+        padded = tuple(n + b + a for n, (b, a) in zip(spatial, self._widths(spatial), strict=True))
+        spans = tuple(
+            (k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation_rate, strict=True)
+        )
+        if any(n < span for n, span in zip(padded, spans, strict=True)):
+            dilated = ""
+            if spans != self.kernel_size:
+                dilated = f" (dilated by {self.dilation_rate}: {spans})"
+            raise ValueError(
+                f"has a kernel {self.kernel_size}{dilated} larger than its input "
+                f"{spatial}{' (padded)' if padded != spatial else ''}; use a smaller "
+                "kernel_size or dilation_rate, or padding='same'"
+            )
+        out = tuple(
+            (n - span) // s + 1 for n, span, s in zip(padded, spans, self.strides, strict=True)
+        )
+        return (*out, self.filters)
+
+    def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
+        out = self.output_shape(input_shape)
+        params = {"W": self._init(key, (*self.kernel_size, input_shape[-1], self.filters), dtype)}
+        if self.use_bias:
+            params["b"] = initializers.zeros(key, (self.filters,), dtype)
+        return out, params, {}
+
+    def forward(self, params, state, x, ops, training=False, key=None):
+        name, W = type(self).__name__, params["W"]
+        check_rank(name, x.shape, self.rank)
+        if x.shape[-1] != W.shape[-2]:
+            raise ValueError(
+                f"{name} expects inputs with {W.shape[-2]} channels (its kernel's), received "
+                f"shape {tuple(x.shape)}"
+            )
+        widths = self._widths(tuple(x.shape[1:-1]))
+        padded = ops.pad(x, widths)
+        padded_shape = tuple(padded.shape)
+        strides, dilation = self.strides, self.dilation_rate
+        y, saved = ops.conv(padded, W, strides, dilation)
+        if self.use_bias:
+            y = y + params["b"]
+        xp = ops.xp
+        batch_axes = tuple(range(self.rank + 1))
+
+        def backward(dy: Array, need_dx: bool = True) -> tuple[Array | None, Params]:
+            dx, dW = ops.conv_backward(dy, saved, padded_shape, W, strides, dilation, need_dx)
+            grads = {"W": dW}
+            if self.use_bias:
+                grads["b"] = xp.sum(dy, axis=batch_axes)
+            return (crop(dx, widths) if need_dx else None), grads
+
+        return y, state, backward
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "type": type(self).__name__,
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+            "dilation_rate": list(self.dilation_rate),
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer,
+        }
+
+    def __repr__(self) -> str:
+        k = self.kernel_size if self.rank > 1 else self.kernel_size[0]
+        extra = "".join(
+            f", {n}={v!r}"
+            for n, v, default in (
+                ("strides", self.strides, (1,) * self.rank),
+                ("padding", self.padding, "valid"),
+                ("dilation_rate", self.dilation_rate, (1,) * self.rank),
+                ("use_bias", self.use_bias, True),
+            )
+            if v != default
+        )
+        return f"{type(self).__name__}({self.filters}, {k!r}{extra})"
+
+
+class Conv2D(_Conv):
+    """2-D convolution (cross-correlation, as Keras and every framework compute it).
+
+    Args:
+        filters: the number of output channels.
+        kernel_size: an int or a tuple ``(kh, kw)``.
+        strides: an int or ``(sh, sw)``; default 1.
+        padding: ``"valid"`` (no padding) or ``"same"`` (``ceil(n / stride)``
+            outputs per axis, padding split as Keras does: the smaller half
+            before).
+        dilation_rate: an int or ``(dh, dw)``: the kernel's taps are this far
+            apart.  As in Keras, strides > 1 and dilation > 1 do not combine.
+        use_bias: add a bias per filter.
+        kernel_initializer: initialiser name or function for ``W``
+            (Glorot uniform by default, fans counting the receptive field).
+
+    Input ``(batch, height, width, channels)``, output ``(batch, out_h, out_w,
+    filters)``.  Parameters: ``W`` ``(kh, kw, channels, filters)`` and ``b``
+    ``(filters,)`` (zeros; absent with ``use_bias=False``).
+    """
+
+    rank = 2
+
+
+class Conv1D(_Conv):
+    """1-D convolution over ``(batch, steps, channels)``: :class:`Conv2D`'s
+    arguments with one spatial axis, plus ``padding="causal"`` (the output at
+    step t sees inputs up to t only: ``(k - 1) * dilation`` zeros before).
+    Parameters: ``W`` ``(k, channels, filters)`` and ``b`` ``(filters,)``."""
+
+    rank = 1
+    paddings = ("valid", "same", "causal")

@@ -1,0 +1,221 @@
+"""Pooling layers (Keras's, channels-last): max and average pooling over
+windows, and their global versions over all spatial positions.
+
+Max pooling sends each window's gradient to ONE element: its first maximum
+in row-major window order when several elements tie (as PyTorch's
+``max_pool2d`` and XLA's ``select_and_scatter`` do), never split between
+the ties.  With ``padding="same"`` max pooling ignores the padding (it pads
+with ``-inf``) and average pooling divides by the number of real, unpadded
+elements in each window, as Keras does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import arguments
+from .base import Array, Layer, Params, Shape
+from .conv import check_rank, crop, padding_widths, rank_message, window_tuple
+
+_NO_GRADS: Params = {}
+
+
+class _Pool(Layer):
+    """Max or average pooling over ``rank`` spatial axes (see :class:`MaxPool2D`)."""
+
+    rank = 2
+    kind = "max"
+
+    def __init__(self, pool_size: Any = 2, strides: Any = None, padding: str = "valid") -> None:
+        name = type(self).__name__
+        self.pool_size = window_tuple(name, "pool_size", pool_size, self.rank)
+        self.strides = (
+            self.pool_size if strides is None else window_tuple(name, "strides", strides, self.rank)
+        )
+        self.padding = arguments.choice(
+            name, "padding", padding.lower() if isinstance(padding, str) else padding,
+            ("valid", "same"),
+        )  # fmt: skip
+
+    def _widths(self, spatial: Shape) -> tuple[tuple[int, int], ...]:
+        ones = (1,) * self.rank
+        return padding_widths(spatial, self.pool_size, self.strides, ones, self.padding)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != self.rank + 1:
+            raise ValueError(rank_message(tuple(input_shape), self.rank))
+        spatial = tuple(input_shape[:-1])
+        if self.padding == "same":
+            out = tuple(-(-n // s) for n, s in zip(spatial, self.strides, strict=True))
+        else:
+            if any(n < k for n, k in zip(spatial, self.pool_size, strict=True)):
+                raise ValueError(
+                    f"has a pool_size {self.pool_size} larger than its input {spatial}; "
+                    "use a smaller pool_size or padding='same'"
+                )
+            out = tuple(
+                (n - k) // s + 1
+                for n, k, s in zip(spatial, self.pool_size, self.strides, strict=True)
+            )
+        return (*out, input_shape[-1])
+
+    def forward(self, params, state, x, ops, training=False, key=None):
+        check_rank(type(self).__name__, x.shape, self.rank)
+        widths = self._widths(tuple(x.shape[1:-1]))
+        window, strides = self.pool_size, self.strides
+        if self.kind == "max":
+            padded = ops.pad(x, widths, -math.inf)
+            y, which = ops.max_pool(padded, window, strides)
+
+            def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
+                dx = ops.max_pool_backward(dy, which, tuple(padded.shape), window, strides)
+                return crop(dx, widths), _NO_GRADS
+
+            return y, state, backward
+
+        padded = ops.pad(x, widths)
+        if any(b or a for b, a in widths):  # windows over the edge hold fewer real elements
+            ones = ops.xp.ones_like(x[:1, ..., :1])
+            count = ops.sum_pool(ops.pad(ones, widths), window, strides)
+        else:
+            count = float(math.prod(window))
+        y = ops.sum_pool(padded, window, strides) / count
+
+        def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
+            dx = ops.sum_pool_backward(dy / count, tuple(padded.shape), window, strides)
+            return crop(dx, widths), _NO_GRADS
+
+        return y, state, backward
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "type": type(self).__name__,
+            "pool_size": list(self.pool_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+        }
+
+    def __repr__(self) -> str:
+        size = self.pool_size if self.rank > 1 else self.pool_size[0]
+        extra = "" if self.strides == self.pool_size else f", strides={self.strides!r}"
+        extra += "" if self.padding == "valid" else f", padding={self.padding!r}"
+        return f"{type(self).__name__}({size!r}{extra})"
+
+
+class MaxPool2D(_Pool):
+    """The maximum of every ``pool_size`` window of ``(batch, height, width,
+    channels)`` inputs.
+
+    Args:
+        pool_size: an int or ``(ph, pw)``; default 2.
+        strides: an int or ``(sh, sw)``; default ``pool_size``.
+        padding: ``"valid"`` or ``"same"`` (``ceil(n / stride)`` outputs;
+            the padding never wins the maximum).
+
+    The gradient of each window goes to its first maximum in row-major
+    window order (one element, also when several tie).
+    """
+
+
+class AvgPool2D(_Pool):
+    """The mean of every ``pool_size`` window of ``(batch, height, width,
+    channels)`` inputs; :class:`MaxPool2D`'s arguments.  With
+    ``padding="same"`` a window over the edge is the mean of its real
+    elements (the padding is not counted)."""
+
+    kind = "avg"
+
+
+class MaxPool1D(_Pool):
+    """:class:`MaxPool2D` over ``(batch, steps, channels)``."""
+
+    rank = 1
+
+
+class AvgPool1D(_Pool):
+    """:class:`AvgPool2D` over ``(batch, steps, channels)``."""
+
+    rank = 1
+    kind = "avg"
+
+
+class _GlobalPool(Layer):
+    """Max or mean over every spatial position (see :class:`GlobalAvgPool2D`)."""
+
+    rank = 2
+    kind = "avg"
+
+    def __init__(self, keepdims: bool = False) -> None:
+        self.keepdims = arguments.boolean(type(self).__name__, "keepdims", keepdims)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != self.rank + 1:
+            raise ValueError(rank_message(tuple(input_shape), self.rank))
+        return ((1,) * self.rank if self.keepdims else ()) + (input_shape[-1],)
+
+    def forward(self, params, state, x, ops, training=False, key=None):
+        check_rank(type(self).__name__, x.shape, self.rank)
+        xp = ops.xp
+        x_shape = tuple(x.shape)
+        n, channels = math.prod(x_shape[1:-1]), x_shape[-1]
+        kept = (x_shape[0], *(1,) * self.rank, channels)
+        if self.kind == "avg":
+            y = xp.mean(x, axis=tuple(range(1, self.rank + 1)), keepdims=self.keepdims)
+
+            def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
+                return xp.broadcast_to(xp.reshape(dy / n, kept), x_shape), _NO_GRADS
+
+            return y, state, backward
+
+        flat = xp.reshape(x, (x_shape[0], n, channels))
+        which = xp.argmax(flat, axis=1)  # the first maximum in row-major order
+        y = xp.max(flat, axis=1)
+        if self.keepdims:
+            y = xp.reshape(y, kept)
+
+        def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
+            hit = xp.reshape(xp.arange(n), (n, 1)) == xp.expand_dims(which, axis=1)
+            dy = xp.reshape(dy, (x_shape[0], 1, channels))
+            return xp.reshape(xp.astype(hit, dy.dtype) * dy, x_shape), _NO_GRADS
+
+        return y, state, backward
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"type": type(self).__name__}
+        if self.keepdims:
+            config["keepdims"] = True
+        return config
+
+
+class GlobalAvgPool2D(_GlobalPool):
+    """The mean over height and width: ``(batch, h, w, channels)`` ->
+    ``(batch, channels)`` (``(batch, 1, 1, channels)`` with ``keepdims=True``)."""
+
+
+class GlobalMaxPool2D(_GlobalPool):
+    """The maximum over height and width: ``(batch, h, w, channels)`` ->
+    ``(batch, channels)``; the gradient goes to the first maximum in
+    row-major order."""
+
+    kind = "max"
+
+
+class GlobalAvgPool1D(_GlobalPool):
+    """The mean over steps: ``(batch, steps, channels)`` -> ``(batch, channels)``."""
+
+    rank = 1
+
+
+class GlobalMaxPool1D(_GlobalPool):
+    """The maximum over steps: ``(batch, steps, channels)`` -> ``(batch, channels)``."""
+
+    rank = 1
+    kind = "max"
+
+
+# Keras's longer names, as the same classes
+MaxPooling2D, AveragePooling2D = MaxPool2D, AvgPool2D
+MaxPooling1D, AveragePooling1D = MaxPool1D, AvgPool1D
+GlobalAveragePooling2D, GlobalMaxPooling2D = GlobalAvgPool2D, GlobalMaxPool2D
+GlobalAveragePooling1D, GlobalMaxPooling1D = GlobalAvgPool1D, GlobalMaxPool1D

@@ -1,0 +1,86 @@
+"""Layers that only change the shape of each sample: :class:`Flatten`, :class:`Reshape`."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral
+from typing import Any
+
+from .base import Array, Layer, Params, Shape
+
+_NO_GRADS: Params = {}
+
+
+def _reshaping(x_shape: tuple, xp: Any):
+    def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
+        return xp.reshape(dy, x_shape), _NO_GRADS
+
+    return backward
+
+
+class Flatten(Layer):
+    """``(batch, d1, d2, ...)`` -> ``(batch, d1 * d2 * ...)`` in row-major
+    (C) order, as Keras's channels-last ``Flatten``; ``(batch,)`` becomes
+    ``(batch, 1)``."""
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return (math.prod(input_shape),)
+
+    def forward(self, params, state, x, ops, training=False, key=None):
+        xp = ops.xp
+        y = xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
+        return y, state, _reshaping(tuple(x.shape), xp)
+
+
+class Reshape(Layer):
+    """Each sample reshaped to ``target_shape`` (no batch axis; one entry
+    may be -1, inferred from the others), in row-major order as Keras.
+
+    Args:
+        target_shape: a tuple of positive ints with at most one -1, e.g.
+            ``(28, 28, 1)`` or ``(-1, 4)``.
+    """
+
+    def __init__(self, target_shape: Any) -> None:
+        if isinstance(target_shape, Integral) and not isinstance(target_shape, bool):
+            target_shape = (target_shape,)
+        if (
+            not isinstance(target_shape, (tuple, list))
+            or not target_shape
+            or any(
+                isinstance(d, bool) or not isinstance(d, Integral) or (d <= 0 and d != -1)
+                for d in target_shape
+            )
+            or sum(d == -1 for d in target_shape) > 1
+        ):
+            raise ValueError(
+                "Reshape: target_shape must be a tuple of positive integers with at most one "
+                f"-1 (no batch axis), e.g. (28, 28, 1) or (-1, 4), received "
+                f"target_shape={target_shape!r}"
+            )
+        self.target_shape = tuple(int(d) for d in target_shape)
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        size, known = math.prod(input_shape), math.prod(d for d in self.target_shape if d != -1)
+        if -1 in self.target_shape and size % known == 0:
+            return tuple(size // known if d == -1 else d for d in self.target_shape)
+        if -1 not in self.target_shape and size == known:
+            return self.target_shape
+        need = "a multiple of " if -1 in self.target_shape else ""
+        raise ValueError(
+            f"cannot reshape inputs of shape {(None, *input_shape)} ({size} values per sample) "
+            f"to target_shape {self.target_shape}, which needs {need}{known} values; pick a "
+            "target_shape with the same number of values"
+        )
+
+    def forward(self, params, state, x, ops, training=False, key=None):
+        xp = ops.xp
+        try:
+            shape = self.output_shape(tuple(x.shape[1:]))
+        except ValueError as err:
+            raise ValueError(f"Reshape {err}") from None
+        y = xp.reshape(x, (x.shape[0], *shape))
+        return y, state, _reshaping(tuple(x.shape), xp)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"type": "Reshape", "target_shape": list(self.target_shape)}
