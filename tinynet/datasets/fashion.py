@@ -116,16 +116,16 @@ def _split(images_path: Path, labels_path: Path, n: int) -> Split:
             f"{labels.shape[0]} labels; they must agree (the two files come from "
             "different downloads?)"
         )
-    if images.shape[0] != n:
-        raise ValueError(
-            f"{images_path} holds {images.shape[0]} images; Fashion-MNIST's split has {n:,}. "
-            "The file is incomplete or from another dataset"
-        )
-    if labels.max() >= CLASSES:
+    if labels.size and labels.max() >= CLASSES:
         bad = int(np.flatnonzero(labels >= CLASSES)[0])
         raise ValueError(
             f"{labels_path}: label {int(labels[bad])} at index {bad} is outside 0..9; "
             "the file is corrupt or from another dataset"
+        )
+    if images.shape[0] != n:
+        raise ValueError(
+            f"{images_path} holds {images.shape[0]} images; Fashion-MNIST's split has {n:,}. "
+            "The file is incomplete or from another dataset"
         )
     x = (images.astype(np.float32) / np.float32(255.0))[..., None]
     return x, labels.astype(np.int64)

@@ -33,11 +33,14 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _READ_ERRORS = (OSError, EOFError, zlib.error)  # a truncated or corrupt gzip stream
 
 
+_CHUNK = 1 << 24  # never ask for more at once: a corrupt header may declare exabytes
+
+
 def _read_exactly(stream: BinaryIO, count: int) -> bytes:
     """Up to ``count`` bytes; fewer only where the stream ends."""
     chunks, left = [], count
     while left > 0:
-        chunk = stream.read(left)
+        chunk = stream.read(min(left, _CHUNK))
         if not chunk:
             break
         chunks.append(chunk)
