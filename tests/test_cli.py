@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from tinynet import backends
+from tinynet import backends, datasets, models
+from tinynet import layers as tinynet_layers
 
 
 def tinynet(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -331,3 +332,239 @@ def test_terminal_gets_progress_bars_and_the_same_epoch_lines():
     piped = tinynet("train", "--dataset", "spiral", *QUICK)
     assert _epoch_lines(stdout) == _epoch_lines(piped.stdout)
     assert len(_epoch_lines(stdout)) == 3
+
+
+# ------------------------------------------------- issue 18: --model, fashion-mnist
+
+needs_conv2d = pytest.mark.skipif(
+    not hasattr(tinynet_layers, "Conv2D"), reason="Conv2D not merged yet"
+)
+
+
+def test_fit_to_reshapes_only_when_unambiguous():
+    x = np.arange(2 * 28 * 28, dtype=np.float32).reshape(2, 28, 28, 1)
+    flat = x.reshape(2, 784)
+    for given in (x, flat, x[..., 0], x.reshape(2, 1, 28, 28)):
+        np.testing.assert_array_equal(models.fit_to(given, (28, 28, 1)), x)  # an image model
+        np.testing.assert_array_equal(models.fit_to(given, (784,)), flat)  # an mlp
+    assert models.fit_to(x.reshape(2, 14, 56), (28, 28, 1)) is None  # same size, other layout
+    assert models.fit_to(np.zeros((2, 3, 8, 8)), (8, 8, 3)) is None  # channels-first
+    assert models.fit_to(flat[:, :783], (28, 28, 1)) is None
+    assert models.fit_to(flat[:, :783], (784,)) is None
+
+
+def test_cnn_padding_fits_the_image():
+    # valid: side -> side-2 -> //2 -> -2 -> //2 must stay >= 1
+    assert [models.cnn_padding(s, s) for s in (28, 10, 9, 8, 4)] == [
+        "valid",
+        "valid",
+        "same",
+        "same",
+        "same",
+    ]
+    assert models.cnn_padding(28, 8) == "same"  # the smaller side decides
+
+
+def test_mlp_on_images_takes_the_flattened_sample():
+    model = models.build("mlp", (28, 28, 1), 10, hidden=(256, 128))
+    assert model.input_shape == (784,)
+    assert models.describe(model) == "mlp 784-256-128-10"
+    assert model.num_params == (784 * 256 + 256) + (256 * 128 + 128) + (128 * 10 + 10)
+
+
+def test_cnn_refuses_what_is_not_an_image():
+    with pytest.raises(
+        ValueError, match=r"\(height, width, channels\).*received samples of shape \(64,\)"
+    ):
+        models.build_cnn((64,), 10)
+    with pytest.raises(ValueError, match="at least 4x4 pixels.*received 3x8"):
+        models.build_cnn((3, 8, 1), 10)
+
+
+CNN_LAYERS = [
+    "Conv2D",
+    "ReLU",
+    "MaxPool2D",
+    "Conv2D",
+    "ReLU",
+    "MaxPool2D",
+    "Flatten",
+    "Dense",
+    "ReLU",
+    "Dense",
+    "Softmax",
+]
+
+
+@needs_conv2d
+@pytest.mark.parametrize(
+    ("image", "padding", "shapes"),
+    [
+        (
+            (28, 28, 1),
+            "valid",
+            [(26, 26, 32), (13, 13, 32), (11, 11, 64), (5, 5, 64), (1600,)],
+        ),
+        ((8, 8, 1), "same", [(8, 8, 32), (4, 4, 32), (4, 4, 64), (2, 2, 64), (256,)]),
+    ],
+)
+def test_cnn_layers_shapes_and_parameters(image, padding, shapes):
+    import tinynet as tn
+
+    model = models.build_cnn(image, 10)
+    assert [type(layer).__name__ for layer in model.layers] == CNN_LAYERS
+    assert [model.shapes[i] for i in (0, 2, 3, 5, 6)] == shapes
+    assert model.output_shape == (10,)
+    assert {model.layers[i].get_config()["padding"] for i in (0, 3)} == {padding}
+    flat = shapes[-1][0]
+    conv = (3 * 3 * image[2] * 32 + 32) + (3 * 3 * 32 * 64 + 64)
+    assert model.num_params == conv + (flat * 128 + 128) + (128 * 10 + 10)
+    assert models.describe(model) == f"cnn on {image[0]}x{image[1]}x1 images"
+    rebuilt = tn.Sequential.from_config(model.get_config())  # what a checkpoint holds
+    assert rebuilt.shapes == model.shapes
+
+
+def test_model_flag_errors():
+    spiral_cnn = tinynet("train", "--dataset", "spiral", "--model", "cnn")
+    assert spiral_cnn.returncode == 2 and spiral_cnn.stdout == ""
+    assert "--model cnn on spiral" in spiral_cnn.stderr and "--model mlp" in spiral_cnn.stderr
+    hidden = tinynet("train", "--dataset", "spiral", "--model", "cnn", "--hidden", "8")
+    assert hidden.returncode == 2 and "--hidden shapes the mlp" in hidden.stderr
+    dropout = tinynet("train", "--dataset", "spiral", "--model", "cnn", "--dropout", "0.5")
+    assert dropout.returncode == 2 and "--dropout shapes the mlp" in dropout.stderr
+    unknown = tinynet("train", "--model", "rnn")
+    assert unknown.returncode == 2 and "invalid choice: 'rnn'" in unknown.stderr
+    for out in (spiral_cnn, hidden, dropout, unknown):
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_missing_fashion_mnist_is_one_line_and_exit_2(tmp_path, spiral_model):
+    env = {"TINYNET_DATA": str(tmp_path)}  # set: the only place looked
+    runs = [
+        tinynet("train", "--dataset", "fashion-mnist", env=env),
+        tinynet("evaluate", str(spiral_model), "--dataset", "fashion-mnist", env=env),
+        tinynet("compare-backends", "--dataset", "fashion-mnist", env=env),
+    ]
+    for out, command in zip(runs, ("train", "evaluate", "compare-backends")):
+        assert out.returncode == 2 and out.stdout == ""
+        assert out.stderr.count("\n") == 1, out.stderr
+        assert out.stderr.startswith(f"tinynet {command}: error: Fashion-MNIST not found: ")
+        assert f"looked in {tmp_path} and {tmp_path / 'fashion-mnist'}" in out.stderr
+        assert "apt-get install dataset-fashion-mnist" in out.stderr
+        assert "set TINYNET_DATA to it" in out.stderr
+
+
+def _predict_all(model: str, arrays: dict, tmp_path) -> dict:
+    """``tinynet predict`` on each array (saved as .npy): its stdout."""
+    outputs = {}
+    for name, array in arrays.items():
+        np.save(tmp_path / f"{name}.npy", array)
+        out = tinynet("predict", model, str(tmp_path / f"{name}.npy"))
+        assert out.returncode == 0, out.stderr
+        outputs[name] = out.stdout
+    return outputs
+
+
+def test_digits_are_images_the_mlp_flattens(tmp_path):
+    pytest.importorskip("sklearn")
+    from tinynet.checkpoint import saved_dataset
+    from tinynet.datasets import digits
+
+    model = str(tmp_path / "m.safetensors")
+    out = tinynet(
+        "train",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+        "--hidden",
+        "16",
+        "--quiet",
+        "--save",
+        model,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "training mlp 64-16-10 (1210 parameters) on digits" in out.stdout.splitlines()[0]
+    assert saved_dataset(model) == {"name": "digits", "input_shape": [64]}
+    evaluated = tinynet("evaluate", model)
+    assert evaluated.stdout.splitlines()[-1] == out.stdout.splitlines()[-1].replace("test ", "")
+    x = digits(images=True)[1][0][:5]
+    np.testing.assert_array_equal(x.reshape(5, 64), digits()[1][0][:5])
+    shapes = {"nhwc": x, "flat": x.reshape(5, 64), "hw": x[..., 0]}
+    outputs = _predict_all(model, shapes, tmp_path)
+    assert outputs["nhwc"] == outputs["flat"] == outputs["hw"]
+
+
+@needs_conv2d
+def test_cnn_on_digits_trains_saves_evaluates_and_predicts(tmp_path):
+    pytest.importorskip("sklearn")
+    from tinynet.checkpoint import saved_dataset
+    from tinynet.datasets import digits
+
+    model = str(tmp_path / "cnn.safetensors")
+    out = tinynet(
+        "train",
+        "--dataset",
+        "digits",
+        "--model",
+        "cnn",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--save",
+        model,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "training cnn on 8x8x1 images (53002 parameters) on digits" in out.stdout
+    accuracy = float(out.stdout.splitlines()[-1].split(": ")[1])
+    assert accuracy > 0.8  # 3 epochs: the MLP reaches about 0.9
+    assert saved_dataset(model) == {"name": "digits", "input_shape": [8, 8, 1]}
+    evaluated = tinynet("evaluate", model)  # rebuilt from the checkpoint's layer configs
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stdout.splitlines()[-1] == f"accuracy: {accuracy:.4f}"
+    x = digits(images=True)[1][0][:5]
+    outputs = _predict_all(model, {"nhwc": x, "flat": x.reshape(5, 64), "hw": x[..., 0]}, tmp_path)
+    assert outputs["nhwc"] == outputs["flat"] == outputs["hw"]
+    np.save(tmp_path / "wrong.npy", np.zeros((5, 63), dtype=np.float32))
+    wrong = tinynet("predict", model, str(tmp_path / "wrong.npy"))
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1
+    assert "63 features per row" in wrong.stderr and "images of shape (8, 8, 1)" in wrong.stderr
+
+
+@pytest.mark.slow
+def test_fashion_mnist_mlp_end_to_end(tmp_path):
+    """Three epochs (about 15 s on two cores): the full 10-epoch default run,
+    which reaches the issue's 0.885, is too long for CI."""
+    from tinynet.datasets import fashion
+
+    if not fashion.found():
+        pytest.skip("Fashion-MNIST is not installed here (apt-get install dataset-fashion-mnist)")
+    model = str(tmp_path / "mlp.safetensors")
+    out = tinynet(
+        "train", "--dataset", "fashion-mnist", "--epochs", "3", "--quiet", "--save", model
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].endswith(
+        "training mlp 784-256-128-10 (235146 parameters) on fashion-mnist (60000 train, 10% of "
+        "them for validation / 10000 test samples) with the numpy backend (CPU), float32, adam "
+        "lr=0.001 cosine-decayed to 0 over 1266 steps, 3 epochs of batch 128"
+    )
+    accuracy = float(lines[-1].split(": ")[1])
+    assert accuracy >= 0.865  # 0.8736 here; 0.89 after the default 10 epochs
+    evaluated = tinynet("evaluate", model)
+    assert evaluated.stdout.splitlines() == [
+        "fashion-mnist: 10000 samples",
+        lines[-2].replace("test ", ""),
+        lines[-1].replace("test ", ""),
+    ]
+    pixels = datasets.load_idx(fashion.find_folder()["t10k-images-idx3-ubyte"])[:20]
+    outputs = _predict_all(
+        model,
+        {"nhwc": pixels[..., None].astype(np.float32) / np.float32(255), "uint8": pixels},
+        tmp_path,
+    )
+    assert outputs["nhwc"] == outputs["uint8"]
+    compare = tinynet("compare-backends", "--dataset", "fashion-mnist", "--backends", "numpy")
+    assert compare.returncode == 0, compare.stderr
+    assert compare.stdout.startswith("one training step, batch 128, float32")

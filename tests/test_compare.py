@@ -288,6 +288,7 @@ def test_verdict_fails_when_nothing_ran_or_a_backend_failed(batch, monkeypatch):
 
 
 def test_main_compare_uses_train_defaults():
+    from tinynet import options
     from tinynet.cli import build_parser
 
     train = build_parser().parse_args(["train"])
@@ -296,10 +297,10 @@ def test_main_compare_uses_train_defaults():
                  "activation", "dropout"):
         assert getattr(cli, flag) == getattr(train, flag), flag
     report = commands.main_compare(backends=["numpy"])
-    assert report.batch_size == train.batch_size
+    assert report.batch_size == options.default_batch_size(None) == 32  # None: per dataset
     assert "Adam(lr=0.003," in report.optimizer  # train's learning rate, not Adam's 0.001
     widths = [r.layer_type for r in report.for_backend("numpy") if r.quantity == "output"]
-    assert widths.count("Dense") == len(train.hidden) + 1
+    assert widths.count("Dense") == len(options.default_hidden(None)) + 1
 
 
 def test_cli_ends_with_the_verdict_and_its_exit_status(monkeypatch, capsys):

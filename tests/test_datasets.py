@@ -257,7 +257,8 @@ def test_digits_without_sklearn(monkeypatch):
         digits()
 
 
-def test_available(monkeypatch):
+def test_available(monkeypatch, tmp_path):
+    monkeypatch.setenv("TINYNET_DATA", str(tmp_path))  # no Fashion-MNIST there
     names = available()
     assert names[0] == "spiral"
     try:
@@ -268,6 +269,24 @@ def test_available(monkeypatch):
         assert names == ["spiral", "digits"]
     monkeypatch.setattr(datasets.importlib.util, "find_spec", lambda name: None)
     assert available() == ["spiral"]
+    for stem in datasets.fashion.FILES:  # files need only exist: available() reads none
+        (tmp_path / f"{stem}.gz").write_bytes(b"")
+    assert available() == ["spiral", "fashion-mnist"]
+
+
+def test_digits_as_images(digits_split):
+    (x, y), (xt, yt) = digits(images=True)
+    assert x.shape == (len(digits_split[0][0]), 8, 8, 1) and x.dtype == np.float32
+    np.testing.assert_array_equal(x.reshape(len(x), 64), digits_split[0][0])
+    np.testing.assert_array_equal(xt.reshape(len(xt), 64), digits_split[1][0])
+    np.testing.assert_array_equal(y, digits_split[0][1])
+    from sklearn.datasets import load_digits
+
+    source = load_digits()  # .images: the (n, 8, 8) pictures the 64 features come from
+    first = int(np.flatnonzero(np.all(source.data / 16 == x[0].reshape(64), axis=1))[0])
+    np.testing.assert_array_equal(x[0, :, :, 0], (source.images[first] / 16).astype(np.float32))
+    data = datasets.by_name("digits")  # the CLI's images; its MLP flattens them
+    assert data.train[0].shape[1:] == (8, 8, 1)
 
 
 # --------------------------------------------------------------------------

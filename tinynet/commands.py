@@ -6,13 +6,13 @@ naming the input and the fix, before any training starts where it can.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-import zipfile
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -20,12 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from . import backends, datasets, random
+from . import backends, datasets, models, random
 from .callbacks import Callback
 from .model import build_mlp
-from .options import BATCH_SIZE, HIDDEN, CLIError, default_lr
+from .options import (
+    CLIError,
+    default_batch_size,
+    default_hidden,
+    default_lr,
+    default_schedule,
+)
 
-DEFAULT_EPOCHS = {"digits": 40, "spiral": 300}
+DEFAULT_EPOCHS = {"digits": 40, "spiral": 300, "fashion-mnist": 10}
 VALIDATION_SPLIT = 0.1
 
 
@@ -83,10 +89,32 @@ def _start_processes(args: Any) -> None:
         args.devices = parallel.device_count()
 
 
-def _optimizer(name: str, lr: float | None) -> Any:
+def _optimizer(name: str, lr: float | None, dataset: str | None = None) -> Any:
     from . import optimizers
 
-    return type(optimizers.get(name))(lr=lr or default_lr(name))
+    return type(optimizers.get(name))(lr=lr or default_lr(name, dataset))
+
+
+def _build_model(args: Any, data: datasets.Dataset, classes: int) -> Any:
+    """``--model`` for ``data``, with ``--hidden``/``--dropout`` for the mlp only."""
+    if args.model == "cnn" and (args.hidden is not None or args.dropout):
+        given = "--hidden" if args.hidden is not None else "--dropout"
+        raise CLIError(f"{given} shapes the mlp; --model cnn has fixed layers, drop {given}")
+    try:
+        return models.build(
+            args.model,
+            data.train[0].shape[1:],
+            classes,
+            hidden=args.hidden or default_hidden(data.name),
+            activation=args.activation,
+            dropout=args.dropout,
+            dtype=args.dtype,
+            seed=args.seed,
+        )
+    except ValueError as err:
+        if args.model != "cnn":
+            raise
+        raise CLIError(f"--model cnn on {data.name}: {err}") from None
 
 
 # ------------------------------------------------------------------ train
@@ -110,7 +138,7 @@ def train(args: Any) -> int:
     _start_processes(args)
     backend = _select_backend(args.backend)
     data = datasets.by_name(args.dataset)
-    (x_train, y_train), test = data.train, data.test
+    args.batch_size = args.batch_size or default_batch_size(data.name)
     if args.save:
         _check_output(args.save, "--save")
     if args.plot:
@@ -119,24 +147,33 @@ def train(args: Any) -> int:
         _check_output(args.plot, "--plot")
         check_path(args.plot)
     _check_devices(args, backend)
-    if int(len(x_train) * VALIDATION_SPLIT) == 0:
+    if int(len(data.train[0]) * VALIDATION_SPLIT) == 0:
         raise CLIError(
-            f"{data.name} has only {len(x_train)} training samples; tinynet train needs "
+            f"{data.name} has only {len(data.train[0])} training samples; tinynet train needs "
             f"at least {round(1 / VALIDATION_SPLIT)} ({VALIDATION_SPLIT:.0%} are held out "
             "for validation)"
         )
-    classes = int(max(y_train.max(), test[1].max())) + 1
-    model = build_mlp(
-        x_train.shape[1], classes, args.hidden, args.activation, args.dropout, args.dtype, args.seed
-    )
-    lr = args.lr or default_lr(args.optimizer)
+    (x_train, y_train), (x_test, y_test) = data.train, data.test
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    model = _build_model(args, data, classes)
+    x_train = models.fit_to(x_train, model.input_shape)  # flat rows for an mlp
+    test = models.fit_to(x_test, model.input_shape), y_test
+    lr = args.lr or default_lr(args.optimizer, data.name)
     epochs = args.epochs or DEFAULT_EPOCHS.get(data.name, 10)
+    rate, decay = lr, ""
+    if (args.schedule or default_schedule(data.name)) == "cosine":
+        from .schedules import CosineDecay
+
+        n_fit = len(x_train) - int(len(x_train) * VALIDATION_SPLIT)
+        steps = epochs * math.ceil(n_fit / args.batch_size)
+        rate, decay = CosineDecay(lr, steps), f" cosine-decayed to 0 over {steps} steps"
     print(
-        f"tinynet {tn.__version__}: training {model.num_params} parameters on {data.name} "
+        f"tinynet {tn.__version__}: training {models.describe(model)} "
+        f"({model.num_params} parameters) on {data.name} "
         f"({len(x_train)} train, {VALIDATION_SPLIT:.0%} of them for validation / "
         f"{len(test[0])} test samples) with the "
         f"{backend.name} backend ({backend.description}), {args.dtype}, "
-        f"{args.optimizer} lr={lr}, {epochs} epochs of batch {args.batch_size}"
+        f"{args.optimizer} lr={lr}{decay}, {epochs} epochs of batch {args.batch_size}"
         + (f", data-parallel on {args.devices} device(s)" if args.devices else ""),
         flush=True,
     )
@@ -151,7 +188,7 @@ def train(args: Any) -> int:
         x_train,
         y_train,
         loss="sparse_categorical_crossentropy",
-        optimizer=_optimizer(args.optimizer, lr),
+        optimizer=_optimizer(args.optimizer, rate),
         epochs=epochs,
         batch_size=args.batch_size,
         validation_split=VALIDATION_SPLIT,
@@ -167,7 +204,7 @@ def train(args: Any) -> int:
         print(history.stopped_early)
     print(f"trained {len(history.epoch)} epochs in {seconds:.1f} s")
     if args.save and args.process_id == 0:  # one writer in a multi-process run
-        record = {"name": data.spec, "input_shape": list(x_train.shape[1:])}
+        record = {"name": data.spec, "input_shape": list(model.input_shape)}
         try:
             save(model, args.save, dataset=record)
         except OSError as err:
@@ -206,20 +243,21 @@ def evaluate(args: Any) -> int:
     _select_backend(args.backend)
     model = tn.load(args.model)
     trained_on = _trained_on(args.model)
-    recorded_file = trained_on not in (None, "spiral", "digits")
+    recorded_file = trained_on is not None and trained_on not in datasets.BUILTIN
     if args.dataset is None and recorded_file and not os.path.exists(trained_on):
         raise CLIError(
             f"{args.model} was trained on {trained_on}, which is not found here; "
             "pass --dataset with its path"
         )
     data = datasets.by_name(args.dataset or trained_on)
-    x, y = data.test
+    raw, y = data.test
     why = f"it was trained on {trained_on}" if trained_on else "its dataset is not recorded"
     fix = f"pass --dataset {trained_on}" if trained_on else "pass the --dataset it was trained on"
-    if x.shape[1] != model.input_features:
+    x = models.fit_to(raw, model.input_shape)
+    if x is None:
         raise CLIError(
-            f"{args.model} takes {model.input_features} input features ({why}), but "
-            f"{data.name} has {x.shape[1]}; {fix}"
+            f"{args.model} takes {_takes(model)} ({why}), but {data.name} has "
+            f"{_has(raw.shape[1:])}; {fix}"
         )
     if y.max() >= model.output_features:
         raise CLIError(
@@ -235,45 +273,17 @@ def evaluate(args: Any) -> int:
     return 0
 
 
-_NPY_MAGIC = b"\x93NUMPY"
-_UNREADABLE = (ValueError, OSError, EOFError, zipfile.BadZipFile)
+def _takes(model: Any) -> str:
+    if len(model.input_shape) == 1:
+        return f"{model.input_features} input features"
+    size = math.prod(model.input_shape)
+    return f"images of shape {model.input_shape} (or rows of {size} features)"
 
 
-def _read_inputs(path: str, key: str | None) -> tuple[np.ndarray, str]:
-    """The raw array to predict from a .npy file or an .npz archive, and its name."""
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(len(_NPY_MAGIC))
-    except FileNotFoundError:
-        raise CLIError(f"input file not found: {path}") from None
-    except IsADirectoryError:
-        raise CLIError(f"{path} is a folder; give a .npy or .npz file") from None
-    if magic != _NPY_MAGIC and not magic.startswith(b"PK"):
-        raise CLIError(
-            f"{path} is not a .npy or .npz file; save the inputs with np.save(path, x) "
-            "or np.savez(path, x=x)"
-        )
-    if magic == _NPY_MAGIC and key is not None:
-        raise CLIError(f"--key picks an array of an .npz file, but {path} is a .npy file")
-    try:
-        if magic == _NPY_MAGIC:
-            return np.load(path, allow_pickle=False), path
-        with np.load(path, allow_pickle=False) as npz:
-            names = list(npz.files)
-            key = key or next((k for k in ("x", "x_test") if k in names), None)
-            if key not in names:
-                raise CLIError(
-                    f"{path} has no array {key or 'x or x_test'} (it has "
-                    f"{', '.join(names) or 'none'}); choose one with --key NAME"
-                )
-            return npz[key], f"{path}: {key!r}"
-    except _UNREADABLE as err:
-        if "pickle" in str(err):
-            raise CLIError(
-                f"{path} holds Python objects (pickled data), which tinynet never "
-                "loads; save a numeric array with np.save"
-            ) from None
-        raise CLIError(f"cannot read {path}: {err}") from None
+def _has(sample_shape: tuple[int, ...]) -> str:
+    if len(sample_shape) == 1:
+        return f"{sample_shape[0]} features per row"
+    return f"samples of shape {tuple(sample_shape)} ({math.prod(sample_shape)} features)"
 
 
 def predict(args: Any) -> int:
@@ -287,7 +297,7 @@ def predict(args: Any) -> int:
         output = output if output.endswith(".npy") else output + ".npy"  # as np.save does
         _check_output(output, "--output")
     model = tn.load(args.model)
-    raw, where = _read_inputs(args.input, args.key)
+    raw, where = datasets.read_inputs(args.input, args.key)
     if raw.size == 0:
         raise CLIError(f"{where} is empty (shape {raw.shape}): nothing to predict")
     if raw.ndim < 2:
@@ -295,12 +305,11 @@ def predict(args: Any) -> int:
             f"{where} has shape {raw.shape}; predict takes rows of features, shape "
             f"(n, {model.input_features}) (one sample: x.reshape(1, -1))"
         )
-    x = _features(raw, where)
-    if x.shape[1] != model.input_features:
+    x = models.fit_to(_features(raw, where).reshape(raw.shape), model.input_shape)
+    if x is None:
         trained_on = _trained_on(args.model)
         raise CLIError(
-            f"{where} has {x.shape[1]} features per row, but {args.model} takes "
-            f"{model.input_features}"
+            f"{where} has {_has(raw.shape[1:])}, but {args.model} takes {_takes(model)}"
             + (f" (it was trained on {trained_on})" if trained_on else "")
             + "; give inputs shaped like its training data"
         )
@@ -388,7 +397,7 @@ def compare_backends(args: Any) -> int:
         batch_size=args.batch_size,
         backends=args.backends,
         dropout=args.dropout,
-        optimizer=_optimizer(args.optimizer, args.lr),
+        optimizer=_optimizer(args.optimizer, args.lr, args.dataset),
     )
     print(format_report(report))
     passed, line = verdict(report)
@@ -405,33 +414,36 @@ def bench(args: Any) -> int:
 
 def main_compare(
     dataset: str | tuple[Any, Any] | None = None,
-    hidden: Sequence[int] = HIDDEN,
+    hidden: Sequence[int] | None = None,
     activation: str = "relu",
     dtype: str = "float32",
     seed: int = 0,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
     *,
     backends: Sequence[str] | None = None,
     dropout: float = 0.0,
     optimizer: Any = "adam",
 ) -> Any:
     """A :class:`tinynet.compare.CompareReport`: build the ``tinynet train``
-    MLP for ``dataset`` (``spiral``, ``digits``, a ``PATH.npz``, an ``(x, y)``
-    pair of features and integer labels, or ``None`` for train's default) and
-    compare its first training step (the batch and Dropout masks ``fit`` with
-    ``seed`` starts with) across ``backends``.  Defaults are ``tinynet
-    train``'s; an optimizer given by name gets train's learning rate.  The
+    MLP for ``dataset`` (``spiral``, ``digits``, ``fashion-mnist``, a
+    ``PATH.npz``, an ``(x, y)`` pair of features and integer labels, or
+    ``None`` for train's default) and compare its first training step (the
+    batch and Dropout masks ``fit`` with ``seed`` starts with) across
+    ``backends``.  Defaults (``None``) are ``tinynet train``'s for that
+    dataset; an optimizer given by name gets train's learning rate.  The
     CLI's ``tinynet compare-backends`` prints the report and its verdict."""
     import tinynet as tn
 
-    if isinstance(optimizer, str):
-        from . import optimizers
-
-        optimizer = type(optimizers.get(optimizer))(lr=default_lr(optimizer))
+    name = None
     if dataset is None or isinstance(dataset, str):
-        x, y = datasets.by_name(dataset).train
+        data = datasets.by_name(dataset)
+        (x, y), name = data.train, data.name
     else:
         x, y = dataset
+    if isinstance(optimizer, str):
+        optimizer = _optimizer(optimizer, None, name)
+    hidden = default_hidden(name) if hidden is None else hidden
+    batch_size = default_batch_size(name) if batch_size is None else batch_size
     x, y = tn.to_numpy(x), tn.to_numpy(y)  # host NumPy arrays pass through
     if x.ndim > 2:
         x = x.reshape(len(x), -1)

@@ -10,18 +10,25 @@ Built-in datasets
     scikit-learn's bundled 8x8 hand-written digits (1,797 images shipped
     inside the scikit-learn wheel, no download), with a fixed stratified
     train/test split.  Needs the optional extra: ``pip install 'tinynet[digits]'``.
+``fashion-mnist``
+    Zalando's Fashion-MNIST, 60,000 + 10,000 grey-scale 28x28 images of 10
+    kinds of clothing, read from IDX files already on the machine (the
+    Debian package ``dataset-fashion-mnist``, or a folder named by the
+    ``TINYNET_DATA`` environment variable); see :func:`fashion_mnist`.
 
 Your own data
 =============
 
-:func:`load_npz` reads arrays you already have on disk, for example the
+:func:`load_idx` reads one IDX file (the MNIST family's format, plain or
+gzip).  :func:`load_npz` reads arrays you already have on disk, for example the
 common ``mnist.npz`` layout (``x_train, y_train, x_test, y_test``).  Files are
 opened with ``allow_pickle=False``: object (pickled) arrays are refused, never
 unpickled.
 
 Every function returns host ``numpy.ndarray`` objects: features ``float32``
-of shape ``(n_samples, n_features)`` and labels ``int64`` of shape
-``(n_samples,)``.  Moving them to a backend is the caller's business.
+of shape ``(n_samples, n_features)`` (images: ``(n_samples, height, width,
+channels)``, channels-last) and labels ``int64`` of shape ``(n_samples,)``.
+Moving them to a backend is the caller's business.
 
 This module imports NumPy only; scikit-learn is imported lazily inside
 :func:`digits`.
@@ -40,16 +47,24 @@ from typing import Any
 import numpy as np
 
 from .. import arguments
-from .files import _features, load_npz  # noqa: F401  (_features: the CLI's predict)
+from .fashion import fashion_mnist
+from .fashion import found as _fashion_found
+from .files import _features, load_npz, read_inputs  # noqa: F401  (the CLI's predict)
+from .idx import load_idx
 
 __all__ = [
+    "BUILTIN",
     "available",
     "by_name",
     "digits",
+    "fashion_mnist",
+    "load_idx",
     "load_npz",
     "spiral",
     "train_test_split",
 ]
+
+BUILTIN = ("spiral", "digits", "fashion-mnist")  # the names --dataset takes
 
 Split = tuple[np.ndarray, np.ndarray]
 TEST_FRACTION = 0.2  # the test split held out of spiral and of an .npz with only x, y
@@ -226,11 +241,12 @@ def _fixed_order(n: int) -> np.ndarray:
     return np.argsort(z, kind="stable")
 
 
-def digits(test_fraction: float = 0.2) -> tuple[Split, Split]:
+def digits(test_fraction: float = 0.2, images: bool = False) -> tuple[Split, Split]:
     """scikit-learn's bundled 8x8 digits with a fixed, stratified split.
 
     Returns ``((x_train, y_train), (x_test, y_test))``.  ``x`` is float32 of
-    shape ``(n, 64)`` with pixel intensities (0..16 in the source) scaled to
+    shape ``(n, 64)``, or ``(n, 8, 8, 1)`` (channels-last, for a CNN) with
+    ``images=True``, with pixel intensities (0..16 in the source) scaled to
     ``[0, 1]``; ``y`` is int64 in ``0..9``.  The data ship inside the
     scikit-learn package; nothing is downloaded.
 
@@ -249,20 +265,25 @@ def digits(test_fraction: float = 0.2) -> tuple[Split, Split]:
     except ImportError as exc:
         raise ImportError(_DIGITS_INSTALL_HINT) from exc
     data, target = load_digits(return_X_y=True)
-    x = (np.asarray(data, dtype=np.float32) / np.float32(16.0)).reshape(-1, 64)
+    shape = (-1, 8, 8, 1) if images else (-1, 64)
+    x = (np.asarray(data, dtype=np.float32) / np.float32(16.0)).reshape(shape)
     y = np.asarray(target, dtype=np.int64)
     train, test = _split_positions(y, _fixed_order(y.shape[0]), fraction)
     return (x[train], y[train]), (x[test], y[test])
 
 
 def available() -> list[str]:
-    """Names of the built-in datasets usable here (``digits`` needs scikit-learn).
+    """Names of the built-in datasets usable here (``digits`` needs
+    scikit-learn, ``fashion-mnist`` its files: see :func:`fashion_mnist`).
 
-    Checks whether scikit-learn is installed without importing it.
+    Checks whether scikit-learn is installed without importing it, and
+    whether the Fashion-MNIST files exist without reading them.
     """
     names = ["spiral"]
     if importlib.util.find_spec("sklearn") is not None:
         names.append("digits")
+    if _fashion_found():
+        names.append("fashion-mnist")
     return names
 
 
@@ -273,7 +294,10 @@ def available() -> list[str]:
 
 @dataclass
 class Dataset:
-    name: str  # spiral, digits or the file's name
+    """``train``/``test`` are ``(x, y)``; ``x`` is ``(n, features)`` or, for
+    image sets, ``(n, height, width, channels)``."""
+
+    name: str  # spiral, digits, fashion-mnist or the file's name
     spec: str  # what --dataset takes to load it again (recorded in checkpoints)
     train: tuple[np.ndarray, np.ndarray]
     test: tuple[np.ndarray, np.ndarray]
@@ -282,9 +306,11 @@ class Dataset:
 
 def by_name(spec: str | None) -> Dataset:
     """The data ``tinynet train --dataset SPEC`` trains on: ``spiral``,
-    ``digits`` (needs scikit-learn), or a path to an ``.npz`` file (its test
-    split, or one held out here); ``None`` is digits where scikit-learn is
-    installed, else spiral.  ``ValueError`` for anything else."""
+    ``digits`` (needs scikit-learn; images ``(n, 8, 8, 1)``),
+    ``fashion-mnist`` (images ``(n, 28, 28, 1)``; ``FileNotFoundError`` when
+    its files are not on this machine), or a path to an ``.npz`` file (its
+    test split, or one held out here); ``None`` is digits where scikit-learn
+    is installed, else spiral.  ``ValueError`` for anything else."""
     if spec is None:
         spec = "digits" if "digits" in available() else "spiral"
     if spec == "spiral":
@@ -292,12 +318,15 @@ def by_name(spec: str | None) -> Dataset:
         train, test = train_test_split(x, y, test_fraction=TEST_FRACTION, seed=0)
         return Dataset("spiral", spec, train, test)
     if spec == "digits":
-        train, test = digits()
+        train, test = digits(images=True)
         return Dataset("digits", spec, train, test)
+    if spec == "fashion-mnist":
+        train, test = fashion_mnist()
+        return Dataset("fashion-mnist", spec, train, test)
     if not (spec.endswith(".npz") or os.path.exists(spec)):
         raise ValueError(
-            f"unknown dataset {spec!r}; use spiral, digits (needs scikit-learn) "
-            "or a path to a .npz file"
+            f"unknown dataset {spec!r}; use spiral, digits (needs scikit-learn), "
+            "fashion-mnist (needs its files) or a path to a .npz file"
         )
     if not os.path.exists(spec):
         raise ValueError(f"dataset file not found: {spec}; give the path of an existing .npz file")

@@ -254,3 +254,53 @@ def load_npz(
             "dtypes are not, so both splits must use the same kind"
         )
     return train, test
+
+
+# --------------------------------------------------------------------------
+# read_inputs: what tinynet predict reads
+# --------------------------------------------------------------------------
+
+_UNREADABLE = (ValueError, OSError, EOFError, zipfile.BadZipFile)
+
+
+def read_inputs(path: str, key: str | None = None) -> tuple[np.ndarray, str]:
+    """The raw array in a ``.npy`` file or an ``.npz`` archive (its array
+    ``key``, else ``x``, else ``x_test``), and how to name it in messages.
+
+    Raises ``ValueError`` naming the file for a missing file, a folder, a
+    file of another kind, pickled data (never unpickled) or a missing key.
+    """
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(_NPY_MAGIC))
+    except FileNotFoundError:
+        raise ValueError(f"input file not found: {path}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a folder; give a .npy or .npz file") from None
+    if magic != _NPY_MAGIC and not magic.startswith(b"PK"):
+        raise ValueError(
+            f"{path} is not a .npy or .npz file; save the inputs with np.save(path, x) "
+            "or np.savez(path, x=x)"
+        )
+    if magic == _NPY_MAGIC and key is not None:
+        raise ValueError(f"--key picks an array of an .npz file, but {path} is a .npy file")
+    names: list[str] = []
+    try:
+        if magic == _NPY_MAGIC:
+            return np.load(path, allow_pickle=False), path
+        with np.load(path, allow_pickle=False) as npz:
+            names = list(npz.files)
+            key = key or next((k for k in ("x", "x_test") if k in names), None)
+            if key in names:
+                return npz[key], f"{path}: {key!r}"
+    except _UNREADABLE as err:
+        if "pickle" in str(err):
+            raise ValueError(
+                f"{path} holds Python objects (pickled data), which tinynet never "
+                "loads; save a numeric array with np.save"
+            ) from None
+        raise ValueError(f"cannot read {path}: {err}") from None
+    raise ValueError(
+        f"{path} has no array {key or 'x or x_test'} (it has "
+        f"{', '.join(names) or 'none'}); choose one with --key NAME"
+    )

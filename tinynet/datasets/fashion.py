@@ -1,0 +1,165 @@
+"""Fashion-MNIST (Zalando's 28x28 grey-scale clothing images, 10 classes)
+from IDX files already on this machine; nothing is ever downloaded.
+
+Where the four files are looked for, first match wins:
+
+1. the ``path`` argument of :func:`fashion_mnist`: a folder holding them,
+   directly or in a ``fashion-mnist/`` subfolder;
+2. else, when the ``TINYNET_DATA`` environment variable is set, that folder
+   (directly or in ``fashion-mnist/``), and only there: a folder you name is
+   never silently replaced by another copy;
+3. else the folder of the Debian/Ubuntu package ``dataset-fashion-mnist``.
+
+Each file may be gzip-compressed (``.gz``, as published) or not.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .idx import load_idx
+
+__all__ = ["DEBIAN_FOLDER", "ENV_VAR", "FILES", "fashion_mnist", "find_folder"]
+
+ENV_VAR = "TINYNET_DATA"
+SUBFOLDER = "fashion-mnist"
+DEBIAN_PACKAGE = "dataset-fashion-mnist"
+DEBIAN_FOLDER = "/usr/share/datasets/fashion-mnist"  # where that package puts the files
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+SAMPLES = {"train": 60_000, "t10k": 10_000}
+IMAGE_SHAPE = (28, 28)
+CLASSES = 10
+CLASS_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def _file_in(folder: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _candidates(path: str | os.PathLike[str] | None) -> tuple[list[Path], str]:
+    """The folders to try, in order, and how they were chosen (for errors)."""
+    if path is not None:
+        base, why = Path(path), f"the folder given, {os.fspath(path)}"
+    elif os.environ.get(ENV_VAR):
+        base = Path(os.environ[ENV_VAR])
+        why = f"{ENV_VAR}={os.environ[ENV_VAR]}"
+    else:
+        return [Path(DEBIAN_FOLDER)], f"the {DEBIAN_PACKAGE} package's folder"
+    return [base, base / SUBFOLDER], why
+
+
+def find_folder(path: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """The paths of the four Fashion-MNIST files, by stem (``FILES``).
+
+    Raises ``FileNotFoundError`` saying where it looked (and which files
+    were missing from a folder holding only some) and how to get the files.
+    """
+    folders, why = _candidates(path)
+    partial = []
+    for folder in folders:
+        found = {stem: _file_in(folder, stem) for stem in FILES}
+        if all(found.values()):
+            return found  # type: ignore[return-value]
+        if any(found.values()):
+            missing = ", ".join(s + ".gz" for s, p in found.items() if p is None)
+            partial.append(f"{folder} lacks {missing}")
+    looked = " and ".join(str(f) for f in folders)
+    detail = f" ({'; '.join(partial)})" if partial else ""
+    raise FileNotFoundError(
+        f"Fashion-MNIST not found: looked in {looked} ({why}){detail}. "
+        f"Install it with: apt-get install {DEBIAN_PACKAGE} (Debian/Ubuntu), or put the "
+        f"four files {', '.join(s + '.gz' for s in FILES)} from the Fashion-MNIST project "
+        f"(github.com/zalandoresearch/fashion-mnist) in a folder and set {ENV_VAR} to it. "
+        "tinynet never downloads data."
+    )
+
+
+def _split(images_path: Path, labels_path: Path, n: int) -> Split:
+    images, labels = load_idx(images_path), load_idx(labels_path)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+        raise ValueError(
+            f"{images_path}: expected uint8 images of shape (n, 28, 28), found "
+            f"{images.dtype} of shape {images.shape}; this is not a Fashion-MNIST image file"
+        )
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise ValueError(
+            f"{labels_path}: expected uint8 labels of shape (n,), found {labels.dtype} of "
+            f"shape {labels.shape}; this is not a Fashion-MNIST label file"
+        )
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"{images_path} holds {images.shape[0]} images but {labels_path} holds "
+            f"{labels.shape[0]} labels; they must agree (the two files come from "
+            "different downloads?)"
+        )
+    if labels.size and labels.max() >= CLASSES:
+        bad = int(np.flatnonzero(labels >= CLASSES)[0])
+        raise ValueError(
+            f"{labels_path}: label {int(labels[bad])} at index {bad} is outside 0..9; "
+            "the file is corrupt or from another dataset"
+        )
+    if images.shape[0] != n:
+        raise ValueError(
+            f"{images_path} holds {images.shape[0]} images; Fashion-MNIST's split has {n:,}. "
+            "The file is incomplete or from another dataset"
+        )
+    x = (images.astype(np.float32) / np.float32(255.0))[..., None]
+    return x, labels.astype(np.int64)
+
+
+def fashion_mnist(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split]:
+    """Fashion-MNIST as ``((x_train, y_train), (x_test, y_test))``.
+
+    ``x`` is float32 in ``[0, 1]`` (pixel / 255) of shape ``(n, 28, 28, 1)``,
+    channels-last for a CNN (``x.reshape(n, -1)`` gives an MLP its 784
+    features); ``y`` is int64 in ``0..9`` (``CLASS_NAMES`` names them).  The
+    splits are the published ones: 60,000 training and 10,000 test images.
+
+    ``path``: a folder holding ``train-images-idx3-ubyte.gz``,
+    ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz`` and
+    ``t10k-labels-idx1-ubyte.gz`` (or the same names without ``.gz``),
+    directly or in a ``fashion-mnist/`` subfolder.  Default: the folder in
+    the ``TINYNET_DATA`` environment variable if it is set, else where the
+    Debian package ``dataset-fashion-mnist`` installs them.
+
+    Raises ``FileNotFoundError`` saying where it looked and how to get the
+    files; ``ValueError`` naming the file for a corrupt file, a wrong number
+    of samples, image/label counts that disagree or a label outside 0..9.
+    """
+    files = find_folder(path)
+    train = _split(files[FILES[0]], files[FILES[1]], SAMPLES["train"])
+    test = _split(files[FILES[2]], files[FILES[3]], SAMPLES["t10k"])
+    return train, test
+
+
+def found() -> bool:
+    """Whether :func:`fashion_mnist` would find its four files (not reading them)."""
+    try:
+        find_folder()
+    except FileNotFoundError:
+        return False
+    return True

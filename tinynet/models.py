@@ -1,0 +1,136 @@
+"""The models ``tinynet train --model`` builds, and fitting a dataset's
+arrays to a model's input shape.
+
+``mlp``: :func:`tinynet.model.build_mlp` on the flattened sample (an image
+of 28x28x1 gives 784 features).  ``cnn``: :func:`build_cnn`, two
+convolution blocks and a dense head, for channels-last images.
+
+A checkpoint records the model's layer configs and input shape, so
+``evaluate`` and ``predict`` rebuild either kind without knowing which it is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from .layers import Dense
+from .model import Sequential, build_mlp
+
+MODELS = ("mlp", "cnn")
+SMALLEST_IMAGE = 4  # the cnn's two 2x2 poolings need at least 4x4 (with padding="same")
+
+
+def cnn_padding(height: int, width: int) -> str:
+    """``"valid"`` where the cnn's two 3x3 convolutions and 2x2 poolings
+    leave at least one pixel (images of 10x10 or more), else ``"same"``
+    (8x8 digits: 8 -> 8 -> 4 -> 4 -> 2 instead of 8 -> 6 -> 3 -> 1 -> 0)."""
+    side = min(height, width)
+    return "valid" if ((side - 2) // 2 - 2) // 2 >= 1 else "same"
+
+
+def build_cnn(
+    input_shape: Sequence[int],
+    classes: int,
+    activation: str = "relu",
+    dtype: str = "float32",
+    seed: int = 0,
+    backend: str | None = None,
+) -> Sequential:
+    """The CNN ``tinynet train --model cnn`` builds for images of
+    ``input_shape = (height, width, channels)``::
+
+        Conv2D(32, 3) - act - MaxPool2D(2) - Conv2D(64, 3) - act - MaxPool2D(2)
+        - Flatten - Dense(128) - act - Dense(classes) - Softmax
+
+    with ``act`` the ``activation`` (ReLU by default) and the convolutions'
+    padding from :func:`cnn_padding`.  For 28x28x1 images that is
+    28 -> 26 -> 13 -> 11 -> 5, 5x5x64 = 1600 features into Dense(128).
+
+    Raises ``ValueError`` for a sample shape that is not an image of at
+    least 4x4 pixels.
+    """
+    from . import layers as tl
+
+    shape = tuple(input_shape)
+    if len(shape) != 3:
+        raise ValueError(
+            f"the cnn takes images of shape (height, width, channels), received samples of "
+            f"shape {shape}; use --model mlp for feature vectors"
+        )
+    height, width, _ = shape
+    if min(height, width) < SMALLEST_IMAGE:
+        raise ValueError(
+            f"the cnn needs images of at least {SMALLEST_IMAGE}x{SMALLEST_IMAGE} pixels for "
+            f"its two 2x2 poolings, received {height}x{width}; use --model mlp"
+        )
+    if not hasattr(tl, "Conv2D"):
+        raise ValueError("the cnn needs the Conv2D layer, which this version of tinynet lacks")
+    padding = cnn_padding(height, width)
+    dense_init = "he_uniform" if activation == "relu" else "glorot_uniform"
+    stack = [
+        tl.Conv2D(32, 3, padding=padding),
+        tl.activation(activation),
+        tl.MaxPool2D(2),
+        tl.Conv2D(64, 3, padding=padding),
+        tl.activation(activation),
+        tl.MaxPool2D(2),
+        tl.Flatten(),
+        tl.Dense(128, init=dense_init),
+        tl.activation(activation),
+        tl.Dense(classes),
+        tl.Softmax(),
+    ]
+    return Sequential(stack, input_shape=shape, dtype=dtype, seed=seed, backend=backend)
+
+
+def build(
+    kind: str,
+    sample_shape: Sequence[int],
+    classes: int,
+    *,
+    hidden: Sequence[int],
+    activation: str = "relu",
+    dropout: float = 0.0,
+    dtype: str = "float32",
+    seed: int = 0,
+    backend: str | None = None,
+) -> Sequential:
+    """The ``--model kind`` (``mlp`` or ``cnn``) for samples of ``sample_shape``;
+    ``hidden`` and ``dropout`` shape the mlp only."""
+    if kind == "mlp":
+        features = math.prod(sample_shape)
+        return build_mlp(features, classes, hidden, activation, dropout, dtype, seed, backend)
+    if kind == "cnn":
+        return build_cnn(sample_shape, classes, activation, dtype, seed, backend)
+    raise ValueError(f"unknown model {kind!r}; use one of {', '.join(MODELS)}")
+
+
+def describe(model: Sequential) -> str:
+    """A short name of a model :func:`build` made, for the run's first line:
+    ``mlp 784-256-128-10`` (the Dense widths) or ``cnn on 28x28x1 images``."""
+    if len(model.input_shape) == 1:
+        pairs = zip(model.layers, model.shapes, strict=True)
+        widths = [model.input_shape[0]] + [s[-1] for lay, s in pairs if isinstance(lay, Dense)]
+        return "mlp " + "-".join(map(str, widths))
+    return "cnn on " + "x".join(map(str, model.input_shape)) + " images"
+
+
+def fit_to(x: Any, input_shape: Sequence[int]) -> Any | None:
+    """``x`` of shape ``(n, ...)`` reshaped to ``(n, *input_shape)``, or
+    ``None`` when that is ambiguous or impossible.
+
+    Unambiguous: a model taking feature vectors gets every sample flattened
+    (as training data always were); a model taking images gets flat rows of
+    the right size, or samples whose shape equals its input shape once
+    axes of size 1 are dropped (``(28, 28)`` for ``(28, 28, 1)``).
+    """
+    target = tuple(input_shape)
+    sample = tuple(x.shape[1:])
+    if math.prod(sample) != math.prod(target):
+        return None
+    squeezed = tuple(d for d in sample if d != 1)
+    if len(target) == 1 or len(sample) == 1 or squeezed == tuple(d for d in target if d != 1):
+        return x.reshape((x.shape[0], *target))
+    return None
