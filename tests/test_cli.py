@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from tinynet import backends, datasets, models
-from tinynet import layers as tinynet_layers
 
 
 def tinynet(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -336,9 +335,6 @@ def test_terminal_gets_progress_bars_and_the_same_epoch_lines():
 
 # ------------------------------------------------- issue 18: --model, fashion-mnist
 
-needs_conv2d = pytest.mark.skipif(
-    not hasattr(tinynet_layers, "Conv2D"), reason="Conv2D not merged yet"
-)
 
 
 def test_fit_to_reshapes_only_when_unambiguous():
@@ -396,7 +392,6 @@ CNN_LAYERS = [
 ]
 
 
-@needs_conv2d
 @pytest.mark.parametrize(
     ("image", "padding", "shapes"),
     [
@@ -495,7 +490,6 @@ def test_digits_are_images_the_mlp_flattens(tmp_path):
     assert outputs["nhwc"] == outputs["flat"] == outputs["hw"]
 
 
-@needs_conv2d
 def test_cnn_on_digits_trains_saves_evaluates_and_predicts(tmp_path):
     pytest.importorskip("sklearn")
     from tinynet.checkpoint import saved_dataset

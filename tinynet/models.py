@@ -65,8 +65,6 @@ def build_cnn(
             f"the cnn needs images of at least {SMALLEST_IMAGE}x{SMALLEST_IMAGE} pixels for "
             f"its two 2x2 poolings, received {height}x{width}; use --model mlp"
         )
-    if not hasattr(tl, "Conv2D"):
-        raise ValueError("the cnn needs the Conv2D layer, which this version of tinynet lacks")
     padding = cnn_padding(height, width)
     dense_init = "he_uniform" if activation == "relu" else "glorot_uniform"
     stack = [
