@@ -11,6 +11,7 @@ never asks which backend it runs on: it calls an op.
 ``name``, ``xp``       backend name, array-API namespace
 ``device``             where new arrays are made
 ``asarray``            host data -> array here (dtype names accepted)
+``default_float_dtype`` the dtype of a float made without one
 ``to_numpy``           array -> host ``numpy.ndarray``
 ``jit``                compile a pure function (identity on eager backends)
 ``scope()``            context for tinynet's own calls (JAX: float64 enabled)
@@ -21,6 +22,7 @@ never asks which backend it runs on: it calls an op.
 ``matmul_tn``          ``a.T @ b`` (a Dense layer's weight gradient)
 ``relu_grad``          ``dy * (x > 0)``
 ``all_finite``         one flag: every element of some arrays is finite
+``threefry2x32``       the Threefry-2x32-20 block on uint32 words
 =====================  ======================================================
 """
 
@@ -34,6 +36,9 @@ from typing import Any
 import numpy as np
 
 Array = Any
+
+THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+THREEFRY_PARITY = 0x1BD11BDA  # the key-schedule constant
 
 
 class Ops:
@@ -80,6 +85,11 @@ class Ops:
                     "use a name such as 'float32', 'float64' or 'int64'"
                 ) from None
         return found
+
+    def default_float_dtype(self) -> Any:
+        """The dtype of a float made without one (the array library's default)."""
+        info = self.xp.__array_namespace_info__()
+        return info.default_dtypes(device=self.device)["real floating"]
 
     def asarray(self, data: Any, dtype: Any = None) -> Array:
         """Host data (lists, NumPy arrays) or an array of this backend -> array here."""
@@ -205,6 +215,22 @@ class Ops:
             finite = xp.all(xp.isfinite(a))
             ok = finite if ok is None else ok & finite
         return xp.asarray(True) if ok is None else ok
+
+    def threefry2x32(self, k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
+        """Threefry-2x32-20 on broadcastable 1-d ``uint32`` arrays: key words
+        ``(k0, k1)``, counter words ``(x0, x1)`` -> the two output words
+        (``tinynet.random`` builds every draw on it).  Wrapping ``uint32``
+        arithmetic: add, xor, shifts."""
+        ks = (k0, k1, k0 ^ k1 ^ THREEFRY_PARITY)
+        x0 = x0 + ks[0]
+        x1 = x1 + ks[1]
+        for i in range(5):
+            for r in THREEFRY_ROTATIONS[i % 2]:
+                x0 = x0 + x1
+                x1 = ((x1 << r) | (x1 >> (32 - r))) ^ x0
+            x0 = x0 + ks[(i + 1) % 3]
+            x1 = x1 + ks[(i + 2) % 3] + (i + 1)
+        return x0, x1
 
     def __repr__(self) -> str:
         kind = type(self).__name__

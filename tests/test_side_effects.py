@@ -38,7 +38,7 @@ def test_nothing_named_backends_is_installed_and_a_local_folder_cannot_shadow_it
         import numpy as np
         import tinynet as tn
         m = tn.Sequential([tn.Dense(3), tn.Softmax()], input_shape=(2,))
-        print(tn.backends.__name__, m.predict(np.ones((4, 2))).shape)
+        print(tn.backends.__name__, tuple(m.predict(np.ones((4, 2))).shape))
         """,
         tmp_path,
     )
