@@ -1,9 +1,17 @@
 """PyTorch backend (CPU, CUDA/ROCm, Apple MPS) through ``array_api_compat.torch``.
 
 Eager, like NumPy: tinynet computes its own backward, so its calls run under
-``torch.no_grad()`` (:meth:`TorchOps.scope`, scoped to tinynet's entry
-points; nothing process-wide is changed: no thread count, default dtype or
-grad mode).
+``torch.no_grad()`` (:meth:`TorchOps.scope` around tinynet's entry points and
+every :meth:`TorchOps.jit` function; nothing process-wide is changed: no
+thread count, default dtype or grad mode).  On the CPU, first use asks glibc
+to keep freed memory (as the NumPy backend does; ``TINYNET_MALLOC_TUNE=0``
+turns it off): torch's CPU tensors come from the same malloc.
+
+``TINYNET_TORCH_COMPILE=1``: ``fit`` runs each training step compiled by
+``torch.compile`` (the first steps of each batch size take seconds to
+compile; it pays on small models, where Python's per-operation cost is most
+of a step).  If compilation fails (the CPU compiler needs a C++ compiler),
+tinynet says so once and runs eagerly.
 
 Devices: ``cpu``, ``cuda``, ``cuda:N``, ``mps``; the default is CUDA if
 present, else MPS, else the CPU.  MPS has no float64: asking for it there is
@@ -23,6 +31,10 @@ What PyTorch does differently, and where it is handled:
 
 from __future__ import annotations
 
+import os
+import types
+import warnings
+import weakref
 from typing import Any
 
 import numpy as np
@@ -31,6 +43,7 @@ from . import BackendUnavailableError, missing_package
 from .ops import THREEFRY_PARITY, THREEFRY_ROTATIONS, Ops
 
 _M32 = 0xFFFFFFFF
+COMPILE_ENV = "TINYNET_TORCH_COMPILE"
 
 
 class TorchOps(Ops):
@@ -41,6 +54,9 @@ class TorchOps(Ops):
         self._torch = torch
         # CPU tensors live in host memory: reading a 0-d value costs nothing
         self.host_memory = device.type == "cpu"
+        #: fit's steps compiled by torch.compile (TINYNET_TORCH_COMPILE=1)
+        self.compile_steps = os.environ.get(COMPILE_ENV, "0") not in ("", "0")
+        self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------ arrays
 
@@ -82,10 +98,29 @@ class TorchOps(Ops):
     def to_numpy(self, a):
         return a.detach().cpu().numpy()
 
+    def device_of(self, a):
+        return a.device  # compat's lookup is lru_cached, which torch.compile warns about
+
+    def host_value(self, a):
+        if self._torch.compiler.is_compiling():
+            return None  # a read would split the compiled graph
+        return super().host_value(a)
+
     # ------------------------------------------------------------ running
 
     def scope(self):
         return self._torch.no_grad()
+
+    def jit(self, fn, **kwargs):
+        """``fn`` run under ``torch.no_grad()`` (not compiled: ``jax.jit``'s
+        keyword arguments are accepted and ignored)."""
+        no_grad = self._torch.no_grad
+
+        def call(*args, **kw):
+            with no_grad():
+                return fn(*args, **kw)
+
+        return call
 
     def synchronize(self):
         kind = self.device.type
@@ -95,7 +130,8 @@ class TorchOps(Ops):
             self._torch.mps.synchronize()
 
     def rows(self, x, start, size):
-        if self.host_memory or isinstance(start, int):
+        on_host = self.host_memory and not self._torch.compiler.is_compiling()
+        if on_host or isinstance(start, int):
             return super().rows(x, start, size)
         # a gather at a device-side start: slicing would read the start to the host
         index = start + self._torch.arange(size, device=x.device, dtype=start.dtype)
@@ -104,7 +140,10 @@ class TorchOps(Ops):
     def run_block(self, step, n, carry, data, guard=None, stop=None):
         """The portable loop on the CPU; on a GPU the NaN guard's status stays
         on the device (no read per step): a bad step and every step after it
-        keep their inputs, as on JAX, and the status is read once per block."""
+        keep their inputs, as on JAX, and the status is read once per block.
+        With :attr:`compile_steps`, ``step`` runs compiled by ``torch.compile``."""
+        if self.compile_steps:
+            step = self._compiled_step(step)
         if guard is None or self.host_memory:
             return super().run_block(step, n, carry, data, guard, stop)
         torch = self._torch
@@ -117,6 +156,36 @@ class TorchOps(Ops):
             good = status == 0
             carry = _select(torch, good, new, carry)
         return carry, status
+
+    def _compiled_step(self, step):
+        """``step`` compiled by ``torch.compile`` (once per step function); on
+        a compilation failure one warning, then ``step`` itself from now on."""
+        found = self._compiled.get(step)
+        if found is not None:
+            return found
+        torch, ops = self._torch, self
+        compiled = torch.compile(step, dynamic=False)
+
+        def run(carry, data):
+            if not ops.compile_steps:
+                return step(carry, data)
+            try:
+                return compiled(carry, data)
+            except Exception as err:  # no C++ compiler, an unsupported construct
+                if not _is_compile_error(torch, err):
+                    raise
+                ops.compile_steps = False
+                warnings.warn(
+                    f"tinynet: torch.compile failed ({type(err).__name__}: "
+                    f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}); "
+                    f"training continues eagerly (unset {COMPILE_ENV} to skip compiling)",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                return step(carry, data)
+
+        self._compiled[step] = run
+        return run
 
     # ------------------------------------------------------------ maths
 
@@ -139,6 +208,39 @@ class TorchOps(Ops):
             x0.add_(ks[(i + 1) % 3]).bitwise_and_(_M32)
             x1.add_(ks[(i + 2) % 3] + (i + 1)).bitwise_and_(_M32)
         return x0.to(torch.uint32), x1.to(torch.uint32)
+
+
+def _is_compile_error(torch: Any, err: Exception) -> bool:
+    """True for a failure of torch.compile itself (dynamo, inductor, the C++
+    compiler), not for an error the step would raise eagerly too."""
+    module = type(err).__module__ or ""
+    return module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(
+        err, (OSError, NotImplementedError)
+    )
+
+
+def _namespace(torch: Any, compat: Any) -> Any:
+    """``array_api_compat.torch`` with ``maximum(x, number)`` and ``minimum(x,
+    number)`` as ``clamp_min``/``clamp_max`` (the same NaN and signed-zero
+    results): compat makes a new tensor of it on every call, through
+    ``torch.result_type``, which also splits a ``torch.compile`` graph.  ReLU
+    is ``maximum(x, 0.0)``."""
+    xp = types.ModuleType(compat.__name__, compat.__doc__)
+    xp.__dict__.update(vars(compat))
+    number = (int, float)
+
+    def maximum(x1, x2, /):
+        if type(x2) in number and isinstance(x1, torch.Tensor) and x1.is_floating_point():
+            return torch.clamp_min(x1, x2)
+        return compat.maximum(x1, x2)
+
+    def minimum(x1, x2, /):
+        if type(x2) in number and isinstance(x1, torch.Tensor) and x1.is_floating_point():
+            return torch.clamp_max(x1, x2)
+        return compat.minimum(x1, x2)
+
+    xp.maximum, xp.minimum = maximum, minimum
+    return xp
 
 
 def _select(torch: Any, good: Any, new: Any, old: Any) -> Any:
@@ -216,7 +318,11 @@ def load(device: str | None = None) -> TorchOps:
         import torch
     except ImportError:
         raise missing_package("torch", "torch") from None
-    import array_api_compat.torch as xp
+    import array_api_compat.torch as compat
 
     device = _default_device(torch) if device is None else _device(torch, device)
-    return TorchOps(torch, xp, device, _describe(torch, device))
+    if device.type == "cpu":
+        from ._numpy import tune_allocator
+
+        tune_allocator()  # torch's CPU tensors come from glibc's malloc too
+    return TorchOps(torch, _namespace(torch, compat), device, _describe(torch, device))

@@ -13,6 +13,7 @@ never asks which backend it runs on: it calls an op.
 ``asarray``            host data -> array here (dtype names accepted)
 ``default_float_dtype`` the dtype of a float made without one
 ``to_numpy``           array -> host ``numpy.ndarray``
+``device_of``          the device an array lives on
 ``jit``                compile a pure function (identity on eager backends)
 ``scope()``            context for tinynet's own calls (JAX: float64 enabled)
 ``fori_loop``          ``carry = body(carry)`` n times (one program on JAX)
@@ -99,6 +100,16 @@ class Ops:
             data = np.asarray(data)
         with self.scope():
             return self.xp.asarray(data, dtype=dtype, device=self.device)
+
+    def device_of(self, a: Array) -> Any:
+        """The device of an array of this backend, or None where it has none
+        (a JAX tracer: new arrays then go to the default device)."""
+        import array_api_compat
+
+        try:
+            return array_api_compat.device(a)
+        except Exception:  # pragma: no cover - depends on library version
+            return None
 
     def to_numpy(self, a: Array) -> np.ndarray:
         """Copy (or view, on NumPy) an array of this backend to host memory."""

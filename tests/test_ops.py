@@ -16,7 +16,8 @@ from tinynet.backends.ops import Ops
 # override must be in TESTED, so a new override cannot come without a test.
 PLUMBING = {
     "asarray", "to_numpy", "is_traced", "jit", "scope", "synchronize", "ignore_fp_errors",
-    "compiles", "fori_loop", "dtype", "default_float_dtype",
+    "compiles", "fori_loop", "dtype", "default_float_dtype", "host_value",
+    "device_of",
 }  # fmt: skip
 TESTED = {"matmul_tn", "rows", "run_block", "device_mesh", "threefry2x32"}
 # device_mesh: test_parallel.py; dtype (torch on MPS refuses float64): test_torch_backend.py

@@ -388,3 +388,83 @@ def test_float32_training_stays_float32_and_tolerances_hold(torch_ops):
         assert all(w.dtype == np.float32 for w in runs[name])
     for a, b in zip(runs["torch"], runs["numpy"], strict=True):
         np.testing.assert_allclose(a, b, rtol=TOL["float32"]["rtol"] * 50, atol=1e-5)
+
+
+# ---------------------------------------------------------------- torch.compile
+
+COMPILED_RUN = """
+import os, sys, warnings
+import numpy as np
+import tinynet as tn
+
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(70, 3)), rng.integers(0, 3, 70)  # 4 full batches of 16 and 6 rows
+
+def run():
+    model = tn.Sequential([tn.Dense(8), tn.Tanh(), tn.Dropout(0.25), tn.Dense(3), tn.Softmax()],
+                          input_shape=(3,), dtype="float64", seed=1, backend="torch")
+    history = model.fit(x, y, loss="sparse_categorical_crossentropy", epochs=2, batch_size=16,
+                        verbose=0, nan_guard=True)
+    return history.history["loss"], tn.to_numpy(model.params[0]["W"])
+
+ops = tn.get_backend("torch")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always", RuntimeWarning)
+    compiled = run()
+notices = [str(w.message) for w in caught if "tinynet: torch.compile" in str(w.message)]
+still_compiling = ops.compile_steps
+ops.compile_steps = False
+eager = run()
+np.testing.assert_allclose(compiled[0], eager[0], rtol=1e-12)
+np.testing.assert_allclose(compiled[1], eager[1], rtol=1e-12, atol=1e-15)
+print(still_compiling, len(notices), notices[0].split(";")[0] if notices else "")
+"""
+
+
+def test_compiled_steps_train_like_eager_ones(torch_ops, tmp_path):
+    """``TINYNET_TORCH_COMPILE=1``: fit's steps (dropout, shuffling, NaN
+    guard) run through torch.compile and give the eager numbers."""
+    out = _run(
+        COMPILED_RUN,
+        TINYNET_TORCH_COMPILE="1",
+        TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"),
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["True", "0"], out.stdout
+
+
+def test_a_failing_compiler_means_one_notice_and_eager_training(torch_ops, tmp_path):
+    out = _run(
+        COMPILED_RUN,
+        TINYNET_TORCH_COMPILE="1",
+        TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"),
+        CXX=str(tmp_path / "no-such-c++"),
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    words = out.stdout.split()
+    assert words[:2] == ["False", "1"], out.stdout
+    assert "tinynet: torch.compile failed" in out.stdout and "InvalidCxxCompiler" in out.stdout
+
+
+def test_namespace_maximum_and_minimum_with_numbers_equal_array_api_compat(torch_ops):
+    """The torch namespace's ``maximum``/``minimum`` with a Python number
+    (``clamp_min``/``clamp_max``) against array-api-compat's: values, NaN,
+    signed zeros, dtypes; integer tensors and tensor pairs go to compat."""
+    import array_api_compat.torch as compat
+
+    xp = torch_ops.xp
+    values = [float("nan"), -0.0, 0.0, -1.5, 2.0, float("inf"), -float("inf")]
+    for dtype in (torch.float32, torch.float64):
+        x = torch.tensor(values, dtype=dtype)
+        for fn in ("maximum", "minimum"):
+            for number in (0.0, 0, -1, 1.25):
+                for got, want in (
+                    (getattr(xp, fn)(x, number), getattr(compat, fn)(x, number)),
+                    (getattr(xp, fn)(number, x), getattr(compat, fn)(number, x)),
+                ):
+                    assert got.dtype == want.dtype == dtype
+                    np.testing.assert_array_equal(_bits(got), _bits(want))
+    ints = torch.tensor([-3, 4])
+    np.testing.assert_array_equal(to_numpy(xp.maximum(ints, 0)), [0, 4])
+    pair = xp.minimum(torch.tensor([1.0, 5.0]), torch.tensor([3.0, 2.0]))
+    np.testing.assert_array_equal(to_numpy(pair), [1.0, 2.0])

@@ -47,8 +47,6 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-import array_api_compat
-
 from . import backends
 from .backends.ops import THREEFRY_PARITY, THREEFRY_ROTATIONS
 
@@ -77,10 +75,7 @@ _MAX_DRAWS = 2**32  # counters are (0, i) with i a uint32
 
 def _device(x: Array) -> Any:
     """Device of ``x`` or None (JAX tracers have none: use the default)."""
-    try:
-        return array_api_compat.device(x)
-    except Exception:  # pragma: no cover - depends on library version
-        return None
+    return backends.backend_of(x).device_of(x)
 
 
 _COMPILED: dict[tuple[Callable, str], Callable] = {}
