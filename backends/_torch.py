@@ -81,6 +81,8 @@ class TorchOps(Ops):
         if isinstance(data, torch.Tensor):
             if data.device == self.device and (dtype is None or data.dtype == dtype):
                 return data
+            if dtype is None and data.dtype == torch.float64:
+                self.dtype("float64")  # on MPS: the error naming dtype and device
             return data.to(device=self.device, dtype=dtype)
         # Host data: NumPy's dtype rules (Python floats -> float64), then one copy
         # to the device.  On the CPU a writable native array is shared, as NumPy's

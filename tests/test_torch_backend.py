@@ -121,6 +121,7 @@ def test_float64_on_mps_names_the_dtype_and_the_device():
         lambda: mps.dtype("float64"),
         lambda: mps.asarray(np.zeros(3)),  # float64 host data
         lambda: mps.asarray(np.zeros(3, np.float32), "float64"),
+        lambda: mps.asarray(torch.zeros(3, dtype=torch.float64)),  # a CPU tensor
     ):
         with pytest.raises(ValueError, match=r"float64 is not available on the torch device mps"):
             attempt()
