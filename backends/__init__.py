@@ -11,6 +11,13 @@ Which backend makes *new* arrays (parameters, data) is chosen by the
 consults that choice: it asks :func:`backend_of` which library its input
 arrays belong to, so mixing libraries is an error rather than a silent copy.
 
+Backends with devices (jax, cupy, torch) also take a device: the
+``TINYNET_DEVICE`` environment variable, ``set_backend(name, device=...)``
+or ``use_backend(name, device=...)`` (torch: ``cpu``, ``cuda``, ``cuda:1``,
+``mps``; default CUDA if present, else MPS, else the CPU).  Each device has
+its own ops object; a torch tensor belongs to the one of its device.  numpy
+and strict compute on the CPU only (``TINYNET_DEVICE`` does not apply).
+
 Backends are loaded lazily; importing this package imports numpy only.
 """
 
@@ -39,8 +46,11 @@ __all__ = [
     "use_backend",
 ]
 
-BACKEND_NAMES = ("numpy", "jax", "cupy", "strict")
+BACKEND_NAMES = ("numpy", "jax", "cupy", "strict", "torch")
 ENV_VAR = "TINYNET_BACKEND"
+DEVICE_ENV_VAR = "TINYNET_DEVICE"
+#: the backends that place arrays on a chosen device
+WITH_DEVICES = ("jax", "cupy", "torch")
 
 
 class BackendUnavailableError(RuntimeError):
@@ -52,8 +62,10 @@ Backend = Ops  # the public name of a backend's ops object
 
 # ---------------------------------------------------------------- loading
 
-_EXTRA = {"jax": "jax", "cupy": "cupy", "strict": "strict"}
+_EXTRA = {"jax": "jax", "cupy": "cupy", "strict": "strict", "torch": "torch"}
+# "name" for a backend on its default device, "name@device" for a chosen one
 _loaded: dict[str, Backend] = {}
+_by_device: dict[tuple[str, str], Backend] = {}  # one ops object per real device
 _lock = threading.Lock()
 
 
@@ -66,21 +78,50 @@ def _check_name(name: Any, source: str) -> str:
     return name.strip().lower()
 
 
-def load(name: str) -> Backend:
-    """The backend called ``name``, importing its library on first use.
+def _check_device(name: str, device: Any, source: str) -> str | None:
+    """``device`` as a stripped lower-case string, or None for the default;
+    ``ValueError`` for a CPU-only backend asked for another device."""
+    if device is None:
+        return None
+    if not isinstance(device, str):
+        device = str(device)  # a torch.device, a JAX device
+    spec = device.strip().lower()
+    if not spec:
+        raise ValueError(f"tinynet device {device!r} {source} is empty; e.g. 'cpu' or 'cuda:0'")
+    if name not in WITH_DEVICES:
+        if spec != "cpu":
+            raise ValueError(
+                f"tinynet backend {name!r} computes on the CPU only, received device={device!r} "
+                f"{source}; use device='cpu' (or none), or a backend with devices: "
+                f"{', '.join(WITH_DEVICES)}"
+            )
+        return None
+    return spec
 
-    Raises ``ValueError`` for an unknown name and
+
+def load(name: str, device: Any = None) -> Backend:
+    """The backend called ``name`` on ``device`` (default: the device chosen
+    for it, see :func:`current_device`), importing its library on first use.
+
+    Raises ``ValueError`` for an unknown name or device and
     :class:`BackendUnavailableError` when it cannot run here.
     """
     name = _check_name(name, "(passed in code)")
-    backend = _loaded.get(name)
+    if device is None:
+        device = current_device(name)
+    else:
+        device = _check_device(name, device, "(passed in code)")
+    key = name if device is None else f"{name}@{device}"
+    backend = _loaded.get(key)
     if backend is not None:
         return backend
     with _lock:
-        if name not in _loaded:
+        if key not in _loaded:
             module = importlib.import_module(f"{__name__}._{name}")
-            _loaded[name] = module.load()
-    return _loaded[name]
+            fresh = module.load() if device is None else module.load(device)
+            # "cuda" and "cuda:0" are one device: one ops object
+            _loaded[key] = _by_device.setdefault((name, str(fresh.device)), fresh)
+    return _loaded[key]
 
 
 def missing_package(name: str, package: str) -> BackendUnavailableError:
@@ -91,10 +132,10 @@ def missing_package(name: str, package: str) -> BackendUnavailableError:
     )
 
 
-def probe(name: str) -> tuple[Backend | None, str]:
-    """``(backend, "")`` if ``name`` can run here, else ``(None, why)``."""
+def probe(name: str, device: Any = None) -> tuple[Backend | None, str]:
+    """``(backend, "")`` if ``name`` can run here (on ``device``), else ``(None, why)``."""
     try:
-        return load(name), ""
+        return load(name, device), ""
     except BackendUnavailableError as err:
         return None, str(err)
 
@@ -104,20 +145,36 @@ def probe(name: str) -> tuple[Backend | None, str]:
 _state = threading.local()
 
 
-def _explicit() -> list[str]:
+def _explicit() -> list[tuple[str, str | None]]:
     if not hasattr(_state, "stack"):
         _state.stack = []
     return _state.stack
 
 
 _global_choice: str | None = None
+_global_devices: dict[str, str] = {}  # set_backend(name, device=...) per backend
+
+
+def current_device(name: str) -> str | None:
+    """The device chosen for backend ``name``: a ``use_backend`` context,
+    then ``set_backend``, then ``TINYNET_DEVICE`` (backends with devices
+    only); None for the backend's default."""
+    for chosen, device in reversed(_explicit()):
+        if chosen == name and device is not None:
+            return device
+    if name in _global_devices:
+        return _global_devices[name]
+    env = os.environ.get(DEVICE_ENV_VAR)
+    if env and env.strip() and name in WITH_DEVICES:
+        return _check_device(name, env, f"in environment variable {DEVICE_ENV_VAR}")
+    return None
 
 
 def current_name() -> tuple[str, str]:
     """``(name, why)``: the backend new arrays go to and why it was chosen."""
     stack = _explicit()
     if stack:
-        return stack[-1], "use_backend() context"
+        return stack[-1][0], "use_backend() context"
     if _global_choice is not None:
         return _global_choice, "set_backend()"
     env = os.environ.get(ENV_VAR)
@@ -126,27 +183,32 @@ def current_name() -> tuple[str, str]:
     return "numpy", "default"
 
 
-def get_backend(name: str | None = None) -> Backend:
-    """The backend called ``name``, or the current one if ``name`` is None."""
+def get_backend(name: str | None = None, device: Any = None) -> Backend:
+    """The backend called ``name``, or the current one if ``name`` is None,
+    on ``device`` (default: the device chosen for it)."""
     if name is None:
         name, _ = current_name()
-    return load(name)
+    return load(name, device)
 
 
-def set_backend(name: str) -> Backend:
-    """Make ``name`` the backend for new arrays from now on (any time)."""
+def set_backend(name: str, device: Any = None) -> Backend:
+    """Make ``name`` the backend for new arrays from now on (any time), on
+    ``device`` if given (e.g. ``set_backend("torch", device="cuda:1")``)."""
     global _global_choice
-    backend = load(name)
+    backend = load(name, device)
     _global_choice = backend.name
+    if device is not None:
+        _global_devices[backend.name] = _check_device(backend.name, device, "(passed in code)")
     return backend
 
 
 @contextlib.contextmanager
-def use_backend(name: str) -> Iterator[Backend]:
-    """``with use_backend("jax") as bk:`` -- new arrays go to ``bk`` inside."""
-    backend = load(name)
+def use_backend(name: str, device: Any = None) -> Iterator[Backend]:
+    """``with use_backend("jax") as bk:`` -- new arrays go to ``bk`` inside
+    (on ``device`` if given)."""
+    backend = load(name, device)
     stack = _explicit()
-    stack.append(backend.name)
+    stack.append((backend.name, _check_device(backend.name, device, "(passed in code)")))
     try:
         yield backend
     finally:
@@ -155,10 +217,18 @@ def use_backend(name: str) -> Iterator[Backend]:
 
 # ---------------------------------------------------------------- inference
 
-_type_cache: dict[type, Backend] = {}
+# array type -> the Backend of its arrays, or a function of the array for a
+# library whose arrays of one type live on several devices (torch)
+_type_cache: dict[type, Any] = {}
 
 
-def _backend_for_type(tp: type, example: Any) -> Backend:
+def _torch_backend(a: Any) -> Backend:
+    """The torch ops object of the tensor's device."""
+    found = _by_device.get(("torch", str(a.device)))
+    return found if found is not None else load("torch", a.device)
+
+
+def _backend_for_type(tp: type, example: Any) -> Any:
     import array_api_compat as compat
 
     if compat.is_numpy_array(example):
@@ -167,6 +237,8 @@ def _backend_for_type(tp: type, example: Any) -> Backend:
         return load("jax")
     if compat.is_cupy_array(example):
         return load("cupy")
+    if compat.is_torch_array(example):
+        return _torch_backend
     module = type(example).__module__.split(".", 1)[0]
     if module == "array_api_strict":
         return load("strict")
@@ -178,13 +250,15 @@ def _backend_for_type(tp: type, example: Any) -> Backend:
 
 
 def backend_of(a: Any) -> Backend:
-    """The backend an array belongs to (``TypeError`` for non-arrays)."""
+    """The backend an array belongs to (``TypeError`` for non-arrays).  JAX
+    and CuPy arrays belong to the current choice of device of their backend,
+    torch tensors to the ops object of their own device."""
     tp = type(a)
     backend = _type_cache.get(tp)
     if backend is None:
         backend = _backend_for_type(tp, a)
         _type_cache[tp] = backend
-    return backend
+    return backend if isinstance(backend, Ops) else backend(a)
 
 
 def namespace(*arrays: Any) -> Any:
@@ -200,6 +274,12 @@ def namespace(*arrays: Any) -> Any:
         if found is None:
             found = backend
         elif backend is not found:
+            if backend.name == found.name:  # one library, two devices
+                raise TypeError(
+                    f"arrays on two {found.name} devices were mixed: {found.device} and "
+                    f"{backend.device}; move them to one device first with "
+                    f"tinynet.get_backend({found.name!r}, device={str(found.device)!r}).asarray(a)"
+                )
             raise TypeError(
                 f"arrays from two backends were mixed: {found.name} and "
                 f"{backend.name}; move them to one backend first with "

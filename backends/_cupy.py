@@ -25,7 +25,7 @@ class CupyOps(Ops):
         cupy.cuda.get_current_stream().synchronize()
 
 
-def load() -> CupyOps:
+def load(device: str | None = None) -> CupyOps:
     try:
         import cupy
     except ImportError:
@@ -44,5 +44,20 @@ def load() -> CupyOps:
         )
     import array_api_compat.cupy as xp
 
-    device = cupy.cuda.Device()
+    device = cupy.cuda.Device() if device is None else cupy.cuda.Device(_index(device, count))
     return CupyOps(xp, device, cupy.__version__, f"CUDA device {device.id}")
+
+
+def _index(spec: str, count: int) -> int:
+    """The CUDA device number of ``cuda``, ``cuda:N``, ``gpu:N`` or ``N``."""
+    kind, _, index = spec.rpartition(":") if ":" in spec else ("", "", spec)
+    if spec in ("cuda", "gpu"):
+        return 0
+    if kind not in ("", "cuda", "gpu") or not index.isdigit():
+        raise ValueError(f"unknown CuPy device {spec!r} for tinynet; use cuda, cuda:N or N")
+    if int(index) >= count:
+        raise BackendUnavailableError(
+            f"tinynet backend 'cupy': device {spec!r} does not exist; this machine has "
+            f"{count} CUDA device(s)"
+        )
+    return int(index)

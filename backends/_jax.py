@@ -171,11 +171,39 @@ class JaxOps(Ops):
         )
 
 
-def load() -> JaxOps:
+def _device(jax: Any, spec: str) -> Any:
+    """The JAX device for ``cpu``, ``gpu``/``cuda``/``rocm``, ``tpu``, each
+    with an optional ``:N`` (this process's N-th device of that platform)."""
+    platform, _, index = spec.partition(":")
+    platform = {"cuda": "gpu", "rocm": "gpu"}.get(platform, platform)
+    if platform not in ("cpu", "gpu", "tpu") or (index and not index.isdigit()):
+        raise ValueError(
+            f"unknown JAX device {spec!r} for tinynet; use cpu, gpu, tpu or cuda, each "
+            "optionally with :N (e.g. gpu:1)"
+        )
+    try:
+        found = jax.local_devices(backend=platform)
+    except RuntimeError:
+        found = []
+    if not found or int(index or 0) >= len(found):
+        from . import BackendUnavailableError
+
+        raise BackendUnavailableError(
+            f"tinynet backend 'jax': device {spec!r} is not available here (this JAX sees "
+            f"{len(found)} {platform} device(s)); choose another with TINYNET_DEVICE or "
+            "device=..."
+        )
+    return found[int(index or 0)]
+
+
+def load(device: str | None = None) -> JaxOps:
     try:
         import jax
     except ImportError:
         raise missing_package("jax", "jax") from None
-    device = jax.local_devices()[0]  # after jax.distributed.initialize: this process's
-    n = len(jax.local_devices())
+    if device is None:
+        device = jax.local_devices()[0]  # after jax.distributed.initialize: this process's
+    else:
+        device = _device(jax, device)
+    n = len(jax.local_devices(backend=device.platform))
     return JaxOps(jax, device, f"{device.platform.upper()} ({n} device(s))")

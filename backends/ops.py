@@ -11,7 +11,9 @@ never asks which backend it runs on: it calls an op.
 ``name``, ``xp``       backend name, array-API namespace
 ``device``             where new arrays are made
 ``asarray``            host data -> array here (dtype names accepted)
+``default_float_dtype`` the dtype of a float made without one
 ``to_numpy``           array -> host ``numpy.ndarray``
+``device_of``          the device an array lives on
 ``jit``                compile a pure function (identity on eager backends)
 ``scope()``            context for tinynet's own calls (JAX: float64 enabled)
 ``fori_loop``          ``carry = body(carry)`` n times (one program on JAX)
@@ -27,6 +29,7 @@ never asks which backend it runs on: it calls an op.
 ``conv``               convolution (cross-correlation) and ``conv_backward``
 ``max_pool``           window maxima (first maximum wins) and ``max_pool_backward``
 ``sum_pool``           window sums and ``sum_pool_backward``
+``threefry2x32``       the Threefry-2x32-20 block on uint32 words
 =====================  ======================================================
 """
 
@@ -43,6 +46,9 @@ import array_api_compat
 import numpy as np
 
 Array = Any
+
+THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+THREEFRY_PARITY = 0x1BD11BDA  # the key-schedule constant
 
 
 class Ops:
@@ -90,6 +96,11 @@ class Ops:
                 ) from None
         return found
 
+    def default_float_dtype(self) -> Any:
+        """The dtype of a float made without one (the array library's default)."""
+        info = self.xp.__array_namespace_info__()
+        return info.default_dtypes(device=self.device)["real floating"]
+
     def asarray(self, data: Any, dtype: Any = None) -> Array:
         """Host data (lists, NumPy arrays) or an array of this backend -> array here."""
         if dtype is not None:
@@ -98,6 +109,16 @@ class Ops:
             data = np.asarray(data)
         with self.scope():
             return self.xp.asarray(data, dtype=dtype, device=self.device)
+
+    def device_of(self, a: Array) -> Any:
+        """The device of an array of this backend, or None where it has none
+        (a JAX tracer: new arrays then go to the default device)."""
+        import array_api_compat
+
+        try:
+            return array_api_compat.device(a)
+        except Exception:  # pragma: no cover - depends on library version
+            return None
 
     def to_numpy(self, a: Array) -> np.ndarray:
         """Copy (or view, on NumPy) an array of this backend to host memory."""
@@ -403,6 +424,21 @@ class Ops:
         for axis, (o, k, n) in enumerate(zip(out, window, x_shape[1:-1], strict=True), start=1):
             dx = self._pad_axis(dx, axis, 0, n - o * k, 0.0)
         return dx
+    def threefry2x32(self, k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
+        """Threefry-2x32-20 on broadcastable 1-d ``uint32`` arrays: key words
+        ``(k0, k1)``, counter words ``(x0, x1)`` -> the two output words
+        (``tinynet.random`` builds every draw on it).  Wrapping ``uint32``
+        arithmetic: add, xor, shifts."""
+        ks = (k0, k1, k0 ^ k1 ^ THREEFRY_PARITY)
+        x0 = x0 + ks[0]
+        x1 = x1 + ks[1]
+        for i in range(5):
+            for r in THREEFRY_ROTATIONS[i % 2]:
+                x0 = x0 + x1
+                x1 = ((x1 << r) | (x1 >> (32 - r))) ^ x0
+            x0 = x0 + ks[(i + 1) % 3]
+            x1 = x1 + ks[(i + 2) % 3] + (i + 1)
+        return x0, x1
 
     def __repr__(self) -> str:
         kind = type(self).__name__

@@ -240,7 +240,9 @@ def checks(results):
     tinynet-numpy <= 1.30x numpy-raw on S and <= 1.10x on M and L; tinynet-jax
     <= 1.05x jax-hand-jit on S, M, L; at L with SGD tinynet-jax >= 90% and
     tinynet-numpy >= 80% of the GEMM floor; on S tinynet's fit per step <= 1/3
-    of Keras's and <= 1/5 of torch eager's."""
+    of Keras's and <= 1/5 of torch eager's; tinynet-torch <= 1.25x torch-eager
+    on S and <= 1.10x on M and L, and its compiled fit per step on S faster
+    than torch-eager (issue 19)."""
     get = {(r["config"], r["optimizer"], r["impl"]): r for r in results}
     out = []
 
@@ -296,6 +298,26 @@ def checks(results):
                 None if v is None else v >= limit,
                 f"L sgd: {impl} at {'n/a' if v is None else f'{100 * v:.0f}%'} of the NumPy "
                 f"matmul peak at the step's shapes (target >= {100 * limit:.0f}%){extra}",
+            )
+        )
+    for cfg, limit in (("S", 1.25), ("M", 1.10), ("L", 1.10)):
+        for opt in ("sgd", "adam"):
+            v = ratio(cfg, opt, "tinynet-torch", "torch-eager")
+            out.append(
+                (
+                    None if v is None else v <= limit,
+                    f"{cfg} {opt}: tinynet-torch / torch-eager = "
+                    f"{'n/a' if v is None else f'{v:.3f}'} (target <= {limit:.2f})"
+                    + paired(cfg, opt, "tinynet-torch", "torch-eager"),
+                )
+            )
+    for opt in ("sgd", "adam"):
+        v = ratio("S", opt, "tinynet-torch-fit-compiled", "torch-eager")
+        out.append(
+            (
+                None if v is None else v < 1.0,
+                f"S {opt}: tinynet-torch fit per step, compiled / torch-eager = "
+                f"{'n/a' if v is None else f'{v:.3f}'} (target < 1)",
             )
         )
     for opt in ("sgd", "adam"):

@@ -1,9 +1,10 @@
 """The cross-backend test matrix.
 
 Every numeric test takes the ``backend`` fixture and so runs once per backend
-(numpy, jax, strict, cupy).  A backend that cannot run here is SKIPPED with
-the reason (package missing, no CUDA device).  ``TINYNET_BACKEND=jax pytest``
-restricts the matrix to that one backend.
+(numpy, jax, strict, cupy, torch).  A backend that cannot run here is SKIPPED
+with the reason (package missing, no CUDA device).  ``TINYNET_BACKEND=jax
+pytest`` restricts the matrix to that one backend (``TINYNET_DEVICE`` picks
+the device of jax, cupy and torch).
 """
 
 from __future__ import annotations

@@ -501,7 +501,7 @@ def test_fused_head_is_exact_where_the_clipped_formula_saturates(backend, dtype,
 
 def _foreign_backend(backend):
     """A backend other than ``backend`` whose arrays are not host NumPy data."""
-    for name in ("strict", "jax", "cupy"):
+    for name in ("strict", "jax", "cupy", "torch"):
         if name != backend.name:
             other, _ = backends.probe(name)
             if other is not None:

@@ -16,11 +16,12 @@ from tinynet.backends.ops import Ops
 # override must be in TESTED, so a new override cannot come without a test.
 PLUMBING = {
     "asarray", "to_numpy", "is_traced", "jit", "scope", "synchronize", "ignore_fp_errors",
-    "compiles", "fori_loop",
+    "compiles", "fori_loop", "dtype", "default_float_dtype", "host_value",
+    "device_of",
 }  # fmt: skip
-# device_mesh: tests/test_parallel.py
-TESTED = {"matmul_tn", "rows", "run_block", "device_mesh", "scatter_add"}
+TESTED = {"matmul_tn", "rows", "run_block", "device_mesh", "scatter_add", "threefry2x32"}
 TESTED |= {"conv", "conv_backward"}  # convolution and pooling, below
+# device_mesh: tests/test_parallel.py; dtype (torch on MPS refuses float64): test_torch_backend.py
 
 
 def _overrides(ops) -> set[str]:
@@ -215,3 +216,18 @@ def test_pad_adds_constant_borders(backend):
     assert got.shape == (1, 3, 5, 1) and got.dtype == np.float32
     np.testing.assert_array_equal(got[0, 1:, :3, 0], np.ones((2, 3)))
     assert np.isneginf(got[0, 0, :, 0]).all() and np.isneginf(got[0, :, 3:, 0]).all()
+def test_threefry2x32_equals_the_portable_uint32_block(backend):
+    """Every backend's block against the portable one run on NumPy (PyTorch
+    cannot run the portable one: its uint32 has no addition), on words that
+    reach every carry and rotation edge, with a key broadcast over them."""
+    numpy_ops = backends.load("numpy")
+    words = np.random.default_rng(11).integers(0, 2**32, size=(4, 300), dtype=np.uint64)
+    words[:, :4] = [[0, 2**32 - 1, 1, 2**31], [2**32 - 1, 0, 2**31, 1]] * 2
+    w = words.astype(np.uint32)
+    k0, k1 = w[0, :1], w[1, :1]
+    want = Ops.threefry2x32(numpy_ops, k0, k1, w[2], w[3])
+    args = [backend.asarray(a, "uint32") for a in (k0, k1, w[2], w[3])]
+    got = backend.jit(backend.threefry2x32)(*args)
+    for g, e in zip(got, want, strict=True):
+        assert g.dtype == backend.dtype("uint32")
+        np.testing.assert_array_equal(to_numpy(g), e)

@@ -24,8 +24,8 @@ from tinynet import backends, core, datasets
 from tinynet import random as tnrandom
 from tinynet.tree import tree_leaves
 
-BACKENDS = ("numpy", "jax", "strict")
-EAGER = ("numpy", "strict")  # no jit: fit's real masks can be recorded
+BACKENDS = ("numpy", "jax", "strict", "torch")
+EAGER = ("numpy", "strict", "torch")  # no jit: fit's real masks can be recorded
 LOSS = "sparse_categorical_crossentropy"
 SEED = 7  # fit seed (order and masks)
 INIT_SEED = 5  # model seed (initial parameters)
@@ -369,7 +369,7 @@ def test_other_seed_gives_other_run():
     assert not np.array_equal(_host(a.params[0]["W"]), _host(b.params[0]["W"]))
 
 
-@pytest.mark.parametrize("name", ("numpy", "jax"))
+@pytest.mark.parametrize("name", ("numpy", "jax", "torch"))
 def test_resumed_fit_sees_the_same_order_and_masks(name):
     """fit(1 epoch) twice == fit(2 epochs): epoch counting continues."""
     _load(name)

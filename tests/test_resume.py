@@ -229,7 +229,7 @@ OPTIMIZERS = {
 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
-@pytest.mark.parametrize("backend_name", ["numpy", "jax"])
+@pytest.mark.parametrize("backend_name", ["numpy", "jax", "torch"])
 def test_resume_in_a_fresh_process_equals_uninterrupted_training(tmp_path, backend_name,
                                                                  optimizer):
     if backends.probe(backend_name)[0] is None:

@@ -1,5 +1,6 @@
 """What importing and using tinynet leaves alone in the user's process: JAX's
-x64 flag, the module name ``backends``, the allocator at import time.
+x64 flag, torch's threads, default dtype and grad mode, the module name
+``backends``, the allocator at import time.
 
 Each check runs in a fresh interpreter (a flag set by an earlier test, or a
 module imported by one, would hide a leak)."""
@@ -38,7 +39,7 @@ def test_nothing_named_backends_is_installed_and_a_local_folder_cannot_shadow_it
         import numpy as np
         import tinynet as tn
         m = tn.Sequential([tn.Dense(3), tn.Softmax()], input_shape=(2,))
-        print(tn.backends.__name__, m.predict(np.ones((4, 2))).shape)
+        print(tn.backends.__name__, tuple(m.predict(np.ones((4, 2))).shape))
         """,
         tmp_path,
     )
@@ -126,3 +127,37 @@ def test_jax_float64_models_train_without_switching_x64_on_for_the_process(tmp_p
     assert out[0] == "False float32 float32"
     assert out[1] == "float32 float32 float32"
     assert out[2] == "float64 float64 float64"
+
+
+TORCH_RUN = """
+import numpy as np
+import torch
+before = (torch.get_num_threads(), torch.get_num_interop_threads(), torch.get_default_dtype(),
+          torch.is_grad_enabled(), torch.are_deterministic_algorithms_enabled())
+import tinynet as tn
+
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(64, 5)), rng.integers(0, 3, size=64)
+model = tn.Sequential([tn.Dense(8), tn.Tanh(), tn.Dropout(0.2), tn.Dense(3), tn.Softmax()],
+                      input_shape=(5,), dtype="float64", seed=3, backend="torch")
+model.fit(x, y, loss="sparse_categorical_crossentropy", epochs=2, batch_size=16, verbose=0,
+          nan_guard=True)
+model.evaluate(x, y, loss="sparse_categorical_crossentropy")
+model.predict(x)
+model.save("torch.safetensors")
+tn.load("torch.safetensors", backend="torch")
+after = (torch.get_num_threads(), torch.get_num_interop_threads(), torch.get_default_dtype(),
+         torch.is_grad_enabled(), torch.are_deterministic_algorithms_enabled())
+w = torch.ones(2, requires_grad=True)
+(w * 3).sum().backward()  # the user's autograd works as before
+print(before == after, after[2], after[3], w.grad.tolist(), model.params[0]["W"].dtype)
+"""
+
+
+def test_torch_threads_default_dtype_and_grad_mode_are_left_alone(tmp_path):
+    """Loading the torch backend and training a float64 model on it changes
+    no process-wide torch setting (threads, default dtype, grad mode), and the
+    user's own autograd keeps working."""
+    pytest.importorskip("torch", reason="torch is not installed (pip install torch==2.13.0)")
+    out = _run(TORCH_RUN, tmp_path).split()
+    assert out == ["True", "torch.float32", "True", "[3.0,", "3.0]", "torch.float64"]

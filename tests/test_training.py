@@ -281,7 +281,7 @@ def test_history_after_a_nan_stop_is_the_same_on_every_backend():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 4)), rng.integers(0, 3, 64)
     results = {}
-    for name in ("numpy", "jax", "strict"):
+    for name in ("numpy", "jax", "strict", "torch"):
         if tn.backends.probe(name)[0] is None:
             continue
         model = tn.Sequential(

@@ -35,9 +35,11 @@ DEFAULT_EPOCHS = {"digits": 40, "spiral": 300, "fashion-mnist": 10}
 VALIDATION_SPLIT = 0.1
 
 
-def _select_backend(name: str | None) -> backends.Backend:
-    if name is not None:
-        return backends.set_backend(name)
+def _select_backend(args: Any) -> backends.Backend:
+    """``--backend`` (else the current backend) on ``--device`` (else its chosen one)."""
+    name, device = args.backend, getattr(args, "device", None)
+    if name is not None or device is not None:
+        return backends.set_backend(name or backends.current_name()[0], device)
     return backends.get_backend()
 
 
@@ -136,7 +138,7 @@ def train(args: Any) -> int:
     from .checkpoint import save
 
     _start_processes(args)
-    backend = _select_backend(args.backend)
+    backend = _select_backend(args)
     data = datasets.by_name(args.dataset)
     args.batch_size = args.batch_size or default_batch_size(data.name)
     if args.save:
@@ -240,7 +242,7 @@ def _trained_on(path: str) -> str | None:
 def evaluate(args: Any) -> int:
     import tinynet as tn
 
-    _select_backend(args.backend)
+    _select_backend(args)
     model = tn.load(args.model)
     trained_on = _trained_on(args.model)
     recorded_file = trained_on is not None and trained_on not in datasets.BUILTIN
@@ -291,7 +293,7 @@ def predict(args: Any) -> int:
 
     from .datasets import _features  # the conversion training data gets
 
-    _select_backend(args.backend)
+    _select_backend(args)
     output = args.output
     if output is not None:
         output = output if output.endswith(".npy") else output + ".npy"  # as np.save does
@@ -366,9 +368,18 @@ def info(args: Any) -> int:
         print(f"default backend: {name} (chosen by {why})")
     except ValueError as err:
         print(f"default backend: invalid: {err}")
+    device = os.environ.get(backends.DEVICE_ENV_VAR, "").strip()
+    if device:
+        print(
+            f"device: {device} (chosen by {backends.DEVICE_ENV_VAR}; for the backends with "
+            f"devices: {', '.join(backends.WITH_DEVICES)})"
+        )
     print("backends:")
     for candidate in backends.BACKEND_NAMES:
-        backend, problem = backends.probe(candidate)
+        try:
+            backend, problem = backends.probe(candidate)
+        except ValueError as err:  # a TINYNET_DEVICE this backend does not know
+            backend, problem = None, str(err)
         if backend is None:
             print(f"  {candidate:7s} unavailable: {problem}")
         else:

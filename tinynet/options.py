@@ -13,7 +13,7 @@ from typing import Any
 
 from .models import MODELS
 
-BACKENDS = ("numpy", "jax", "cupy", "strict")
+BACKENDS = ("numpy", "jax", "cupy", "strict", "torch")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu", "softplus")
 
@@ -145,6 +145,16 @@ def _backend_list(text: str) -> list[str]:
     return names
 
 
+def _add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="device of a backend with devices, e.g. cpu, cuda, cuda:1, mps (torch) or gpu "
+        "(jax) (default: $TINYNET_DEVICE, else the backend's own: torch takes CUDA, then "
+        "MPS, then the CPU)",
+    )
+
+
 def _add_mlp_arguments(parser: argparse.ArgumentParser, hidden: list[int]) -> None:
     """The MLP shape flags shared by ``train`` and ``compare-backends``;
     ``--hidden`` is None unless given (its default depends on the dataset)."""
@@ -169,7 +179,8 @@ def _add_mlp_arguments(parser: argparse.ArgumentParser, hidden: list[int]) -> No
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tinynet",
-        description="Train small neural networks on NumPy, JAX or CuPy with hand-written backprop.",
+        description="Train small neural networks on NumPy, JAX, CuPy or PyTorch with hand-written "
+        "backprop.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -195,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="array backend (default: $TINYNET_BACKEND or numpy)",
     )
+    _add_device_argument(train)
     _add_mlp_arguments(train, hidden=list(HIDDEN))
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     train.add_argument(
@@ -287,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         "was trained on, as recorded by tinynet train --save); evaluated on its test split",
     )
     evaluate.add_argument("--backend", choices=BACKENDS, default=None)
+    _add_device_argument(evaluate)
 
     predict = sub.add_parser(
         "predict",
@@ -306,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", default=None, help="also write the model outputs (n, classes) to this .npy file"
     )
     predict.add_argument("--backend", choices=BACKENDS, default=None)
+    _add_device_argument(predict)
 
     sub.add_parser(
         "info", help="installed backends, versions, devices, extras and the default backend"

@@ -3,8 +3,12 @@
 Keys are explicit: a key is a ``uint32`` array of shape ``(2,)`` on some
 backend, and every function infers its array library from the key, so the same
 code runs on NumPy, JAX (also inside ``jax.jit``), CuPy and array-api-strict.
-All maths is ``uint32`` array arithmetic (wrapping add, xor, shifts); there is
-no Python-int conversion of array values and no data-dependent control flow.
+The Threefry block is the backend's op (``ops.threefry2x32``: wrapping
+``uint32`` arithmetic, or an exact int64 form on PyTorch, whose unsigned
+support lacks addition and shifts); turning its words into samples uses only
+masks, xor, or, products by powers of two and casts, which every backend has.
+There is no Python-int conversion of array values and no data-dependent
+control flow.
 
 Compatibility with JAX (``jax.random`` with the default ``threefry2x32``
 implementation and ``jax_threefry_partitionable=True``, the default since JAX
@@ -43,9 +47,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-import array_api_compat
-
 from . import backends
+from .backends.ops import THREEFRY_PARITY, THREEFRY_ROTATIONS
 
 __all__ = [
     "bernoulli",
@@ -62,8 +65,8 @@ __all__ = [
 Array = Any
 Shape = int | tuple[int, ...]
 
-_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
-_PARITY = 0x1BD11BDA  # Threefry key-schedule constant
+_ROTATIONS = THREEFRY_ROTATIONS
+_PARITY = THREEFRY_PARITY  # Threefry key-schedule constant
 _MAX_DRAWS = 2**32  # counters are (0, i) with i a uint32
 
 
@@ -72,10 +75,7 @@ _MAX_DRAWS = 2**32  # counters are (0, i) with i a uint32
 
 def _device(x: Array) -> Any:
     """Device of ``x`` or None (JAX tracers have none: use the default)."""
-    try:
-        return array_api_compat.device(x)
-    except Exception:  # pragma: no cover - depends on library version
-        return None
+    return backends.backend_of(x).device_of(x)
 
 
 _COMPILED: dict[tuple[Callable, str], Callable] = {}
@@ -91,26 +91,14 @@ def _compiled(fn: Callable, like: Array, **jit_kwargs: Any) -> Callable:
     return compiled
 
 
-def _rotl(x: Array, r: int) -> Array:
-    return (x << r) | (x >> (32 - r))
-
-
 def _block(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
     """Threefry-2x32 with 20 rounds on broadcastable 1-d ``uint32`` arrays.
 
     ``(k0, k1)`` is the key, ``(x0, x1)`` the counter; returns two arrays of the
-    broadcast shape.  Arrays are kept 1-d so NumPy never makes (warning) scalars.
+    broadcast shape.  The backend's op (``ops.threefry2x32``: wrapping uint32
+    arithmetic, or an exact int64 form where uint32 arithmetic is missing).
     """
-    ks = (k0, k1, k0 ^ k1 ^ _PARITY)
-    x0 = x0 + ks[0]
-    x1 = x1 + ks[1]
-    for i in range(5):
-        for r in _ROTATIONS[i % 2]:
-            x0 = x0 + x1
-            x1 = _rotl(x1, r) ^ x0
-        x0 = x0 + ks[(i + 1) % 3]
-        x1 = x1 + ks[(i + 2) % 3] + (i + 1)
-    return x0, x1
+    return backends.backend_of(x1).threefry2x32(k0, k1, x0, x1)
 
 
 _M32 = 0xFFFFFFFF
@@ -282,7 +270,7 @@ def _bits(key: Array, shape: tuple[int, ...], dt: Any) -> Array:
     xp = backends.namespace(key)
     w0, w1 = _words(key, math.prod(shape))
     if dt == xp.uint64:
-        out = (xp.astype(w0, dt) << 32) | xp.astype(w1, dt)
+        out = (xp.astype(w0, dt) * 2**32) | xp.astype(w1, dt)  # w0 << 32 | w1
     elif dt == xp.uint32:
         out = w0 ^ w1
     else:
@@ -331,13 +319,17 @@ def _uniform(key: Array, shape: tuple[int, ...], dt: Any, low: float, high: floa
     f64, is32 = xp.float64, dt == xp.float32
     unit = (low, high) == (0.0, 1.0)
     span = _f32(high - low) if is32 else high - low
+    # Masks and exact products by powers of two instead of shifts (PyTorch
+    # has no unsigned shifts): (w >> 9) * 2**-23 == (w & ~0x1FF) * 2**-32.
     if is32:
-        u = xp.astype((w0 ^ w1) >> 9, f64) * 2.0**-23
+        u = xp.astype((w0 ^ w1) & 0xFFFFFE00, f64) * 2.0**-32  # the top 23 bits
         out = xp.astype(u if unit else u * span + low, dt)
     else:
-        # k = kh * 2**26 + kl: the top 52 bits of the 64-bit word (w0 << 32 | w1)
-        uh = xp.astype(w0 >> 6, f64) * 2.0**-26
-        ul = xp.astype(((w0 & 0x3F) << 20) | (w1 >> 12), f64) * 2.0**-52
+        # k = kh * 2**26 + kl: the top 52 bits of the 64-bit word (w0 << 32 | w1);
+        # uh = kh * 2**-26 (w0's top 26 bits), ul = kl * 2**-52 (w0's low 6 bits
+        # and w1's top 20), each sum of disjoint bits exact in float64
+        uh = xp.astype(w0 & 0xFFFFFFC0, f64) * 2.0**-32
+        ul = xp.astype(w0 & 0x3F, f64) * 2.0**-32 + xp.astype(w1 & 0xFFFFF000, f64) * 2.0**-64
         if unit:
             out = uh + ul
         else:
@@ -408,7 +400,7 @@ def bernoulli(key: Array, p: float | Array = 0.5, shape: Shape | None = None) ->
 def _permutation(key: Array, n: int) -> Array:
     xp = backends.namespace(key)
     w0, w1 = _words(key, n)
-    draws = xp.bitwise_left_shift(xp.astype(w0, xp.uint64), 32) | xp.astype(w1, xp.uint64)
+    draws = (xp.astype(w0, xp.uint64) * 2**32) | xp.astype(w1, xp.uint64)  # w0 << 32 | w1
     # Sort the draws *with the index packed into their low bits*: one sort of
     # distinct uint64 values instead of an argsort (key-value sort), several
     # times faster on XLA's CPU sort and on NumPy.  Ordering by

@@ -39,14 +39,12 @@ _default_float: dict[int, Any] = {}
 
 
 def _default_float_dtype(xp: Any, step: Array) -> Any:
-    """The library's default real floating dtype (float64 on NumPy, strict and
-    JAX in x64 mode), cached per namespace."""
+    """The backend's default real floating dtype (float64 on NumPy, strict,
+    PyTorch and JAX in x64 mode: ``ops.default_float_dtype``), cached per namespace."""
     key = id(xp)
     dtype = _default_float.get(key)
     if dtype is None:
-        info = xp.__array_namespace_info__()
-        dtype = info.default_dtypes(device=getattr(step, "device", None))["real floating"]
-        _default_float[key] = dtype
+        dtype = _default_float[key] = backends.backend_of(step).default_float_dtype()
     return dtype
 
 

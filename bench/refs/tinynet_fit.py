@@ -9,7 +9,11 @@ the whole data set as an argument, so each data-set *shape* compiles once
 (Keras compiles per batch shape).  So that timed blocks do not include a compile, the runner keeps a
 data set of ``k`` batches, ``k`` = half the warm-up's ``2 x block`` steps,
 and runs ``n // k`` epochs over it when ``k`` divides ``n`` (one epoch for
-a timed block: exactly Keras' protocol)."""
+a timed block: exactly Keras' protocol).
+
+``compile_steps=True`` (torch): ``fit`` runs ``torch.compile``'d steps, as
+with ``TINYNET_TORCH_COMPILE=1`` (switched on for this runner's calls only;
+the warm-up pays the compilation)."""
 
 from __future__ import annotations
 
@@ -21,8 +25,11 @@ __all__ = ["Runner", "backend_for"]
 
 
 class Runner:
-    def __init__(self, config, opt, x, y, params, device="cpu", backend_name="jax"):
+    def __init__(
+        self, config, opt, x, y, params, device="cpu", backend_name="jax", compile_steps=None
+    ):
         model, loss, optimizer = build_model(config, backend_name, None, opt)
+        self.compile_steps = compile_steps
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.backend = model.backend
         self.params_np, self.x, self.y, self.batch = params, x, y, config.batch
@@ -51,7 +58,14 @@ class Runner:
             self._k = n // 2  # the warm-up's 2 x block
         k = self._k if self._k is not None and n % self._k == 0 else n
         x, y = self._dataset(k)
-        history = self.model.fit(
-            x, y, loss=self.loss, batch_size=self.batch, epochs=n // k, shuffle=False, verbose=0
-        )
+        ops = self.backend
+        if self.compile_steps is not None:
+            before, ops.compile_steps = ops.compile_steps, self.compile_steps
+        try:
+            history = self.model.fit(
+                x, y, loss=self.loss, batch_size=self.batch, epochs=n // k, shuffle=False, verbose=0
+            )
+        finally:
+            if self.compile_steps is not None:
+                ops.compile_steps = before
         return float(history.history["loss"][-1])

@@ -3,7 +3,7 @@ donate_argnums=(0, 2))`` called with the backend's arrays, as ``fit``'s steps
 run.  The step is ``step(params, state, opt_state, x, y, key) -> (params,
 state, opt_state, loss)``; params and optimizer state are donated (on JAX
 their buffers are reused; on eager backends ``jit`` is the identity and the
-update is pure).  One module serves every backend (numpy, jax, strict, cupy)."""
+update is pure).  One module serves every backend (numpy, jax, strict, cupy, torch)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ def backend_for(name: str, device: str):
         platform = getattr(backend.device, "platform", "cpu")
         if (device == "gpu") != (platform != "cpu"):
             return None, f"JAX default device is {platform}, not {device}"
+    if name == "torch":
+        kind = getattr(backend.device, "type", "cpu")
+        if (device == "gpu") != (kind != "cpu"):
+            backend, why = backends.probe(name, "cuda" if device == "gpu" else "cpu")
+            return backend, why
     if name == "cupy" and device != "gpu":
         return None, "cupy runs only with --device gpu"
     if name == "numpy" and device == "gpu":
