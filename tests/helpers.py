@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from tinynet import backends
@@ -58,3 +60,17 @@ def assert_fd_close(analytic, numeric: np.ndarray, what: str = "") -> None:
     assert rel < FD_RTOL, (
         f"{what}: relative error {rel:.3e} vs finite differences\n{analytic}\n{numeric}"
     )
+
+
+def torch_autograd(fn):
+    """Run a PyTorch-autograd oracle with gradients on: the torch backend's
+    fixture runs each test inside tinynet's scope, which is ``torch.no_grad()``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        with torch.enable_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -28,7 +28,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import DTYPES, assert_close, assert_fd_close, central_fd, to_numpy
+from helpers import DTYPES, assert_close, assert_fd_close, central_fd, to_numpy, torch_autograd
 
 import tinynet as tn
 from tinynet import random as tnrandom
@@ -60,6 +60,7 @@ def _pads(padding, spatial, k, s, d):
     return [keras_same(n, *a) for n, a in zip(spatial, zip(k, s, d))]
 
 
+@torch_autograd
 def torch_conv(x, W, b, strides, padding, dilation, dy):
     """``(y, dx, dW, db)`` by PyTorch autograd in float64, channels-last in and out."""
     torch = pytest.importorskip("torch")

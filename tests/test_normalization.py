@@ -22,7 +22,7 @@ import sys
 import keras_norm_reference as kref
 import numpy as np
 import pytest
-from helpers import assert_close, assert_fd_close, central_fd, to_numpy
+from helpers import assert_close, assert_fd_close, central_fd, to_numpy, torch_autograd
 
 import tinynet
 from tinynet import backends
@@ -150,6 +150,7 @@ def _torch():
     return pytest.importorskip("torch", reason="PyTorch is the autograd oracle here")
 
 
+@torch_autograd
 def _torch_grads(torch, fn, x, dy, gamma, beta):
     """``fn(x, gamma, beta)`` in float64 torch; its output and the gradients
     of ``sum(y * dy)``."""

@@ -24,7 +24,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import assert_close, assert_fd_close, central_fd, to_numpy
+from helpers import assert_close, assert_fd_close, central_fd, to_numpy, torch_autograd
 
 import tinynet as tn
 
@@ -80,6 +80,7 @@ def loop_pool(x, kind, pool, strides, padding):
     return y, vjp
 
 
+@torch_autograd
 def torch_pool(x, kind, pool, strides, padding, dy):
     """``(y, dx)`` by PyTorch autograd in float64 (max with "same": the input
     padded with -inf first; torch has no asymmetric padding)."""

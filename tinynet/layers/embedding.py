@@ -67,6 +67,8 @@ class Embedding(Layer):
         validation.check_indices(x, self.input_dim, "Embedding")
         W = params["W"]
         flat = xp.reshape(x, (-1,))
+        if flat.dtype not in (xp.int32, xp.int64):  # torch gathers with int32/int64 only
+            flat = xp.astype(flat, xp.int64)
         y = xp.reshape(xp.take(W, flat, axis=0), (*x.shape, self.output_dim))
 
         def backward(dy: Array, need_dx: bool = True) -> tuple[None, Params]:
