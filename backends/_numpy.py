@@ -15,12 +15,13 @@ only trades memory for speed; ``TINYNET_MALLOC_TUNE=0`` turns it off.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 
 import numpy as np
 
-from .ops import Ops
+from .ops import Ops, _window_slice, window_output
 
 MALLOC_ENV = "TINYNET_MALLOC_TUNE"
 
@@ -60,6 +61,47 @@ class NumpyOps(Ops):
         out = np.zeros((rows, values.shape[1]), dtype=values.dtype)
         np.add.at(out, indices, values)
         return out
+
+    # Max pooling: the portable ops build the first-maximum index and the
+    # gradient's mask from fresh arrays (where, astype, a pad by concat); NumPy
+    # has in-place ufuncs and strided views to write into.  Same results,
+    # the first maximum winning on ties.
+
+    def max_pool(self, x, window, strides):
+        ones = (1,) * len(window)
+        out = window_output(x.shape[1:-1], window, strides, ones)
+        offsets = itertools.product(*map(range, window))
+        views = [x[_window_slice(offset, out, strides, ones)] for offset in offsets]
+        y = views[0].copy()
+        for view in views[1:]:
+            np.maximum(y, view, out=y)
+        # which = the number of leading window elements that are not the
+        # maximum: the first maximum's index, no where/copyto over the views
+        notyet = np.not_equal(views[0], y)
+        which = notyet.astype(np.int32)
+        differs = np.empty(y.shape, dtype=bool)
+        for view in views[1:-1]:
+            np.not_equal(view, y, out=differs)
+            np.logical_and(notyet, differs, out=notyet)
+            np.add(which, notyet, out=which)
+        if np.issubdtype(y.dtype, np.inexact):  # a NaN maximum equals nothing: p = 0
+            nan = np.isnan(y)
+            if nan.any():
+                which[nan] = 0
+        return y, which
+
+    def max_pool_backward(self, dy, which, x_shape, window, strides):
+        if tuple(window) != tuple(strides):
+            return super().max_pool_backward(dy, which, x_shape, window, strides)
+        # windows tile the input: each window element's slice of dx is written
+        # once, as (which == p) * dy, like the portable product; zeros where cropped
+        dx = np.zeros(tuple(x_shape), dtype=dy.dtype)
+        hit = np.empty(which.shape, dtype=bool)
+        out, ones = tuple(which.shape[1:-1]), (1,) * len(window)
+        for p, offset in enumerate(itertools.product(*map(range, window))):
+            np.equal(which, p, out=hit)
+            np.multiply(hit, dy, out=dx[_window_slice(offset, out, strides, ones)])
+        return dx
 
 
 def load() -> NumpyOps:

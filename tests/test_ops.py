@@ -231,3 +231,44 @@ def test_threefry2x32_equals_the_portable_uint32_block(backend):
     for g, e in zip(got, want, strict=True):
         assert g.dtype == backend.dtype("uint32")
         np.testing.assert_array_equal(to_numpy(g), e)
+
+
+# NumPy's in-place max pooling (backends/_numpy.py) against the portable
+# ops, over every backend.
+TESTED |= {"max_pool", "max_pool_backward"}
+
+
+POOL_CASES = [
+    ((2, 4, 6, 3), (2, 2), (2, 2)),  # windows tile the input
+    ((2, 5, 7, 2), (2, 3), (2, 3)),  # tile, with a cropped border
+    ((1, 7, 7, 2), (3, 3), (2, 2)),  # overlapping windows
+    ((2, 8, 7, 1), (2, 2), (3, 3)),  # gaps between windows
+    ((3, 9, 2), (3,), (3,)),  # 1-D, tiled
+    ((3, 10, 2), (3,), (2,)),  # 1-D, overlapping
+]
+
+
+@pytest.mark.parametrize("data", ["distinct", "ties", "nan"])
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+def test_max_pool_and_its_backward_equal_the_portable_versions(backend, dtype, case, data):
+    """Same maxima, the same FIRST maximum's index on ties (and 0 for a NaN
+    maximum), the same dx."""
+    x_shape, window, strides = case
+    rng = np.random.default_rng(sum(x_shape) + len(data))
+    ties = data == "ties"
+    x_np = rng.integers(0, 3, size=x_shape) if ties else rng.normal(size=x_shape)
+    if data == "nan":  # a NaN late in the first window and in a later one
+        x_np[(0, *(k - 1 for k in window), 0)] = np.nan
+        x_np[(-1, *(min(n - 1, k) for n, k in zip(x_shape[1:-1], window)), -1)] = np.nan
+    x = backend.asarray(x_np, dtype)
+    y, which = backend.max_pool(x, window, strides)
+    y_ref, which_ref = Ops.max_pool(backend, x, window, strides)
+    assert tuple(y.shape) == tuple(y_ref.shape) and y.dtype == y_ref.dtype
+    assert which.dtype == which_ref.dtype
+    np.testing.assert_array_equal(to_numpy(y), to_numpy(y_ref))
+    np.testing.assert_array_equal(to_numpy(which), to_numpy(which_ref))
+    dy = backend.asarray(rng.normal(size=tuple(y.shape)), dtype)
+    dx = backend.max_pool_backward(dy, which, x_shape, window, strides)
+    dx_ref = Ops.max_pool_backward(backend, dy, which_ref, x_shape, window, strides)
+    assert tuple(dx.shape) == x_shape and dx.dtype == dx_ref.dtype
+    np.testing.assert_array_equal(to_numpy(dx), to_numpy(dx_ref))
