@@ -21,7 +21,8 @@ def _train(backend_name: str, dtype: str) -> tn.Sequential:
     x = rng.normal(size=(48, 10, 10, 2))
     y = rng.integers(0, 4, 48)
     model = tn.Sequential(
-        [tn.Conv2D(6, 3, padding="same", use_bias=False), tn.BatchNorm(), tn.ReLU(), tn.MaxPool2D(2),
+        [tn.Conv2D(6, 3, padding="same", use_bias=False), tn.BatchNorm(), tn.ReLU(),
+         tn.MaxPool2D(2),
          tn.Conv2D(8, 3, strides=2, use_bias=False), tn.BatchNorm(momentum=0.9), tn.Tanh(),
          tn.Dropout(0.25), tn.Flatten(), tn.Dense(16), tn.ReLU(), tn.Dense(4), tn.Softmax()],
         input_shape=(10, 10, 2), dtype=dtype, seed=11, backend=backend_name,
