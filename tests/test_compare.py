@@ -239,6 +239,34 @@ def test_main_compare_with_arrays_and_by_name():
         commands.main_compare((x, y), batch_size=0)
 
 
+def test_main_compare_builds_the_cnn_too():
+    """``model="cnn"``: train's CNN on images, every backend within float64
+    rounding of NumPy float64, convolution and pooling rows included."""
+    rng = np.random.default_rng(4)
+    x = rng.random((40, 8, 8, 1))
+    y = rng.integers(0, 3, 40)
+    report = commands.main_compare((x, y), model="cnn", dtype="float64", batch_size=16,
+                                   backends=_available())
+    assert report.compared == _available()
+    assert max(report.max_rel(n) for n in report.compared) < 1e-12
+    numpy_rows = {(r.layer_type, r.quantity) for r in report.for_backend("numpy")}
+    assert {("Conv2D", "grad_W"), ("Conv2D", "updated_W"), ("MaxPool2D", "grad_input")} <= (
+        numpy_rows
+    )
+    with pytest.raises(ValueError, match="model 'cnn' on the given samples: the cnn takes images"):
+        commands.main_compare((x.reshape(40, -1), y), model="cnn")
+
+
+def test_cli_compare_cnn_refuses_mlp_flags_and_feature_vectors(capsys):
+    from tinynet.cli import main
+
+    assert main(["compare-backends", "--model", "cnn", "--hidden", "8"]) == 2
+    assert "--hidden shapes the mlp; --model cnn has fixed layers" in capsys.readouterr().err
+    assert main(["compare-backends", "--model", "cnn", "--dataset", "spiral"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model 'cnn' on spiral: the cnn takes images" in err
+
+
 # ------------------------------------------------------------------ the verdict
 
 
@@ -293,7 +321,7 @@ def test_main_compare_uses_train_defaults():
 
     train = build_parser().parse_args(["train"])
     cli = build_parser().parse_args(["compare-backends"])
-    for flag in ("dataset", "hidden", "batch_size", "optimizer", "lr", "dtype", "seed",
+    for flag in ("dataset", "model", "hidden", "batch_size", "optimizer", "lr", "dtype", "seed",
                  "activation", "dropout"):
         assert getattr(cli, flag) == getattr(train, flag), flag
     report = commands.main_compare(backends=["numpy"])

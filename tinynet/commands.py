@@ -22,7 +22,6 @@ import numpy as np
 
 from . import backends, datasets, models, random
 from .callbacks import Callback
-from .model import build_mlp
 from .options import (
     CLIError,
     default_batch_size,
@@ -97,11 +96,16 @@ def _optimizer(name: str, lr: float | None, dataset: str | None = None) -> Any:
     return type(optimizers.get(name))(lr=lr or default_lr(name, dataset))
 
 
-def _build_model(args: Any, data: datasets.Dataset, classes: int) -> Any:
-    """``--model`` for ``data``, with ``--hidden``/``--dropout`` for the mlp only."""
+def _check_model_flags(args: Any) -> None:
+    """``--hidden`` and ``--dropout`` shape the mlp only."""
     if args.model == "cnn" and (args.hidden is not None or args.dropout):
         given = "--hidden" if args.hidden is not None else "--dropout"
         raise CLIError(f"{given} shapes the mlp; --model cnn has fixed layers, drop {given}")
+
+
+def _build_model(args: Any, data: datasets.Dataset, classes: int) -> Any:
+    """``--model`` for ``data``, with ``--hidden``/``--dropout`` for the mlp only."""
+    _check_model_flags(args)
     try:
         return models.build(
             args.model,
@@ -399,8 +403,10 @@ def info(args: Any) -> int:
 def compare_backends(args: Any) -> int:
     from .compare import format_report, verdict
 
+    _check_model_flags(args)
     report = main_compare(
         args.dataset,
+        model=args.model,
         hidden=args.hidden,
         activation=args.activation,
         dtype=args.dtype,
@@ -431,14 +437,16 @@ def main_compare(
     seed: int = 0,
     batch_size: int | None = None,
     *,
+    model: str = "mlp",
     backends: Sequence[str] | None = None,
     dropout: float = 0.0,
     optimizer: Any = "adam",
 ) -> Any:
     """A :class:`tinynet.compare.CompareReport`: build the ``tinynet train``
-    MLP for ``dataset`` (``spiral``, ``digits``, ``fashion-mnist``, a
-    ``PATH.npz``, an ``(x, y)`` pair of features and integer labels, or
-    ``None`` for train's default) and compare its first training step (the
+    ``model`` (``mlp`` or ``cnn``) for ``dataset`` (``spiral``, ``digits``,
+    ``fashion-mnist``, a ``PATH.npz``, an ``(x, y)`` pair of samples and
+    integer labels, or ``None`` for train's default) and compare its first
+    training step (the
     batch and Dropout masks ``fit`` with ``seed`` starts with) across
     ``backends``.  Defaults (``None``) are ``tinynet train``'s for that
     dataset; an optimizer given by name gets train's learning rate.  The
@@ -456,23 +464,33 @@ def main_compare(
     hidden = default_hidden(name) if hidden is None else hidden
     batch_size = default_batch_size(name) if batch_size is None else batch_size
     x, y = tn.to_numpy(x), tn.to_numpy(y)  # host NumPy arrays pass through
-    if x.ndim > 2:
-        x = x.reshape(len(x), -1)
     if y.ndim != 1 or y.dtype.kind not in "iu":
         raise ValueError("main_compare: y must be 1-D integer class labels")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}")
     classes = int(y.max()) + 1
-    model = build_mlp(
-        x.shape[1], classes, hidden, activation, dropout, dtype, seed, backend="numpy"
-    )
+    try:
+        net = models.build(
+            model,
+            x.shape[1:],
+            classes,
+            hidden=hidden,
+            activation=activation,
+            dropout=dropout,
+            dtype=dtype,
+            seed=seed,
+            backend="numpy",
+        )
+    except ValueError as err:
+        raise ValueError(f"model {model!r} on {name or 'the given samples'}: {err}") from None
+    x = models.fit_to(x, net.input_shape)  # flat rows for an mlp
     epoch_key = random.fold_in(random.key(seed, "numpy"), 0)
     order = random.permutation(random.fold_in(epoch_key, 0x5EED), x.shape[0])
     rows = order[: min(batch_size, x.shape[0])]
     from .compare import compare_backends
 
     return compare_backends(
-        model,
+        net,
         x[rows],
         y[rows],
         "sparse_categorical_crossentropy",

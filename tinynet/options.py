@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser(
         "compare-backends",
         help="one training step on every backend: per-layer differences from a float64 NumPy run",
-        description="One training step of train's MLP (train's defaults) on every backend, "
+        description="One training step of train's model (train's defaults) on every backend, "
         "compared layer by layer with the same step in float64 on NumPy.  Ends with PASS "
         "(exit 0) if every difference is within the tolerance of the dtype (stated on that "
         "line), else FAIL (exit 1).",
@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="spiral, digits, fashion-mnist or a PATH.npz (default: digits if scikit-learn "
         "is installed, else spiral, as train)",
+    )
+    compare.add_argument(
+        "--model", choices=MODELS, default="mlp", help="mlp or cnn, as train's --model"
     )
     _add_mlp_arguments(compare, hidden=list(HIDDEN))
     compare.add_argument("--dtype", choices=("float32", "float64"), default="float32")
