@@ -470,17 +470,9 @@ def main_compare(
         raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}")
     classes = int(y.max()) + 1
     try:
-        net = models.build(
-            model,
-            x.shape[1:],
-            classes,
-            hidden=hidden,
-            activation=activation,
-            dropout=dropout,
-            dtype=dtype,
-            seed=seed,
-            backend="numpy",
-        )
+        shape = dict(hidden=hidden, activation=activation, dropout=dropout)
+        net = models.build(model, x.shape[1:], classes, **shape, dtype=dtype, seed=seed,
+                           backend="numpy")  # fmt: skip
     except ValueError as err:
         raise ValueError(f"model {model!r} on {name or 'the given samples'}: {err}") from None
     x = models.fit_to(x, net.input_shape)  # flat rows for an mlp
