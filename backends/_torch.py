@@ -57,6 +57,8 @@ class TorchOps(Ops):
         #: fit's steps compiled by torch.compile (TINYNET_TORCH_COMPILE=1)
         self.compile_steps = os.environ.get(COMPILE_ENV, "0") not in ("", "0")
         self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        functional = torch.nn.functional
+        self._conv_fn = {1: functional.conv1d, 2: functional.conv2d, 3: functional.conv3d}
 
     # ------------------------------------------------------------ arrays
 
@@ -189,6 +191,39 @@ class TorchOps(Ops):
         self._compiled[step] = run
         return run
 
+    # ------------------------------------------------------------ convolution
+    #
+    # torch's own convolution kernels (oneDNN on the CPU) instead of the
+    # portable im2col + matmul.  tinynet's data is channels-last: permuted to
+    # (batch, channels, *spatial) it is a channels_last view, which oneDNN
+    # takes without a copy.  The layers pad before calling, so torch pads
+    # nothing.  The input is saved for the backward.
+
+    def conv(self, x, W, strides, dilation):
+        rank = W.ndim - 2
+        y = self._conv_fn[rank](
+            _channels_first(x), _torch_kernel(W), stride=tuple(strides), dilation=tuple(dilation)
+        )
+        return _channels_last(y), x
+
+    def conv_backward(self, dy, saved, x_shape, W, strides, dilation, need_dx=True):
+        rank = W.ndim - 2
+        dx, dW, _ = self._torch.ops.aten.convolution_backward(
+            _channels_first(dy),
+            _channels_first(saved),
+            _torch_kernel(W),
+            None,  # no bias
+            list(strides),
+            [0] * rank,  # padding: the layer padded already
+            list(dilation),
+            False,  # not transposed
+            [0] * rank,
+            1,  # groups
+            [need_dx, True, False],  # dx only when asked, dW, no bias gradient
+        )
+        dW = dW.permute(*range(2, rank + 2), 1, 0).contiguous()  # -> (*window, channels, filters)
+        return (_channels_last(dx) if need_dx else None), dW
+
     # ------------------------------------------------------------ maths
 
     def threefry2x32(self, k0, k1, x0, x1):
@@ -210,6 +245,22 @@ class TorchOps(Ops):
             x0.add_(ks[(i + 1) % 3]).bitwise_and_(_M32)
             x1.add_(ks[(i + 2) % 3] + (i + 1)).bitwise_and_(_M32)
         return x0.to(torch.uint32), x1.to(torch.uint32)
+
+
+def _channels_first(x: Any) -> Any:
+    """``(batch, *spatial, channels)`` viewed as ``(batch, channels, *spatial)``."""
+    return x.permute(0, x.ndim - 1, *range(1, x.ndim - 1))
+
+
+def _channels_last(x: Any) -> Any:
+    """``(batch, channels, *spatial)`` viewed as ``(batch, *spatial, channels)``."""
+    return x.permute(0, *range(2, x.ndim), 1)
+
+
+def _torch_kernel(W: Any) -> Any:
+    """tinynet's kernel ``(*window, channels, filters)`` viewed as torch's
+    ``(filters, channels, *window)``."""
+    return W.permute(W.ndim - 1, W.ndim - 2, *range(W.ndim - 2))
 
 
 def _is_compile_error(torch: Any, err: Exception) -> bool:
