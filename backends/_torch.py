@@ -224,6 +224,46 @@ class TorchOps(Ops):
         dW = dW.permute(*range(2, rank + 2), 1, 0).contiguous()  # -> (*window, channels, filters)
         return (_channels_last(dx) if need_dx else None), dW
 
+    # Max pooling by torch's own kernels.  ``which`` is torch's form: the
+    # index of each window's maximum in the flattened spatial axes of the
+    # input, which torch's backward takes as it is.  1-D data is pooled as
+    # 2-D with a height of 1.
+
+    def max_pool(self, x, window, strides):
+        if len(window) > 2:
+            return super().max_pool(x, window, strides)
+        torch = self._torch
+        x2 = _two_d(x)
+        k, s = _pair(window), _pair(strides)
+        y, which = torch.nn.functional.max_pool2d(_channels_first(x2), k, s, return_indices=True)
+        if y.is_floating_point():
+            # a NaN maximum: the portable op's p = 0, the window's first element
+            # (torch would pick a NaN); the check is free in host memory
+            nan = torch.isnan(y)
+            if not self.host_memory or nan.any():
+                which = torch.where(nan, _window_starts(torch, x2.shape, y, s), which)
+        y = _channels_last(y)
+        return (y if x.ndim == 4 else y[:, 0]), which
+
+    def max_pool_backward(self, dy, which, x_shape, window, strides):
+        if len(window) > 2:
+            return super().max_pool_backward(dy, which, x_shape, window, strides)
+        x2_shape = tuple(x_shape) if len(x_shape) == 4 else (x_shape[0], 1, *x_shape[1:])
+        # torch's backward reads only the shape and memory layout of its input
+        like = _channels_first(dy.new_empty(x2_shape))
+        dx = self._torch.ops.aten.max_pool2d_with_indices_backward(
+            _channels_first(_two_d(dy)),
+            like,
+            list(_pair(window)),
+            list(_pair(strides)),
+            [0, 0],  # padding: the layer padded already
+            [1, 1],  # dilation
+            False,  # ceil_mode
+            which,
+        )
+        dx = _channels_last(dx)
+        return dx if len(x_shape) == 4 else dx[:, 0]
+
     # ------------------------------------------------------------ maths
 
     def threefry2x32(self, k0, k1, x0, x1):
@@ -261,6 +301,26 @@ def _torch_kernel(W: Any) -> Any:
     """tinynet's kernel ``(*window, channels, filters)`` viewed as torch's
     ``(filters, channels, *window)``."""
     return W.permute(W.ndim - 1, W.ndim - 2, *range(W.ndim - 2))
+
+
+def _two_d(x: Any) -> Any:
+    """1-D channels-last data ``(batch, steps, channels)`` as 2-D ``(batch, 1,
+    steps, channels)``; 2-D data unchanged."""
+    return x if x.ndim == 4 else x[:, None]
+
+
+def _pair(window: tuple) -> tuple:
+    """A 1-D window, stride or dilation as 2-D (height 1)."""
+    return tuple(window) if len(window) == 2 else (1, *window)
+
+
+def _window_starts(torch: Any, x_shape: tuple, y: Any, strides: tuple) -> Any:
+    """In torch's index form, the first element of every window of the pooled
+    ``y`` ``(batch, channels, out_h, out_w)``: ``(out_h, out_w)`` indices into
+    the flattened ``(height, width)`` of the 2-D channels-last input ``x_shape``."""
+    rows = torch.arange(y.shape[2], device=y.device) * (strides[0] * x_shape[2])
+    cols = torch.arange(y.shape[3], device=y.device) * strides[1]
+    return rows[:, None] + cols[None, :]
 
 
 def _is_compile_error(torch: Any, err: Exception) -> bool:
