@@ -236,11 +236,12 @@ class TorchOps(Ops):
         x2 = _two_d(x)
         k, s = _pair(window), _pair(strides)
         y, which = torch.nn.functional.max_pool2d(_channels_first(x2), k, s, return_indices=True)
-        if y.is_floating_point():
-            # a NaN maximum: the portable op's p = 0, the window's first element
-            # (torch would pick a NaN); the check is free in host memory
-            nan = torch.isnan(y)
-            if not self.host_memory or nan.any():
+        # A NaN maximum sends the gradient to the window's first element, as
+        # the portable op does (torch's index is a NaN's).  In host memory the
+        # test comes first: one maximum over y is much cheaper than isnan.
+        if y.is_floating_point() and y.numel():
+            if not self.host_memory or torch.isnan(y.amax()):
+                nan = torch.isnan(y)
                 which = torch.where(nan, _window_starts(torch, x2.shape, y, s), which)
         y = _channels_last(y)
         return (y if x.ndim == 4 else y[:, 0]), which
