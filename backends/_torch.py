@@ -17,6 +17,10 @@ Devices: ``cpu``, ``cuda``, ``cuda:N``, ``mps``; the default is CUDA if
 present, else MPS, else the CPU.  MPS has no float64: asking for it there is
 a ``ValueError`` naming the dtype and the device.
 
+Convolution and max pooling run on torch's own kernels (oneDNN on the
+CPU): tinynet's channels-last arrays permuted to channels-first are
+``channels_last`` views, which those kernels take without a copy.
+
 What PyTorch does differently, and where it is handled:
 
 * unsigned 32-bit integers lack addition and shifts: :meth:`threefry2x32`
@@ -264,6 +268,9 @@ class TorchOps(Ops):
         )
         dx = _channels_last(dx)
         return dx if len(x_shape) == 4 else dx[:, 0]
+
+    # (ReLU's backward by aten.threshold_backward was tried: below the 10% bar
+    # on the CNN and MLP steps, so relu_grad stays portable.)
 
     # ------------------------------------------------------------ maths
 
