@@ -241,10 +241,12 @@ class TorchOps(Ops):
         k, s = _pair(window), _pair(strides)
         y, which = torch.nn.functional.max_pool2d(_channels_first(x2), k, s, return_indices=True)
         # A NaN maximum sends the gradient to the window's first element, as
-        # the portable op does (torch's index is a NaN's).  In host memory the
-        # test comes first: one maximum over y is much cheaper than isnan.
+        # the portable op does (torch's index is a NaN's).  Where reading a
+        # value is free (host memory, not compiling) a test comes first: one
+        # maximum over y is much cheaper than isnan.
         if y.is_floating_point() and y.numel():
-            if not self.host_memory or torch.isnan(y.amax()):
+            read_free = self.host_memory and not torch.compiler.is_compiling()
+            if not read_free or torch.isnan(y.amax()):
                 nan = torch.isnan(y)
                 which = torch.where(nan, _window_starts(torch, x2.shape, y, s), which)
         y = _channels_last(y)
