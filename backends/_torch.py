@@ -17,6 +17,10 @@ Devices: ``cpu``, ``cuda``, ``cuda:N``, ``mps``; the default is CUDA if
 present, else MPS, else the CPU.  MPS has no float64: asking for it there is
 a ``ValueError`` naming the dtype and the device.
 
+Convolution and max pooling run on torch's own kernels (oneDNN on the
+CPU): tinynet's channels-last arrays permuted to channels-first are
+``channels_last`` views, which those kernels take without a copy.
+
 What PyTorch does differently, and where it is handled:
 
 * unsigned 32-bit integers lack addition and shifts: :meth:`threefry2x32`
@@ -57,6 +61,8 @@ class TorchOps(Ops):
         #: fit's steps compiled by torch.compile (TINYNET_TORCH_COMPILE=1)
         self.compile_steps = os.environ.get(COMPILE_ENV, "0") not in ("", "0")
         self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        functional = torch.nn.functional
+        self._conv_fn = {1: functional.conv1d, 2: functional.conv2d, 3: functional.conv3d}
 
     # ------------------------------------------------------------ arrays
 
@@ -189,6 +195,85 @@ class TorchOps(Ops):
         self._compiled[step] = run
         return run
 
+    # ------------------------------------------------------------ convolution
+    #
+    # torch's own convolution kernels (oneDNN on the CPU) instead of the
+    # portable im2col + matmul.  tinynet's data is channels-last: permuted to
+    # (batch, channels, *spatial) it is a channels_last view, which oneDNN
+    # takes without a copy.  The layers pad before calling, so torch pads
+    # nothing.  The input is saved for the backward.
+
+    def conv(self, x, W, strides, dilation):
+        rank = W.ndim - 2
+        y = self._conv_fn[rank](
+            _channels_first(x), _torch_kernel(W), stride=tuple(strides), dilation=tuple(dilation)
+        )
+        return _channels_last(y), x
+
+    def conv_backward(self, dy, saved, x_shape, W, strides, dilation, need_dx=True):
+        rank = W.ndim - 2
+        dx, dW, _ = self._torch.ops.aten.convolution_backward(
+            _channels_first(dy),
+            _channels_first(saved),
+            _torch_kernel(W),
+            None,  # no bias
+            list(strides),
+            [0] * rank,  # padding: the layer padded already
+            list(dilation),
+            False,  # not transposed
+            [0] * rank,
+            1,  # groups
+            [need_dx, True, False],  # dx only when asked, dW, no bias gradient
+        )
+        dW = dW.permute(*range(2, rank + 2), 1, 0).contiguous()  # -> (*window, channels, filters)
+        return (_channels_last(dx) if need_dx else None), dW
+
+    # Max pooling by torch's own kernels.  ``which`` is torch's form: the
+    # index of each window's maximum in the flattened spatial axes of the
+    # input, which torch's backward takes as it is.  1-D data is pooled as
+    # 2-D with a height of 1.
+
+    def max_pool(self, x, window, strides):
+        if len(window) > 2:
+            return super().max_pool(x, window, strides)
+        torch = self._torch
+        x2 = _two_d(x)
+        k, s = _pair(window), _pair(strides)
+        y, which = torch.nn.functional.max_pool2d(_channels_first(x2), k, s, return_indices=True)
+        # A NaN maximum sends the gradient to the window's first element, as
+        # the portable op does (torch's index is a NaN's).  Where reading a
+        # value is free (host memory, not compiling) a test comes first: one
+        # maximum over y is much cheaper than isnan.
+        if y.is_floating_point() and y.numel():
+            read_free = self.host_memory and not torch.compiler.is_compiling()
+            if not read_free or torch.isnan(y.amax()):
+                nan = torch.isnan(y)
+                which = torch.where(nan, _window_starts(torch, x2.shape, y, s), which)
+        y = _channels_last(y)
+        return (y if x.ndim == 4 else y[:, 0]), which
+
+    def max_pool_backward(self, dy, which, x_shape, window, strides):
+        if len(window) > 2:
+            return super().max_pool_backward(dy, which, x_shape, window, strides)
+        x2_shape = tuple(x_shape) if len(x_shape) == 4 else (x_shape[0], 1, *x_shape[1:])
+        # torch's backward reads only the shape and memory layout of its input
+        like = _channels_first(dy.new_empty(x2_shape))
+        dx = self._torch.ops.aten.max_pool2d_with_indices_backward(
+            _channels_first(_two_d(dy)),
+            like,
+            list(_pair(window)),
+            list(_pair(strides)),
+            [0, 0],  # padding: the layer padded already
+            [1, 1],  # dilation
+            False,  # ceil_mode
+            which,
+        )
+        dx = _channels_last(dx)
+        return dx if len(x_shape) == 4 else dx[:, 0]
+
+    # (ReLU's backward by aten.threshold_backward was tried: below the 10% bar
+    # on the CNN and MLP steps, so relu_grad stays portable.)
+
     # ------------------------------------------------------------ maths
 
     def threefry2x32(self, k0, k1, x0, x1):
@@ -210,6 +295,42 @@ class TorchOps(Ops):
             x0.add_(ks[(i + 1) % 3]).bitwise_and_(_M32)
             x1.add_(ks[(i + 2) % 3] + (i + 1)).bitwise_and_(_M32)
         return x0.to(torch.uint32), x1.to(torch.uint32)
+
+
+def _channels_first(x: Any) -> Any:
+    """``(batch, *spatial, channels)`` viewed as ``(batch, channels, *spatial)``."""
+    return x.permute(0, x.ndim - 1, *range(1, x.ndim - 1))
+
+
+def _channels_last(x: Any) -> Any:
+    """``(batch, channels, *spatial)`` viewed as ``(batch, *spatial, channels)``."""
+    return x.permute(0, *range(2, x.ndim), 1)
+
+
+def _torch_kernel(W: Any) -> Any:
+    """tinynet's kernel ``(*window, channels, filters)`` viewed as torch's
+    ``(filters, channels, *window)``."""
+    return W.permute(W.ndim - 1, W.ndim - 2, *range(W.ndim - 2))
+
+
+def _two_d(x: Any) -> Any:
+    """1-D channels-last data ``(batch, steps, channels)`` as 2-D ``(batch, 1,
+    steps, channels)``; 2-D data unchanged."""
+    return x if x.ndim == 4 else x[:, None]
+
+
+def _pair(window: tuple) -> tuple:
+    """A 1-D window, stride or dilation as 2-D (height 1)."""
+    return tuple(window) if len(window) == 2 else (1, *window)
+
+
+def _window_starts(torch: Any, x_shape: tuple, y: Any, strides: tuple) -> Any:
+    """In torch's index form, the first element of every window of the pooled
+    ``y`` ``(batch, channels, out_h, out_w)``: ``(out_h, out_w)`` indices into
+    the flattened ``(height, width)`` of the 2-D channels-last input ``x_shape``."""
+    rows = torch.arange(y.shape[2], device=y.device) * (strides[0] * x_shape[2])
+    cols = torch.arange(y.shape[3], device=y.device) * strides[1]
+    return rows[:, None] + cols[None, :]
 
 
 def _is_compile_error(torch: Any, err: Exception) -> bool:

@@ -254,6 +254,7 @@ class Ops:
         targets = xp.arange(rows, dtype=indices.dtype, device=self.device)
         onehot = xp.astype(targets[:, None] == indices[None, :], values.dtype)
         return onehot @ values
+
     # ------------------------------------------------------------ convolution and pooling
     #
     # Channels-last windows: ``x`` is ``(batch, *spatial, channels)`` with any
@@ -336,12 +337,16 @@ class Ops:
         return self.col2im(dcols, tuple(x_shape), window, strides, dilation), dW
 
     def max_pool(self, x: Array, window: tuple, strides: tuple) -> tuple[Array, Array]:
-        """``(y, which)``: the maximum of every window and the index ``p`` of
-        its FIRST maximum in row-major window order (integers, shaped like
-        ``y``), which gets the whole gradient in :meth:`max_pool_backward`.
+        """``(y, which)``: the maximum of every window, and ``which``, what
+        :meth:`max_pool_backward` needs to send each window's whole gradient
+        to its FIRST maximum in row-major window order (to the window's first
+        element when the maximum is NaN).  ``which`` is opaque to callers: a
+        backend may keep its own form (torch: its kernels' indices into the
+        input).
 
-        Elementwise maxima of the P strided slices (one per window element):
-        no window is gathered."""
+        Here ``which`` is the index ``p`` of that element in the window
+        (integers, shaped like ``y``), from the elementwise maxima of the P
+        strided slices (one per window element): no window is gathered."""
         xp = self.xp
         ones = (1,) * len(window)
         out = window_output(x.shape[1:-1], window, strides, ones)
@@ -358,7 +363,8 @@ class Ops:
     def max_pool_backward(
         self, dy: Array, which: Array, x_shape: tuple, window: tuple, strides: tuple
     ) -> Array:
-        """``dx`` of :meth:`max_pool`: each window's ``dy`` goes to its element ``which``."""
+        """``dx`` of :meth:`max_pool`: each window's ``dy`` goes to the element
+        ``which`` designates."""
         xp = self.xp
         P = math.prod(window)
         if window == strides:
@@ -424,6 +430,7 @@ class Ops:
         for axis, (o, k, n) in enumerate(zip(out, window, x_shape[1:-1], strict=True), start=1):
             dx = self._pad_axis(dx, axis, 0, n - o * k, 0.0)
         return dx
+
     def threefry2x32(self, k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
         """Threefry-2x32-20 on broadcastable 1-d ``uint32`` arrays: key words
         ``(k0, k1)``, counter words ``(x0, x1)`` -> the two output words
