@@ -446,9 +446,8 @@ def main_compare(
     ``model`` (``mlp`` or ``cnn``) for ``dataset`` (``spiral``, ``digits``,
     ``fashion-mnist``, a ``PATH.npz``, an ``(x, y)`` pair of samples and
     integer labels, or ``None`` for train's default) and compare its first
-    training step (the
-    batch and Dropout masks ``fit`` with ``seed`` starts with) across
-    ``backends``.  Defaults (``None``) are ``tinynet train``'s for that
+    training step (the batch and Dropout masks ``fit`` with ``seed`` starts
+    with) across ``backends``.  Defaults (``None``) are ``tinynet train``'s for that
     dataset; an optimizer given by name gets train's learning rate.  The
     CLI's ``tinynet compare-backends`` prints the report and its verdict."""
     import tinynet as tn
@@ -470,9 +469,8 @@ def main_compare(
         raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}")
     classes = int(y.max()) + 1
     try:
-        shape = dict(hidden=hidden, activation=activation, dropout=dropout)
-        net = models.build(model, x.shape[1:], classes, **shape, dtype=dtype, seed=seed,
-                           backend="numpy")  # fmt: skip
+        net = models.build(model, x.shape[1:], classes, hidden=hidden, activation=activation,
+                           dropout=dropout, dtype=dtype, seed=seed, backend="numpy")
     except ValueError as err:
         raise ValueError(f"model {model!r} on {name or 'the given samples'}: {err}") from None
     x = models.fit_to(x, net.input_shape)  # flat rows for an mlp
