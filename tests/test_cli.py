@@ -415,7 +415,7 @@ def test_cnn_layers_shapes_and_parameters(image, padding, shapes):
     assert model.output_shape == (10,)
     assert {model.layers[i].get_config()["padding"] for i in (0, 4)} == {padding}
     assert not any(model.layers[i].get_config()["use_bias"] for i in (0, 4))
-    assert model.layers[11].get_config()["rate"] == 0.5
+    assert model.layers[11].get_config()["rate"] == 0.25
     flat = shapes[-1][0]
     conv = 3 * 3 * image[2] * 32 + 3 * 3 * 32 * 64  # no bias: BatchNorm's beta shifts
     norm = 2 * 32 + 2 * 64  # gamma and beta

@@ -20,7 +20,7 @@ from .layers import Dense
 from .model import Sequential, build_mlp
 
 MODELS = ("mlp", "cnn")
-DENSE_DROPOUT = 0.5  # the cnn's dropout rate after its Dense(128)
+DENSE_DROPOUT = 0.25  # the cnn's dropout rate after its Dense(128)
 SMALLEST_IMAGE = 4  # the cnn's two 2x2 poolings need at least 4x4 (with padding="same")
 
 
@@ -45,7 +45,7 @@ def build_cnn(
 
         Conv2D(32, 3) - BatchNorm - act - MaxPool2D(2)
         - Conv2D(64, 3) - BatchNorm - act - MaxPool2D(2)
-        - Flatten - Dense(128) - act - Dropout(0.5) - Dense(classes) - Softmax
+        - Flatten - Dense(128) - act - Dropout(0.25) - Dense(classes) - Softmax
 
     with ``act`` the ``activation`` (ReLU by default) and the convolutions'
     padding from :func:`cnn_padding`.  For 28x28x1 images that is
