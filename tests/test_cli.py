@@ -379,14 +379,17 @@ def test_cnn_refuses_what_is_not_an_image():
 
 CNN_LAYERS = [
     "Conv2D",
+    "BatchNorm",
     "ReLU",
     "MaxPool2D",
     "Conv2D",
+    "BatchNorm",
     "ReLU",
     "MaxPool2D",
     "Flatten",
     "Dense",
     "ReLU",
+    "Dropout",
     "Dense",
     "Softmax",
 ]
@@ -408,12 +411,16 @@ def test_cnn_layers_shapes_and_parameters(image, padding, shapes):
 
     model = models.build_cnn(image, 10)
     assert [type(layer).__name__ for layer in model.layers] == CNN_LAYERS
-    assert [model.shapes[i] for i in (0, 2, 3, 5, 6)] == shapes
+    assert [model.shapes[i] for i in (0, 3, 4, 7, 8)] == shapes
     assert model.output_shape == (10,)
-    assert {model.layers[i].get_config()["padding"] for i in (0, 3)} == {padding}
+    assert {model.layers[i].get_config()["padding"] for i in (0, 4)} == {padding}
+    assert not any(model.layers[i].get_config()["use_bias"] for i in (0, 4))
+    assert model.layers[11].get_config()["rate"] == 0.25
     flat = shapes[-1][0]
-    conv = (3 * 3 * image[2] * 32 + 32) + (3 * 3 * 32 * 64 + 64)
-    assert model.num_params == conv + (flat * 128 + 128) + (128 * 10 + 10)
+    conv = 3 * 3 * image[2] * 32 + 3 * 3 * 32 * 64  # no bias: BatchNorm's beta shifts
+    norm = 2 * 32 + 2 * 64  # gamma and beta
+    assert model.num_params == conv + norm + (flat * 128 + 128) + (128 * 10 + 10)
+    assert sum(v.size for s in model.state for v in s.values()) == norm  # moving mean, var
     assert models.describe(model) == f"cnn on {image[0]}x{image[1]}x1 images"
     rebuilt = tn.Sequential.from_config(model.get_config())  # what a checkpoint holds
     assert rebuilt.shapes == model.shapes
@@ -509,7 +516,7 @@ def test_cnn_on_digits_trains_saves_evaluates_and_predicts(tmp_path):
         model,
     )
     assert out.returncode == 0, out.stderr
-    assert "training cnn on 8x8x1 images (53002 parameters) on digits" in out.stdout
+    assert "training cnn on 8x8x1 images (53098 parameters) on digits" in out.stdout
     accuracy = float(out.stdout.splitlines()[-1].split(": ")[1])
     assert accuracy > 0.8  # 3 epochs: the MLP reaches about 0.9
     assert saved_dataset(model) == {"name": "digits", "input_shape": [8, 8, 1]}

@@ -3,7 +3,8 @@ arrays to a model's input shape.
 
 ``mlp``: :func:`tinynet.model.build_mlp` on the flattened sample (an image
 of 28x28x1 gives 784 features).  ``cnn``: :func:`build_cnn`, two
-convolution blocks and a dense head, for channels-last images.
+convolution blocks (convolution, batch normalisation, pooling) and a dense
+head with dropout, for channels-last images.
 
 A checkpoint records the model's layer configs and input shape, so
 ``evaluate`` and ``predict`` rebuild either kind without knowing which it is.
@@ -19,6 +20,7 @@ from .layers import Dense
 from .model import Sequential, build_mlp
 
 MODELS = ("mlp", "cnn")
+DENSE_DROPOUT = 0.25  # the cnn's dropout rate after its Dense(128)
 SMALLEST_IMAGE = 4  # the cnn's two 2x2 poolings need at least 4x4 (with padding="same")
 
 
@@ -41,12 +43,20 @@ def build_cnn(
     """The CNN ``tinynet train --model cnn`` builds for images of
     ``input_shape = (height, width, channels)``::
 
-        Conv2D(32, 3) - act - MaxPool2D(2) - Conv2D(64, 3) - act - MaxPool2D(2)
-        - Flatten - Dense(128) - act - Dense(classes) - Softmax
+        Conv2D(32, 3) - BatchNorm - act - MaxPool2D(2)
+        - Conv2D(64, 3) - BatchNorm - act - MaxPool2D(2)
+        - Flatten - Dense(128) - act - Dropout(0.25) - Dense(classes) - Softmax
 
     with ``act`` the ``activation`` (ReLU by default) and the convolutions'
     padding from :func:`cnn_padding`.  For 28x28x1 images that is
     28 -> 26 -> 13 -> 11 -> 5, 5x5x64 = 1600 features into Dense(128).
+
+    The convolutions have no bias: the BatchNorm after each subtracts the
+    batch mean, so a bias would get a zero gradient, and its ``beta`` is the
+    shift instead.  BatchNorm (its moving statistics at evaluation) and the
+    dropout on the dense layer's output are there for issue 18's target,
+    0.91 test accuracy on Fashion-MNIST in the 10 default epochs, which the
+    same stack without them missed (0.9017).
 
     Raises ``ValueError`` for a sample shape that is not an image of at
     least 4x4 pixels.
@@ -68,15 +78,18 @@ def build_cnn(
     padding = cnn_padding(height, width)
     dense_init = "he_uniform" if activation == "relu" else "glorot_uniform"
     stack = [
-        tl.Conv2D(32, 3, padding=padding),
+        tl.Conv2D(32, 3, padding=padding, use_bias=False),
+        tl.BatchNorm(),
         tl.activation(activation),
         tl.MaxPool2D(2),
-        tl.Conv2D(64, 3, padding=padding),
+        tl.Conv2D(64, 3, padding=padding, use_bias=False),
+        tl.BatchNorm(),
         tl.activation(activation),
         tl.MaxPool2D(2),
         tl.Flatten(),
         tl.Dense(128, init=dense_init),
         tl.activation(activation),
+        tl.Dropout(DENSE_DROPOUT),
         tl.Dense(classes),
         tl.Softmax(),
     ]

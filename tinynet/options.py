@@ -197,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=MODELS,
         default="mlp",
         help="mlp: Dense layers of --hidden widths on the flattened input; cnn (images "
-        "only: digits, fashion-mnist): Conv2D(32,3)-MaxPool2D-Conv2D(64,3)-MaxPool2D-"
-        "Dense(128) (default: mlp)",
+        "only: digits, fashion-mnist): Conv2D(32,3)-BatchNorm-MaxPool2D-Conv2D(64,3)-"
+        "BatchNorm-MaxPool2D-Dense(128)-Dropout(0.25) (default: mlp)",
     )
     train.add_argument(
         "--backend",
