@@ -248,7 +248,14 @@ def test_main_compare_builds_the_cnn_too():
     report = commands.main_compare((x, y), model="cnn", dtype="float64", batch_size=16,
                                    backends=_available())
     assert report.compared == _available()
-    assert max(report.max_rel(n) for n in report.compared) < 1e-12
+    rows = [r for r in report.rows if r.backend != "numpy"]
+    # Outputs, loss and gradients to float64 rounding.  After Adam's update a
+    # BatchNorm beta-gradient element that cancels to near zero over the
+    # batch becomes a fraction of a whole step, so its rounding shows at
+    # ~2e-11 of the largest update: compare.UPDATE_TOLERANCES allows 1e-10.
+    assert max(r.max_rel for r in rows if not r.quantity.startswith("updated_")) < 1e-12
+    assert max(r.max_rel for r in rows if r.quantity.startswith("updated_")) < 1e-10
+    assert compare.verdict(report)[0]
     numpy_rows = {(r.layer_type, r.quantity) for r in report.for_backend("numpy")}
     assert {("Conv2D", "grad_W"), ("Conv2D", "updated_W"), ("MaxPool2D", "grad_input")} <= (
         numpy_rows

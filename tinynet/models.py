@@ -21,6 +21,7 @@ from .model import Sequential, build_mlp
 
 MODELS = ("mlp", "cnn")
 DENSE_DROPOUT = 0.25  # the cnn's dropout rate after its Dense(128)
+BN_MOMENTUM = 0.9  # the cnn's BatchNorm momentum (PyTorch's; Keras's 0.99 settles too slowly)
 SMALLEST_IMAGE = 4  # the cnn's two 2x2 poolings need at least 4x4 (with padding="same")
 
 
@@ -79,11 +80,11 @@ def build_cnn(
     dense_init = "he_uniform" if activation == "relu" else "glorot_uniform"
     stack = [
         tl.Conv2D(32, 3, padding=padding, use_bias=False),
-        tl.BatchNorm(),
+        tl.BatchNorm(BN_MOMENTUM),
         tl.activation(activation),
         tl.MaxPool2D(2),
         tl.Conv2D(64, 3, padding=padding, use_bias=False),
-        tl.BatchNorm(),
+        tl.BatchNorm(BN_MOMENTUM),
         tl.activation(activation),
         tl.MaxPool2D(2),
         tl.Flatten(),
