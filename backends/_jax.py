@@ -79,33 +79,68 @@ class JaxOps(Ops):
         return self._jax.lax.fori_loop(0, n, lambda i, c: body(c), carry)
 
     def run_block(self, step, n, carry, data, guard=None, stop=None):
-        """One compiled program per ``step`` and ``guard`` (donating the carry);
-        its trip count is an argument, so every block length shares it.
-        ``stop`` is not consulted: a Ctrl-C ends the run after the block."""
+        """One compiled program per ``step`` and ``guard`` (donating the carry)
+        running the whole block; its trip count is an argument, so every block
+        length shares it.  ``stop`` is not consulted: a Ctrl-C ends the run
+        after the block.
+
+        Except for a step with a convolution on the CPU: XLA's CPU runtime
+        runs convolutions inside a loop body many times slower than the same
+        ones at the top level of a program (jax-ml/jax#12868; ``train --model
+        cnn`` took 15x longer per step), so there the compiled program is one
+        step, run by a Python loop that also consults ``stop``."""
         by_guard = self._blocks.setdefault(step, {})
-        compiled = by_guard.get(guard)
-        if compiled is None:
-            compiled = by_guard[guard] = self.jit(
-                functools.partial(self._loop, step, guard), donate_argnums=(0,)
-            )
-        return compiled(carry, n, data)
+        run = by_guard.get(guard)
+        if run is None:
+            run = by_guard[guard] = self._block_program(step, guard, carry, data)
+        return run(carry, n, data, stop)
+
+    def _block_program(self, step, guard, carry, data):
+        with self.scope():
+            per_step = self._cpu and _has_conv(self._jax.make_jaxpr(step)(carry, data).jaxpr)
+        if not per_step:
+            loop = self.jit(functools.partial(self._loop, step, guard), donate_argnums=(0,))
+
+            def block(carry, n, data, stop):
+                return loop(carry, n, data)
+
+            block.compiled = loop.compiled  # the program, for inspection
+            return block
+        if guard is None:
+            one = self.jit(step, donate_argnums=(0,))
+        else:
+            one = self.jit(functools.partial(self._guarded, step, guard), donate_argnums=(0,))
+
+        def steps(carry, n, data, stop):
+            if guard is not None:
+                carry = (carry, self._jax.device_put(np.int32(0), self.device))
+            for _ in range(n):
+                if stop is not None and stop():
+                    break
+                carry = one(carry, data)
+            return carry if guard is not None else (carry, 0)
+
+        steps.compiled = one.compiled
+        return steps
 
     def _loop(self, step, guard, carry, n, data):
         lax, jnp = self._jax.lax, self.xp
         if guard is None:
             return lax.fori_loop(0, n, lambda _, c: step(c, data), carry), 0
-        tree_map = self._jax.tree_util.tree_map
+        body = functools.partial(self._guarded, step, guard)
+        return lax.fori_loop(
+            0, n, lambda _, c: body(c, data), (carry, jnp.zeros((), dtype=jnp.int32))
+        )
 
-        def body(_, carry_status):
-            # a step that goes bad, and every step after it, keeps its inputs:
-            # one status read per block instead of one per step
-            old, status = carry_status
-            new = step(old, data)
-            status = jnp.where(status == 0, guard(new), status)
-            good = status == 0
-            return tree_map(lambda a, b: jnp.where(good, a, b), new, old), status
-
-        return lax.fori_loop(0, n, body, (carry, jnp.zeros((), dtype=jnp.int32)))
+    def _guarded(self, step, guard, carry_status, data):
+        # a step that goes bad, and every step after it, keeps its inputs:
+        # one status read per block instead of one per step
+        jnp, tree_map = self.xp, self._jax.tree_util.tree_map
+        old, status = carry_status
+        new = step(old, data)
+        status = jnp.where(status == 0, guard(new), status)
+        good = status == 0
+        return tree_map(lambda a, b: jnp.where(good, a, b), new, old), status
 
     def rows(self, x, start, size):
         return self._jax.lax.dynamic_slice_in_dim(x, start, size, axis=0)
@@ -169,6 +204,19 @@ class JaxOps(Ops):
             rhs_dilation=tuple(dilation),
             dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
         )
+
+
+def _has_conv(jaxpr: Any) -> bool:
+    """Does ``jaxpr`` (or a jaxpr nested in it) hold a convolution?"""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            return True
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr holds its Jaxpr
+                if hasattr(inner, "eqns") and _has_conv(inner):
+                    return True
+    return False
 
 
 def _device(jax: Any, spec: str) -> Any:

@@ -58,3 +58,50 @@ def test_a_normalised_cnn_trains_to_the_same_numbers_on_every_backend(backend, d
                 err_msg=f"layer {i} state {name} on {backend.name} ({dtype})",
             )  # fmt: skip
     assert moved == 4  # both BatchNorms' mean and variance were updated
+
+
+def test_a_cnn_stopped_by_a_nan_keeps_the_same_steps_on_every_backend():
+    """On the JAX CPU backend a CNN's block of steps is a Python loop over a
+    one-step program (convolutions in a compiled loop body are slow there);
+    its NaN guard keeps TerminateOnNaN's rule: the step that went non-finite
+    is not taken, as on every other backend."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(64, 6, 6, 1)), rng.integers(0, 3, 64)
+    results = {}
+    for name in ("numpy", "jax", "strict", "torch"):
+        if tn.backends.probe(name)[0] is None:
+            continue
+        model = tn.Sequential(
+            [tn.Conv2D(4, 3), tn.ReLU(), tn.MaxPool2D(2), tn.Flatten(), tn.Dense(3), tn.Softmax()],
+            input_shape=(6, 6, 1), dtype="float64", seed=0, backend=name,
+        )  # fmt: skip
+        hist = model.fit(
+            x, y, loss="sparse_categorical_crossentropy", optimizer=tn.optimizers.SGD(1e300),
+            epochs=3, batch_size=16, shuffle=False, verbose=0,
+            callbacks=[tn.TerminateOnNaN()], steps_per_execution=4,
+        )  # fmt: skip
+        W = to_numpy(model.params[0]["W"])
+        results[name] = (hist.history, model.step, model.stop_reason, W)
+    history, steps, reason, W = results["numpy"]
+    assert steps == 1 and "epoch 1, step 2 " in reason, reason
+    assert np.all(np.isfinite(W))
+    for name, (other, other_steps, other_reason, other_W) in results.items():
+        assert other_steps == steps and other_reason.split(" (")[0] == reason.split(" (")[0], name
+        np.testing.assert_allclose(other["loss"], history["loss"], rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(other_W, W, rtol=1e-12, atol=1e-15, err_msg=name)
+
+
+def test_jax_finds_the_convolution_in_a_nested_program():
+    """What decides the JAX CPU backend's per-step blocks (see above)."""
+    jax = pytest.importorskip("jax")
+    from tinynet.backends._jax import _has_conv
+
+    def conv(x, W):
+        return jax.lax.conv_general_dilated(x, W, (1, 1), "VALID",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))  # fmt: skip
+
+    x, W = np.ones((1, 4, 4, 1), np.float32), np.ones((3, 3, 1, 2), np.float32)
+    nested = jax.jit(lambda x, W: jax.grad(lambda W: conv(x, W).sum())(W))
+    assert _has_conv(jax.make_jaxpr(conv)(x, W).jaxpr)
+    assert _has_conv(jax.make_jaxpr(lambda x, W: nested(x, W) * 2)(x, W).jaxpr)
+    assert not _has_conv(jax.make_jaxpr(lambda x, W: x.reshape(16) @ np.ones((16, 2)))(x, W).jaxpr)
