@@ -7,11 +7,18 @@ rounding noise in it."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helpers import to_numpy
 
 import tinynet as tn
+from tinynet import backends
 
 TOLERANCE = {"float64": 1e-12, "float32": 1e-4}
 
@@ -105,3 +112,54 @@ def test_jax_finds_the_convolution_in_a_nested_program():
     assert _has_conv(jax.make_jaxpr(conv)(x, W).jaxpr)
     assert _has_conv(jax.make_jaxpr(lambda x, W: nested(x, W) * 2)(x, W).jaxpr)
     assert not _has_conv(jax.make_jaxpr(lambda x, W: x.reshape(16) @ np.ones((16, 2)))(x, W).jaxpr)
+
+
+CNN_PARALLEL_WORKER = """
+import json
+import json
+
+import numpy as np
+import tinynet as tn
+
+rng = np.random.default_rng(2)
+x, y = rng.normal(size=(44, 8, 8, 1)), rng.integers(0, 3, 44)
+
+
+def train(devices):
+    model = tn.Sequential(
+        [tn.Conv2D(4, 3, use_bias=False), tn.BatchNorm(momentum=0.9), tn.ReLU(),
+         tn.MaxPool2D(2), tn.Flatten(), tn.Dense(3), tn.Softmax()],
+        input_shape=(8, 8, 1), dtype="float64", seed=5, backend="jax")
+    model.fit(x, y, loss="sparse_categorical_crossentropy", epochs=2, batch_size=8,
+              optimizer=tn.optimizers.SGD(lr=0.1), verbose=0, seed=1, devices=devices)
+    host = lambda tree: [{k: tn.to_numpy(v).tolist() for k, v in d.items()} for d in tree]
+    return {"params": host(model.params), "state": host(model.state)}
+
+
+print(json.dumps([train(None), train(2)]))
+"""
+
+
+def test_data_parallel_cnn_equals_one_device():
+    """``fit(devices=2)`` on a CNN with BatchNorm (fake CPU devices, in a
+    subprocess: JAX fixes its device count at start) ends with one device's
+    parameters and moving statistics (44 rows in batches of 8: the ragged
+    last batch of 4 splits too)."""
+    pytest.importorskip("jax", reason="data parallelism needs jax")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {k: v for k, v in os.environ.items() if k not in (backends.ENV_VAR, "XLA_FLAGS")}
+    env.update(
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p),
+    )
+    proc = subprocess.run([sys.executable, "-c", CNN_PARALLEL_WORKER], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not np.allclose(one["state"][1]["moving_var"], 1.0)
+    for kind in ("params", "state"):
+        for i, (a, b) in enumerate(zip(two[kind], one[kind], strict=True)):
+            for name in b:
+                np.testing.assert_allclose(a[name], b[name], rtol=1e-12, atol=1e-13,
+                                           err_msg=f"{kind}[{i}][{name}]")  # fmt: skip
