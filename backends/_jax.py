@@ -86,9 +86,9 @@ class JaxOps(Ops):
 
         Except for a step with a convolution on the CPU: XLA's CPU runtime
         runs convolutions inside a loop body many times slower than the same
-        ones at the top level of a program (jax-ml/jax#12868; ``train --model
-        cnn`` took 15x longer per step), so there the compiled program is one
-        step, run by a Python loop that also consults ``stop``."""
+        ones at the top level of a program (jax-ml/jax#12868), so there the
+        compiled program is one step, run by a Python loop that also consults
+        ``stop``."""
         by_guard = self._blocks.setdefault(step, {})
         run = by_guard.get(guard)
         if run is None:
@@ -112,8 +112,9 @@ class JaxOps(Ops):
             one = self.jit(functools.partial(self._guarded, step, guard), donate_argnums=(0,))
 
         def steps(carry, n, data, stop):
-            if guard is not None:
-                carry = (carry, self._jax.device_put(np.int32(0), self.device))
+            if guard is not None:  # on the device(s) of the (replicated) parameters
+                where = self._jax.tree_util.tree_leaves(carry)[0].sharding
+                carry = (carry, self._jax.device_put(np.int32(0), where))
             for _ in range(n):
                 if stop is not None and stop():
                     break

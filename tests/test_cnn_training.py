@@ -131,7 +131,8 @@ def train(devices):
          tn.MaxPool2D(2), tn.Flatten(), tn.Dense(3), tn.Softmax()],
         input_shape=(8, 8, 1), dtype="float64", seed=5, backend="jax")
     model.fit(x, y, loss="sparse_categorical_crossentropy", epochs=2, batch_size=8,
-              optimizer=tn.optimizers.SGD(lr=0.1), verbose=0, seed=1, devices=devices)
+              optimizer=tn.optimizers.SGD(lr=0.1), verbose=0, seed=1, devices=devices,
+              nan_guard=True)
     host = lambda tree: [{k: tn.to_numpy(v).tolist() for k, v in d.items()} for d in tree]
     return {"params": host(model.params), "state": host(model.state)}
 
@@ -144,7 +145,7 @@ def test_data_parallel_cnn_equals_one_device():
     """``fit(devices=2)`` on a CNN with BatchNorm (fake CPU devices, in a
     subprocess: JAX fixes its device count at start) ends with one device's
     parameters and moving statistics (44 rows in batches of 8: the ragged
-    last batch of 4 splits too)."""
+    last batch of 4 splits too), with the NaN guard's status on the devices."""
     pytest.importorskip("jax", reason="data parallelism needs jax")
     root = str(Path(__file__).resolve().parents[1])
     env = {k: v for k, v in os.environ.items() if k not in (backends.ENV_VAR, "XLA_FLAGS")}
