@@ -1,8 +1,12 @@
 """``fit`` per-step time on the small model S (2-64-3, batch 300, Adam) per
 backend, next to the bare compiled step: what a user of ``fit`` pays per step
-on a model where dispatch and per-epoch work (the shuffle) dominate.
+on a model where dispatch and per-epoch work (the shuffle) dominate.  With
+``--model cnn``, the same for ``cnn.py``'s reference CNN (batch 128, random
+28x28x1 images): there the question is whether ``fit``'s loop keeps the
+step's speed (XLA's CPU convolutions inside a compiled loop body do not).
 
     python bench/fit_per_step.py [--samples 30000] [--epochs 10] [--rounds 5] [--json PATH]
+    python bench/fit_per_step.py --model cnn --samples 1280 --epochs 1 --backends numpy,jax,torch
 
 Timers, interleaved round by round (order shuffled each round, OpenBLAS's
 threads ended before each block, as in ``train_step.py``):
@@ -35,27 +39,47 @@ CONFIG = bl.CONFIGS["S"]
 class Setup:
     """One backend's model, data and Adam; initial parameters kept on the host."""
 
-    def __init__(self, backend_name: str, samples: int):
-        from refs.tinynet_impl import build_model, make_step
+    def __init__(self, backend_name: str, samples: int, model: str = "S"):
+        from refs.tinynet_impl import make_optimizer, make_step
 
-        rng = np.random.default_rng(0)
-        self.x = rng.standard_normal((samples, 2)).astype(np.float32)
-        self.y = rng.integers(0, 3, samples)
-        self.params_np = bl.init_params(CONFIG)
+        import tinynet as tn
+
         spec = bl.OPTIMIZERS["adam"]
-        self.model, self.loss, self.optimizer = build_model(
-            CONFIG, backend_name, self.params_np, spec
-        )
+        if model == "cnn":
+            from refs import cnn_common, cnn_tinynet
+
+            if backend_name == "torch":  # the threads of cnn.py's torch rows
+                import torch
+
+                torch.set_num_threads(2)
+            self.x, self.y = cnn_common.make_data(samples)
+            self.batch = cnn_common.BATCH
+            self.params_np = cnn_common.init_params()
+            self.model = cnn_tinynet.build_model(backend_name)
+            self._fresh = lambda: cnn_tinynet.fresh_params(self.model, self.params_np)
+            self.model.params = self._fresh()
+            self.loss = tn.losses.SparseCategoricalCrossentropy(from_logits=True)
+            self.optimizer = make_optimizer(spec)
+        else:
+            from refs.tinynet_impl import build_model, fresh_params
+
+            rng = np.random.default_rng(0)
+            self.x = rng.standard_normal((samples, 2)).astype(np.float32)
+            self.y = rng.integers(0, 3, samples)
+            self.batch = CONFIG.batch
+            self.params_np = bl.init_params(CONFIG)
+            self.model, self.loss, self.optimizer = build_model(
+                CONFIG, backend_name, self.params_np, spec
+            )
+            self._fresh = lambda: fresh_params(self.model, self.params_np)
         self.backend = self.model.backend
-        self.steps_per_epoch = -(-samples // CONFIG.batch)
+        self.steps_per_epoch = -(-samples // self.batch)
         self.step = make_step(self.model, self.loss, self.optimizer)
-        self.xb = self.backend.asarray(self.x[: CONFIG.batch])
-        self.yb = self.backend.asarray(self.y[: CONFIG.batch])
+        self.xb = self.backend.asarray(self.x[: self.batch])
+        self.yb = self.backend.asarray(self.y[: self.batch])
 
     def fresh(self):
-        from refs.tinynet_impl import fresh_params
-
-        return fresh_params(self.model, self.params_np)
+        return self._fresh()
 
 
 class FitRunner:
@@ -75,7 +99,7 @@ class FitRunner:
         epochs = max(1, n // s.steps_per_epoch)
         history = s.model.fit(
             s.x, s.y, loss=s.loss, optimizer=s.optimizer, epochs=epochs,
-            batch_size=CONFIG.batch, shuffle=True, verbose=0, steps_per_execution=self.spe,
+            batch_size=s.batch, shuffle=True, verbose=0, steps_per_execution=self.spe,
         )  # fmt: skip
         s.backend.synchronize()
         return history.history["loss"][-1]
@@ -109,6 +133,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=10, help="epochs per timed fit call")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--backends", default="numpy,jax")
+    p.add_argument("--model", choices=("S", "cnn"), default="S")
     p.add_argument("--threads", type=int, default=None, help="NumPy BLAS threads (XLA too if 1)")
     bl.add_run_arguments(p)
     args = p.parse_args(argv)
@@ -121,12 +146,14 @@ def main(argv=None) -> int:
         if backend is None:
             print(f"skipping backend {name}: {why}", file=sys.stderr)
             continue
-        setup = Setup(name, args.samples)
+        setup = Setup(name, args.samples, args.model)
         steps = args.epochs * setup.steps_per_epoch
         spes = ("auto", 1, 10) if backend.compiles else ("auto",)
         for spe in spes:
-            entries.append(bl.Entry("S", name, f"fit spe={spe}", FitRunner(setup, spe), steps))
-        entries.append(bl.Entry("S", name, "bare step", StepRunner(setup), steps))
+            entries.append(
+                bl.Entry(args.model, name, f"fit spe={spe}", FitRunner(setup, spe), steps)
+            )
+        entries.append(bl.Entry(args.model, name, "bare step", StepRunner(setup), steps))
     for e in entries:  # warm-up: one epoch (compiles), untimed
         e.runner.reset()
         t0 = time.perf_counter()
@@ -163,8 +190,9 @@ def main(argv=None) -> int:
                 "warm_up_s": e.compile_s,
             }
         )
+    what = "the reference CNN, batch 128" if args.model == "cnn" else "S 2-64-3, batch 300"
     print(
-        f"== fit per step on S 2-64-3, batch 300, Adam: {args.samples} samples, "
+        f"== fit per step on {what}, Adam: {args.samples} samples, "
         f"{args.epochs} epochs per timed call, median of {args.rounds} interleaved rounds =="
     )
     print(bl.table(["backend", "timer", "per step", "spread", "x bare step"], rows, "llrrr"))
