@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 
@@ -14,6 +15,22 @@ TOL = {
     "float64": {"rtol": 1e-10, "atol": 1e-12},
 }
 DTYPES = ("float32", "float64")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fake_devices_env(count: int) -> dict[str, str]:
+    """The environment of a subprocess with ``count`` fake JAX CPU devices (JAX
+    fixes its device count at start): no backend choice or XLA flags of ours,
+    no proxies, this checkout importable."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (backends.ENV_VAR, "XLA_FLAGS") and not k.lower().endswith("_proxy")
+    }
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={count}"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def assert_close(actual, expected, dtype: str, what: str = "", scale: float = 1.0) -> None:

@@ -15,17 +15,22 @@ same numbers, and ``fit(devices=2)`` equals one device.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import keras_norm_reference as kref
 import numpy as np
 import pytest
-from helpers import assert_close, assert_fd_close, central_fd, to_numpy, torch_autograd
+from helpers import (
+    assert_close,
+    assert_fd_close,
+    central_fd,
+    fake_devices_env,
+    to_numpy,
+    torch_autograd,
+)
 
 import tinynet
-from tinynet import backends
 from tinynet import random as tnrandom
 
 EPS = 1e-3  # Keras's default epsilon for both layers
@@ -620,7 +625,6 @@ def test_batchnorm_and_dropout_train_to_the_same_numbers_on_every_backend(backen
 
 # ------------------------------------------------------------ data parallelism
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARALLEL_WORKER = """
 import json, sys
 import numpy as np
@@ -661,19 +665,9 @@ def test_data_parallel_batchnorm_equals_one_device():
     times the largest parameter of the model (Adam would scale the noise up
     to its step size, differently on one and two devices)."""
     pytest.importorskip("jax", reason="data parallelism needs jax")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in (backends.ENV_VAR, "XLA_FLAGS") and not k.lower().endswith("_proxy")
-    }
-    env.update(
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
-        JAX_PLATFORMS="cpu",
-        PYTHONPATH=os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p),
-    )
     proc = subprocess.run(
         [sys.executable, "-c", PARALLEL_WORKER, "float32", "float64"],
-        env=env,
+        env=fake_devices_env(2),
         capture_output=True,
         text=True,
         timeout=300,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import socket
 import subprocess
@@ -20,29 +19,17 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import ROOT, fake_devices_env
 
 import tinynet as tn
 from tinynet import backends
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_JAX = importlib.util.find_spec("jax") is not None
 NO_JAX = "data parallelism needs jax: pip install 'tinynet[jax]'"
 needs_jax = pytest.mark.skipif(not HAS_JAX, reason=NO_JAX)
 # The bar: relative agreement with the single-device run.
 REL = {"float32": 1e-5, "float64": 1e-12}
 TIMEOUT = 150  # seconds per subprocess; the whole file takes well under a minute idle
-
-
-def _env(fake_devices: int) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in (backends.ENV_VAR, "XLA_FLAGS") and not k.lower().endswith("_proxy")
-    }
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={fake_devices}"
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
-    return env
 
 
 def _worker(*args: str) -> list[str]:
@@ -213,7 +200,7 @@ def test_fake_devices_errors_and_the_compiled_split():
         [sys.executable, "-c", CHECKS],
         capture_output=True,
         text=True,
-        env=_env(4),
+        env=fake_devices_env(4),
         cwd=ROOT,
         timeout=TIMEOUT,
     )
@@ -243,7 +230,7 @@ def fake_device_runs() -> dict:
         _worker("--devices", "2,4", "--dtype", "float32,float64"),
         capture_output=True,
         text=True,
-        env=_env(4),
+        env=fake_devices_env(4),
         cwd=ROOT,
         timeout=TIMEOUT,
     )
@@ -291,7 +278,7 @@ def test_fake_devices_with_a_host_made_shuffle_train_like_one_device():
         ),
         capture_output=True,
         text=True,
-        env=_env(2),
+        env=fake_devices_env(2),
         cwd=ROOT,
         timeout=TIMEOUT,
     )
@@ -331,7 +318,7 @@ def test_two_processes_on_loopback_train_like_one_device(fake_device_runs):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_env(2),
+            env=fake_devices_env(2),
             cwd=ROOT,
         )
         for i in range(2)
@@ -372,7 +359,7 @@ def test_worker_help_does_not_need_devices():
         text=True,
         cwd=ROOT,
         timeout=60,
-        env=_env(1),
+        env=fake_devices_env(1),
     )
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"--coordinator HOST:PORT", proc.stdout)
