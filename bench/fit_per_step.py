@@ -40,26 +40,18 @@ class Setup:
     """One backend's model, data and Adam; initial parameters kept on the host."""
 
     def __init__(self, backend_name: str, samples: int, model: str = "S"):
-        from refs.tinynet_impl import make_optimizer, make_step
-
-        import tinynet as tn
+        from refs.tinynet_impl import make_step
 
         spec = bl.OPTIMIZERS["adam"]
         if model == "cnn":
             from refs import cnn_common, cnn_tinynet
 
-            if backend_name == "torch":  # the threads of cnn.py's torch rows
-                import torch
-
-                torch.set_num_threads(2)
             self.x, self.y = cnn_common.make_data(samples)
             self.batch = cnn_common.BATCH
             self.params_np = cnn_common.init_params()
-            self.model = cnn_tinynet.build_model(backend_name)
+            self.model, self.loss, self.optimizer = cnn_tinynet.build_training(backend_name, spec)
             self._fresh = lambda: cnn_tinynet.fresh_params(self.model, self.params_np)
             self.model.params = self._fresh()
-            self.loss = tn.losses.SparseCategoricalCrossentropy(from_logits=True)
-            self.optimizer = make_optimizer(spec)
         else:
             from refs.tinynet_impl import build_model, fresh_params
 

@@ -83,21 +83,30 @@ def fresh_params(model, params_np) -> list[dict]:
     return out
 
 
+def build_training(backend_name: str, opt):
+    """``(model, loss, optimizer)``: the model, cross-entropy from the logits
+    and Adam of the ``benchlib.OptSpec`` ``opt``; on PyTorch, the same
+    intra-op threads as ``refs/cnn_torch.py``."""
+    import tinynet as tn
+
+    if backend_name == "torch":
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("BENCH_TORCH_THREADS", "2")))
+    loss = tn.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer = tn.optimizers.Adam(
+        lr=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon
+    )
+    return build_model(backend_name), loss, optimizer
+
+
 class Runner:
     def __init__(self, x, y, params, opt, backend_name="numpy"):
-        import tinynet as tn
         from tinynet import core
 
-        if backend_name == "torch":  # the same intra-op threads as refs/cnn_torch.py
-            import torch
-
-            torch.set_num_threads(int(os.environ.get("BENCH_TORCH_THREADS", "2")))
-        self.model = model = build_model(backend_name)
+        model, loss, self.optimizer = build_training(backend_name, opt)
+        self.model = model
         self.backend = ops = model.backend
-        loss = tn.losses.SparseCategoricalCrossentropy(from_logits=True)
-        self.optimizer = tn.optimizers.Adam(
-            lr=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon
-        )
         step = core.make_train_step(model.layers, loss, self.optimizer, ops)
         self.step = ops.jit(step, donate_argnums=(0, 2))
         self.params_np = params
