@@ -9,16 +9,14 @@ from .base import _NO_GRADS, Array, Layer, Params, identity_backward
 
 
 class Dropout(Layer):
-    """Randomly zero inputs during training.
+    """Randomly zero inputs during training; the identity at evaluation.
 
     Args:
-        rate: the probability of DROPPING an input (Keras's convention; the
-            old ``jax.example_libraries.stax.Dropout`` took the keep rate).
-            Kept inputs are scaled by ``1 / (1 - rate)`` so the expected
-            output equals the input; at evaluation the layer is the identity.
+        rate: the probability of DROPPING an input (Keras's convention, not
+            stax's keep rate); kept inputs are scaled by ``1 / (1 - rate)``.
 
-    The mask is drawn from the step's key with :func:`tinynet.random.bernoulli`,
-    so it is bit-identical on every backend and a compiled step stays pure.
+    The mask comes from the step's key (:func:`tinynet.random.bernoulli`):
+    bit-identical on every backend, and a compiled step stays pure.
     """
 
     needs_key = True
@@ -34,7 +32,6 @@ class Dropout(Layer):
         if key is None:
             raise ValueError("Dropout: training=True needs a random key (pass key=...)")
         keep = random.bernoulli(key, 1.0 - self.rate, x.shape)
-        # kept inputs scaled by 1 / (1 - rate), dropped ones exactly 0
         mask = ops.xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.rate))
         y = x * mask
 

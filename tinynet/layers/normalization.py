@@ -1,21 +1,12 @@
-"""Batch and layer normalisation over the last (feature) axis, each forward
-next to its hand-written backward."""
+"""Batch and layer normalisation over the last (feature) axis, with Keras's
+defaults (docs/DESIGN.md, section 2)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .. import arguments, initializers
-from .base import Array, Layer, Params, Shape
-
-
-def _features(input_shape: Shape) -> int:
-    if not input_shape:
-        raise ValueError(
-            "expects inputs with a feature axis, received input shape () "
-            "(one number per sample); reshape the data to (n, 1)"
-        )
-    return input_shape[-1]
+from .base import Array, Layer, Params, Shape, features
 
 
 def _affine_params(key: Array, width: int, dtype: Any) -> Params:
@@ -26,8 +17,7 @@ def _affine_params(key: Array, width: int, dtype: Any) -> Params:
 
 
 def _affine_grads(xp: Any, dy: Array, xhat: Array) -> Params:
-    """``gamma`` and ``beta`` gradients of ``y = xhat * gamma + beta``: sums over
-    every axis but the last."""
+    """The gradients of ``y = xhat * gamma + beta``: sums over all axes but the last."""
     width = dy.shape[-1]
     dy2 = xp.reshape(dy, (-1, width))
     return {
@@ -37,25 +27,19 @@ def _affine_grads(xp: Any, dy: Array, xhat: Array) -> Params:
 
 
 class BatchNorm(Layer):
-    """Batch normalisation (Keras's ``BatchNormalization`` with ``axis=-1``).
-
-    Each feature (the last axis: the channels of ``(batch, H, W, C)`` images,
-    the features of ``(batch, T, D)`` sequences) is normalised with statistics
-    over every other axis, then scaled and shifted: ``y = (x - mean) /
-    sqrt(var + epsilon) * gamma + beta``.
+    """Batch normalisation (Keras's ``BatchNormalization``, ``axis=-1``):
+    ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta`` per feature, the
+    statistics over every other axis.
 
     Args:
         momentum: weight of the old value in the moving statistics' update.
         epsilon: added to the variance before the square root.
 
-    Training (``fit``): ``mean`` and ``var`` are the batch's (``var`` the
-    biased variance, as Keras), the gradient flows through them too, and
-    the layer returns the new state ``moving = moving * momentum + batch_stat
-    * (1 - momentum)`` (Keras's rule, the biased variance included).
-    Inference (``evaluate``, ``predict``): the moving statistics.
-
-    Parameters ``gamma`` (ones) and ``beta`` (zeros), state ``moving_mean``
-    (zeros) and ``moving_var`` (ones), all of shape ``(features,)``.
+    Training uses the batch's mean and biased variance (the gradient flows
+    through them) and returns the state ``moving * momentum + batch_stat *
+    (1 - momentum)``; inference uses the moving statistics.  Parameters
+    ``gamma`` (ones), ``beta`` (zeros); state ``moving_mean`` (zeros),
+    ``moving_var`` (ones); all ``(features,)``.
     """
 
     has_params = True
@@ -67,11 +51,11 @@ class BatchNorm(Layer):
         self.epsilon = arguments.positive("BatchNorm", "epsilon", epsilon)
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        _features(input_shape)
+        features(input_shape)
         return tuple(input_shape)
 
     def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
-        width = _features(input_shape)
+        width = features(input_shape)
         state = {
             "moving_mean": initializers.zeros(key, (width,), dtype),
             "moving_var": initializers.ones(key, (width,), dtype),
@@ -121,16 +105,12 @@ class BatchNorm(Layer):
 
 
 class LayerNorm(Layer):
-    """Layer normalisation (Keras's ``LayerNormalization`` with ``axis=-1``).
-
-    Each sample (each position of a ``(batch, T, D)`` sequence) is normalised
-    over its last axis, then scaled and shifted: ``y = (x - mean) / sqrt(var
-    + epsilon) * gamma + beta`` with the mean and the biased variance over
-    that axis.  The same in training and inference; no state.
+    """Layer normalisation (Keras's ``LayerNormalization``, ``axis=-1``): each
+    sample (each position of a sequence) normalised over its last axis, then
+    ``* gamma + beta``; the same in training and inference, no state.
 
     Args:
-        epsilon: added to the variance before the square root (Keras's
-            default 1e-3).
+        epsilon: added to the (biased) variance before the square root.
 
     Parameters ``gamma`` (ones) and ``beta`` (zeros) of shape ``(features,)``.
     """
@@ -141,11 +121,11 @@ class LayerNorm(Layer):
         self.epsilon = arguments.positive("LayerNorm", "epsilon", epsilon)
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        _features(input_shape)
+        features(input_shape)
         return tuple(input_shape)
 
     def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
-        return tuple(input_shape), _affine_params(key, _features(input_shape), dtype), {}
+        return tuple(input_shape), _affine_params(key, features(input_shape), dtype), {}
 
     def forward(self, params, state, x, ops, training=False, key=None):
         xp = ops.xp
@@ -168,8 +148,3 @@ class LayerNorm(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {"type": "LayerNorm", "epsilon": self.epsilon}
-
-
-# Keras's names for the same layers
-BatchNormalization = BatchNorm
-LayerNormalization = LayerNorm

@@ -6,9 +6,7 @@ import math
 from numbers import Integral
 from typing import Any
 
-from .base import Array, Layer, Params, Shape
-
-_NO_GRADS: Params = {}
+from .base import _NO_GRADS, Array, Layer, Params, Shape
 
 
 def _reshaping(x_shape: tuple, xp: Any):
@@ -19,9 +17,8 @@ def _reshaping(x_shape: tuple, xp: Any):
 
 
 class Flatten(Layer):
-    """``(batch, d1, d2, ...)`` -> ``(batch, d1 * d2 * ...)`` in row-major
-    (C) order, as Keras's channels-last ``Flatten``; ``(batch,)`` becomes
-    ``(batch, 1)``."""
+    """``(batch, d1, d2, ...)`` -> ``(batch, d1 * d2 * ...)`` in row-major order
+    (Keras's channels-last ``Flatten``); ``(batch,)`` becomes ``(batch, 1)``."""
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return (math.prod(input_shape),)
@@ -33,13 +30,9 @@ class Flatten(Layer):
 
 
 class Reshape(Layer):
-    """Each sample reshaped to ``target_shape`` (no batch axis; one entry
-    may be -1, inferred from the others), in row-major order as Keras.
-
-    Args:
-        target_shape: a tuple of positive ints with at most one -1, e.g.
-            ``(28, 28, 1)`` or ``(-1, 4)``.
-    """
+    """Each sample reshaped, in row-major order as Keras, to ``target_shape``:
+    positive ints (no batch axis) with at most one -1, inferred from the
+    others, e.g. ``(28, 28, 1)`` or ``(-1, 4)``."""
 
     def __init__(self, target_shape: Any) -> None:
         if isinstance(target_shape, Integral) and not isinstance(target_shape, bool):
