@@ -73,6 +73,8 @@ class ReLU(Layer):
 class LeakyReLU(Layer):
     """``y = x`` for ``x > 0``, else ``alpha * x`` (Keras's default alpha=0.3)."""
 
+    config_keys = ("alpha",)
+
     def __init__(self, alpha: float = 0.3) -> None:
         self.alpha = arguments.non_negative("LeakyReLU", "alpha", alpha)
 
@@ -86,12 +88,11 @@ class LeakyReLU(Layer):
             lambda dy, need_dx=True: (xp.where(positive, dy, self.alpha * dy), _NO_GRADS),
         )
 
-    def get_config(self) -> dict[str, Any]:
-        return {"type": "LeakyReLU", "alpha": self.alpha}
-
 
 class ELU(Layer):
     """``y = x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
+
+    config_keys = ("alpha",)
 
     def __init__(self, alpha: float = 1.0) -> None:
         self.alpha = arguments.non_negative("ELU", "alpha", alpha)
@@ -107,9 +108,6 @@ class ELU(Layer):
             return xp.where(positive, dy, dy * (negative_part + self.alpha)), _NO_GRADS
 
         return y, state, backward
-
-    def get_config(self) -> dict[str, Any]:
-        return {"type": "ELU", "alpha": self.alpha}
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)

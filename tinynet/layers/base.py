@@ -50,6 +50,7 @@ class Layer:
     has_params = False  # True if init makes trained parameters
     needs_key = False  # True if the forward draws random numbers (Dropout)
     regularized = False  # True if penalty() adds to the loss
+    config_keys: tuple[str, ...] = ()  # the attributes get_config saves
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape)
@@ -74,7 +75,11 @@ class Layer:
 
     def get_config(self) -> dict[str, Any]:
         """JSON-able hyperparameters; ``layers.from_config`` rebuilds the layer."""
-        return {"type": type(self).__name__}
+        config: dict[str, Any] = {"type": type(self).__name__}
+        for name in self.config_keys:
+            value = getattr(self, name)
+            config[name] = list(value) if isinstance(value, tuple) else value
+        return config
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")

@@ -86,6 +86,15 @@ class _Conv(Layer):
     rank = 2
     paddings: tuple[str, ...] = ("valid", "same")
     has_params = True
+    config_keys = (
+        "filters",
+        "kernel_size",
+        "strides",
+        "padding",
+        "dilation_rate",
+        "use_bias",
+        "kernel_initializer",
+    )
 
     def __init__(
         self,
@@ -178,18 +187,6 @@ class _Conv(Layer):
             return (crop(dx, widths) if need_dx else None), grads
 
         return y, state, backward
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "type": type(self).__name__,
-            "filters": self.filters,
-            "kernel_size": list(self.kernel_size),
-            "strides": list(self.strides),
-            "padding": self.padding,
-            "dilation_rate": list(self.dilation_rate),
-            "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer,
-        }
 
     def __repr__(self) -> str:
         k = self.kernel_size if self.rank > 1 else self.kernel_size[0]

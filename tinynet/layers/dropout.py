@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .. import arguments, random
 from .base import _NO_GRADS, Array, Layer, Params, identity_backward
 
@@ -20,6 +18,7 @@ class Dropout(Layer):
     """
 
     needs_key = True
+    config_keys = ("rate",)
 
     def __init__(self, rate: float) -> None:
         self.rate = arguments.real(
@@ -33,12 +32,8 @@ class Dropout(Layer):
             raise ValueError("Dropout: training=True needs a random key (pass key=...)")
         keep = random.bernoulli(key, 1.0 - self.rate, x.shape)
         mask = ops.xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.rate))
-        y = x * mask
 
         def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
             return dy * mask, _NO_GRADS
 
-        return y, state, backward
-
-    def get_config(self) -> dict[str, Any]:
-        return {"type": "Dropout", "rate": self.rate}
+        return x * mask, state, backward

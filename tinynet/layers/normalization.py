@@ -43,6 +43,7 @@ class BatchNorm(Layer):
     """
 
     has_params = True
+    config_keys = ("momentum", "epsilon")
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3) -> None:
         self.momentum = arguments.real(
@@ -100,9 +101,6 @@ class BatchNorm(Layer):
 
         return xhat * gamma + beta, new_state, backward
 
-    def get_config(self) -> dict[str, Any]:
-        return {"type": "BatchNorm", "momentum": self.momentum, "epsilon": self.epsilon}
-
 
 class LayerNorm(Layer):
     """Layer normalisation (Keras's ``LayerNormalization``, ``axis=-1``): each
@@ -116,6 +114,7 @@ class LayerNorm(Layer):
     """
 
     has_params = True
+    config_keys = ("epsilon",)
 
     def __init__(self, epsilon: float = 1e-3) -> None:
         self.epsilon = arguments.positive("LayerNorm", "epsilon", epsilon)
@@ -145,6 +144,3 @@ class LayerNorm(Layer):
             return inv * (g - mean_g - xhat * mean_gx), grads
 
         return xhat * gamma + beta, state, backward
-
-    def get_config(self) -> dict[str, Any]:
-        return {"type": "LayerNorm", "epsilon": self.epsilon}

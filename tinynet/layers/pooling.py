@@ -22,6 +22,7 @@ class _Pool(Layer):
 
     rank = 2
     kind = "max"
+    config_keys = ("pool_size", "strides", "padding")
 
     def __init__(self, pool_size: Any = 2, strides: Any = None, padding: str = "valid") -> None:
         name = type(self).__name__
@@ -81,14 +82,6 @@ class _Pool(Layer):
             return crop(dx, widths), _NO_GRADS
 
         return y, state, backward
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "type": type(self).__name__,
-            "pool_size": list(self.pool_size),
-            "strides": list(self.strides),
-            "padding": self.padding,
-        }
 
     def __repr__(self) -> str:
         size = self.pool_size if self.rank > 1 else self.pool_size[0]

@@ -34,6 +34,8 @@ class Reshape(Layer):
     positive ints (no batch axis) with at most one -1, inferred from the
     others, e.g. ``(28, 28, 1)`` or ``(-1, 4)``."""
 
+    config_keys = ("target_shape",)
+
     def __init__(self, target_shape: Any) -> None:
         if isinstance(target_shape, Integral) and not isinstance(target_shape, bool):
             target_shape = (target_shape,)
@@ -74,6 +76,3 @@ class Reshape(Layer):
             raise ValueError(f"Reshape {err}") from None
         y = xp.reshape(x, (x.shape[0], *shape))
         return y, state, _reshaping(tuple(x.shape), xp)
-
-    def get_config(self) -> dict[str, Any]:
-        return {"type": "Reshape", "target_shape": list(self.target_shape)}
