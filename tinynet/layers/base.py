@@ -19,13 +19,11 @@ step is a pure function of arrays:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 Array = Any
 Params = dict[str, Array]
 Shape = tuple[int, ...]
-Backward = Callable[..., tuple[Array | None, Params]]
 
 _NO_GRADS: Params = {}
 
@@ -58,15 +56,7 @@ class Layer:
     def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
         return self.output_shape(input_shape), {}, {}
 
-    def forward(
-        self,
-        params: Params,
-        state: Params,
-        x: Array,
-        ops: Any,
-        training: bool = False,
-        key: Array = None,
-    ) -> tuple[Array, Params, Backward]:
+    def forward(self, params, state, x, ops, training=False, key=None) -> tuple[Array, Params, Any]:
         raise NotImplementedError
 
     def penalty(self, params: Params, xp: Any) -> tuple[Array, Params]:

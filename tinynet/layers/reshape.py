@@ -1,4 +1,4 @@
-"""Layers that only change the shape of each sample: :class:`Flatten`, :class:`Reshape`."""
+"""Layers that only change the shape of each sample: :class:`Reshape`, :class:`Flatten`."""
 
 from __future__ import annotations
 
@@ -7,26 +7,6 @@ from numbers import Integral
 from typing import Any
 
 from .base import _NO_GRADS, Array, Layer, Params, Shape
-
-
-def _reshaping(x_shape: tuple, xp: Any):
-    def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
-        return xp.reshape(dy, x_shape), _NO_GRADS
-
-    return backward
-
-
-class Flatten(Layer):
-    """``(batch, d1, d2, ...)`` -> ``(batch, d1 * d2 * ...)`` in row-major order
-    (Keras's channels-last ``Flatten``); ``(batch,)`` becomes ``(batch, 1)``."""
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        return (math.prod(input_shape),)
-
-    def forward(self, params, state, x, ops, training=False, key=None):
-        xp = ops.xp
-        y = xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
-        return y, state, _reshaping(tuple(x.shape), xp)
 
 
 class Reshape(Layer):
@@ -74,5 +54,19 @@ class Reshape(Layer):
             shape = self.output_shape(tuple(x.shape[1:]))
         except ValueError as err:
             raise ValueError(f"Reshape {err}") from None
-        y = xp.reshape(x, (x.shape[0], *shape))
-        return y, state, _reshaping(tuple(x.shape), xp)
+        x_shape = tuple(x.shape)
+
+        def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
+            return xp.reshape(dy, x_shape), _NO_GRADS
+
+        return xp.reshape(x, (x.shape[0], *shape)), state, backward
+
+
+class Flatten(Reshape):
+    """``(batch, d1, d2, ...)`` -> ``(batch, d1 * d2 * ...)`` in row-major order
+    (Keras's channels-last ``Flatten``); ``(batch,)`` becomes ``(batch, 1)``."""
+
+    config_keys = ()
+
+    def __init__(self) -> None:
+        super().__init__(-1)
