@@ -190,17 +190,10 @@ class _Conv(Layer):
 
     def __repr__(self) -> str:
         k = self.kernel_size if self.rank > 1 else self.kernel_size[0]
-        extra = "".join(
-            f", {n}={v!r}"
-            for n, v, default in (
-                ("strides", self.strides, (1,) * self.rank),
-                ("padding", self.padding, "valid"),
-                ("dilation_rate", self.dilation_rate, (1,) * self.rank),
-                ("use_bias", self.use_bias, True),
-            )
-            if v != default
-        )
-        return f"{type(self).__name__}({self.filters}, {k!r}{extra})"
+        ones = (1,) * self.rank
+        defaults = {"strides": ones, "padding": "valid", "dilation_rate": ones, "use_bias": True}
+        extra = [f"{n}={getattr(self, n)!r}" for n, d in defaults.items() if getattr(self, n) != d]
+        return f"{type(self).__name__}({', '.join([str(self.filters), repr(k), *extra])})"
 
 
 class Conv2D(_Conv):
