@@ -132,15 +132,10 @@ def ones(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
 
 
 _REGISTRY: dict[str, Initializer] = {
-    "glorot_uniform": glorot_uniform,
-    "glorot_normal": glorot_normal,
-    "he_uniform": he_uniform,
-    "he_normal": he_normal,
-    "uniform": uniform,
-    "random_uniform": uniform,
-    "zeros": zeros,
-    "ones": ones,
+    fn.__name__: fn
+    for fn in (glorot_uniform, glorot_normal, he_uniform, he_normal, uniform, zeros, ones)
 }
+_REGISTRY["random_uniform"] = uniform  # Keras's RandomUniform
 
 
 def get(name_or_fn: str | Initializer) -> Initializer:

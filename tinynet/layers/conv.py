@@ -81,8 +81,6 @@ def crop(dx: Array, widths: tuple[tuple[int, int], ...]) -> Array:
 
 
 class _Conv(Layer):
-    """Convolution over ``rank`` spatial axes (see :class:`Conv2D`)."""
-
     rank = 2
     paddings: tuple[str, ...] = ("valid", "same")
     has_params = True
@@ -197,18 +195,16 @@ class _Conv(Layer):
 
 
 class Conv2D(_Conv):
-    """2-D convolution (cross-correlation, as in Keras) over ``(batch, height,
-    width, channels)`` inputs, giving ``(batch, out_h, out_w, filters)``.
+    """2-D convolution (cross-correlation, as in Keras): ``(batch, height,
+    width, channels)`` -> ``(batch, out_h, out_w, filters)``.
 
     Args:
         filters: the number of output channels.
-        kernel_size, strides (default 1), dilation_rate (default 1): an int
-            or ``(h, w)``; as in Keras, strides and dilation > 1 do not combine.
-        padding: ``"valid"`` (none) or ``"same"`` (``ceil(n / stride)``
-            outputs per axis, Keras's split: the smaller half before).
+        kernel_size, strides (default 1), dilation_rate (default 1): an int or
+            ``(h, w)``; as in Keras, strides and dilation > 1 do not combine.
+        padding: ``"valid"`` or ``"same"`` (``ceil(n / stride)`` outputs).
         use_bias: add a bias per filter.
-        kernel_initializer: initialiser name or function for ``W`` (fans
-            counting the receptive field).
+        kernel_initializer: initialiser name or function for ``W``.
 
     Parameters: ``W`` ``(kh, kw, channels, filters)``, ``b`` ``(filters,)``
     (zeros; absent with ``use_bias=False``).

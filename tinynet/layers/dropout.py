@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import arguments, random
-from .base import _NO_GRADS, Array, Layer, Params, identity_backward
+from .base import _NO_GRADS, Layer, identity_backward
 
 
 class Dropout(Layer):
@@ -32,8 +32,4 @@ class Dropout(Layer):
             raise ValueError("Dropout: training=True needs a random key (pass key=...)")
         keep = random.bernoulli(key, 1.0 - self.rate, x.shape)
         mask = ops.xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.rate))
-
-        def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
-            return dy * mask, _NO_GRADS
-
-        return x * mask, state, backward
+        return x * mask, state, lambda dy, need_dx=True: (dy * mask, _NO_GRADS)

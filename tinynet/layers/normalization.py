@@ -9,13 +9,6 @@ from .. import arguments, initializers
 from .base import Array, Layer, Params, Shape, features
 
 
-def _affine_params(key: Array, width: int, dtype: Any) -> Params:
-    return {
-        "gamma": initializers.ones(key, (width,), dtype),
-        "beta": initializers.zeros(key, (width,), dtype),
-    }
-
-
 def _affine_grads(xp: Any, dy: Array, xhat: Array) -> Params:
     """The gradients of ``y = xhat * gamma + beta``: sums over all axes but the last."""
     width = dy.shape[-1]
@@ -26,23 +19,35 @@ def _affine_grads(xp: Any, dy: Array, xhat: Array) -> Params:
     }
 
 
-class BatchNorm(Layer):
-    """Batch normalisation (Keras's ``BatchNormalization``, ``axis=-1``):
-    ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta`` per feature, the
-    statistics over every other axis.
-
-    Args:
-        momentum: weight of the old value in the moving statistics' update.
-        epsilon: added to the variance before the square root.
-
-    Training uses the batch's mean and biased variance (the gradient flows
-    through them) and returns the state ``moving * momentum + batch_stat *
-    (1 - momentum)``; inference uses the moving statistics.  Parameters
-    ``gamma`` (ones), ``beta`` (zeros); state ``moving_mean`` (zeros),
-    ``moving_var`` (ones); all ``(features,)``.
-    """
+class _Normalization(Layer):
+    """``y = xhat * gamma + beta`` per feature (the last axis)."""
 
     has_params = True
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        features(input_shape)
+        return tuple(input_shape)
+
+    def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
+        width = features(input_shape)
+        params = {
+            "gamma": initializers.ones(key, (width,), dtype),
+            "beta": initializers.zeros(key, (width,), dtype),
+        }
+        return tuple(input_shape), params, {}
+
+
+class BatchNorm(_Normalization):
+    """Batch normalisation (Keras's ``BatchNormalization``, ``axis=-1``):
+    ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta`` per feature, the
+    statistics over every other axis: the batch's in training (then the new
+    state is ``moving * momentum + batch_stat * (1 - momentum)``), the moving
+    ones in inference.
+
+    Parameters ``gamma`` (ones), ``beta`` (zeros); state ``moving_mean``
+    (zeros), ``moving_var`` (ones); all ``(features,)``.
+    """
+
     config_keys = ("momentum", "epsilon")
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3) -> None:
@@ -51,17 +56,13 @@ class BatchNorm(Layer):
         )
         self.epsilon = arguments.positive("BatchNorm", "epsilon", epsilon)
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        features(input_shape)
-        return tuple(input_shape)
-
     def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
-        width = features(input_shape)
+        shape, params, _ = super().init(key, input_shape, dtype)
         state = {
-            "moving_mean": initializers.zeros(key, (width,), dtype),
-            "moving_var": initializers.ones(key, (width,), dtype),
+            "moving_mean": initializers.zeros(key, shape[-1:], dtype),
+            "moving_var": initializers.ones(key, shape[-1:], dtype),
         }
-        return tuple(input_shape), _affine_params(key, width, dtype), state
+        return shape, params, state
 
     def forward(self, params, state, x, ops, training=False, key=None):
         xp = ops.xp
@@ -102,29 +103,16 @@ class BatchNorm(Layer):
         return xhat * gamma + beta, new_state, backward
 
 
-class LayerNorm(Layer):
+class LayerNorm(_Normalization):
     """Layer normalisation (Keras's ``LayerNormalization``, ``axis=-1``): each
     sample (each position of a sequence) normalised over its last axis, then
-    ``* gamma + beta``; the same in training and inference, no state.
+    ``* gamma + beta``, with ``epsilon`` added to the variance; no state.
+    Parameters ``gamma`` (ones) and ``beta`` (zeros) of shape ``(features,)``."""
 
-    Args:
-        epsilon: added to the (biased) variance before the square root.
-
-    Parameters ``gamma`` (ones) and ``beta`` (zeros) of shape ``(features,)``.
-    """
-
-    has_params = True
     config_keys = ("epsilon",)
 
     def __init__(self, epsilon: float = 1e-3) -> None:
         self.epsilon = arguments.positive("LayerNorm", "epsilon", epsilon)
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        features(input_shape)
-        return tuple(input_shape)
-
-    def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
-        return tuple(input_shape), _affine_params(key, features(input_shape), dtype), {}
 
     def forward(self, params, state, x, ops, training=False, key=None):
         xp = ops.xp

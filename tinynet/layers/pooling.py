@@ -1,10 +1,9 @@
 """Pooling layers (Keras's, channels-last): the maximum or mean of windows,
 and of all spatial positions (the global ones).
 
-Max pooling sends each window's gradient to ONE element, its first maximum
-in row-major window order (as PyTorch and XLA), never split between ties.
-With ``padding="same"`` the padding never wins a maximum (it is ``-inf``)
-and a mean counts the real elements only, as in Keras.
+A maximum's gradient goes to ONE element, the first maximum in row-major
+order (as PyTorch and XLA).  With ``padding="same"`` the padding never wins
+a maximum and a mean counts the real elements only, as in Keras.
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ from .conv import check_rank, crop, padding_widths, spatial_axes, window_tuple
 
 
 class _Pool(Layer):
-    """Max or average pooling over ``rank`` spatial axes (see :class:`MaxPool2D`)."""
-
     rank = 2
     kind = "max"
     config_keys = ("pool_size", "strides", "padding")
@@ -120,8 +117,6 @@ class AvgPool1D(_Pool):
 
 
 class _GlobalPool(Layer):
-    """Max or mean over every spatial position (see :class:`GlobalAvgPool2D`)."""
-
     rank = 2
     kind = "avg"
 

@@ -6,7 +6,7 @@ import math
 from numbers import Integral
 from typing import Any
 
-from .base import _NO_GRADS, Array, Layer, Params, Shape
+from .base import _NO_GRADS, Layer, Shape
 
 
 class Reshape(Layer):
@@ -55,11 +55,8 @@ class Reshape(Layer):
         except ValueError as err:
             raise ValueError(f"Reshape {err}") from None
         x_shape = tuple(x.shape)
-
-        def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
-            return xp.reshape(dy, x_shape), _NO_GRADS
-
-        return xp.reshape(x, (x.shape[0], *shape)), state, backward
+        y = xp.reshape(x, (x.shape[0], *shape))
+        return y, state, lambda dy, need_dx=True: (xp.reshape(dy, x_shape), _NO_GRADS)
 
 
 class Flatten(Reshape):
