@@ -1,28 +1,16 @@
-"""Weight initialisers: ``fn(key, shape, dtype) -> array`` on the key's backend.
+"""Weight initialisers ``fn(key, shape, dtype) -> array`` on the key's backend.
 
-``shape`` is ``(fan_in, fan_out)`` for a Dense kernel (``W`` is (in, out)).
-Other ranks follow Keras: a vector has ``fan_in = fan_out = shape[0]``; for
-rank > 2 the leading dimensions are a receptive field multiplying both fans.
+Fans as Keras computes them: ``(fan_in, fan_out)`` for a Dense kernel ``W``
+``(in, out)``, both ``shape[0]`` for a vector, and for rank > 2 the leading
+dimensions are a receptive field multiplying both fans.
 
-================  ==============================================================
-glorot_uniform    U[-l, l), ``l = sqrt(6 / (fan_in + fan_out))``
-he_uniform        U[-l, l), ``l = sqrt(6 / fan_in)``
-glorot_normal     truncated normal, ``stddev = sqrt(2 / (fan_in + fan_out)) / .8796...``
-he_normal         truncated normal, ``stddev = sqrt(2 / fan_in) / .8796...``
-uniform           U[-0.05, 0.05) (Keras's ``"uniform"``: an Embedding's table)
-zeros, ones       all zeros, all ones
-================  ==============================================================
-
-As in Keras, the truncated normal drops draws beyond 2 ``stddev`` and the
-``stddev`` is divided by 0.87962566103423978 (the standard deviation of a
-standard normal truncated to [-2, 2]) so the result has the intended variance.
-Redrawing is done without data-dependent shapes: :data:`TRUNCATION_ROUNDS`
-candidate normals are drawn per entry and the first one inside [-2, 2] is
-kept (a fixed loop of ``where``); the chance that all of them fall outside is
-``0.0455**8 ~ 2e-11`` per entry, and such an entry is clipped to +-2.
-
-The uniform initialisers are bit-identical on every backend (see
-:mod:`tinynet.random`); the normal ones agree to a few ulps.
+The normal initialisers are Keras's truncated normal: draws beyond 2
+``stddev`` are redrawn, and ``stddev`` is divided by the standard deviation
+of a standard normal truncated to [-2, 2] so the variance is the intended
+one.  Without data-dependent shapes: :data:`TRUNCATION_ROUNDS` candidates
+per entry, the first inside [-2, 2] kept, an entry with none (``0.0455**8 ~
+2e-11``) clipped to +-2.  The uniform initialisers are bit-identical on
+every backend (see :mod:`tinynet.random`), the normal ones agree to a few ulps.
 """
 
 from __future__ import annotations
@@ -67,14 +55,13 @@ def compute_fans(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[-2] * receptive, shape[-1] * receptive
 
 
-def _positive(n: int, what: str, shape: tuple[int, ...]) -> int:
+def _fan(shape: tuple[int, ...], which: str) -> int:
+    """``fan_in`` or ``fan_in + fan_out`` of ``shape``, refused unless positive."""
+    fan_in, fan_out = compute_fans(shape)
+    n = fan_in if which == "fan_in" else fan_in + fan_out
     if n <= 0:
-        raise ValueError(f"{what} of shape {shape} is {n}; it must be positive")
+        raise ValueError(f"{which} of shape {shape} is {n}; it must be positive")
     return n
-
-
-def _uniform(key: Array, shape: tuple[int, ...], dtype: Any, limit: float) -> Array:
-    return tnrandom.uniform(key, shape, dtype, -limit, limit)
 
 
 def _truncated(key: Array, shape: tuple[int, ...], dt: Any, stddev: float) -> Array:
@@ -97,36 +84,31 @@ def _truncated_normal(key: Array, shape: tuple[int, ...], dtype: Any, stddev: fl
 
 def glorot_uniform(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
     """Glorot/Xavier uniform: U[-l, l) with ``l = sqrt(6 / (fan_in + fan_out))``."""
-    fan_in, fan_out = compute_fans(shape)
-    n = _positive(fan_in + fan_out, "fan_in + fan_out", shape)
-    return _uniform(key, shape, dtype, math.sqrt(6.0 / n))
+    limit = math.sqrt(6.0 / _fan(shape, "fan_in + fan_out"))
+    return tnrandom.uniform(key, shape, dtype, -limit, limit)
 
 
 def he_uniform(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
     """He/Kaiming uniform: U[-l, l) with ``l = sqrt(6 / fan_in)``."""
-    fan_in, _ = compute_fans(shape)
-    n = _positive(fan_in, "fan_in", shape)
-    return _uniform(key, shape, dtype, math.sqrt(6.0 / n))
+    limit = math.sqrt(6.0 / _fan(shape, "fan_in"))
+    return tnrandom.uniform(key, shape, dtype, -limit, limit)
 
 
 def glorot_normal(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
     """Glorot normal: truncated at 2 stddev, ``stddev = sqrt(2/(in+out)) / .8796``."""
-    fan_in, fan_out = compute_fans(shape)
-    n = _positive(fan_in + fan_out, "fan_in + fan_out", shape)
-    return _truncated_normal(key, shape, dtype, math.sqrt(2.0 / n) / _TRUNCATED_STD)
+    stddev = math.sqrt(2.0 / _fan(shape, "fan_in + fan_out")) / _TRUNCATED_STD
+    return _truncated_normal(key, shape, dtype, stddev)
 
 
 def he_normal(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
     """He normal: truncated at 2 stddev, ``stddev = sqrt(2 / fan_in) / .8796``."""
-    fan_in, _ = compute_fans(shape)
-    n = _positive(fan_in, "fan_in", shape)
-    return _truncated_normal(key, shape, dtype, math.sqrt(2.0 / n) / _TRUNCATED_STD)
+    stddev = math.sqrt(2.0 / _fan(shape, "fan_in")) / _TRUNCATED_STD
+    return _truncated_normal(key, shape, dtype, stddev)
 
 
 def uniform(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
-    """Keras's ``"uniform"`` (``RandomUniform()``): U[-0.05, 0.05), whatever the
-    shape; Embedding's default."""
-    return _uniform(key, shape, dtype, 0.05)
+    """Keras's ``"uniform"`` (``RandomUniform()``): U[-0.05, 0.05); Embedding's default."""
+    return tnrandom.uniform(key, shape, dtype, -0.05, 0.05)
 
 
 def _filled(key: Array, shape: tuple[int, ...], dtype: Any, make: str) -> Array:
@@ -150,15 +132,10 @@ def ones(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
 
 
 _REGISTRY: dict[str, Initializer] = {
-    "glorot_uniform": glorot_uniform,
-    "glorot_normal": glorot_normal,
-    "he_uniform": he_uniform,
-    "he_normal": he_normal,
-    "uniform": uniform,
-    "random_uniform": uniform,
-    "zeros": zeros,
-    "ones": ones,
+    fn.__name__: fn
+    for fn in (glorot_uniform, glorot_normal, he_uniform, he_normal, uniform, zeros, ones)
 }
+_REGISTRY["random_uniform"] = uniform  # Keras's RandomUniform
 
 
 def get(name_or_fn: str | Initializer) -> Initializer:

@@ -26,92 +26,25 @@ from .conv import Conv1D, Conv2D
 from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding
-from .normalization import BatchNorm, BatchNormalization, LayerNorm, LayerNormalization
+from .normalization import BatchNorm, LayerNorm
 from .pooling import (
-    AveragePooling1D,
-    AveragePooling2D,
     AvgPool1D,
     AvgPool2D,
-    GlobalAveragePooling1D,
-    GlobalAveragePooling2D,
     GlobalAvgPool1D,
     GlobalAvgPool2D,
     GlobalMaxPool1D,
     GlobalMaxPool2D,
-    GlobalMaxPooling1D,
-    GlobalMaxPooling2D,
     MaxPool1D,
     MaxPool2D,
-    MaxPooling1D,
-    MaxPooling2D,
 )
 from .reshape import Flatten, Reshape
 
-LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.__name__: cls
-    for cls in (
-        Dense,
-        Dropout,
-        Identity,
-        Sigmoid,
-        Tanh,
-        ReLU,
-        LeakyReLU,
-        ELU,
-        GELU,
-        Softplus,
-        Softmax,
-        BatchNorm,
-        LayerNorm,
-        Embedding,
-        Conv1D,
-        Conv2D,
-        MaxPool1D,
-        MaxPool2D,
-        AvgPool1D,
-        AvgPool2D,
-        GlobalAvgPool1D,
-        GlobalAvgPool2D,
-        GlobalMaxPool1D,
-        GlobalMaxPool2D,
-        Flatten,
-        Reshape,
-    )
-}
-
-ACTIVATIONS = {
-    "identity": Identity,
-    "linear": Identity,
-    "sigmoid": Sigmoid,
-    "tanh": Tanh,
-    "relu": ReLU,
-    "leaky_relu": LeakyReLU,
-    "elu": ELU,
-    "gelu": GELU,
-    "softplus": Softplus,
-    "softmax": Softmax,
-}
-
-
-def from_config(config: dict[str, Any]) -> Layer:
-    """Rebuild a layer from :meth:`Layer.get_config` output."""
-    if not isinstance(config, dict) or config.get("type") not in LAYER_TYPES:
-        raise ValueError(
-            f"unknown layer config {config!r}; known layer types: {', '.join(LAYER_TYPES)}"
-        )
-    kwargs = {k: v for k, v in config.items() if k != "type"}
-    return LAYER_TYPES[config["type"]](**kwargs)
-
-
-def activation(name: str) -> Layer:
-    """An activation layer by name (``"relu"``, ``"tanh"``, ...)."""
-    try:
-        return ACTIVATIONS[name.lower()]()
-    except (KeyError, AttributeError):
-        raise ValueError(
-            f"unknown activation {name!r}; valid names are: {', '.join(ACTIVATIONS)}"
-        ) from None
-
+# Keras's names for the same layers
+BatchNormalization, LayerNormalization = BatchNorm, LayerNorm
+MaxPooling1D, MaxPooling2D = MaxPool1D, MaxPool2D
+AveragePooling1D, AveragePooling2D = AvgPool1D, AvgPool2D
+GlobalAveragePooling1D, GlobalAveragePooling2D = GlobalAvgPool1D, GlobalAvgPool2D
+GlobalMaxPooling1D, GlobalMaxPooling2D = GlobalMaxPool1D, GlobalMaxPool2D
 
 __all__ = [
     "Dense",
@@ -158,3 +91,43 @@ __all__ = [
     "log_softmax",
     "softplus",
 ]
+
+# every layer class above by its own name (an alias adds no entry); from_config's table
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.__name__: cls
+    for cls in map(globals().get, __all__)
+    if isinstance(cls, type) and issubclass(cls, Layer) and cls is not Layer
+}
+
+ACTIVATIONS = {
+    "identity": Identity,
+    "linear": Identity,
+    "sigmoid": Sigmoid,
+    "tanh": Tanh,
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "elu": ELU,
+    "gelu": GELU,
+    "softplus": Softplus,
+    "softmax": Softmax,
+}
+
+
+def from_config(config: dict[str, Any]) -> Layer:
+    """Rebuild a layer from :meth:`Layer.get_config` output."""
+    if not isinstance(config, dict) or config.get("type") not in LAYER_TYPES:
+        raise ValueError(
+            f"unknown layer config {config!r}; known layer types: {', '.join(LAYER_TYPES)}"
+        )
+    kwargs = {k: v for k, v in config.items() if k != "type"}
+    return LAYER_TYPES[config["type"]](**kwargs)
+
+
+def activation(name: str) -> Layer:
+    """An activation layer by name (``"relu"``, ``"tanh"``, ...)."""
+    try:
+        return ACTIVATIONS[name.lower()]()
+    except (KeyError, AttributeError):
+        raise ValueError(
+            f"unknown activation {name!r}; valid names are: {', '.join(ACTIVATIONS)}"
+        ) from None

@@ -1,8 +1,7 @@
-"""Activation layers: each forward sits next to its hand-written backward.
+"""Activation layers, each forward next to its hand-written backward.
 
-All are elementwise except :class:`Softmax` (over the last axis).  The forms
-are the numerically stable ones: nothing here overflows for inputs of +-1e4
-in float32.
+All are elementwise except :class:`Softmax` (over the last axis), in the
+numerically stable forms: nothing overflows for inputs of +-1e4 in float32.
 """
 
 from __future__ import annotations
@@ -47,8 +46,7 @@ class Sigmoid(Layer):
     """``y = 1 / (1 + exp(-x))``; ``dy/dx = y (1 - y)``."""
 
     def forward(self, params, state, x, ops, training=False, key=None):
-        xp = ops.xp
-        y = sigmoid(x, xp)
+        y = sigmoid(x, ops.xp)
         return y, state, lambda dy, need_dx=True: (dy * (y * (1.0 - y)), _NO_GRADS)
 
 
@@ -56,8 +54,7 @@ class Tanh(Layer):
     """``y = tanh(x)``; ``dy/dx = 1 - y**2``."""
 
     def forward(self, params, state, x, ops, training=False, key=None):
-        xp = ops.xp
-        y = xp.tanh(x)
+        y = ops.xp.tanh(x)
         return y, state, lambda dy, need_dx=True: (dy * (1.0 - y * y), _NO_GRADS)
 
 
@@ -65,13 +62,14 @@ class ReLU(Layer):
     """``y = max(x, 0)``; the gradient at 0 is taken as 0."""
 
     def forward(self, params, state, x, ops, training=False, key=None):
-        xp = ops.xp
-        y = xp.maximum(x, 0.0)
+        y = ops.xp.maximum(x, 0.0)
         return y, state, lambda dy, need_dx=True: (ops.relu_grad(dy, x), _NO_GRADS)
 
 
 class LeakyReLU(Layer):
     """``y = x`` for ``x > 0``, else ``alpha * x`` (Keras's default alpha=0.3)."""
+
+    config_keys = ("alpha",)
 
     def __init__(self, alpha: float = 0.3) -> None:
         self.alpha = arguments.non_negative("LeakyReLU", "alpha", alpha)
@@ -79,19 +77,17 @@ class LeakyReLU(Layer):
     def forward(self, params, state, x, ops, training=False, key=None):
         xp = ops.xp
         positive = x > 0
-        y = xp.where(positive, x, self.alpha * x)
-        return (
-            y,
-            state,
-            lambda dy, need_dx=True: (xp.where(positive, dy, self.alpha * dy), _NO_GRADS),
-        )
 
-    def get_config(self) -> dict[str, Any]:
-        return {"type": "LeakyReLU", "alpha": self.alpha}
+        def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
+            return xp.where(positive, dy, self.alpha * dy), _NO_GRADS
+
+        return xp.where(positive, x, self.alpha * x), state, backward
 
 
 class ELU(Layer):
     """``y = x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
+
+    config_keys = ("alpha",)
 
     def __init__(self, alpha: float = 1.0) -> None:
         self.alpha = arguments.non_negative("ELU", "alpha", alpha)
@@ -101,25 +97,19 @@ class ELU(Layer):
         positive = x > 0
         # expm1 of min(x, 0): no overflow for large positive x (that branch is unused)
         negative_part = self.alpha * xp.expm1(xp.minimum(x, 0.0))
-        y = xp.where(positive, x, negative_part)
 
         def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
             return xp.where(positive, dy, dy * (negative_part + self.alpha)), _NO_GRADS
 
-        return y, state, backward
-
-    def get_config(self) -> dict[str, Any]:
-        return {"type": "ELU", "alpha": self.alpha}
+        return xp.where(positive, x, negative_part), state, backward
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
 class GELU(Layer):
-    """GELU, tanh form: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``.
-
-    The array API has no ``erf``, so the exact form is not portable.
-    """
+    """GELU, tanh form: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``
+    (the array API has no ``erf`` for the exact form)."""
 
     def forward(self, params, state, x, ops, training=False, key=None):
         xp = ops.xp
@@ -128,31 +118,25 @@ class GELU(Layer):
         xc = xp.clip(x, -10.0, 10.0)
         x2 = xc * xc
         t = xp.tanh(_GELU_C * (xc + 0.044715 * x2 * xc))
-        y = 0.5 * x * (1.0 + t)
 
         def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
             dt = (1.0 - t * t) * (_GELU_C * (1.0 + 3 * 0.044715 * x2))
             return dy * (0.5 * (1.0 + t) + 0.5 * x * dt), _NO_GRADS
 
-        return y, state, backward
+        return 0.5 * x * (1.0 + t), state, backward
 
 
 class Softplus(Layer):
     """``y = log(1 + exp(x))``; ``dy/dx = sigmoid(x)``."""
 
     def forward(self, params, state, x, ops, training=False, key=None):
-        xp = ops.xp
-        y = softplus(x, xp)
-        return y, state, lambda dy, need_dx=True: (dy * sigmoid(x, xp), _NO_GRADS)
+        y = softplus(x, ops.xp)
+        return y, state, lambda dy, need_dx=True: (dy * sigmoid(x, ops.xp), _NO_GRADS)
 
 
 class Softmax(Layer):
-    """Softmax over the last axis.
-
-    Followed by a (sparse) categorical cross-entropy in a model, the pair is
-    fused: the loss is taken from the logits and its gradient is
-    ``probs - one_hot`` (see :mod:`tinynet.losses`).
-    """
+    """Softmax over the last axis.  Followed by a (sparse) categorical
+    cross-entropy, the model fuses the pair (see :mod:`tinynet.losses`)."""
 
     def forward(self, params, state, x, ops, training=False, key=None):
         xp = ops.xp

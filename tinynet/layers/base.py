@@ -1,38 +1,29 @@
-"""The layer protocol: shape functions plus a forward with its backward.
+"""The layer protocol (docs/DESIGN.md, section 2).
 
-A layer holds hyperparameters only.  Its parameters and its state are plain
-dicts of arrays owned by the model (``{}`` for layers without), so that a
-whole training step is a pure function of arrays (stax's ``init_fun`` /
-``apply_fun``; thinc's ``(Y, backprop)``):
+A layer holds hyperparameters only.  Its parameters and state are dicts of
+arrays owned by the model (``{}`` for layers without), so that a training
+step is a pure function of arrays:
 
 ``output_shape(input_shape) -> output_shape``
-    shapes without the batch axis, as tuples; raises ``ValueError`` saying
-    what the layer expects and what it received, phrased to follow the
-    layer's name ("expects 784 input features but ...": ``Sequential``
-    prefixes "layer 2 (Dense)").
+    shapes without the batch axis; a refusal is a ``ValueError`` phrased to
+    follow the layer's name ("expects 784 input features but ...", which
+    ``Sequential`` prefixes with "layer 2 (Dense)").
 ``init(key, input_shape, dtype) -> (output_shape, params, state)``
-    make the parameters (``key``: a :mod:`tinynet.random` key) and the
-    non-trained state (e.g. batch-norm statistics).
+    ``key`` a :mod:`tinynet.random` key; ``state`` the non-trained arrays.
 ``forward(params, state, x, ops, training, key) -> (y, state, backward)``
-    ``x`` has shape ``(batch, *input_shape)``; ``ops`` is the backend's ops
-    object (``ops.xp`` the array namespace); ``backward(dy, need_dx=True)``
-    returns ``(dx, grads)`` with ``grads`` shaped like ``params`` (``dx`` is
-    ``None`` when ``need_dx`` is False: the first layer with parameters
-    needs no input gradient).
-
-The backward closes over exactly what it needs from the forward, right next
-to the forward maths.
+    ``x`` of shape ``(batch, *input_shape)``, ``ops`` the backend's ops
+    (``ops.xp`` its array namespace); ``backward(dy, need_dx=True)`` returns
+    ``(dx, grads)``, ``grads`` shaped like ``params`` and ``dx`` None without
+    ``need_dx`` (the first layer with parameters needs no input gradient).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 Array = Any
 Params = dict[str, Array]
 Shape = tuple[int, ...]
-Backward = Callable[..., tuple[Array | None, Params]]
 
 _NO_GRADS: Params = {}
 
@@ -41,29 +32,31 @@ def identity_backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
     return dy, _NO_GRADS
 
 
+def features(input_shape: Shape) -> int:
+    """The width of the last (feature) axis; refuses a shape without one."""
+    if not input_shape:
+        raise ValueError(
+            "expects inputs with a feature axis, received input shape () "
+            "(one number per sample); reshape the data to (n, 1)"
+        )
+    return input_shape[-1]
+
+
 class Layer:
     """Base class: a parameter-free layer that keeps the shape of its input."""
 
     has_params = False  # True if init makes trained parameters
     needs_key = False  # True if the forward draws random numbers (Dropout)
     regularized = False  # True if penalty() adds to the loss
+    config_keys: tuple[str, ...] = ()  # the attributes get_config saves
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        """The output shape (no batch axis) for ``input_shape``."""
         return tuple(input_shape)
 
     def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
         return self.output_shape(input_shape), {}, {}
 
-    def forward(
-        self,
-        params: Params,
-        state: Params,
-        x: Array,
-        ops: Any,
-        training: bool = False,
-        key: Array = None,
-    ) -> tuple[Array, Params, Backward]:
+    def forward(self, params, state, x, ops, training=False, key=None) -> tuple[Array, Params, Any]:
         raise NotImplementedError
 
     def penalty(self, params: Params, xp: Any) -> tuple[Array, Params]:
@@ -72,7 +65,11 @@ class Layer:
 
     def get_config(self) -> dict[str, Any]:
         """JSON-able hyperparameters; ``layers.from_config`` rebuilds the layer."""
-        return {"type": type(self).__name__}
+        config: dict[str, Any] = {"type": type(self).__name__}
+        for name in self.config_keys:
+            value = getattr(self, name)
+            config[name] = list(value) if isinstance(value, tuple) else value
+        return config
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")

@@ -1,10 +1,8 @@
-"""Convolution layers: :class:`Conv1D` and :class:`Conv2D` (Keras's, channels-last).
+"""Convolution layers :class:`Conv1D` and :class:`Conv2D` (Keras's, channels-last)
+and the window helpers they share with the pooling layers.
 
-The maths lives in the ops object (``ops.conv``: im2col and one matrix
-product; ``ops.conv_backward``: the weight gradient and the input gradient
-by col2im); the layer handles the arguments, the padding and the bias.
-The window helpers here (:func:`window_tuple`, :func:`padding_widths`) are
-shared with the pooling layers.
+The maths is ``ops.conv`` / ``ops.conv_backward``; a layer checks its
+arguments, pads its input and adds the bias.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ LAYOUTS = {1: "(batch, steps, channels)", 2: "(batch, height, width, channels)"}
 
 def window_tuple(owner: str, name: str, value: Any, rank: int) -> tuple[int, ...]:
     """A kernel size, stride or dilation: a positive int (the same on every
-    spatial axis) or a tuple/list of ``rank`` positive ints."""
+    axis) or ``rank`` of them."""
     if isinstance(value, Integral) and not isinstance(value, bool):
         value = (value,) * rank
     if (
@@ -38,10 +36,9 @@ def window_tuple(owner: str, name: str, value: Any, rank: int) -> tuple[int, ...
 def padding_widths(
     spatial: Shape, window: Shape, strides: Shape, dilation: Shape, padding: str
 ) -> tuple[tuple[int, int], ...]:
-    """``(before, after)`` per spatial axis, as Keras pads: ``"valid"`` none;
-    ``"same"`` gives ``ceil(n / stride)`` outputs, the total padding
-    ``max((out - 1) * stride + (k - 1) * dilation + 1 - n, 0)`` split with
-    the smaller half before; ``"causal"`` pads ``(k - 1) * dilation`` before."""
+    """``(before, after)`` per spatial axis as Keras pads: none for ``"valid"``;
+    for ``"same"`` what ``ceil(n / stride)`` outputs need, the smaller half
+    before; for ``"causal"`` ``(k - 1) * dilation`` before."""
     widths = []
     for n, k, s, d in zip(spatial, window, strides, dilation, strict=True):
         span = (k - 1) * d + 1
@@ -56,18 +53,23 @@ def padding_widths(
 
 
 def check_rank(owner: str, x_shape: Shape, rank: int) -> None:
-    """Refuse a batch whose rank is not ``rank + 2`` (a forward on raw arrays)."""
+    """Refuse a batch (a forward on raw arrays) whose rank is not ``rank + 2``."""
     if len(x_shape) != rank + 2:
         raise ValueError(f"{owner} expects inputs {LAYOUTS[rank]}, received shape {tuple(x_shape)}")
 
 
-def rank_message(input_shape: Shape, rank: int) -> str:
-    """The refusal of a sample shape (no batch axis) of the wrong rank."""
-    fix = ""
-    if len(input_shape) == rank:
-        dims = ", ".join(map(str, input_shape))
-        fix = f"; add a channels axis, e.g. reshape the data to (n, {dims}, 1)"
-    return f"expects inputs {LAYOUTS[rank]}, received shape {(None, *input_shape)}{fix}"
+def spatial_axes(input_shape: Shape, rank: int) -> Shape:
+    """The spatial part of a sample shape (no batch axis); refuses the wrong rank."""
+    input_shape = tuple(input_shape)
+    if len(input_shape) != rank + 1:
+        fix = ""
+        if len(input_shape) == rank:
+            dims = ", ".join(map(str, input_shape))
+            fix = f"; add a channels axis, e.g. reshape the data to (n, {dims}, 1)"
+        raise ValueError(
+            f"expects inputs {LAYOUTS[rank]}, received shape {(None, *input_shape)}{fix}"
+        )
+    return input_shape[:-1]
 
 
 def crop(dx: Array, widths: tuple[tuple[int, int], ...]) -> Array:
@@ -79,11 +81,18 @@ def crop(dx: Array, widths: tuple[tuple[int, int], ...]) -> Array:
 
 
 class _Conv(Layer):
-    """Convolution over ``rank`` spatial axes (see :class:`Conv2D`)."""
-
     rank = 2
     paddings: tuple[str, ...] = ("valid", "same")
     has_params = True
+    config_keys = (
+        "filters",
+        "kernel_size",
+        "strides",
+        "padding",
+        "dilation_rate",
+        "use_bias",
+        "kernel_initializer",
+    )
 
     def __init__(
         self,
@@ -124,9 +133,7 @@ class _Conv(Layer):
         )
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != self.rank + 1:
-            raise ValueError(rank_message(tuple(input_shape), self.rank))
-        spatial = tuple(input_shape[:-1])
+        spatial = spatial_axes(input_shape, self.rank)
         padded = tuple(n + b + a for n, (b, a) in zip(spatial, self._widths(spatial), strict=True))
         spans = tuple(
             (k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation_rate, strict=True)
@@ -179,62 +186,35 @@ class _Conv(Layer):
 
         return y, state, backward
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "type": type(self).__name__,
-            "filters": self.filters,
-            "kernel_size": list(self.kernel_size),
-            "strides": list(self.strides),
-            "padding": self.padding,
-            "dilation_rate": list(self.dilation_rate),
-            "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer,
-        }
-
     def __repr__(self) -> str:
         k = self.kernel_size if self.rank > 1 else self.kernel_size[0]
-        extra = "".join(
-            f", {n}={v!r}"
-            for n, v, default in (
-                ("strides", self.strides, (1,) * self.rank),
-                ("padding", self.padding, "valid"),
-                ("dilation_rate", self.dilation_rate, (1,) * self.rank),
-                ("use_bias", self.use_bias, True),
-            )
-            if v != default
-        )
-        return f"{type(self).__name__}({self.filters}, {k!r}{extra})"
+        ones = (1,) * self.rank
+        defaults = {"strides": ones, "padding": "valid", "dilation_rate": ones, "use_bias": True}
+        extra = [f"{n}={getattr(self, n)!r}" for n, d in defaults.items() if getattr(self, n) != d]
+        return f"{type(self).__name__}({', '.join([str(self.filters), repr(k), *extra])})"
 
 
 class Conv2D(_Conv):
-    """2-D convolution (cross-correlation, as Keras and every framework compute it).
+    """2-D convolution (cross-correlation, as in Keras): ``(batch, height,
+    width, channels)`` -> ``(batch, out_h, out_w, filters)``.
 
     Args:
         filters: the number of output channels.
-        kernel_size: an int or a tuple ``(kh, kw)``.
-        strides: an int or ``(sh, sw)``; default 1.
-        padding: ``"valid"`` (no padding) or ``"same"`` (``ceil(n / stride)``
-            outputs per axis, padding split as Keras does: the smaller half
-            before).
-        dilation_rate: an int or ``(dh, dw)``: the kernel's taps are this far
-            apart.  As in Keras, strides > 1 and dilation > 1 do not combine.
+        kernel_size, strides (default 1), dilation_rate (default 1): an int or
+            ``(h, w)``; as in Keras, strides and dilation > 1 do not combine.
+        padding: ``"valid"`` or ``"same"`` (``ceil(n / stride)`` outputs).
         use_bias: add a bias per filter.
-        kernel_initializer: initialiser name or function for ``W``
-            (Glorot uniform by default, fans counting the receptive field).
+        kernel_initializer: initialiser name or function for ``W``.
 
-    Input ``(batch, height, width, channels)``, output ``(batch, out_h, out_w,
-    filters)``.  Parameters: ``W`` ``(kh, kw, channels, filters)`` and ``b``
-    ``(filters,)`` (zeros; absent with ``use_bias=False``).
+    Parameters: ``W`` ``(kh, kw, channels, filters)``, ``b`` ``(filters,)``
+    (zeros; absent with ``use_bias=False``).
     """
-
-    rank = 2
 
 
 class Conv1D(_Conv):
     """1-D convolution over ``(batch, steps, channels)``: :class:`Conv2D`'s
-    arguments with one spatial axis, plus ``padding="causal"`` (the output at
-    step t sees inputs up to t only: ``(k - 1) * dilation`` zeros before).
-    Parameters: ``W`` ``(k, channels, filters)`` and ``b`` ``(filters,)``."""
+    arguments with one spatial axis, plus ``padding="causal"`` (step t sees
+    inputs up to t only).  Parameters: ``W`` ``(k, channels, filters)``, ``b``."""
 
     rank = 1
     paddings = ("valid", "same", "causal")

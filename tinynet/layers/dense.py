@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from .. import arguments, initializers
-from .base import Array, Layer, Params, Shape
+from .base import Array, Layer, Params, Shape, features
 
 
 class Dense(Layer):
-    """Fully connected layer on the last axis of its input.
+    """Fully connected layer on the last axis: ``(batch, ..., in_features)``
+    -> ``(batch, ..., units)``.
 
     ``Dense(units)`` takes its input width from the layer before it (or the
     model's ``input_shape``); ``Dense(in_features, out_features)`` states it
@@ -17,15 +18,11 @@ class Dense(Layer):
 
     Args:
         units: output width (``out_features``).
-        init: initialiser name or function for ``W`` (``"glorot_uniform"``,
-            ``"glorot_normal"``, ``"he_uniform"``, ``"he_normal"``, ``"zeros"``).
-        weight_l1, weight_l2, bias_l1, bias_l2: regularisation strengths; the
-            penalty ``l1 * sum|P| + l2 * sum P**2`` is added to the loss and
-            its gradient to the gradients (Keras's ``L1L2``).
+        init: initialiser name or function for ``W``.
+        weight_l1, weight_l2, bias_l1, bias_l2: regularisation strengths (Keras's
+            ``L1L2``): ``l1 * sum|P| + l2 * sum P**2`` is added to the loss.
 
-    Input ``(batch, ..., in_features)``, output ``(batch, ..., units)``.
-    Parameters: ``W`` of shape ``(in_features, units)``, ``b`` of shape
-    ``(units,)``, initialised to zeros.
+    Parameters: ``W`` ``(in_features, units)``, ``b`` ``(units,)`` (zeros).
     """
 
     has_params = True
@@ -80,12 +77,7 @@ class Dense(Layer):
         return self.units
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        if not input_shape:
-            raise ValueError(
-                "expects inputs with a feature axis, received input shape () "
-                "(one number per sample); reshape the data to (n, 1)"
-            )
-        width = input_shape[-1]
+        width = features(input_shape)
         if self.in_features is not None and width != self.in_features:
             raise ValueError(
                 f"expects {self.in_features} input features but the layer before it "
@@ -118,7 +110,6 @@ class Dense(Layer):
         return y, state, backward
 
     def penalty(self, params: Params, xp: Any) -> tuple[Array, Params]:
-        """``(penalty value, its gradient)`` of the L1/L2 regularisation."""
         value, grads = 0.0, {}
         for name, l1, l2 in (
             ("W", self.weight_l1, self.weight_l2),

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .. import arguments, random
-from .base import _NO_GRADS, Array, Layer, Params, identity_backward
+from .base import _NO_GRADS, Layer, identity_backward
 
 
 class Dropout(Layer):
-    """Randomly zero inputs during training.
+    """Randomly zero inputs during training; the identity at evaluation.
 
     Args:
-        rate: the probability of DROPPING an input (Keras's convention; the
-            old ``jax.example_libraries.stax.Dropout`` took the keep rate).
-            Kept inputs are scaled by ``1 / (1 - rate)`` so the expected
-            output equals the input; at evaluation the layer is the identity.
+        rate: the probability of DROPPING an input (Keras's convention, not
+            stax's keep rate); kept inputs are scaled by ``1 / (1 - rate)``.
 
-    The mask is drawn from the step's key with :func:`tinynet.random.bernoulli`,
-    so it is bit-identical on every backend and a compiled step stays pure.
+    The mask comes from the step's key (:func:`tinynet.random.bernoulli`):
+    bit-identical on every backend, and a compiled step stays pure.
     """
 
     needs_key = True
+    config_keys = ("rate",)
 
     def __init__(self, rate: float) -> None:
         self.rate = arguments.real(
@@ -34,14 +31,5 @@ class Dropout(Layer):
         if key is None:
             raise ValueError("Dropout: training=True needs a random key (pass key=...)")
         keep = random.bernoulli(key, 1.0 - self.rate, x.shape)
-        # kept inputs scaled by 1 / (1 - rate), dropped ones exactly 0
         mask = ops.xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.rate))
-        y = x * mask
-
-        def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
-            return dy * mask, _NO_GRADS
-
-        return y, state, backward
-
-    def get_config(self) -> dict[str, Any]:
-        return {"type": "Dropout", "rate": self.rate}
+        return x * mask, state, lambda dy, need_dx=True: (dy * mask, _NO_GRADS)

@@ -12,26 +12,20 @@ _INT32_LIMIT = 2**31 - 1  # fit/predict hand the indices over as int32
 
 
 class Embedding(Layer):
-    """Look up one row of ``W`` per integer index (Keras's ``Embedding``).
+    """One row of ``W`` per integer index (Keras's ``Embedding``):
+    ``(batch, ...)`` indices -> ``(batch, ..., output_dim)`` in the model's dtype.
 
     Args:
         input_dim: the number of rows (the vocabulary size); indices must lie
             in ``[0, input_dim)``.
         output_dim: the width of each row.
-        init: initialiser name or function for ``W`` (Keras's default
-            ``"uniform"``: U[-0.05, 0.05)).
+        init: initialiser name or function for ``W`` ``(input_dim,
+            output_dim)`` (Keras's default ``"uniform"``: U[-0.05, 0.05)).
 
-    Input: integer indices of any shape ``(batch, ...)``; output ``(batch, ...,
-    output_dim)`` in the model's dtype.  Parameter ``W`` of shape
-    ``(input_dim, output_dim)``.
-
-    The layer takes the model's raw input, so it comes first: ``fit``,
-    ``evaluate`` and ``predict`` keep its input integers (``int32``; whole
-    float values are accepted) and refuse an index outside ``[0, input_dim)``
-    naming its value and position, as does the forward itself whenever the
-    values are known (not inside ``jit``), instead of a gather's silent clamp.
-    The input has no gradient; ``W``'s gradient adds ``dy``'s rows into the
-    rows they were taken from (``ops.scatter_add``: repeated indices add up).
+    It takes the model's raw integer input, so it comes first; an index out
+    of range is refused naming its value and position instead of a gather's
+    silent clamp (docs/DESIGN.md, section 2).  ``W``'s gradient adds ``dy``'s
+    rows into the rows they were taken from; the input has none.
     """
 
     has_params = True

@@ -1,33 +1,16 @@
-"""Batch and layer normalisation over the last (feature) axis, each forward
-next to its hand-written backward."""
+"""Batch and layer normalisation over the last (feature) axis, with Keras's
+defaults (docs/DESIGN.md, section 2)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .. import arguments, initializers
-from .base import Array, Layer, Params, Shape
-
-
-def _features(input_shape: Shape) -> int:
-    if not input_shape:
-        raise ValueError(
-            "expects inputs with a feature axis, received input shape () "
-            "(one number per sample); reshape the data to (n, 1)"
-        )
-    return input_shape[-1]
-
-
-def _affine_params(key: Array, width: int, dtype: Any) -> Params:
-    return {
-        "gamma": initializers.ones(key, (width,), dtype),
-        "beta": initializers.zeros(key, (width,), dtype),
-    }
+from .base import Array, Layer, Params, Shape, features
 
 
 def _affine_grads(xp: Any, dy: Array, xhat: Array) -> Params:
-    """``gamma`` and ``beta`` gradients of ``y = xhat * gamma + beta``: sums over
-    every axis but the last."""
+    """The gradients of ``y = xhat * gamma + beta``: sums over all axes but the last."""
     width = dy.shape[-1]
     dy2 = xp.reshape(dy, (-1, width))
     return {
@@ -36,29 +19,36 @@ def _affine_grads(xp: Any, dy: Array, xhat: Array) -> Params:
     }
 
 
-class BatchNorm(Layer):
-    """Batch normalisation (Keras's ``BatchNormalization`` with ``axis=-1``).
-
-    Each feature (the last axis: the channels of ``(batch, H, W, C)`` images,
-    the features of ``(batch, T, D)`` sequences) is normalised with statistics
-    over every other axis, then scaled and shifted: ``y = (x - mean) /
-    sqrt(var + epsilon) * gamma + beta``.
-
-    Args:
-        momentum: weight of the old value in the moving statistics' update.
-        epsilon: added to the variance before the square root.
-
-    Training (``fit``): ``mean`` and ``var`` are the batch's (``var`` the
-    biased variance, as Keras), the gradient flows through them too, and
-    the layer returns the new state ``moving = moving * momentum + batch_stat
-    * (1 - momentum)`` (Keras's rule, the biased variance included).
-    Inference (``evaluate``, ``predict``): the moving statistics.
-
-    Parameters ``gamma`` (ones) and ``beta`` (zeros), state ``moving_mean``
-    (zeros) and ``moving_var`` (ones), all of shape ``(features,)``.
-    """
+class _Normalization(Layer):
+    """``y = xhat * gamma + beta`` per feature (the last axis)."""
 
     has_params = True
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        features(input_shape)
+        return tuple(input_shape)
+
+    def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
+        width = features(input_shape)
+        params = {
+            "gamma": initializers.ones(key, (width,), dtype),
+            "beta": initializers.zeros(key, (width,), dtype),
+        }
+        return tuple(input_shape), params, {}
+
+
+class BatchNorm(_Normalization):
+    """Batch normalisation (Keras's ``BatchNormalization``, ``axis=-1``):
+    ``y = (x - mean) / sqrt(var + epsilon) * gamma + beta`` per feature, the
+    statistics over every other axis: the batch's in training (then the new
+    state is ``moving * momentum + batch_stat * (1 - momentum)``), the moving
+    ones in inference.
+
+    Parameters ``gamma`` (ones), ``beta`` (zeros); state ``moving_mean``
+    (zeros), ``moving_var`` (ones); all ``(features,)``.
+    """
+
+    config_keys = ("momentum", "epsilon")
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3) -> None:
         self.momentum = arguments.real(
@@ -66,17 +56,13 @@ class BatchNorm(Layer):
         )
         self.epsilon = arguments.positive("BatchNorm", "epsilon", epsilon)
 
-    def output_shape(self, input_shape: Shape) -> Shape:
-        _features(input_shape)
-        return tuple(input_shape)
-
     def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
-        width = _features(input_shape)
+        shape, params, _ = super().init(key, input_shape, dtype)
         state = {
-            "moving_mean": initializers.zeros(key, (width,), dtype),
-            "moving_var": initializers.ones(key, (width,), dtype),
+            "moving_mean": initializers.zeros(key, shape[-1:], dtype),
+            "moving_var": initializers.ones(key, shape[-1:], dtype),
         }
-        return tuple(input_shape), _affine_params(key, width, dtype), state
+        return shape, params, state
 
     def forward(self, params, state, x, ops, training=False, key=None):
         xp = ops.xp
@@ -116,36 +102,17 @@ class BatchNorm(Layer):
 
         return xhat * gamma + beta, new_state, backward
 
-    def get_config(self) -> dict[str, Any]:
-        return {"type": "BatchNorm", "momentum": self.momentum, "epsilon": self.epsilon}
 
+class LayerNorm(_Normalization):
+    """Layer normalisation (Keras's ``LayerNormalization``, ``axis=-1``): each
+    sample (each position of a sequence) normalised over its last axis, then
+    ``* gamma + beta``, with ``epsilon`` added to the variance; no state.
+    Parameters ``gamma`` (ones) and ``beta`` (zeros) of shape ``(features,)``."""
 
-class LayerNorm(Layer):
-    """Layer normalisation (Keras's ``LayerNormalization`` with ``axis=-1``).
-
-    Each sample (each position of a ``(batch, T, D)`` sequence) is normalised
-    over its last axis, then scaled and shifted: ``y = (x - mean) / sqrt(var
-    + epsilon) * gamma + beta`` with the mean and the biased variance over
-    that axis.  The same in training and inference; no state.
-
-    Args:
-        epsilon: added to the variance before the square root (Keras's
-            default 1e-3).
-
-    Parameters ``gamma`` (ones) and ``beta`` (zeros) of shape ``(features,)``.
-    """
-
-    has_params = True
+    config_keys = ("epsilon",)
 
     def __init__(self, epsilon: float = 1e-3) -> None:
         self.epsilon = arguments.positive("LayerNorm", "epsilon", epsilon)
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        _features(input_shape)
-        return tuple(input_shape)
-
-    def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
-        return tuple(input_shape), _affine_params(key, _features(input_shape), dtype), {}
 
     def forward(self, params, state, x, ops, training=False, key=None):
         xp = ops.xp
@@ -165,11 +132,3 @@ class LayerNorm(Layer):
             return inv * (g - mean_g - xhat * mean_gx), grads
 
         return xhat * gamma + beta, state, backward
-
-    def get_config(self) -> dict[str, Any]:
-        return {"type": "LayerNorm", "epsilon": self.epsilon}
-
-
-# Keras's names for the same layers
-BatchNormalization = BatchNorm
-LayerNormalization = LayerNorm

@@ -1,12 +1,9 @@
-"""Pooling layers (Keras's, channels-last): max and average pooling over
-windows, and their global versions over all spatial positions.
+"""Pooling layers (Keras's, channels-last): the maximum or mean of windows,
+and of all spatial positions (the global ones).
 
-Max pooling sends each window's gradient to ONE element: its first maximum
-in row-major window order when several elements tie (as PyTorch's
-``max_pool2d`` and XLA's ``select_and_scatter`` do), never split between
-the ties.  With ``padding="same"`` max pooling ignores the padding (it pads
-with ``-inf``) and average pooling divides by the number of real, unpadded
-elements in each window, as Keras does.
+A maximum's gradient goes to ONE element, the first maximum in row-major
+order (as PyTorch and XLA).  With ``padding="same"`` the padding never wins
+a maximum and a mean counts the real elements only, as in Keras.
 """
 
 from __future__ import annotations
@@ -15,17 +12,14 @@ import math
 from typing import Any
 
 from .. import arguments
-from .base import Array, Layer, Params, Shape
-from .conv import check_rank, crop, padding_widths, rank_message, window_tuple
-
-_NO_GRADS: Params = {}
+from .base import _NO_GRADS, Array, Layer, Params, Shape
+from .conv import check_rank, crop, padding_widths, spatial_axes, window_tuple
 
 
 class _Pool(Layer):
-    """Max or average pooling over ``rank`` spatial axes (see :class:`MaxPool2D`)."""
-
     rank = 2
     kind = "max"
+    config_keys = ("pool_size", "strides", "padding")
 
     def __init__(self, pool_size: Any = 2, strides: Any = None, padding: str = "valid") -> None:
         name = type(self).__name__
@@ -43,9 +37,7 @@ class _Pool(Layer):
         return padding_widths(spatial, self.pool_size, self.strides, ones, self.padding)
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != self.rank + 1:
-            raise ValueError(rank_message(tuple(input_shape), self.rank))
-        spatial = tuple(input_shape[:-1])
+        spatial = spatial_axes(input_shape, self.rank)
         if self.padding == "same":
             out = tuple(-(-n // s) for n, s in zip(spatial, self.strides, strict=True))
         else:
@@ -88,14 +80,6 @@ class _Pool(Layer):
 
         return y, state, backward
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            "type": type(self).__name__,
-            "pool_size": list(self.pool_size),
-            "strides": list(self.strides),
-            "padding": self.padding,
-        }
-
     def __repr__(self) -> str:
         size = self.pool_size if self.rank > 1 else self.pool_size[0]
         extra = "" if self.strides == self.pool_size else f", strides={self.strides!r}"
@@ -104,25 +88,17 @@ class _Pool(Layer):
 
 
 class MaxPool2D(_Pool):
-    """The maximum of every ``pool_size`` window of ``(batch, height, width,
-    channels)`` inputs.
+    """The maximum of each window of ``(batch, height, width, channels)`` inputs.
 
     Args:
         pool_size: an int or ``(ph, pw)``; default 2.
         strides: an int or ``(sh, sw)``; default ``pool_size``.
-        padding: ``"valid"`` or ``"same"`` (``ceil(n / stride)`` outputs;
-            the padding never wins the maximum).
-
-    The gradient of each window goes to its first maximum in row-major
-    window order (one element, also when several tie).
+        padding: ``"valid"`` or ``"same"`` (``ceil(n / stride)`` outputs).
     """
 
 
 class AvgPool2D(_Pool):
-    """The mean of every ``pool_size`` window of ``(batch, height, width,
-    channels)`` inputs; :class:`MaxPool2D`'s arguments.  With
-    ``padding="same"`` a window over the edge is the mean of its real
-    elements (the padding is not counted)."""
+    """The mean of each window; :class:`MaxPool2D`'s arguments."""
 
     kind = "avg"
 
@@ -141,8 +117,6 @@ class AvgPool1D(_Pool):
 
 
 class _GlobalPool(Layer):
-    """Max or mean over every spatial position (see :class:`GlobalAvgPool2D`)."""
-
     rank = 2
     kind = "avg"
 
@@ -150,8 +124,7 @@ class _GlobalPool(Layer):
         self.keepdims = arguments.boolean(type(self).__name__, "keepdims", keepdims)
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != self.rank + 1:
-            raise ValueError(rank_message(tuple(input_shape), self.rank))
+        spatial_axes(input_shape, self.rank)
         return ((1,) * self.rank if self.keepdims else ()) + (input_shape[-1],)
 
     def forward(self, params, state, x, ops, training=False, key=None):
@@ -190,13 +163,11 @@ class _GlobalPool(Layer):
 
 class GlobalAvgPool2D(_GlobalPool):
     """The mean over height and width: ``(batch, h, w, channels)`` ->
-    ``(batch, channels)`` (``(batch, 1, 1, channels)`` with ``keepdims=True``)."""
+    ``(batch, channels)``, or ``(batch, 1, 1, channels)`` with ``keepdims``."""
 
 
 class GlobalMaxPool2D(_GlobalPool):
-    """The maximum over height and width: ``(batch, h, w, channels)`` ->
-    ``(batch, channels)``; the gradient goes to the first maximum in
-    row-major order."""
+    """The maximum over height and width (:class:`GlobalAvgPool2D`'s shapes)."""
 
     kind = "max"
 
@@ -208,14 +179,7 @@ class GlobalAvgPool1D(_GlobalPool):
 
 
 class GlobalMaxPool1D(_GlobalPool):
-    """The maximum over steps: ``(batch, steps, channels)`` -> ``(batch, channels)``."""
+    """The maximum over steps (:class:`GlobalAvgPool1D`'s shapes)."""
 
     rank = 1
     kind = "max"
-
-
-# Keras's longer names, as the same classes
-MaxPooling2D, AveragePooling2D = MaxPool2D, AvgPool2D
-MaxPooling1D, AveragePooling1D = MaxPool1D, AvgPool1D
-GlobalAveragePooling2D, GlobalMaxPooling2D = GlobalAvgPool2D, GlobalMaxPool2D
-GlobalAveragePooling1D, GlobalMaxPooling1D = GlobalAvgPool1D, GlobalMaxPool1D

@@ -1,4 +1,4 @@
-"""Layers that only change the shape of each sample: :class:`Flatten`, :class:`Reshape`."""
+"""Layers that only change the shape of each sample: :class:`Reshape`, :class:`Flatten`."""
 
 from __future__ import annotations
 
@@ -6,40 +6,15 @@ import math
 from numbers import Integral
 from typing import Any
 
-from .base import Array, Layer, Params, Shape
-
-_NO_GRADS: Params = {}
-
-
-def _reshaping(x_shape: tuple, xp: Any):
-    def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
-        return xp.reshape(dy, x_shape), _NO_GRADS
-
-    return backward
-
-
-class Flatten(Layer):
-    """``(batch, d1, d2, ...)`` -> ``(batch, d1 * d2 * ...)`` in row-major
-    (C) order, as Keras's channels-last ``Flatten``; ``(batch,)`` becomes
-    ``(batch, 1)``."""
-
-    def output_shape(self, input_shape: Shape) -> Shape:
-        return (math.prod(input_shape),)
-
-    def forward(self, params, state, x, ops, training=False, key=None):
-        xp = ops.xp
-        y = xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
-        return y, state, _reshaping(tuple(x.shape), xp)
+from .base import _NO_GRADS, Layer, Shape
 
 
 class Reshape(Layer):
-    """Each sample reshaped to ``target_shape`` (no batch axis; one entry
-    may be -1, inferred from the others), in row-major order as Keras.
+    """Each sample reshaped, in row-major order as Keras, to ``target_shape``:
+    positive ints (no batch axis) with at most one -1, inferred from the
+    others, e.g. ``(28, 28, 1)`` or ``(-1, 4)``."""
 
-    Args:
-        target_shape: a tuple of positive ints with at most one -1, e.g.
-            ``(28, 28, 1)`` or ``(-1, 4)``.
-    """
+    config_keys = ("target_shape",)
 
     def __init__(self, target_shape: Any) -> None:
         if isinstance(target_shape, Integral) and not isinstance(target_shape, bool):
@@ -79,8 +54,16 @@ class Reshape(Layer):
             shape = self.output_shape(tuple(x.shape[1:]))
         except ValueError as err:
             raise ValueError(f"Reshape {err}") from None
+        x_shape = tuple(x.shape)
         y = xp.reshape(x, (x.shape[0], *shape))
-        return y, state, _reshaping(tuple(x.shape), xp)
+        return y, state, lambda dy, need_dx=True: (xp.reshape(dy, x_shape), _NO_GRADS)
 
-    def get_config(self) -> dict[str, Any]:
-        return {"type": "Reshape", "target_shape": list(self.target_shape)}
+
+class Flatten(Reshape):
+    """``(batch, d1, d2, ...)`` -> ``(batch, d1 * d2 * ...)`` in row-major order
+    (Keras's channels-last ``Flatten``); ``(batch,)`` becomes ``(batch, 1)``."""
+
+    config_keys = ()
+
+    def __init__(self) -> None:
+        super().__init__(-1)
