@@ -7,11 +7,12 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from . import arguments, backends, checkpoint, core, random
+from . import arguments, backends, checkpoint, core, random, training
 from .layers import Dense, Layer, from_config
 from .losses import Loss
 from .losses import get as get_loss
 from .tree import tree_map
+from .validation import prepare_data
 
 Array = Any
 DTYPES = ("float32", "float64")
@@ -144,17 +145,15 @@ class Sequential:
         return sum(math.prod(a.shape) for p in self.params for a in p.values())
 
     def _cached(self, key: Any, build: Any) -> Any:
-        fn = self._compiled.get(key)
-        if fn is None:
-            fn = self._compiled[key] = build()
-        return fn
+        """``self._compiled[key]``, made by ``build()`` the first time."""
+        if key not in self._compiled:
+            self._compiled[key] = build()
+        return self._compiled[key]
 
     def predict(self, x: Any, batch_size: int | None = None) -> Array:
         """Outputs ``(n, *output_shape)``, an array of the model's backend, for
         inputs ``x`` of shape ``(n, *input_shape)``."""
-        from .training import predict
-
-        return predict(self, x, batch_size=batch_size)
+        return training.predict(self, x, batch_size=batch_size)
 
     def __call__(self, x: Any) -> Array:
         return self.predict(x)
@@ -162,8 +161,6 @@ class Sequential:
     def loss_and_grads(self, x: Any, y_true: Any, loss: Loss | str) -> tuple[Array, list]:
         """``(mean loss, grads)`` for one batch in inference mode (no
         dropout, state unchanged); ``grads`` is shaped like ``params``."""
-        from .training import prepare_data
-
         loss = get_loss(loss)
         with self.backend.scope():
             x, y = prepare_data(self, x, y_true, loss, "Sequential.loss_and_grads")
@@ -176,15 +173,11 @@ class Sequential:
 
     def fit(self, x: Any, y: Any, **kwargs: Any):
         """Train; see :func:`tinynet.training.fit` for the arguments."""
-        from .training import fit
-
-        return fit(self, x, y, **kwargs)
+        return training.fit(self, x, y, **kwargs)
 
     def evaluate(self, x: Any, y: Any, **kwargs: Any) -> dict[str, float]:
         """Loss and metrics on ``(x, y)``; see :func:`tinynet.training.evaluate`."""
-        from .training import evaluate
-
-        return evaluate(self, x, y, **kwargs)
+        return training.evaluate(self, x, y, **kwargs)
 
     def save(self, path: str) -> None:
         """Write a checkpoint atomically (see :mod:`tinynet.checkpoint`)."""
