@@ -1,14 +1,6 @@
-"""Small datasets as host NumPy arrays; nothing here downloads anything.
-
-Built in: :func:`spiral` (generated), :func:`digits` (scikit-learn's bundled
-8x8 digits; ``pip install 'tinynet[digits]'``) and :func:`fashion_mnist`
-(IDX files already on the machine).  Your own data: :func:`load_idx` (one
-IDX file, plain or gzip) and :func:`load_npz` (e.g. the ``mnist.npz``
-layout); pickled arrays are refused, never unpickled.
-
-Features come back ``float32`` of shape ``(n, features)`` (images: ``(n,
-height, width, channels)``), labels ``int64`` of shape ``(n,)``.  Only
-NumPy is imported; scikit-learn is imported inside :func:`digits`.
+"""Small datasets as host NumPy arrays (features float32 ``(n, features)``
+or channels-last images, labels int64 ``(n,)``); nothing is downloaded,
+nothing unpickled, and scikit-learn is imported only inside :func:`digits`.
 """
 
 from __future__ import annotations
@@ -63,16 +55,11 @@ def _fraction(value: Any) -> float:
 def spiral(
     samples_per_class: int = 100, classes: int = 3, noise: float = 0.2, seed: int = 0
 ) -> Split:
-    """The classic spiral toy dataset: for class ``c`` with ``N`` points,
-    ``r = linspace(0, 1, N)``, ``t = linspace(4c, 4(c + 1), N) + noise *
-    standard_normal(N)`` and ``x = [r sin(2.5t), r cos(2.5t)]``.
-
-    Returns ``(x, y)``: ``x`` float32 ``(N * classes, 2)``, ``y`` int64 with
-    class ``c`` in rows ``c*N .. (c+1)*N - 1``; the noise comes from
+    """``(x, y)``: ``classes`` interleaved spiral arms of ``samples_per_class``
+    points each (class ``c`` in rows ``c*N .. (c+1)*N - 1``), the noise from
     ``np.random.default_rng(seed)``.  Raises ``ValueError`` for a
-    non-positive or non-integer count, a negative or non-finite ``noise``
-    or a negative ``seed``.
-    """
+    non-positive or non-integer count, a negative or non-finite ``noise`` or
+    a negative ``seed``."""
     n = _positive_int("samples_per_class", samples_per_class)
     k = _positive_int("classes", classes)
     noise = arguments.non_negative("", "noise", noise)
@@ -93,10 +80,9 @@ def spiral(
 def _split_positions(
     y: np.ndarray | None, order: np.ndarray, test_fraction: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split the permutation ``order`` into (train, test) row indices: of
-    each class of ``y`` (a single class when ``None``), the first
-    ``round(n_class * test_fraction)`` met along ``order`` (half up) are
-    test rows.  Both keep the ``order`` ordering, so classes interleave."""
+    """``order`` split into (train, test) rows: the first ``n_class *
+    test_fraction`` (rounded half up) of each class along ``order`` (``y=None``:
+    one class)."""
     n = order.shape[0]
     y_ordered = np.zeros(n, dtype=np.int64) if y is None else y[order]
     is_test = np.zeros(n, dtype=bool)
@@ -115,16 +101,11 @@ def _split_positions(
 def train_test_split(
     x: Any, y: Any, test_fraction: float = 0.2, seed: int = 0, *, stratify: bool = True
 ) -> tuple[Split, Split]:
-    """Deterministically split ``(x, y)`` into ``((x_train, y_train), (x_test, y_test))``.
-
-    Rows are shuffled with ``np.random.default_rng(seed)``.  With
-    ``stratify=True`` ``y`` must hold 1-D integer class labels and each
-    class gives ``round(n_class * test_fraction)`` test rows; with
-    ``stratify=False``, ``round(n * test_fraction)`` rows regardless of
-    label.  Arrays keep their dtypes.  Raises ``ValueError`` if ``x`` and
-    ``y`` differ in length, ``test_fraction`` is not strictly between 0 and
-    1, ``seed`` is negative, or a split would come out empty.
-    """
+    """``((x_train, y_train), (x_test, y_test))``, rows shuffled by
+    ``np.random.default_rng(seed)``; with ``stratify`` each class of the 1-D
+    integer labels ``y`` keeps its proportion.  Raises ``ValueError`` if
+    ``x`` and ``y`` differ in length, ``test_fraction`` is not in (0, 1),
+    ``seed`` is negative, or a split would come out empty."""
     x = np.asarray(x)
     y = np.asarray(y)
     fraction = _fraction(test_fraction)
@@ -146,10 +127,8 @@ def train_test_split(
 
 
 def _fixed_order(n: int) -> np.ndarray:
-    """A permutation of ``range(n)`` fixed forever: rows sorted by the
-    SplitMix64 hash of their index (a bijection, so no ties).  Plain uint64
-    arithmetic, unlike NumPy's random streams, which may change across
-    releases."""
+    """A permutation of ``range(n)`` fixed forever: the SplitMix64 hash of each
+    index (a bijection), not NumPy's random streams, which may change."""
     z = np.arange(n, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -158,13 +137,9 @@ def _fixed_order(n: int) -> np.ndarray:
 
 
 def digits(test_fraction: float = 0.2, images: bool = False) -> tuple[Split, Split]:
-    """scikit-learn's bundled 8x8 digits as ``((x_train, y_train), (x_test, y_test))``.
-
-    ``x`` is float32 in ``[0, 1]`` (pixel / 16) of shape ``(n, 64)``, or
-    ``(n, 8, 8, 1)`` with ``images=True``; ``y`` is int64 in ``0..9``.  The
-    split is the same everywhere: rows in :func:`_fixed_order`, each class
-    giving ``round(n_class * test_fraction)`` test rows (359 of 1,797 at
-    0.2).  Raises ``ImportError`` (with the install command) without
+    """scikit-learn's bundled 8x8 digits, ``x`` in ``[0, 1]`` of shape ``(n, 64)``
+    (``(n, 8, 8, 1)`` with ``images``), split the same on every machine and
+    stratified.  Raises ``ImportError`` (with the install command) without
     scikit-learn and ``ValueError`` for a ``test_fraction`` outside (0, 1).
     """
     fraction = _fraction(test_fraction)
@@ -208,11 +183,10 @@ class Dataset:
 
 
 def by_name(spec: str | None) -> Dataset:
-    """The data ``tinynet train --dataset SPEC`` trains on: ``spiral``,
-    ``digits`` (images ``(n, 8, 8, 1)``), ``fashion-mnist`` (images ``(n,
-    28, 28, 1)``; ``FileNotFoundError`` without its files), or a path to an
-    ``.npz`` file (its test split, or one held out here); ``None`` is digits
-    where scikit-learn is installed, else spiral.  ``ValueError`` otherwise."""
+    """The data of ``tinynet train --dataset SPEC``: a name of ``BUILTIN`` or
+    an ``.npz`` path (its test split, or one held out here); ``None`` is
+    digits where scikit-learn is installed, else spiral.  ``ValueError`` for
+    anything else, ``FileNotFoundError`` for Fashion-MNIST not found."""
     if spec is None:
         spec = "digits" if "digits" in available() else "spiral"
     if spec == "spiral":

@@ -142,28 +142,17 @@ def load_npz(
     x_test_key: str | None = "x_test",
     y_test_key: str | None = "y_test",
 ) -> tuple[Split, Split | None]:
-    """A dataset you already have as an ``.npz`` file, as
-    ``((x_train, y_train), (x_test, y_test))``.
+    """``((x_train, y_train), (x_test, y_test))`` from an ``.npz`` file: the
+    default keys (the ``mnist.npz`` layout), else ``x, y`` with a ``None``
+    test split when the file has none of them; ``x_test_key=None,
+    y_test_key=None`` reads a training split only.
 
-    Keys: the four defaults (the ``mnist.npz`` layout), else just ``x, y``
-    when the file has none of them (test split ``None``; see
-    :func:`train_test_split`); or name others, with ``x_test_key=None,
-    y_test_key=None`` for a training split only.
-
-    ``x`` is flattened to ``(n, features)``; ``uint8`` is taken as pixels
-    and scaled to float32 in ``[0, 1]``, other real dtypes are converted
-    unscaled (so both splits must agree on ``uint8``).  ``y`` becomes int64
-    from integer, bool or whole-float labels, an ``(n, 1)`` column or
-    one-hot rows.
-
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError``
-    naming the file and array for anything else: a directory, a file that
-    is no ``.npz`` archive (a ``.npy``, a pickle, a corrupt zip), missing
-    keys (listing those present), object arrays (read with
-    ``allow_pickle=False``, never unpickled), empty, non-numeric or complex
-    data, ``x`` with fewer than two axes or NaN/Inf (after conversion to
-    float32), mismatched lengths or feature counts, or labels that are not
-    whole, finite, non-negative class indices or one-hot rows.
+    ``x`` becomes float32 ``(n, features)`` (``uint8`` scaled by 1/255, other
+    dtypes not, so both splits must agree on ``uint8``); ``y`` int64 from
+    indices, whole floats, an ``(n, 1)`` column or one-hot rows.  Raises
+    ``FileNotFoundError`` for a missing file, else ``ValueError`` naming the
+    file and array for anything unreadable or invalid (pickled data are
+    refused, never unpickled).
     """
     fname = os.fspath(path)
     if not os.path.exists(fname):
