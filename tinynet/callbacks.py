@@ -1,8 +1,6 @@
 """Callbacks for :meth:`Sequential.fit` and the :class:`History` it returns.
-
 A callback sees the model and per-epoch ``logs`` (host floats); it may set
-``model.stop_training = True``.
-"""
+``model.stop_training = True``."""
 
 from __future__ import annotations
 

@@ -21,17 +21,14 @@ DTYPES = ("float32", "float64")
 class Sequential:
     """A stack of layers applied in order.
 
-    ``input_shape`` is one sample's shape (no batch axis), e.g. ``(784,)`` or
-    ``(28, 28, 1)``, optional when the first layer states it
-    (``Dense(in_features, out_features)``); ``dtype`` (``"float32"`` or
-    ``"float64"``) is that of every parameter and computation; the same
-    ``seed`` gives bit-identical initial parameters on every backend;
-    ``backend`` defaults to the current one.
+    ``input_shape`` is one sample's shape, e.g. ``(784,)`` or ``(28, 28, 1)``
+    (optional after ``Dense(in_features, out_features)``); ``dtype``
+    (float32 or float64) is that of every parameter and computation; the
+    same ``seed`` gives bit-identical initial parameters on every backend.
 
-    ``model.params`` holds one dict per layer (``{}`` for parameter-free
-    layers), ``model.state`` the layers' non-trained state (e.g. batch-norm
-    statistics).  Both are live: assign ``model.params[i]["W"] = arr`` and
-    the next call uses it.
+    ``model.params`` holds one dict per layer, ``model.state`` the layers'
+    non-trained state (e.g. batch-norm statistics); both are live: assign
+    ``model.params[i]["W"] = arr`` and the next call uses it.
     """
 
     def __init__(

@@ -62,17 +62,13 @@ def build_cnn(
     """For images of ``input_shape = (height, width, channels)``: two blocks
     of Conv2D (32 then 64 filters, 3x3, padding from :func:`cnn_padding`),
     BatchNorm, activation and MaxPool2D(2), then Flatten, Dense(128),
-    activation, Dropout(0.25), Dense(classes), Softmax.
+    activation, Dropout(0.25), Dense(classes), Softmax.  Raises
+    ``ValueError`` for samples that are not images of at least 4x4 pixels.
 
-    The convolutions have no bias: the BatchNorm after each subtracts the
-    batch mean, so a bias would get a zero gradient.  BatchNorm's momentum is
-    PyTorch's 0.9, not Keras's 0.99, whose moving statistics still lag the
-    weights after a few epochs (digits, 3 epochs: 0.30 test accuracy).
-    BatchNorm and dropout reach 0.91 test accuracy on Fashion-MNIST in 10
-    epochs, which the same stack without them missed (0.9017).
-
-    Raises ``ValueError`` for a sample shape that is not an image of at
-    least 4x4 pixels.
+    No conv bias: the BatchNorm after it subtracts the batch mean.  Momentum
+    0.9 (PyTorch's): with Keras's 0.99 the moving statistics lag the weights
+    (digits, 3 epochs: 0.30 test accuracy).  BatchNorm and dropout reach
+    0.91 on Fashion-MNIST in 10 epochs (0.9017 without).
     """
     shape = tuple(input_shape)
     if len(shape) != 3:
@@ -139,12 +135,9 @@ def describe(model: Sequential) -> str:
 
 
 def fit_to(x: Any, input_shape: Sequence[int]) -> Any | None:
-    """``x`` of shape ``(n, ...)`` reshaped to ``(n, *input_shape)``, or
-    ``None`` when that is ambiguous or impossible.  Unambiguous: flattening
-    for a model of feature vectors; for an image model, flat rows of the
-    right size or samples equal to its input shape once axes of size 1 are
-    dropped (``(28, 28)`` for ``(28, 28, 1)``).
-    """
+    """``x`` reshaped to ``(n, *input_shape)``, or ``None`` when ambiguous or
+    impossible: flattening is always fine, and an image model also takes
+    flat rows or samples equal to its shape without axes of size 1."""
     target = tuple(input_shape)
     sample = tuple(x.shape[1:])
     if math.prod(sample) != math.prod(target):

@@ -49,10 +49,7 @@ Split = tuple[np.ndarray, np.ndarray]
 
 
 def _file_in(folder: Path, stem: str) -> Path | None:
-    for name in (stem + ".gz", stem):
-        if (folder / name).is_file():
-            return folder / name
-    return None
+    return next((p for p in (folder / f"{stem}.gz", folder / stem) if p.is_file()), None)
 
 
 def _candidates(path: str | os.PathLike[str] | None) -> tuple[list[Path], str]:
@@ -128,12 +125,9 @@ def _split(images_path: Path, labels_path: Path, n: int) -> Split:
 
 def fashion_mnist(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split]:
     """Fashion-MNIST's published splits (60,000 and 10,000 images) as
-    ``((x_train, y_train), (x_test, y_test))``.
-
-    ``x`` is float32 in ``[0, 1]`` (pixel / 255) of shape ``(n, 28, 28, 1)``
-    (``x.reshape(n, -1)`` gives an MLP its 784 features); ``y`` is int64 in
-    ``0..9`` (``CLASS_NAMES`` names them).  ``path``: a folder holding the
-    four ``FILES`` (``.gz`` or not); the default search is the module's.
+    ``((x_train, y_train), (x_test, y_test))``: ``x`` float32 pixel / 255 of
+    shape ``(n, 28, 28, 1)``, ``y`` int64 in ``0..9`` (``CLASS_NAMES``).
+    ``path``: a folder with the four ``FILES``; by default, see the module.
 
     Raises ``FileNotFoundError`` saying where it looked and how to get the
     files; ``ValueError`` naming the file for a corrupt file, a wrong number

@@ -79,8 +79,7 @@ def _parse(stream: BinaryIO, fname: str, compressed: bool) -> np.ndarray:
             f"{fname}: truncated {what}: the header declares {dtype.name} data of shape "
             f"{shape} ({expected} bytes) but only {len(data)} byte(s) follow the header"
         )
-    extra = _read_exactly(stream, 1)
-    if extra:
+    if stream.read(1):
         raise ValueError(
             f"{fname}: {what} longer than its header declares: data of shape {shape} "
             f"({expected} bytes of {dtype.name}) are followed by more bytes; the file is "
@@ -91,16 +90,11 @@ def _parse(stream: BinaryIO, fname: str, compressed: bool) -> np.ndarray:
 
 
 def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """The array stored in the IDX file at ``path``, in the shape the header
-    declares and a native-byte-order dtype (``IDX_TYPES``); e.g. uint8 of
-    shape ``(60000, 28, 28)`` for Fashion-MNIST's training images.
-
-    Gzip is recognised by the file's first two bytes, not its name.  Raises
+    """The array in the IDX file at ``path`` (gzip-compressed or not, told by
+    its first bytes), in a native-byte-order dtype (``IDX_TYPES``).  Raises
     ``FileNotFoundError`` for a missing file and ``ValueError`` naming the
-    file and the problem for a folder, a wrong magic number, an unknown type
-    byte, a header or data shorter than declared (a truncated download),
-    trailing bytes, or a corrupt gzip stream.
-    """
+    file for a folder, a bad header, data shorter or longer than the header
+    declares (a truncated download), or a corrupt gzip stream."""
     fname = os.fspath(path)
     if os.path.isdir(fname):
         raise ValueError(f"{fname} is a folder; give the path of an IDX file")
