@@ -59,7 +59,8 @@ class Sequential:
         self.input_shape = arguments.shape("Sequential", "input_shape", input_shape)
         # each layer's output shape; a layer refuses an input shape with a
         # ValueError phrased after its name ("expects ..."), prefixed here
-        self.shapes, shape = [], self.input_shape
+        self.shapes: list[tuple[int, ...]] = []
+        shape = self.input_shape
         for i, layer in enumerate(layers):
             try:
                 shape = tuple(layer.output_shape(shape))
