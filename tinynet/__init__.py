@@ -14,13 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import callbacks, datasets, initializers, layers, losses, optimizers, random, schedules
-from .backends import (
-    Backend,
-    BackendUnavailableError,
-    get_backend,
-    set_backend,
-    use_backend,
-)
+from .backends import Backend, BackendUnavailableError, get_backend, set_backend, use_backend
 from .callbacks import EarlyStopping, History, ModelCheckpoint, TerminateOnNaN
 from .checkpoint import CheckpointError
 from .layers import (

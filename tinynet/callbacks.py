@@ -1,8 +1,6 @@
 """Callbacks for :meth:`Sequential.fit` and the :class:`History` it returns.
-
 A callback sees the model and per-epoch ``logs`` (host floats); it may set
-``model.stop_training = True``.
-"""
+``model.stop_training = True``."""
 
 from __future__ import annotations
 
@@ -31,28 +29,23 @@ class History:
 class Callback:
     """Hooks called by ``fit``; every method is optional."""
 
-    def on_train_begin(self, model: Any) -> None:
-        pass
+    def on_train_begin(self, model: Any) -> None: ...
 
-    def on_epoch_end(self, model: Any, epoch: int, logs: dict[str, float]) -> None:
-        pass
+    def on_epoch_end(self, model: Any, epoch: int, logs: dict[str, float]) -> None: ...
 
-    def on_train_end(self, model: Any, logs: dict[str, float]) -> None:
-        pass
-
-
-def _monitor_mode(monitor: str, mode: str) -> str:
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"mode must be 'auto', 'min' or 'max', received mode={mode!r}")
-    if mode == "auto":
-        return "max" if "acc" in monitor else "min"
-    return mode
+    def on_train_end(self, model: Any, logs: dict[str, float]) -> None: ...
 
 
 class _Monitor:
+    """The logged value a callback watches, and whether it improved."""
+
     def __init__(self, monitor: str, mode: str, min_delta: float = 0.0) -> None:
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', received mode={mode!r}")
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
         self.monitor = monitor
-        self.mode = _monitor_mode(monitor, mode)
+        self.mode = mode
         self.min_delta = abs(min_delta)
         self.best = math.inf if self.mode == "min" else -math.inf
 
@@ -72,14 +65,11 @@ class _Monitor:
 
 
 class EarlyStopping(Callback, _Monitor):
-    """Stop when ``monitor`` has not improved for ``patience`` epochs.
-
-    Keras's rule: an epoch improves if its value beats the best by more than
-    ``min_delta``; training stops at the end of the ``patience``-th epoch in
-    a row without improvement (``patience=0`` and ``1`` both stop at the
-    first), never at epoch 0.  With ``restore_best_weights=True`` the
-    parameters of the best epoch (the first epoch's until one improves on
-    it) are put back when training stops or ends.
+    """Stop when ``monitor`` has not beaten its best by more than
+    ``min_delta`` for ``patience`` epochs in a row (Keras's rule: ``0`` and
+    ``1`` both stop at the first such epoch; never at epoch 0).  With
+    ``restore_best_weights=True`` the best epoch's parameters (the first
+    epoch's until one improves on it) are put back when training ends.
     """
 
     def __init__(
@@ -126,12 +116,10 @@ class EarlyStopping(Callback, _Monitor):
 
 
 class TerminateOnNaN(Callback):
-    """Stop as soon as the training loss becomes NaN or infinite.
-
-    ``fit`` checks every step while this callback is present (and keeps the
-    parameters from before the bad step); the stop message names the epoch,
-    the step and the first layer whose output or gradient went non-finite.
-    """
+    """Stop as soon as the training loss becomes NaN or infinite: ``fit``
+    then checks every step (see its ``nan_guard``), keeps the parameters from
+    before the bad step and names the epoch, the step and the first layer
+    whose output or gradient went non-finite."""
 
     nan_guard = True
 

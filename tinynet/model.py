@@ -7,11 +7,12 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from . import arguments, backends, checkpoint, core, random
+from . import arguments, backends, checkpoint, core, random, training
 from .layers import Dense, Layer, from_config
 from .losses import Loss
 from .losses import get as get_loss
 from .tree import tree_map
+from .validation import prepare_data
 
 Array = Any
 DTYPES = ("float32", "float64")
@@ -20,22 +21,13 @@ DTYPES = ("float32", "float64")
 class Sequential:
     """A stack of layers applied in order.
 
-    Args:
-        layers: the layers.  Each derives its output shape from its input
-            shape, so any layer may come first.
-        input_shape: the shape of one sample (no batch axis), e.g. ``(784,)``
-            or ``(28, 28, 1)``; may be left out when the first layer states
-            it (``Dense(in_features, out_features)``).
-        dtype: ``"float32"`` (default) or ``"float64"`` for every parameter
-            and every computation.
-        seed: initialisation seed; the same seed gives bit-identical initial
-            parameters on every backend.
-        backend: backend name for the parameters (default: the current one).
+    ``input_shape`` is one sample's shape, e.g. ``(784,)`` or ``(28, 28, 1)``
+    (optional after ``Dense(in_features, out_features)``); ``dtype``
+    (float32 or float64) is that of every parameter and computation; the
+    same ``seed`` gives bit-identical initial parameters on every backend.
 
-    ``model.params`` is a list with one dict per layer (``{}`` for
-    parameter-free layers; Dense has ``"W"`` ``(in, out)`` and ``"b"`` ``(out,)``);
-    ``model.state`` a parallel list of the layers' non-trained state (e.g.
-    batch-norm statistics; ``{}`` for most layers).  Both are live: assign
+    ``model.params`` holds one dict per layer, ``model.state`` the layers'
+    non-trained state (e.g. batch-norm statistics); both are live: assign
     ``model.params[i]["W"] = arr`` and the next call uses it.
     """
 
@@ -65,7 +57,16 @@ class Sequential:
                 )
             input_shape = (first.in_features,)
         self.input_shape = arguments.shape("Sequential", "input_shape", input_shape)
-        self.shapes = _infer_shapes(layers, self.input_shape)
+        # each layer's output shape; a layer refuses an input shape with a
+        # ValueError phrased after its name ("expects ..."), prefixed here
+        self.shapes: list[tuple[int, ...]] = []
+        shape = self.input_shape
+        for i, layer in enumerate(layers):
+            try:
+                shape = tuple(layer.output_shape(shape))
+            except ValueError as err:
+                raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) {err}") from None
+            self.shapes.append(shape)
         self.dtype = arguments.choice("Sequential", "dtype", dtype, DTYPES)
         self.seed = arguments.seed("Sequential", seed)
         self.layers = layers
@@ -84,8 +85,6 @@ class Sequential:
         self.stop_training = False
         self.stop_reason: str | None = None
 
-    # ------------------------------------------------------------ shapes
-
     @property
     def output_shape(self) -> tuple[int, ...]:
         return self.shapes[-1]
@@ -99,8 +98,6 @@ class Sequential:
     def output_features(self) -> int:
         """The width of the output's last axis (classes, for a classifier)."""
         return self.output_shape[-1] if self.output_shape else 1
-
-    # ------------------------------------------------------------ parameters
 
     def initial_params(self, seed: int) -> tuple[list[dict], list[dict]]:
         """Fresh ``(params, state)`` for ``seed`` (layer ``i`` uses ``fold_in(key, i)``)."""
@@ -136,8 +133,7 @@ class Sequential:
         return self
 
     def snapshot_params(self) -> list[dict[str, Array]]:
-        """A copy of the parameters that later steps cannot touch (even when
-        a compiled step donates the live buffers)."""
+        """A copy of the parameters that later steps cannot touch (even donating ones)."""
         xp = self.backend.xp
         with self.backend.scope():
             return tree_map(lambda a: xp.asarray(a, copy=True), self.params)
@@ -146,23 +142,16 @@ class Sequential:
     def num_params(self) -> int:
         return sum(math.prod(a.shape) for p in self.params for a in p.values())
 
-    # ------------------------------------------------------------ maths
-
     def _cached(self, key: Any, build: Any) -> Any:
-        fn = self._compiled.get(key)
-        if fn is None:
-            fn = self._compiled[key] = build()
-        return fn
+        """``self._compiled[key]``, made by ``build()`` the first time."""
+        if key not in self._compiled:
+            self._compiled[key] = build()
+        return self._compiled[key]
 
     def predict(self, x: Any, batch_size: int | None = None) -> Array:
-        """Outputs for inputs ``x`` of shape ``(n, *input_shape)``.
-
-        Returns an array of the model's backend, shape ``(n, *output_shape)``
-        (``tinynet.to_numpy`` makes it a NumPy array).
-        """
-        from .training import predict
-
-        return predict(self, x, batch_size=batch_size)
+        """Outputs ``(n, *output_shape)``, an array of the model's backend, for
+        inputs ``x`` of shape ``(n, *input_shape)``."""
+        return training.predict(self, x, batch_size=batch_size)
 
     def __call__(self, x: Any) -> Array:
         return self.predict(x)
@@ -170,8 +159,6 @@ class Sequential:
     def loss_and_grads(self, x: Any, y_true: Any, loss: Loss | str) -> tuple[Array, list]:
         """``(mean loss, grads)`` for one batch in inference mode (no
         dropout, state unchanged); ``grads`` is shaped like ``params``."""
-        from .training import prepare_data
-
         loss = get_loss(loss)
         with self.backend.scope():
             x, y = prepare_data(self, x, y_true, loss, "Sequential.loss_and_grads")
@@ -182,25 +169,17 @@ class Sequential:
             value, grads, _, _ = fn(self.params, self.state, x, y, None, False)
         return value, grads
 
-    # ------------------------------------------------------------ training API
-
     def fit(self, x: Any, y: Any, **kwargs: Any):
         """Train; see :func:`tinynet.training.fit` for the arguments."""
-        from .training import fit
-
-        return fit(self, x, y, **kwargs)
+        return training.fit(self, x, y, **kwargs)
 
     def evaluate(self, x: Any, y: Any, **kwargs: Any) -> dict[str, float]:
         """Loss and metrics on ``(x, y)``; see :func:`tinynet.training.evaluate`."""
-        from .training import evaluate
-
-        return evaluate(self, x, y, **kwargs)
+        return training.evaluate(self, x, y, **kwargs)
 
     def save(self, path: str) -> None:
         """Write a checkpoint atomically (see :mod:`tinynet.checkpoint`)."""
         checkpoint.save(self, path)
-
-    # ------------------------------------------------------------ config
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -225,24 +204,16 @@ class Sequential:
     def summary(self) -> str:
         """A Keras-style table: each layer, its output shape and parameter count."""
         rows = [("layer", "output shape", "params")]
-        for i, (layer, shape, p) in enumerate(
-            zip(self.layers, self.shapes, self.params, strict=True)
-        ):
-            count = sum(math.prod(a.shape) for a in p.values())
-            rows.append((f"{i}: {layer!r}", str((None, *shape)), f"{count:,}"))
+        for i, layer in enumerate(self.layers):
+            count = sum(math.prod(a.shape) for a in self.params[i].values())
+            rows.append((f"{i}: {layer!r}", str((None, *self.shapes[i])), f"{count:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(3)]
         line = "  ".join("-" * w for w in widths)
-        lines = [
-            f"Sequential on {self.backend.name} ({self.dtype}), "
-            f"input shape {(None, *self.input_shape)}",
-            line,
-        ]
-        for j, r in enumerate(rows):
-            lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}")
-            if j == 0:
-                lines.append(line)
-        lines += [line, f"total parameters: {self.num_params:,}"]
-        return "\n".join(lines)
+        table = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows]
+        shape = (None, *self.input_shape)
+        title = f"Sequential on {self.backend.name} ({self.dtype}), input shape {shape}"
+        total = f"total parameters: {self.num_params:,}"
+        return "\n".join([title, line, table[0], line, *table[1:], line, total])
 
     def __repr__(self) -> str:
         return (
@@ -251,11 +222,10 @@ class Sequential:
 
 
 def load(path: Any, backend: str | None = None) -> Sequential:
-    """The model saved at ``path``, on ``backend`` (default: the current one),
-    with its state, optimizer, optimizer state, epoch, step and fit seed,
-    values bit-identical to what was saved.  Any problem with the file raises
-    :class:`~tinynet.checkpoint.CheckpointError` naming the file and what is
-    wrong."""
+    """The model saved at ``path`` (with its state, optimizer and its state,
+    epoch, step and fit seed, bit-identical) on ``backend`` (default: the
+    current one).  Raises :class:`~tinynet.checkpoint.CheckpointError`
+    naming the file and what is wrong with it."""
     target = backends.get_backend(backend)
     path = os.fspath(path)
     ckpt = checkpoint.read(path)
@@ -265,41 +235,3 @@ def load(path: Any, backend: str | None = None) -> Sequential:
         model = Sequential.from_config(ckpt.meta["config"], backend="numpy")
     checkpoint.restore_from(model, ckpt, path, "the checkpoint does not fit its architecture")
     return model if target is model.backend else model.to_backend(target.name)
-
-
-def _infer_shapes(layers: list[Layer], input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
-    """Each layer's output shape.  A layer refuses an input shape with a
-    ``ValueError`` phrased after its name ("expects ..."), which this
-    prefixes with the layer's position."""
-    shapes, shape = [], input_shape
-    for i, layer in enumerate(layers):
-        try:
-            shape = tuple(layer.output_shape(shape))
-        except ValueError as err:
-            raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) {err}") from None
-        shapes.append(shape)
-    return shapes
-
-
-def build_mlp(
-    in_features: int,
-    classes: int,
-    hidden: Sequence[int],
-    activation: str = "relu",
-    dropout: float = 0.0,
-    dtype: str = "float32",
-    seed: int = 0,
-    backend: str | None = None,
-) -> Sequential:
-    """The MLP ``tinynet train`` builds: Dense + activation (+ Dropout) per
-    hidden width, then Dense + Softmax."""
-    from . import layers as tl
-
-    stack: list[Layer] = []
-    for h in hidden:
-        init = "he_uniform" if activation == "relu" else "glorot_uniform"
-        stack += [tl.Dense(h, init=init), tl.activation(activation)]
-        if dropout:
-            stack.append(tl.Dropout(dropout))
-    stack += [tl.Dense(classes), tl.Softmax()]
-    return Sequential(stack, input_shape=(in_features,), dtype=dtype, seed=seed, backend=backend)

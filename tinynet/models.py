@@ -1,13 +1,7 @@
-"""The models ``tinynet train --model`` builds, and fitting a dataset's
-arrays to a model's input shape.
-
-``mlp``: :func:`tinynet.model.build_mlp` on the flattened sample (an image
-of 28x28x1 gives 784 features).  ``cnn``: :func:`build_cnn`, two
-convolution blocks (convolution, batch normalisation, pooling) and a dense
-head with dropout, for channels-last images.
-
-A checkpoint records the model's layer configs and input shape, so
-``evaluate`` and ``predict`` rebuild either kind without knowing which it is.
+"""The models ``tinynet train --model`` builds (``mlp`` on the flattened
+sample, ``cnn`` on channels-last images), and fitting a dataset's arrays to
+a model's input shape.  A checkpoint records the layers and input shape, so
+``evaluate`` and ``predict`` rebuild either without knowing which it is.
 """
 
 from __future__ import annotations
@@ -16,13 +10,37 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .layers import Dense
-from .model import Sequential, build_mlp
+from . import layers as tl
+from .model import Sequential
 
 MODELS = ("mlp", "cnn")
 DENSE_DROPOUT = 0.25  # the cnn's dropout rate after its Dense(128)
 BN_MOMENTUM = 0.9  # the cnn's BatchNorm momentum: see build_cnn
 SMALLEST_IMAGE = 4  # the cnn's two 2x2 poolings need at least 4x4 (with padding="same")
+
+
+def _dense_init(activation: str) -> str:
+    return "he_uniform" if activation == "relu" else "glorot_uniform"
+
+
+def build_mlp(
+    in_features: int,
+    classes: int,
+    hidden: Sequence[int],
+    activation: str = "relu",
+    dropout: float = 0.0,
+    dtype: str = "float32",
+    seed: int = 0,
+    backend: str | None = None,
+) -> Sequential:
+    """Dense + activation (+ Dropout) per hidden width, then Dense + Softmax."""
+    stack: list[tl.Layer] = []
+    for h in hidden:
+        stack += [tl.Dense(h, init=_dense_init(activation)), tl.activation(activation)]
+        if dropout:
+            stack.append(tl.Dropout(dropout))
+    stack += [tl.Dense(classes), tl.Softmax()]
+    return Sequential(stack, input_shape=(in_features,), dtype=dtype, seed=seed, backend=backend)
 
 
 def cnn_padding(height: int, width: int) -> str:
@@ -41,31 +59,17 @@ def build_cnn(
     seed: int = 0,
     backend: str | None = None,
 ) -> Sequential:
-    """The CNN ``tinynet train --model cnn`` builds for images of
-    ``input_shape = (height, width, channels)``::
+    """For images of ``input_shape = (height, width, channels)``: two blocks
+    of Conv2D (32 then 64 filters, 3x3, padding from :func:`cnn_padding`),
+    BatchNorm, activation and MaxPool2D(2), then Flatten, Dense(128),
+    activation, Dropout(0.25), Dense(classes), Softmax.  Raises
+    ``ValueError`` for samples that are not images of at least 4x4 pixels.
 
-        Conv2D(32, 3) - BatchNorm - act - MaxPool2D(2)
-        - Conv2D(64, 3) - BatchNorm - act - MaxPool2D(2)
-        - Flatten - Dense(128) - act - Dropout(0.25) - Dense(classes) - Softmax
-
-    with ``act`` the ``activation`` (ReLU by default) and the convolutions'
-    padding from :func:`cnn_padding`.  For 28x28x1 images that is
-    28 -> 26 -> 13 -> 11 -> 5, 5x5x64 = 1600 features into Dense(128).
-
-    The convolutions have no bias: the BatchNorm after each subtracts the
-    batch mean, so a bias would get a zero gradient, and its ``beta`` is the
-    shift instead.  BatchNorm's momentum is PyTorch's 0.9, not Keras's 0.99:
-    with 0.99 the moving statistics that evaluation uses still lag the
-    weights after a few epochs (digits, 3 epochs: 0.30 test accuracy).
-    BatchNorm and the dropout on the dense layer's output are there for
-    issue 18's target, 0.91 test accuracy on Fashion-MNIST in the 10 default
-    epochs, which the same stack without them missed (0.9017).
-
-    Raises ``ValueError`` for a sample shape that is not an image of at
-    least 4x4 pixels.
+    No conv bias: the BatchNorm after it subtracts the batch mean.  Momentum
+    0.9 (PyTorch's): with Keras's 0.99 the moving statistics lag the weights
+    (digits, 3 epochs: 0.30 test accuracy).  BatchNorm and dropout reach
+    0.91 on Fashion-MNIST in 10 epochs (0.9017 without).
     """
-    from . import layers as tl
-
     shape = tuple(input_shape)
     if len(shape) != 3:
         raise ValueError(
@@ -79,18 +83,17 @@ def build_cnn(
             f"its two 2x2 poolings, received {height}x{width}; use --model mlp"
         )
     padding = cnn_padding(height, width)
-    dense_init = "he_uniform" if activation == "relu" else "glorot_uniform"
-    stack = [
-        tl.Conv2D(32, 3, padding=padding, use_bias=False),
-        tl.BatchNorm(BN_MOMENTUM),
-        tl.activation(activation),
-        tl.MaxPool2D(2),
-        tl.Conv2D(64, 3, padding=padding, use_bias=False),
-        tl.BatchNorm(BN_MOMENTUM),
-        tl.activation(activation),
-        tl.MaxPool2D(2),
+    stack = []
+    for filters in (32, 64):
+        stack += [
+            tl.Conv2D(filters, 3, padding=padding, use_bias=False),
+            tl.BatchNorm(BN_MOMENTUM),
+            tl.activation(activation),
+            tl.MaxPool2D(2),
+        ]
+    stack += [
         tl.Flatten(),
-        tl.Dense(128, init=dense_init),
+        tl.Dense(128, init=_dense_init(activation)),
         tl.activation(activation),
         tl.Dropout(DENSE_DROPOUT),
         tl.Dense(classes),
@@ -126,20 +129,15 @@ def describe(model: Sequential) -> str:
     ``mlp 784-256-128-10`` (the Dense widths) or ``cnn on 28x28x1 images``."""
     if len(model.input_shape) == 1:
         pairs = zip(model.layers, model.shapes, strict=True)
-        widths = [model.input_shape[0]] + [s[-1] for lay, s in pairs if isinstance(lay, Dense)]
+        widths = [model.input_shape[0]] + [s[-1] for lay, s in pairs if isinstance(lay, tl.Dense)]
         return "mlp " + "-".join(map(str, widths))
     return "cnn on " + "x".join(map(str, model.input_shape)) + " images"
 
 
 def fit_to(x: Any, input_shape: Sequence[int]) -> Any | None:
-    """``x`` of shape ``(n, ...)`` reshaped to ``(n, *input_shape)``, or
-    ``None`` when that is ambiguous or impossible.
-
-    Unambiguous: a model taking feature vectors gets every sample flattened
-    (as training data always were); a model taking images gets flat rows of
-    the right size, or samples whose shape equals its input shape once
-    axes of size 1 are dropped (``(28, 28)`` for ``(28, 28, 1)``).
-    """
+    """``x`` reshaped to ``(n, *input_shape)``, or ``None`` when ambiguous or
+    impossible: flattening is always fine, and an image model also takes
+    flat rows or samples equal to its shape without axes of size 1."""
     target = tuple(input_shape)
     sample = tuple(x.shape[1:])
     if math.prod(sample) != math.prod(target):

@@ -1,44 +1,12 @@
-"""Small datasets as host NumPy arrays; nothing here downloads anything.
-
-Built-in datasets
-=================
-
-``spiral``
-    The classic "neural networks from scratch" toy problem: ``classes``
-    interleaved spiral arms in the plane.  Generated on the fly, NumPy only.
-``digits``
-    scikit-learn's bundled 8x8 hand-written digits (1,797 images shipped
-    inside the scikit-learn wheel, no download), with a fixed stratified
-    train/test split.  Needs the optional extra: ``pip install 'tinynet[digits]'``.
-``fashion-mnist``
-    Zalando's Fashion-MNIST, 60,000 + 10,000 grey-scale 28x28 images of 10
-    kinds of clothing, read from IDX files already on the machine (the
-    Debian package ``dataset-fashion-mnist``, or a folder named by the
-    ``TINYNET_DATA`` environment variable); see :func:`fashion_mnist`.
-
-Your own data
-=============
-
-:func:`load_idx` reads one IDX file (the MNIST family's format, plain or
-gzip).  :func:`load_npz` reads arrays you already have on disk, for example the
-common ``mnist.npz`` layout (``x_train, y_train, x_test, y_test``).  Files are
-opened with ``allow_pickle=False``: object (pickled) arrays are refused, never
-unpickled.
-
-Every function returns host ``numpy.ndarray`` objects: features ``float32``
-of shape ``(n_samples, n_features)`` (images: ``(n_samples, height, width,
-channels)``, channels-last) and labels ``int64`` of shape ``(n_samples,)``.
-Moving them to a backend is the caller's business.
-
-This module imports NumPy only; scikit-learn is imported lazily inside
-:func:`digits`.
+"""Small datasets as host NumPy arrays (features float32 ``(n, features)``
+or channels-last images, labels int64 ``(n,)``); nothing is downloaded,
+nothing unpickled, and scikit-learn is imported only inside :func:`digits`.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
-import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,17 +37,6 @@ BUILTIN = ("spiral", "digits", "fashion-mnist")  # the names --dataset takes
 Split = tuple[np.ndarray, np.ndarray]
 TEST_FRACTION = 0.2  # the test split held out of spiral and of an .npz with only x, y
 
-_DIGITS_INSTALL_HINT = (
-    "the 'digits' dataset needs scikit-learn, which is not installed; "
-    "install it with: pip install 'tinynet[digits]' (or use the 'spiral' dataset, "
-    "which needs nothing extra)"
-)
-
-
-# --------------------------------------------------------------------------
-# argument validation
-# --------------------------------------------------------------------------
-
 
 def _positive_int(name: str, value: Any) -> int:
     return arguments.integer("", name, value, "a positive integer", lambda v: v > 0)
@@ -95,40 +52,17 @@ def _fraction(value: Any) -> float:
     )
 
 
-# --------------------------------------------------------------------------
-# spiral
-# --------------------------------------------------------------------------
-
-
 def spiral(
     samples_per_class: int = 100, classes: int = 3, noise: float = 0.2, seed: int = 0
 ) -> Split:
-    """The classic spiral toy dataset.
-
-    For class ``c`` with ``N = samples_per_class`` points::
-
-        r = linspace(0, 1, N)
-        t = linspace(4 c, 4 (c + 1), N) + noise * standard_normal(N)
-        x = [r sin(2.5 t), r cos(2.5 t)]
-
-    Returns ``(x, y)``: ``x`` float32 of shape ``(N * classes, 2)`` (every
-    point lies within the unit disc), ``y`` int64 of shape ``(N * classes,)``
-    holding class ``c`` for rows ``c*N .. (c+1)*N - 1``.  The result depends
-    only on the arguments: the noise comes from ``np.random.default_rng(seed)``.
-
-    Raises ``ValueError`` for a non-positive or non-integer
-    ``samples_per_class`` or ``classes``, a negative or non-finite ``noise``,
-    or a negative ``seed``.
-    """
+    """``(x, y)``: ``classes`` interleaved spiral arms of ``samples_per_class``
+    points each (class ``c`` in rows ``c*N .. (c+1)*N - 1``), the noise from
+    ``np.random.default_rng(seed)``.  Raises ``ValueError`` for a
+    non-positive or non-integer count, a negative or non-finite ``noise`` or
+    a negative ``seed``."""
     n = _positive_int("samples_per_class", samples_per_class)
     k = _positive_int("classes", classes)
-    if (
-        isinstance(noise, bool)
-        or not isinstance(noise, numbers.Real)
-        or not math.isfinite(float(noise))
-        or noise < 0
-    ):
-        raise ValueError(f"noise must be a finite number >= 0, received noise={noise!r}")
+    noise = arguments.non_negative("", "noise", noise)
     rng = np.random.default_rng(_seed(seed))
 
     x = np.empty((n * k, 2), dtype=np.float64)
@@ -136,49 +70,25 @@ def spiral(
     r = np.linspace(0.0, 1.0, n)
     for c in range(k):
         rows = slice(c * n, (c + 1) * n)
-        t = np.linspace(c * 4.0, (c + 1) * 4.0, n) + rng.standard_normal(n) * float(noise)
+        t = np.linspace(c * 4.0, (c + 1) * 4.0, n) + rng.standard_normal(n) * noise
         x[rows, 0] = r * np.sin(t * 2.5)
         x[rows, 1] = r * np.cos(t * 2.5)
         y[rows] = c
     return x.astype(np.float32), y
 
 
-# --------------------------------------------------------------------------
-# splitting
-# --------------------------------------------------------------------------
-
-
-def _class_labels(y: np.ndarray, what: str) -> np.ndarray:
-    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
-        raise ValueError(
-            f"stratified splitting needs 1-D integer class labels for {what}, got "
-            f"dtype {y.dtype} with shape {y.shape}; pass stratify=False to split "
-            "without looking at the labels"
-        )
-    return y
-
-
 def _split_positions(
     y: np.ndarray | None, order: np.ndarray, test_fraction: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split the permutation ``order`` into (train, test) row indices.
-
-    With labels ``y`` the split is stratified: of each class, the first
-    ``round(n_class * test_fraction)`` members met along ``order`` go to the
-    test split (rounding half up).  Both splits keep the ``order`` ordering,
-    so classes are interleaved rather than in blocks.
-    """
+    """``order`` split into (train, test) rows: the first ``n_class *
+    test_fraction`` (rounded half up) of each class along ``order`` (``y=None``:
+    one class)."""
     n = order.shape[0]
-    if y is None:
-        n_test = math.floor(n * test_fraction + 0.5)
-        is_test = np.zeros(n, dtype=bool)
-        is_test[:n_test] = True
-    else:
-        y_ordered = y[order]
-        is_test = np.zeros(n, dtype=bool)
-        for c in np.unique(y_ordered):
-            members = np.flatnonzero(y_ordered == c)
-            is_test[members[: math.floor(members.size * test_fraction + 0.5)]] = True
+    y_ordered = np.zeros(n, dtype=np.int64) if y is None else y[order]
+    is_test = np.zeros(n, dtype=bool)
+    for c in np.unique(y_ordered):
+        members = np.flatnonzero(y_ordered == c)
+        is_test[members[: math.floor(members.size * test_fraction + 0.5)]] = True
     n_test = int(is_test.sum())
     if n_test == 0 or n_test == n:
         empty = "test" if n_test == 0 else "train"
@@ -191,20 +101,11 @@ def _split_positions(
 def train_test_split(
     x: Any, y: Any, test_fraction: float = 0.2, seed: int = 0, *, stratify: bool = True
 ) -> tuple[Split, Split]:
-    """Deterministically split ``(x, y)`` into ``((x_train, y_train), (x_test, y_test))``.
-
-    Rows are shuffled with ``np.random.default_rng(seed)``; the same inputs and
-    seed always give the same split.  With ``stratify=True`` (the default)
-    ``y`` must hold 1-D integer class labels and each class contributes
-    ``round(n_class * test_fraction)`` rows to the test split, so class
-    proportions are kept.  With ``stratify=False``, ``round(n * test_fraction)``
-    rows are drawn regardless of label.  Arrays keep their dtypes; the first
-    axis is the sample axis.
-
-    Raises ``ValueError`` if ``x`` and ``y`` differ in length,
-    ``test_fraction`` is not strictly between 0 and 1, ``seed`` is negative,
-    or either split would come out empty.
-    """
+    """``((x_train, y_train), (x_test, y_test))``, rows shuffled by
+    ``np.random.default_rng(seed)``; with ``stratify`` each class of the 1-D
+    integer labels ``y`` keeps its proportion.  Raises ``ValueError`` if
+    ``x`` and ``y`` differ in length, ``test_fraction`` is not in (0, 1),
+    ``seed`` is negative, or a split would come out empty."""
     x = np.asarray(x)
     y = np.asarray(y)
     fraction = _fraction(test_fraction)
@@ -215,25 +116,19 @@ def train_test_split(
         raise ValueError(
             f"x and y must have the same number of samples, got {x.shape[0]} and {y.shape[0]}"
         )
-    labels = _class_labels(y, "y") if stratify else None
-    train, test = _split_positions(labels, rng.permutation(x.shape[0]), fraction)
+    if stratify and (y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or y.dtype == bool)):
+        raise ValueError(
+            f"stratified splitting needs 1-D integer class labels for y, got "
+            f"dtype {y.dtype} with shape {y.shape}; pass stratify=False to split "
+            "without looking at the labels"
+        )
+    train, test = _split_positions(y if stratify else None, rng.permutation(x.shape[0]), fraction)
     return (x[train], y[train]), (x[test], y[test])
 
 
-# --------------------------------------------------------------------------
-# digits
-# --------------------------------------------------------------------------
-
-
 def _fixed_order(n: int) -> np.ndarray:
-    """A pseudo-random permutation of ``range(n)`` fixed forever.
-
-    Rows are sorted by the SplitMix64 hash of their index: plain unsigned
-    64-bit integer arithmetic, so the order is identical on every machine and
-    does not depend on NumPy's random-number streams (which NumPy does not
-    promise to keep unchanged across releases).  The hash is a bijection, so
-    there are no ties.
-    """
+    """A permutation of ``range(n)`` fixed forever: the SplitMix64 hash of each
+    index (a bijection), not NumPy's random streams, which may change."""
     z = np.arange(n, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -242,28 +137,20 @@ def _fixed_order(n: int) -> np.ndarray:
 
 
 def digits(test_fraction: float = 0.2, images: bool = False) -> tuple[Split, Split]:
-    """scikit-learn's bundled 8x8 digits with a fixed, stratified split.
-
-    Returns ``((x_train, y_train), (x_test, y_test))``.  ``x`` is float32 of
-    shape ``(n, 64)``, or ``(n, 8, 8, 1)`` (channels-last, for a CNN) with
-    ``images=True``, with pixel intensities (0..16 in the source) scaled to
-    ``[0, 1]``; ``y`` is int64 in ``0..9``.  The data ship inside the
-    scikit-learn package; nothing is downloaded.
-
-    The split is the same on every call and every machine: rows are visited
-    in a fixed hash order (not NumPy's RNG) and each digit class contributes
-    ``round(n_class * test_fraction)`` rows to the test split (359 of the
-    1,797 images at the default 0.2).
-
-    Raises ``ImportError`` (with the install command) if scikit-learn is not
-    installed and ``ValueError`` if ``test_fraction`` is not strictly between
-    0 and 1.
+    """scikit-learn's bundled 8x8 digits, ``x`` in ``[0, 1]`` of shape ``(n, 64)``
+    (``(n, 8, 8, 1)`` with ``images``), split the same on every machine and
+    stratified.  Raises ``ImportError`` (with the install command) without
+    scikit-learn and ``ValueError`` for a ``test_fraction`` outside (0, 1).
     """
     fraction = _fraction(test_fraction)
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:
-        raise ImportError(_DIGITS_INSTALL_HINT) from exc
+        raise ImportError(
+            "the 'digits' dataset needs scikit-learn, which is not installed; "
+            "install it with: pip install 'tinynet[digits]' (or use the 'spiral' dataset, "
+            "which needs nothing extra)"
+        ) from exc
     data, target = load_digits(return_X_y=True)
     shape = (-1, 8, 8, 1) if images else (-1, 64)
     x = (np.asarray(data, dtype=np.float32) / np.float32(16.0)).reshape(shape)
@@ -273,23 +160,14 @@ def digits(test_fraction: float = 0.2, images: bool = False) -> tuple[Split, Spl
 
 
 def available() -> list[str]:
-    """Names of the built-in datasets usable here (``digits`` needs
-    scikit-learn, ``fashion-mnist`` its files: see :func:`fashion_mnist`).
-
-    Checks whether scikit-learn is installed without importing it, and
-    whether the Fashion-MNIST files exist without reading them.
-    """
+    """The built-in datasets usable here, checked without importing
+    scikit-learn or reading the Fashion-MNIST files."""
     names = ["spiral"]
     if importlib.util.find_spec("sklearn") is not None:
         names.append("digits")
     if _fashion_found():
         names.append("fashion-mnist")
     return names
-
-
-# --------------------------------------------------------------------------
-# the command line's --dataset
-# --------------------------------------------------------------------------
 
 
 @dataclass
@@ -305,12 +183,10 @@ class Dataset:
 
 
 def by_name(spec: str | None) -> Dataset:
-    """The data ``tinynet train --dataset SPEC`` trains on: ``spiral``,
-    ``digits`` (needs scikit-learn; images ``(n, 8, 8, 1)``),
-    ``fashion-mnist`` (images ``(n, 28, 28, 1)``; ``FileNotFoundError`` when
-    its files are not on this machine), or a path to an ``.npz`` file (its
-    test split, or one held out here); ``None`` is digits where scikit-learn
-    is installed, else spiral.  ``ValueError`` for anything else."""
+    """The data of ``tinynet train --dataset SPEC``: a name of ``BUILTIN`` or
+    an ``.npz`` path (its test split, or one held out here); ``None`` is
+    digits where scikit-learn is installed, else spiral.  ``ValueError`` for
+    anything else, ``FileNotFoundError`` for Fashion-MNIST not found."""
     if spec is None:
         spec = "digits" if "digits" in available() else "spiral"
     if spec == "spiral":
@@ -333,9 +209,8 @@ def by_name(spec: str | None) -> Dataset:
     train, test = load_npz(spec)
     name, note = Path(spec).name, ""
     if test is None:
+        # (train_test_split refuses a split that would come out empty)
         train, test = train_test_split(*train, test_fraction=TEST_FRACTION, seed=0)
-        if len(test[0]) == 0:
-            raise ValueError(f"{spec} has too few samples to hold out a test split; add more")
         note = (
             f"{name} has no x_test/y_test: {len(test[0])} of its samples "
             f"({TEST_FRACTION:.0%}, seed 0) are held out as the test split"

@@ -1,16 +1,11 @@
 """Fashion-MNIST (Zalando's 28x28 grey-scale clothing images, 10 classes)
-from IDX files already on this machine; nothing is ever downloaded.
+from IDX files already on this machine, plain or gzip-compressed; nothing
+is ever downloaded.
 
-Where the four files are looked for, first match wins:
-
-1. the ``path`` argument of :func:`fashion_mnist`: a folder holding them,
-   directly or in a ``fashion-mnist/`` subfolder;
-2. else, when the ``TINYNET_DATA`` environment variable is set, that folder
-   (directly or in ``fashion-mnist/``), and only there: a folder you name is
-   never silently replaced by another copy;
-3. else the folder of the Debian/Ubuntu package ``dataset-fashion-mnist``.
-
-Each file may be gzip-compressed (``.gz``, as published) or not.
+The four files are looked for in the folder given, else in ``TINYNET_DATA``
+when set (and only there: a folder you name is never silently replaced by
+another copy), each directly or in a ``fashion-mnist/`` subfolder; else in
+the folder of the Debian/Ubuntu package ``dataset-fashion-mnist``.
 """
 
 from __future__ import annotations
@@ -54,19 +49,16 @@ Split = tuple[np.ndarray, np.ndarray]
 
 
 def _file_in(folder: Path, stem: str) -> Path | None:
-    for name in (stem + ".gz", stem):
-        if (folder / name).is_file():
-            return folder / name
-    return None
+    return next((p for p in (folder / f"{stem}.gz", folder / stem) if p.is_file()), None)
 
 
 def _candidates(path: str | os.PathLike[str] | None) -> tuple[list[Path], str]:
     """The folders to try, in order, and how they were chosen (for errors)."""
+    env = os.environ.get(ENV_VAR)
     if path is not None:
         base, why = Path(path), f"the folder given, {os.fspath(path)}"
-    elif os.environ.get(ENV_VAR):
-        base = Path(os.environ[ENV_VAR])
-        why = f"{ENV_VAR}={os.environ[ENV_VAR]}"
+    elif env:
+        base, why = Path(env), f"{ENV_VAR}={env}"
     else:
         return [Path(DEBIAN_FOLDER)], f"the {DEBIAN_PACKAGE} package's folder"
     return [base, base / SUBFOLDER], why
@@ -132,19 +124,10 @@ def _split(images_path: Path, labels_path: Path, n: int) -> Split:
 
 
 def fashion_mnist(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split]:
-    """Fashion-MNIST as ``((x_train, y_train), (x_test, y_test))``.
-
-    ``x`` is float32 in ``[0, 1]`` (pixel / 255) of shape ``(n, 28, 28, 1)``,
-    channels-last for a CNN (``x.reshape(n, -1)`` gives an MLP its 784
-    features); ``y`` is int64 in ``0..9`` (``CLASS_NAMES`` names them).  The
-    splits are the published ones: 60,000 training and 10,000 test images.
-
-    ``path``: a folder holding ``train-images-idx3-ubyte.gz``,
-    ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz`` and
-    ``t10k-labels-idx1-ubyte.gz`` (or the same names without ``.gz``),
-    directly or in a ``fashion-mnist/`` subfolder.  Default: the folder in
-    the ``TINYNET_DATA`` environment variable if it is set, else where the
-    Debian package ``dataset-fashion-mnist`` installs them.
+    """Fashion-MNIST's published splits (60,000 and 10,000 images) as
+    ``((x_train, y_train), (x_test, y_test))``: ``x`` float32 pixel / 255 of
+    shape ``(n, 28, 28, 1)``, ``y`` int64 in ``0..9`` (``CLASS_NAMES``).
+    ``path``: a folder with the four ``FILES``; by default, see the module.
 
     Raises ``FileNotFoundError`` saying where it looked and how to get the
     files; ``ValueError`` naming the file for a corrupt file, a wrong number

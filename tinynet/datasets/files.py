@@ -12,55 +12,33 @@ import numpy as np
 
 Split = tuple[np.ndarray, np.ndarray]
 
-
-# --------------------------------------------------------------------------
-# load_npz
-# --------------------------------------------------------------------------
-
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members / an empty zip
-
-_LOAD_ERRORS = (
-    ValueError,
-    OSError,
-    EOFError,
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    zlib.error,
-)
+# what NumPy and zipfile raise for a corrupt or truncated file
+_LOAD_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error)
 
 
 def _read_member(npz: Any, key: str, fname: str) -> np.ndarray:
     try:
         arr = npz[key]
-    except ValueError as exc:
-        if "pickle" in str(exc).lower() or "object arrays" in str(exc).lower():
+    except _LOAD_ERRORS as exc:
+        text = str(exc).lower()
+        if isinstance(exc, ValueError) and ("pickle" in text or "object arrays" in text):
             raise ValueError(
                 f"{fname}: array {key!r} is an object array stored with pickle; "
                 "pickled arrays are not loaded (they could run arbitrary code). "
                 "Save plain numeric arrays instead."
             ) from exc
         raise ValueError(f"{fname}: array {key!r} is corrupt or unreadable: {exc}") from exc
-    except _LOAD_ERRORS as exc:
-        raise ValueError(f"{fname}: array {key!r} is corrupt or unreadable: {exc}") from exc
     if not isinstance(arr, np.ndarray):
         raise ValueError(f"{fname}: member {key!r} is not a .npy array")
     return arr
 
 
-def _read_arrays(
-    npz: Any,
-    fname: str,
-    x_key: str,
-    y_key: str,
-    x_test_key: str | None,
-    y_test_key: str | None,
-) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Resolve the key layout (see :func:`load_npz`) and read those arrays."""
+def _read_arrays(npz: Any, fname: str, keys: list[str]) -> tuple[list[np.ndarray], list[str]]:
+    """The arrays under ``keys``, or under ``x, y`` when ``keys`` are the four
+    defaults and the file has only those two (see :func:`load_npz`)."""
     present = list(npz.files)
-    keys = [x_key, y_key]
-    if x_test_key is not None and y_test_key is not None:
-        keys += [x_test_key, y_test_key]
     defaults = keys == ["x_train", "y_train", "x_test", "y_test"]
     if defaults and not set(keys) & set(present) and {"x", "y"} <= set(present):
         keys = ["x", "y"]
@@ -72,14 +50,20 @@ def _read_arrays(
             f"{fname} is missing array(s) {', '.join(map(repr, missing))}; "
             f"it contains {listed}{expected}"
         )
-    return {k: _read_member(npz, k, fname) for k in keys}, keys
+    return [_read_member(npz, k, fname) for k in keys], keys
+
+
+def _check_dtype(a: np.ndarray, where: str, what: str) -> None:
+    """Refuse object arrays and anything but bool, integer or real data."""
+    if a.dtype == object:
+        raise ValueError(f"{where} is an object array; pickled arrays are not loaded")
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{where} must hold {what}, got dtype {a.dtype}")
 
 
 def _features(x: np.ndarray, where: str) -> np.ndarray:
-    if x.dtype == object:
-        raise ValueError(f"{where} is an object array; pickled arrays are not loaded")
-    if x.dtype.kind not in "biuf":
-        raise ValueError(f"{where} must hold real numbers, got dtype {x.dtype}")
+    """``x`` as float32 ``(n, features)``: uint8 scaled by 1/255, other dtypes as they are."""
+    _check_dtype(x, where, "real numbers")
     if x.ndim < 2:
         raise ValueError(
             f"{where} must have shape (samples, features...), got shape {x.shape}; "
@@ -103,10 +87,8 @@ def _features(x: np.ndarray, where: str) -> np.ndarray:
 
 
 def _labels(y: np.ndarray, where: str) -> np.ndarray:
-    if y.dtype == object:
-        raise ValueError(f"{where} is an object array; pickled arrays are not loaded")
-    if y.dtype.kind not in "biuf":
-        raise ValueError(f"{where} must hold integer class labels, got dtype {y.dtype}")
+    """``y`` as int64 class indices (from indices, whole floats or one-hot rows)."""
+    _check_dtype(y, where, "integer class labels")
     if y.dtype == np.bool_:
         y = y.astype(np.int64)
     if y.ndim not in (1, 2):
@@ -160,47 +142,17 @@ def load_npz(
     x_test_key: str | None = "x_test",
     y_test_key: str | None = "y_test",
 ) -> tuple[Split, Split | None]:
-    """Read a dataset you already have as an ``.npz`` file.
+    """``((x_train, y_train), (x_test, y_test))`` from an ``.npz`` file: the
+    default keys (the ``mnist.npz`` layout), else ``x, y`` with a ``None``
+    test split when the file has none of them; ``x_test_key=None,
+    y_test_key=None`` reads a training split only.
 
-    Returns ``((x_train, y_train), (x_test, y_test))``, or
-    ``((x, y), None)`` when the file has no test split (see below).
-
-    Layouts:
-
-    * ``x_train, y_train, x_test, y_test`` (the common ``mnist.npz``
-      layout; the default keys).  All four must be present.
-    * ``x, y`` only: when the file contains none of the four default keys but
-      has ``x`` and ``y``, those are returned as the training split with
-      ``None`` for the test split; use :func:`train_test_split` to make one.
-    * Other names: pass ``x_key``/``y_key`` (and ``x_test_key``/
-      ``y_test_key``); pass ``x_test_key=None, y_test_key=None`` to read a
-      training split only (the test split is then ``None``).
-
-    Conversions:
-
-    * ``x`` of shape ``(n, d1, d2, ...)`` is flattened to ``(n, d1*d2*...)``,
-      e.g. 28x28 images become 784 features.
-    * ``uint8`` ``x`` is taken to be 0..255 pixel data and scaled to float32
-      in ``[0, 1]``; any other real dtype (float, other integers, bool) is
-      converted to float32 *unscaled*.  The train and test splits must then
-      agree on whether they are ``uint8``.
-    * ``y`` becomes int64.  Integer and bool labels are used as they are;
-      float labels are accepted only if every value is a whole number
-      (``3.0``); a 2-D ``(n, 1)`` column is flattened; 2-D one-hot rows
-      (all zeros with a single 1) are converted to class indices with argmax.
-
-    Refused with an error naming the file and array:
-
-    * missing file -> ``FileNotFoundError``;
-    * a directory, a non-``.npz`` file (including a single ``.npy`` array or
-      a pickle), a corrupt archive -> ``ValueError``;
-    * missing keys -> ``ValueError`` listing the missing and present keys;
-    * object arrays -> ``ValueError``: the file is read with
-      ``allow_pickle=False`` so pickled data are never unpickled;
-    * empty arrays, non-numeric or complex data, ``x`` with fewer than two
-      dimensions, NaN/Inf in ``x`` (after conversion to float32), ``x``/``y``
-      length mismatches, train/test feature-count mismatches, non-integer,
-      NaN, negative or not-one-hot labels -> ``ValueError``.
+    ``x`` becomes float32 ``(n, features)`` (``uint8`` scaled by 1/255, other
+    dtypes not, so both splits must agree on ``uint8``); ``y`` int64 from
+    indices, whole floats, an ``(n, 1)`` column or one-hot rows.  Raises
+    ``FileNotFoundError`` for a missing file, else ``ValueError`` naming the
+    file and array for anything unreadable or invalid (pickled data are
+    refused, never unpickled).
     """
     fname = os.fspath(path)
     if not os.path.exists(fname):
@@ -235,37 +187,32 @@ def load_npz(
             raise ValueError(f"{fname} is not a readable .npz archive: {exc}") from exc
         if not isinstance(loaded, np.lib.npyio.NpzFile):  # pragma: no cover - magic checked
             raise ValueError(f"{fname} is not an .npz archive")
+        keys = [x_key, y_key] + ([] if x_test_key is None else [x_test_key, y_test_key])
         with loaded as npz:
-            arrays, keys = _read_arrays(npz, fname, x_key, y_key, x_test_key, y_test_key)
+            arrays, keys = _read_arrays(npz, fname, keys)
 
-    train = _pair(arrays[keys[0]], arrays[keys[1]], fname, keys[0], keys[1])
+    train = _pair(arrays[0], arrays[1], fname, keys[0], keys[1])
     if len(keys) == 2:
         return train, None
-    test = _pair(arrays[keys[2]], arrays[keys[3]], fname, keys[2], keys[3])
+    test = _pair(arrays[2], arrays[3], fname, keys[2], keys[3])
     if train[0].shape[1] != test[0].shape[1]:
         raise ValueError(
             f"{fname}: {keys[0]!r} has {train[0].shape[1]} features per sample but "
             f"{keys[2]!r} has {test[0].shape[1]}; they must match"
         )
-    if (arrays[keys[0]].dtype == np.uint8) != (arrays[keys[2]].dtype == np.uint8):
+    if (arrays[0].dtype == np.uint8) != (arrays[2].dtype == np.uint8):
         raise ValueError(
-            f"{fname}: {keys[0]!r} has dtype {arrays[keys[0]].dtype} but {keys[2]!r} has "
-            f"dtype {arrays[keys[2]].dtype}; uint8 data are scaled by 1/255 and other "
+            f"{fname}: {keys[0]!r} has dtype {arrays[0].dtype} but {keys[2]!r} has "
+            f"dtype {arrays[2].dtype}; uint8 data are scaled by 1/255 and other "
             "dtypes are not, so both splits must use the same kind"
         )
     return train, test
 
 
-# --------------------------------------------------------------------------
-# read_inputs: what tinynet predict reads
-# --------------------------------------------------------------------------
-
-_UNREADABLE = (ValueError, OSError, EOFError, zipfile.BadZipFile)
-
-
 def read_inputs(path: str, key: str | None = None) -> tuple[np.ndarray, str]:
-    """The raw array in a ``.npy`` file or an ``.npz`` archive (its array
-    ``key``, else ``x``, else ``x_test``), and how to name it in messages.
+    """The raw array ``tinynet predict`` reads from a ``.npy`` file or an
+    ``.npz`` archive (its array ``key``, else ``x``, else ``x_test``), and
+    how to name it in messages.
 
     Raises ``ValueError`` naming the file for a missing file, a folder, a
     file of another kind, pickled data (never unpickled) or a missing key.
@@ -293,7 +240,7 @@ def read_inputs(path: str, key: str | None = None) -> tuple[np.ndarray, str]:
             key = key or next((k for k in ("x", "x_test") if k in names), None)
             if key in names:
                 return npz[key], f"{path}: {key!r}"
-    except _UNREADABLE as err:
+    except _LOAD_ERRORS as err:
         if "pickle" in str(err):
             raise ValueError(
                 f"{path} holds Python objects (pickled data), which tinynet never "

@@ -1,11 +1,7 @@
-"""Reading IDX files, the format of MNIST and its relatives (Fashion-MNIST,
-EMNIST, KMNIST): a small header, then one array in big-endian byte order.
-
-The header is two zero bytes, a type byte, a byte holding the number of
-dimensions ``ndim``, and ``ndim`` big-endian unsigned 32-bit sizes.  The data
-that follow are exactly ``prod(sizes)`` items of the type.  Files are often
-gzip-compressed; :func:`load_idx` recognises that by the gzip signature, not
-by the file's name.  Nothing is unpickled: the bytes are read as numbers.
+"""Reading IDX files, the format of MNIST and its relatives: two zero bytes,
+a type byte, the number of dimensions ``ndim``, ``ndim`` big-endian uint32
+sizes, then exactly ``prod(sizes)`` big-endian items of the type.  Nothing
+is unpickled: the bytes are read as numbers.
 """
 
 from __future__ import annotations
@@ -31,8 +27,6 @@ IDX_TYPES: dict[int, np.dtype] = {
 }
 _GZIP_MAGIC = b"\x1f\x8b"
 _READ_ERRORS = (OSError, EOFError, zlib.error)  # a truncated or corrupt gzip stream
-
-
 _CHUNK = 1 << 24  # never ask for more at once: a corrupt header may declare exabytes
 
 
@@ -85,8 +79,7 @@ def _parse(stream: BinaryIO, fname: str, compressed: bool) -> np.ndarray:
             f"{fname}: truncated {what}: the header declares {dtype.name} data of shape "
             f"{shape} ({expected} bytes) but only {len(data)} byte(s) follow the header"
         )
-    extra = _read_exactly(stream, 1)
-    if extra:
+    if stream.read(1):
         raise ValueError(
             f"{fname}: {what} longer than its header declares: data of shape {shape} "
             f"({expected} bytes of {dtype.name}) are followed by more bytes; the file is "
@@ -97,21 +90,11 @@ def _parse(stream: BinaryIO, fname: str, compressed: bool) -> np.ndarray:
 
 
 def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """The array stored in the IDX file at ``path``, plain or gzip-compressed.
-
-    Returns a NumPy array of the shape the header declares and its type as
-    a native-byte-order dtype: ``0x08`` uint8, ``0x09`` int8, ``0x0B``
-    int16, ``0x0C`` int32, ``0x0D`` float32, ``0x0E`` float64.  For example
-    Fashion-MNIST's ``train-images-idx3-ubyte.gz`` gives uint8 of shape
-    ``(60000, 28, 28)`` and ``train-labels-idx1-ubyte.gz`` uint8 of shape
-    ``(60000,)``.
-
-    A gzip file is recognised by its first two bytes (``1f 8b``), whatever
-    its name.  Raises ``FileNotFoundError`` for a missing file and
-    ``ValueError`` naming the file and the problem for a wrong magic number,
-    an unknown type byte, a header or data shorter than the header declares
-    (a truncated download), trailing bytes, or a corrupt gzip stream.
-    """
+    """The array in the IDX file at ``path`` (gzip-compressed or not, told by
+    its first bytes), in a native-byte-order dtype (``IDX_TYPES``).  Raises
+    ``FileNotFoundError`` for a missing file and ``ValueError`` naming the
+    file for a folder, a bad header, data shorter or longer than the header
+    declares (a truncated download), or a corrupt gzip stream."""
     fname = os.fspath(path)
     if os.path.isdir(fname):
         raise ValueError(f"{fname} is a folder; give the path of an IDX file")
