@@ -1,23 +1,18 @@
 """Checkpoints: a model, its optimizer state and its training position in one
-safetensors file (plain arrays that cannot carry code; ``safetensors.numpy.load_file``
-reads it).
+safetensors file (plain arrays, no code; ``safetensors.numpy.load_file`` reads it).
 
-Layout: 8 bytes N, the header length (unsigned little-endian); N bytes of JSON
-header, space padded, mapping each tensor name to ``{"dtype": "F32", "shape":
-[...], "data_offsets": [b, e]}`` and ``"__metadata__"`` to ``{str: str}``; then
-the raw little-endian tensor bytes, back to back, no gaps.
-
-Tensors: ``params.<layer>.<name>``, ``state.<layer>.<name>`` (e.g. batch-norm
-statistics) and ``opt.<path>`` (optimizer state), as :func:`tinynet.tree.tree_leaves`
-names them.  Metadata: ``format`` ("tinynet"), ``format_version``,
-``tinynet_version``, ``backend`` (saved from; information only), ``dtype``, and
-as JSON ``config`` (architecture), ``optimizer`` (config or ``null``),
-``opt_state`` (the state's nesting, each leaf's dtype and shape), ``epoch``,
-``step``, ``fit_seed`` (tinynet's RNG is counter-based, so these restore it),
-optionally ``epoch_progress`` (where an interrupted epoch stopped: ``fit``
-continues it) and ``dataset`` (see :func:`saved_dataset`); last ``checksum``:
-``sha256:<hex>`` of the canonical JSON of the header without the checksum
-followed by the data section, so any changed byte is detected on load.
+Layout: N (8 bytes, unsigned little-endian), an N-byte JSON header (space
+padded) mapping each tensor name to its dtype code, shape and ``data_offsets``
+and ``__metadata__`` to string values, then the little-endian tensor bytes,
+back to back.  Tensors: ``params.<layer>.<name>``, ``state.<layer>.<name>`` and
+``opt.<path>`` (optimizer state), named as :func:`tinynet.tree.tree_leaves` does.
+Metadata: ``format`` ("tinynet"), ``format_version``, ``tinynet_version``,
+``backend`` (information only), ``dtype``, and as JSON ``config``,
+``optimizer``, ``opt_state`` (the state's nesting, each leaf's dtype and
+shape), ``epoch``, ``step``, ``fit_seed`` (which restore the counter-based
+RNG), optionally ``epoch_progress`` (where an interrupted epoch stopped) and
+``dataset`` (:func:`saved_dataset`); last ``checksum``: ``sha256:<hex>`` of the
+canonical header without it and of the data, so any changed byte is detected.
 """
 
 from __future__ import annotations

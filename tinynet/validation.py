@@ -76,11 +76,8 @@ def _require_backend(a: Any, backend: Any, where: str, what: str, expected: str 
 
 
 def check_labels(labels: Array, num_classes: int, where: str) -> None:
-    """Integer class labels of shape ``(n,)`` in ``[0, num_classes)``.
-
-    Every refusal is a ``ValueError`` that names the number of classes and,
-    when a value is to blame, the first bad value and its position.
-    """
+    """Integer class labels of shape ``(n,)`` in ``[0, num_classes)``, else a
+    ``ValueError`` naming the number of classes and any first bad value."""
     shape = tuple(labels.shape)
     if len(shape) != 1:
         if len(shape) == 2 and shape[1] == 1:
@@ -184,13 +181,10 @@ def check_input(x: Array, model: Any, where: str) -> None:
 
 
 def check_finite(a: Array, where: str, what: str = "input", original: Any = None) -> None:
-    """Raise ``ValueError`` naming the first NaN/Inf of the float array ``a``.
-
-    ``original`` is the data ``a`` was cast from (host or backend array): a
-    value that was finite there overflowed the cast, and the message says so.
-    Skipped inside ``jit``.  On a device only one flag is read back unless
-    something is wrong.
-    """
+    """Raise ``ValueError`` naming the first NaN/Inf of the float array ``a``;
+    if it was finite in ``original`` (the data ``a`` was cast from), as an
+    overflow of the cast.  Skipped inside ``jit``; a device reads back one
+    flag unless something is wrong."""
     # A finite sum proves every value finite in one pass (a sum that overflows
     # falls through to the exact check).  A host data matrix is summed by BLAS,
     # ``a @ ones`` (both cores, several times faster than a reduction).
@@ -230,14 +224,10 @@ def check_finite(a: Array, where: str, what: str = "input", original: Any = None
 def cast_finite(
     a: Array, backend: backends.Backend, dtype: str, where: str, what: str = "input"
 ) -> Array:
-    """A real-valued host (NumPy) or ``backend`` array cast to ``dtype`` on
-    ``backend``, refusing NaN/Inf and values the cast overflows (``ValueError``
-    naming the first one).  The caller checks that ``a`` is numeric and lives
-    on ``backend``.
-
-    Host data is checked where it ends up, after the copy to the device: a
-    NumPy check before a copy to JAX left OpenBLAS's threads spinning, which
-    slowed XLA's next steps on a 2-core machine (bench/README.md)."""
+    """A real host or ``backend`` array (the caller checks which) as ``dtype``
+    on ``backend``, refusing NaN/Inf and values the cast overflows.  Host data
+    is checked after the copy: a NumPy check before a copy to JAX left
+    OpenBLAS's threads spinning, slowing XLA on 2 cores (bench/README.md)."""
     with np.errstate(over="ignore", invalid="ignore"):  # reported by check_finite
         if isinstance(a, np.ndarray):
             cast = backend.asarray(a if a.dtype == np.dtype(dtype) else a.astype(dtype))
@@ -250,14 +240,10 @@ def cast_finite(
 def as_model_input(
     x: Any, backend: backends.Backend, dtype: str, where: str, first_layer: Any = None
 ) -> Array:
-    """Host data or a backend array -> ``dtype`` array on ``backend``, checked.
-
-    Real inputs are cast to the model dtype; object, string and complex
-    arrays raise ``TypeError`` naming the dtype; NaN/Inf and values the cast
-    overflows raise ``ValueError`` naming the first position.  A first layer
-    taking integer indices (``integer_input``: Embedding) gets ``int32``
-    instead (:func:`as_indices`).
-    """
+    """Host data or a backend array -> checked ``dtype`` array on ``backend``
+    (:func:`cast_finite`); other than real dtypes raise ``TypeError``.  A first
+    layer taking integer indices (``integer_input``: Embedding) gets ``int32``
+    instead (:func:`as_indices`)."""
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)
     if getattr(first_layer, "integer_input", False):
@@ -311,12 +297,9 @@ def _out_of_range(x: Array, input_dim: int, xp: Any) -> Array:
 
 
 def as_indices(x: Any, backend: backends.Backend, layer: Any, where: str) -> Array:
-    """Input of a model whose first layer takes integer indices (Embedding)
-    -> an ``int32`` array on ``backend``, every value in ``[0, layer.input_dim)``.
-
-    Integer arrays are accepted, float arrays only when every value is a whole
-    number; anything else is refused, naming the first bad value and its
-    position, before any step runs."""
+    """Input of a model whose first layer takes integer indices (Embedding) ->
+    ``int32`` on ``backend``, in ``[0, layer.input_dim)``.  Float arrays are
+    accepted only if every value is whole; refusals name the first bad value."""
     where = f"{where}: layer 0 ({type(layer).__name__})"
     _require_backend(x, backend, where, "input", " holding integer indices")
     name = _dtype_name(x)
