@@ -157,16 +157,6 @@ def load_into(model: Any, path: str | os.PathLike) -> Any:
 restore = load_into
 
 
-def restore_from(model: Any, ckpt: _Checkpoint, path: str, what: str) -> None:
-    """Assign what ``ckpt`` (read from ``path``) holds to ``model``, after
-    checking all of it against the model; ``model`` is unchanged on failure.
-    ``what`` heads the message of an unexpected error (see :func:`problem`)."""
-    with problem(path, what):
-        state = _build_state(model, ckpt, path)
-    for key, value in state.items():
-        setattr(model, key, value)
-
-
 def saved_dataset(path: str | os.PathLike) -> dict | None:
     """The ``dataset`` given to :func:`save` for the checkpoint at ``path``
     (``None`` if it has none, as files written before it existed)."""
@@ -312,43 +302,44 @@ def _tensors(header: dict[str, Any], data: memoryview) -> dict[str, np.ndarray]:
     return tensors
 
 
-def _build_state(model: Any, ckpt: _Checkpoint, path: str) -> dict[str, Any]:
-    """Everything to assign to ``model``, as arrays of its backend, checked
-    against its architecture; nothing is assigned here."""
-    bk, meta, tensors = model.backend, ckpt.meta, dict(ckpt.tensors)
-    if len(model.params) != len(meta["config"]["layers"]):
-        raise _Bad(
-            f"the checkpoint has {len(meta['config']['layers'])} layers, "
-            f"the model has {len(model.params)}"
-        )
-    params = _layer_arrays(model, model.params, "params", "parameter", tensors)
-    state = _layer_arrays(model, model.state, "state", "state entry", tensors)
-    optimizer = opt_state = None
-    if meta["optimizer"] is not None:
-        from . import optimizers
-
-        with problem(path, "the optimizer config is invalid"):
-            optimizer = optimizers.get(meta["optimizer"])
-            expected = {n: tuple(a.shape) for n, a in tree_leaves(optimizer.init(params), "opt.")}
-        opt_state = _rebuild(meta["opt_state"], "opt.", tensors, bk)
-        found = {n: tuple(a.shape) for n, a in tree_leaves(opt_state, "opt.")}
-        if found != expected:
+def restore_from(model: Any, ckpt: _Checkpoint, path: str, what: str) -> None:
+    """Assign what ``ckpt`` (read from ``path``) holds to ``model`` as arrays
+    of its backend, after checking all of it against the model; ``model`` is
+    unchanged on failure.  ``what`` heads the message of an unexpected error."""
+    meta, tensors = ckpt.meta, dict(ckpt.tensors)
+    with problem(path, what):
+        if len(model.params) != len(meta["config"]["layers"]):
             raise _Bad(
-                f"the optimizer state does not fit {type(optimizer).__name__} "
-                f"for this model: expected {expected}, found {found}"
+                f"the checkpoint has {len(meta['config']['layers'])} layers, "
+                f"the model has {len(model.params)}"
             )
-    if tensors:
-        raise _Bad(f"unexpected tensors: {', '.join(sorted(tensors))}")
-    return {
-        "params": params,
-        "state": state,
-        "optimizer": optimizer,
-        "opt_state": opt_state,
-        "epoch": meta["epoch"],
-        "step": meta["step"],
-        "fit_seed": meta["fit_seed"],
-        "epoch_progress": meta.get("epoch_progress"),
-    }
+        params = _layer_arrays(model, model.params, "params", "parameter", tensors)
+        state = _layer_arrays(model, model.state, "state", "state entry", tensors)
+        optimizer = opt_state = None
+        if meta["optimizer"] is not None:
+            from . import optimizers
+
+            with problem(path, "the optimizer config is invalid"):
+                optimizer = optimizers.get(meta["optimizer"])
+                init = optimizer.init(params)
+                expected = {n: tuple(a.shape) for n, a in tree_leaves(init, "opt.")}
+            opt_state = _rebuild(meta["opt_state"], "opt.", tensors, model.backend)
+            found = {n: tuple(a.shape) for n, a in tree_leaves(opt_state, "opt.")}
+            if found != expected:
+                raise _Bad(
+                    f"the optimizer state does not fit {type(optimizer).__name__} "
+                    f"for this model: expected {expected}, found {found}"
+                )
+        if tensors:
+            raise _Bad(f"unexpected tensors: {', '.join(sorted(tensors))}")
+    model.params = params
+    model.state = state
+    model.optimizer = optimizer
+    model.opt_state = opt_state
+    model.epoch = meta["epoch"]
+    model.step = meta["step"]
+    model.fit_seed = meta["fit_seed"]
+    model.epoch_progress = meta.get("epoch_progress")
 
 
 def _layer_arrays(model, tree, kind, what, tensors) -> list[dict[str, Any]]:

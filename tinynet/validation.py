@@ -44,14 +44,11 @@ def _not_whole(host: np.ndarray) -> np.ndarray:
     return ~(np.isfinite(host) & (host == np.round(host)))
 
 
-def _first(mask: np.ndarray) -> tuple[int, ...]:
-    """The index of the first True in ``mask``."""
-    return tuple(int(i) for i in np.argwhere(mask)[0])
-
-
-def _position(index: tuple[int, ...]) -> str:
-    """``(2,)`` -> ``"2"``, ``(2, 1)`` -> ``"(2, 1)"``: how messages name a position."""
-    return str(index[0]) if len(index) == 1 else str(index)  # () for a 0-d array
+def _first(mask: np.ndarray) -> tuple[tuple[int, ...], str]:
+    """The index of the first True in ``mask`` and how messages name it:
+    ``"2"`` for ``(2,)``, ``"(2, 1)"`` for ``(2, 1)``, ``"()"`` in a 0-d array."""
+    pos = tuple(int(i) for i in np.argwhere(mask)[0])
+    return pos, str(pos[0]) if len(pos) == 1 else str(pos)
 
 
 def _require_backend(a: Any, backend: Any, where: str, what: str, expected: str = "") -> None:
@@ -206,17 +203,17 @@ def check_finite(a: Array, where: str, what: str = "input", original: Any = None
             if bool(xp.isfinite(xp.sum(a))) or bool(xp.all(xp.isfinite(a))):
                 return
         host = backend.to_numpy(a)
-    pos = _first(~np.isfinite(host))
+    pos, at = _first(~np.isfinite(host))
     source = None if original is None else host_view(original)
     if source is not None and source.dtype.kind in "biuf" and np.isfinite(source[pos]):
         info = np.finfo(host.dtype)
         raise ValueError(
-            f"{where}: {what} value {source[pos]} at position {_position(pos)} does not fit "
+            f"{where}: {what} value {source[pos]} at position {at} does not fit "
             f"in {info.dtype} (largest finite value {float(info.max):.4g}); rescale the "
             "data or use a float64 model"
         )
     raise ValueError(
-        f"{where}: {what} value {host[pos]} at position {_position(pos)} is not finite; "
+        f"{where}: {what} value {host[pos]} at position {at} is not finite; "
         "remove or impute NaN/Inf values first"
     )
 
@@ -279,9 +276,9 @@ def check_indices(x: Array, input_dim: int, where: str) -> None:
     bad = _out_of_range(host, input_dim, np)
     if not bad.any():
         return
-    pos = _first(bad)
+    pos, at = _first(bad)
     raise ValueError(
-        f"{where}: index {host[pos]} at position {_position(pos)} is out of range for "
+        f"{where}: index {host[pos]} at position {at} is out of range for "
         f"input_dim={input_dim} (valid indices are 0..{input_dim - 1}); {int(bad.sum())} "
         "bad index(es) in all; make input_dim larger than the largest index or map unknown "
         "values to a reserved index"
@@ -307,11 +304,10 @@ def as_indices(x: Any, backend: backends.Backend, layer: Any, where: str) -> Arr
         x = host_view(x)
         bad = _not_whole(x)
         if bad.any():
-            pos = _first(bad)
+            pos, at = _first(bad)
             raise ValueError(
-                f"{where}: expects integer indices, but input value {x[pos]} at position "
-                f"{_position(pos)} is not a whole number; pass integer indices, e.g. "
-                "x.astype('int32')"
+                f"{where}: expects integer indices, but input value {x[pos]} at position {at} "
+                "is not a whole number; pass integer indices, e.g. x.astype('int32')"
             )
     elif not _is_integer_name(name):
         shown = x.dtype if isinstance(x, np.ndarray) else name  # "<U3" rather than "str96"
