@@ -51,11 +51,13 @@ def _first(mask: np.ndarray) -> tuple[tuple[int, ...], str]:
     return pos, str(pos[0]) if len(pos) == 1 else str(pos)
 
 
-def _require_backend(a: Any, backend: Any, where: str, what: str, expected: str = "") -> None:
-    """Refuse (``TypeError``) anything but a NumPy array or an array of
-    ``backend``; ``what`` is "input" or "targets"."""
+def _own_array(a: Any, backend: Any, where: str, what: str, expected: str = "") -> Array:
+    """``a`` if it is a NumPy array or an array of ``backend`` (a list or tuple
+    as a NumPy array), else a ``TypeError``; ``what`` is "input" or "targets"."""
+    if isinstance(a, (list, tuple)):
+        return np.asarray(a)
     if isinstance(a, np.ndarray):
-        return
+        return a
     try:
         other = backends.backend_of(a)
     except TypeError:
@@ -70,6 +72,7 @@ def _require_backend(a: Any, backend: Any, where: str, what: str, expected: str 
             f"{backend.name} backend; move {it} with "
             f"tinynet.get_backend({backend.name!r}).asarray({name})"
         )
+    return a
 
 
 def check_labels(labels: Array, num_classes: int, where: str) -> None:
@@ -241,11 +244,9 @@ def as_model_input(
     (:func:`cast_finite`); other than real dtypes raise ``TypeError``.  A first
     layer taking integer indices (``integer_input``: Embedding) gets ``int32``
     instead (:func:`as_indices`)."""
-    if isinstance(x, (list, tuple)):
-        x = np.asarray(x)
     if getattr(first_layer, "integer_input", False):
         return as_indices(x, backend, first_layer, where)
-    _require_backend(x, backend, where, "input", ", of shape (n, features)")
+    x = _own_array(x, backend, where, "input", ", of shape (n, features)")
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "biuf":
             raise TypeError(
@@ -298,7 +299,7 @@ def as_indices(x: Any, backend: backends.Backend, layer: Any, where: str) -> Arr
     ``int32`` on ``backend``, in ``[0, layer.input_dim)``.  Float arrays are
     accepted only if every value is whole; refusals name the first bad value."""
     where = f"{where}: layer 0 ({type(layer).__name__})"
-    _require_backend(x, backend, where, "input", " holding integer indices")
+    x = _own_array(x, backend, where, "input", " holding integer indices")
     name = _dtype_name(x)
     if name.startswith(("float", "bfloat")):
         x = host_view(x)
@@ -325,9 +326,7 @@ def prepare_targets(model: Any, y: Any, loss: Any, n: int, where: str) -> Array:
     """Targets ``y`` -> array on the model's backend, checked against ``loss``
     and the model's output shape."""
     backend = model.backend
-    if isinstance(y, (list, tuple)):
-        y = np.asarray(y)
-    _require_backend(y, backend, where, "targets")
+    y = _own_array(y, backend, where, "targets")
     if len(y.shape) == 0 or y.shape[0] != n:
         raise ValueError(
             f"{where}: x has {n} samples but y has {y.shape[0] if len(y.shape) else 'no'} "
