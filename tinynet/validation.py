@@ -224,10 +224,10 @@ def check_finite(a: Array, where: str, what: str = "input", original: Any = None
 def cast_finite(
     a: Array, backend: backends.Backend, dtype: str, where: str, what: str = "input"
 ) -> Array:
-    """A real host or ``backend`` array (the caller checks which) as ``dtype``
-    on ``backend``, refusing NaN/Inf and values the cast overflows.  Host data
-    is checked after the copy: a NumPy check before a copy to JAX left
-    OpenBLAS's threads spinning, slowing XLA on 2 cores (bench/README.md)."""
+    """A real-valued host or ``backend`` array (the caller checks both) cast to
+    ``dtype`` on ``backend``, refusing NaN/Inf and values the cast overflows.
+    Host data is checked after the copy: a NumPy check before a copy to JAX
+    left OpenBLAS's threads spinning, slowing XLA on 2 cores (bench/README.md)."""
     with np.errstate(over="ignore", invalid="ignore"):  # reported by check_finite
         if isinstance(a, np.ndarray):
             cast = backend.asarray(a if a.dtype == np.dtype(dtype) else a.astype(dtype))
