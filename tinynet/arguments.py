@@ -19,21 +19,21 @@ def _refuse(owner: str, name: str, requirement: str, value: Any) -> ValueError:
     return ValueError(f"{prefix}{name} must be {requirement}, received {name}={value!r}")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
 def real(owner: str, name: str, value: Any, requirement: str, ok: Callable[[float], bool]) -> float:
     """``float(value)`` if it is a finite real number satisfying ``ok``."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, Real)
-        or not math.isfinite(value)
-        or not ok(float(value))
-    ):
+    number = isinstance(value, Real) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and ok(float(value))):
         raise _refuse(owner, name, requirement, value)
     return float(value)
 
 
 def integer(owner: str, name: str, value: Any, requirement: str, ok: Callable[[int], bool]) -> int:
     """``int(value)`` if it is an integer (not a bool) satisfying ``ok``."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or not ok(int(value)):
+    if not (_is_int(value) and ok(int(value))):
         raise _refuse(owner, name, requirement, value)
     return int(value)
 
@@ -75,12 +75,10 @@ def choice(owner: str, name: str, value: Any, options: tuple[str, ...]) -> str:
 
 def shape(owner: str, name: str, value: Any) -> tuple[int, ...]:
     """A shape without the batch axis: an int or a tuple of positive ints."""
-    if isinstance(value, Integral) and not isinstance(value, bool):
+    if _is_int(value):
         value = (value,)
-    if (
-        not isinstance(value, (tuple, list))
-        or not value
-        or any(isinstance(d, bool) or not isinstance(d, Integral) or d <= 0 for d in value)
+    if not (
+        isinstance(value, (tuple, list)) and value and all(_is_int(d) and d > 0 for d in value)
     ):
         raise _refuse(
             owner, name, "a tuple of positive integers, e.g. (784,) or (28, 28, 1)", value

@@ -12,11 +12,8 @@ import tempfile
 
 
 def write_atomic(path: str, blob: bytes) -> None:
-    """Temporary file in the target's folder, fsync, then ``os.replace``.
-
-    Ctrl-C is held back for the whole write (see :func:`_sigint_held`): the
-    target ends as the complete new file, or (on an error) as the untouched
-    old one with the temporary file removed, and no descriptor stays open."""
+    """Temporary file in the target's folder, fsync, then ``os.replace``, with
+    Ctrl-C held back throughout; on an error the temporary file is removed."""
     folder = os.path.dirname(os.path.abspath(path))
     try:  # keep the permissions of the file being replaced, else the umask's
         mode = stat.S_IMODE(os.stat(path).st_mode)

@@ -1,29 +1,18 @@
 """Checkpoints: a model, its optimizer state and its training position in one
-safetensors file (a format of plain arrays that cannot carry code).
+safetensors file (plain arrays, no code; ``safetensors.numpy.load_file`` reads it).
 
-Layout (the safetensors format, readable by ``safetensors.numpy.load_file``)::
-
-    8 bytes   N, the header length (unsigned little-endian)
-    N bytes   JSON header, space padded: {"__metadata__": {str: str},
-              "<tensor name>": {"dtype": "F32", "shape": [...], "data_offsets": [b, e]}, ...}
-    rest      the raw little-endian tensor bytes, back to back, no gaps
-
-Tensors: ``params.<layer>.<name>`` for every parameter, ``state.<layer>.<name>``
-for every entry of the model's state (e.g. batch-norm statistics) and
-``opt.<path>`` for every optimizer-state leaf (paths as
-:func:`tinynet.tree.tree_leaves` names them).
-Metadata (all strings): ``format`` ("tinynet"), ``format_version``,
-``tinynet_version``, ``backend`` (saved from; information only), ``dtype``,
-``config`` (architecture, JSON), ``optimizer`` (config JSON or ``null``),
-``opt_state`` (the state's nesting with each leaf's dtype and shape, JSON),
-``epoch``, ``step``, ``fit_seed`` (tinynet's RNG is counter-based, so these
-restore it), optionally ``epoch_progress`` (where an interrupted epoch
-stopped: ``fit`` continues it from there), optionally ``dataset`` (what the
-model was trained on, JSON, e.g. ``{"name": "digits", "input_shape": [64]}``;
-see :func:`saved_dataset`)
-and ``checksum``: ``sha256:<hex>`` of the canonical JSON of the
-header without the checksum followed by the data section, so any changed
-byte in a tensor or in the metadata is detected on load.
+Layout: N (8 bytes, unsigned little-endian), an N-byte JSON header (space
+padded) mapping each tensor name to its dtype code, shape and ``data_offsets``
+and ``__metadata__`` to string values, then the little-endian tensor bytes,
+back to back.  Tensors: ``params.<layer>.<name>``, ``state.<layer>.<name>`` and
+``opt.<path>`` (optimizer state), named as :func:`tinynet.tree.tree_leaves` does.
+Metadata: ``format`` ("tinynet"), ``format_version``, ``tinynet_version``,
+``backend`` (information only), ``dtype``, and as JSON ``config``,
+``optimizer``, ``opt_state`` (the state's nesting, each leaf's dtype and
+shape), ``epoch``, ``step``, ``fit_seed`` (which restore the counter-based
+RNG), optionally ``epoch_progress`` (where an interrupted epoch stopped) and
+``dataset`` (:func:`saved_dataset`); last ``checksum``: ``sha256:<hex>`` of the
+canonical header without it and of the data, so any changed byte is detected.
 """
 
 from __future__ import annotations
@@ -32,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pathlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,39 +35,22 @@ from .version import __version__
 FORMAT = "tinynet"
 FORMAT_VERSION = 1
 _DTYPES = {  # safetensors dtype code -> little-endian NumPy dtype
-    "F64": "<f8",
-    "F32": "<f4",
-    "F16": "<f2",
-    "I64": "<i8",
-    "I32": "<i4",
-    "I16": "<i2",
-    "I8": "i1",
-    "U64": "<u8",
-    "U32": "<u4",
-    "U16": "<u2",
-    "U8": "u1",
-    "BOOL": "?",
-}
+    "F64": "<f8", "F32": "<f4", "F16": "<f2",
+    "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
+    "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
+}  # fmt: skip
 _CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
-_META_KEYS = (
-    "format",
-    "format_version",
-    "tinynet_version",
-    "backend",
-    "dtype",
-    "config",
-    "optimizer",
-    "opt_state",
-    "epoch",
-    "step",
-    "fit_seed",
-    "checksum",
-)
+_TEXT_KEYS = ("format", "format_version", "tinynet_version", "backend", "dtype")
 _JSON_KEYS = ("config", "optimizer", "opt_state", "epoch", "step", "fit_seed")
+_META_KEYS = (*_TEXT_KEYS, *_JSON_KEYS, "checksum")  # all required
 
 
 class CheckpointError(Exception):
     """A checkpoint file is missing, damaged, foreign or does not fit the model."""
+
+
+class _Bad(Exception):
+    """What is wrong with a checkpoint; :func:`problem` adds the file's path."""
 
 
 @dataclass
@@ -86,26 +59,18 @@ class _Checkpoint:
     tensors: dict[str, np.ndarray]
 
 
-# ---------------------------------------------------------------- saving
-
-
 def save(model: Any, path: str | os.PathLike, dataset: dict | None = None) -> None:
-    """Write ``model`` (parameters, optimizer and its state, epoch, step and
-    fit seed) to ``path`` atomically: the file is either the old one or the
+    """Write ``model`` (parameters, state, optimizer and its state, epoch, step
+    and fit seed) to ``path`` atomically: the file is either the old one or the
     complete new one, never a mix, even if the process dies mid-write.
     ``dataset``: an optional JSON-able description of the training data."""
+    structure = _structure(model.opt_state)  # first: it refuses non-string keys
     tensors: dict[str, np.ndarray] = {}
-    for kind, tree in (("params", model.params), ("state", model.state)):
-        for i, layer in enumerate(tree):
-            for name, arr in layer.items():
-                tensors[f"{kind}.{i}.{name}"] = _host(arr)
-    structure = None
-    if model.opt_state is not None:
-        structure = _structure(model.opt_state)
-        for name, leaf in tree_leaves(model.opt_state, "opt."):
-            if name in tensors:
-                raise ValueError(f"save: optimizer state has two leaves named {name!r}")
-            tensors[name] = _host(leaf)
+    tree = {"params": model.params, "state": model.state, "opt": model.opt_state}
+    for name, leaf in tree_leaves(tree):
+        if name in tensors:
+            raise ValueError(f"save: optimizer state has two leaves named {name!r}")
+        tensors[name] = _host(leaf)
     meta = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -115,9 +80,7 @@ def save(model: Any, path: str | os.PathLike, dataset: dict | None = None) -> No
         "config": _json(model.get_config()),
         "optimizer": _json(model.optimizer.get_config() if model.optimizer else None),
         "opt_state": _json(structure),
-        "epoch": str(int(model.epoch)),
-        "step": str(int(model.step)),
-        "fit_seed": str(int(model.fit_seed)),
+        **{key: str(int(getattr(model, key))) for key in ("epoch", "step", "fit_seed")},
     }
     if dataset is not None:
         meta["dataset"] = _json(dataset)
@@ -182,9 +145,6 @@ def _checksum(header: dict[str, Any], data: bytes | memoryview) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-# ---------------------------------------------------------------- loading
-
-
 def load_into(model: Any, path: str | os.PathLike) -> Any:
     """Load the checkpoint's parameters (and optimizer, its state, epoch, step
     and fit seed) into the existing ``model`` on its backend.  The architecture
@@ -192,14 +152,6 @@ def load_into(model: Any, path: str | os.PathLike) -> Any:
     path = os.fspath(path)
     restore_from(model, read(path), path, "the checkpoint does not fit the model")
     return model
-
-
-def restore_from(model: Any, ckpt: _Checkpoint, path: str, what: str) -> None:
-    """Assign what ``ckpt`` (read from ``path``) holds to ``model``, after
-    checking all of it against the model; ``model`` is unchanged on failure."""
-    with problem(path, what):
-        state = _build_state(model, ckpt, path)
-    _assign(model, state)
 
 
 restore = load_into
@@ -213,92 +165,84 @@ def saved_dataset(path: str | os.PathLike) -> dict | None:
 
 @contextlib.contextmanager
 def problem(path: str, what: str):
-    """Turn any exception in the block into a CheckpointError for ``path``."""
+    """Turn any exception in the block into a CheckpointError for ``path``
+    (other than a :class:`_Bad`, after ``what`` and the exception's type)."""
     try:
         yield
     except CheckpointError:
         raise
+    except _Bad as err:
+        raise CheckpointError(f"{path}: {err}") from None
     except Exception as err:
         raise CheckpointError(f"{path}: {what}: {type(err).__name__}: {err}") from err
-
-
-def _fail(path: str, what: str) -> CheckpointError:
-    return CheckpointError(f"{path}: {what}")
 
 
 def read(path: str) -> _Checkpoint:
     """The checkpoint at ``path``, parsed and verified (checksum, format)."""
     try:
-        with open(path, "rb") as f:
-            blob = f.read()
+        blob = pathlib.Path(path).read_bytes()
     except FileNotFoundError:
-        raise _fail(path, "no such checkpoint file") from None
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
     except OSError as err:
-        raise _fail(path, f"cannot read the checkpoint: {err}") from err
+        raise CheckpointError(f"{path}: cannot read the checkpoint: {err}") from err
     with problem(path, "not a valid tinynet checkpoint"):
-        return _parse(path, blob)
+        return _parse(blob)
 
 
-def _parse(path: str, blob: bytes) -> _Checkpoint:
-    looks_like_safetensors = (
-        len(blob) >= 9 and blob[8:9] == b"{" and int.from_bytes(blob[:8], "little") <= len(blob) - 8
-    )
-    if blob[:1] == b"\x80" and not looks_like_safetensors:
-        raise _fail(
-            path,
+def _parse(blob: bytes) -> _Checkpoint:
+    n = int.from_bytes(blob[:8], "little")
+    framed = blob[8:9] == b"{" and n <= len(blob) - 8  # a JSON header of length n follows
+    if blob[:1] == b"\x80" and not framed:
+        raise _Bad(
             "is a Python pickle, not a safetensors checkpoint; refusing to "
-            "unpickle it (pickles can run arbitrary code)",
+            "unpickle it (pickles can run arbitrary code)"
         )
     if len(blob) < 8:
-        raise _fail(path, f"truncated or not a safetensors file ({len(blob)} bytes)")
-    n = int.from_bytes(blob[:8], "little")
-    if n > len(blob) - 8 or blob[8:9] != b"{":
-        raise _fail(path, "truncated or not a safetensors file (bad header length)")
+        raise _Bad(f"truncated or not a safetensors file ({len(blob)} bytes)")
+    if not framed:
+        raise _Bad("truncated or not a safetensors file (bad header length)")
     try:
         header = json.loads(blob[8 : 8 + n].decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise _fail(path, f"corrupted safetensors header ({err})") from None
+    except ValueError as err:  # UnicodeDecodeError is one too
+        raise _Bad(f"corrupted safetensors header ({err})") from None
     if not isinstance(header, dict):
-        raise _fail(path, "corrupted safetensors header (not a JSON object)")
+        raise _Bad("corrupted safetensors header (not a JSON object)")
     raw = header.get("__metadata__")
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise _fail(
-            path,
+        raise _Bad(
             "is a safetensors file but not a tinynet checkpoint (no tinynet "
-            "metadata); use safetensors.numpy.load_file to read its arrays",
+            "metadata); use safetensors.numpy.load_file to read its arrays"
         )
     version = raw.get("format_version")
     if not (isinstance(version, str) and version.isdigit()):
-        raise _fail(path, f"corrupted metadata: format_version={version!r}")
+        raise _Bad(f"corrupted metadata: format_version={version!r}")
     if int(version) > FORMAT_VERSION:
-        raise _fail(
-            path,
+        raise _Bad(
             f"was written by format version {int(version)}; this tinynet reads "
-            f"format version {FORMAT_VERSION}; upgrade tinynet",
+            f"format version {FORMAT_VERSION}; upgrade tinynet"
         )
     if int(version) != FORMAT_VERSION:
-        raise _fail(path, f"unsupported format version {int(version)}")
+        raise _Bad(f"unsupported format version {int(version)}")
     missing = [k for k in _META_KEYS if not isinstance(raw.get(k), str)]
     if missing:
-        raise _fail(path, f"corrupted metadata: missing {', '.join(missing)}")
+        raise _Bad(f"corrupted metadata: missing {', '.join(missing)}")
     data = memoryview(blob)[8 + n :]  # no copy
-    tensors = _tensors(path, header, data)
+    tensors = _tensors(header, data)
     if raw["checksum"] != _checksum(header, data):
-        raise _fail(
-            path,
+        raise _Bad(
             "checksum mismatch: the file is corrupted (a changed byte in "
-            "the tensor data or metadata)",
+            "the tensor data or metadata)"
         )
-    meta = {k: json.loads(raw[k]) if k in _JSON_KEYS else raw[k] for k in _META_KEYS}
-    for key in ("dataset", "epoch_progress"):  # optional; under the checksum like all
+    meta = {k: raw[k] for k in _META_KEYS}
+    for key in (*_JSON_KEYS, "epoch_progress", "dataset"):  # the last two are optional
         if key in raw:
             meta[key] = json.loads(raw[key])
     progress = meta.get("epoch_progress")
     if progress is not None and not _valid_progress(progress):
-        raise _fail(path, f"corrupted metadata: epoch_progress={raw['epoch_progress']!r}")
+        raise _Bad(f"corrupted metadata: epoch_progress={raw['epoch_progress']!r}")
     for key in ("epoch", "step", "fit_seed"):
-        if not isinstance(meta[key], int) or isinstance(meta[key], bool):
-            raise _fail(path, f"corrupted metadata: {key}={raw[key]!r} is not an integer")
+        if type(meta[key]) is not int:  # not a bool either
+            raise _Bad(f"corrupted metadata: {key}={raw[key]!r} is not an integer")
     return _Checkpoint(meta, tensors)
 
 
@@ -324,7 +268,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _tensors(path: str, header: dict[str, Any], data: memoryview) -> dict[str, np.ndarray]:
+def _tensors(header: dict[str, Any], data: memoryview) -> dict[str, np.ndarray]:
     """The tensors, checking every entry and that they tile the data exactly."""
     spans, tensors = [], {}
     for name, info in header.items():
@@ -335,77 +279,70 @@ def _tensors(path: str, header: dict[str, Any], data: memoryview) -> dict[str, n
         ok = ok and all(type(d) is int and d >= 0 for d in info["shape"] + info["data_offsets"])
         ok = ok and len(info["data_offsets"]) == 2
         if not ok:
-            raise _fail(path, f"corrupted header entry for tensor {name!r}: {info!r}")
+            raise _Bad(f"corrupted header entry for tensor {name!r}: {info!r}")
         dtype, (begin, end) = np.dtype(_DTYPES[info["dtype"]]), info["data_offsets"]
         if end - begin != dtype.itemsize * int(np.prod(info["shape"], dtype=object)):
-            raise _fail(path, f"corrupted header: tensor {name!r} size does not match its shape")
+            raise _Bad(f"corrupted header: tensor {name!r} size does not match its shape")
         spans.append((begin, end, name))
         if end <= len(data):
-            raw = np.frombuffer(
-                data, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=begin
-            )
-            tensors[name] = raw.astype(dtype.newbyteorder("="), copy=True).reshape(info["shape"])
+            arr = np.frombuffer(data[begin:end], dtype=dtype)
+            tensors[name] = arr.astype(dtype.newbyteorder("="), copy=True).reshape(info["shape"])
     position = 0
     for begin, end, name in sorted(spans):
         if end > len(data):
-            raise _fail(
-                path,
+            raise _Bad(
                 f"truncated: tensor {name!r} needs bytes {begin}..{end} of the "
-                f"data section, which has only {len(data)}",
+                f"data section, which has only {len(data)}"
             )
         if begin != position:
-            raise _fail(path, f"corrupted header: tensor {name!r} overlaps or leaves a gap")
+            raise _Bad(f"corrupted header: tensor {name!r} overlaps or leaves a gap")
         position = end
     if position != len(data):
-        raise _fail(path, f"corrupted: {len(data) - position} bytes after the last tensor")
+        raise _Bad(f"corrupted: {len(data) - position} bytes after the last tensor")
     return tensors
 
 
-# ---------------------------------------------------------------- rebuilding
-
-
-def _build_state(model: Any, ckpt: _Checkpoint, path: str) -> dict[str, Any]:
-    """Everything to assign to ``model``, as arrays of its backend, checked
-    against its architecture; nothing is assigned here."""
-    bk, meta, tensors = model.backend, ckpt.meta, dict(ckpt.tensors)
-    if len(model.params) != len(meta["config"]["layers"]):
-        raise _fail(
-            path,
-            f"the checkpoint has {len(meta['config']['layers'])} layers, "
-            f"the model has {len(model.params)}",
-        )
-    params = _layer_arrays(model, model.params, "params", "parameter", tensors, path)
-    state = _layer_arrays(model, model.state, "state", "state entry", tensors, path)
-    optimizer = opt_state = None
-    if meta["optimizer"] is not None:
-        from . import optimizers
-
-        with problem(path, "the optimizer config is invalid"):
-            optimizer = optimizers.get(meta["optimizer"])
-            expected = {n: tuple(a.shape) for n, a in tree_leaves(optimizer.init(params), "opt.")}
-        opt_state = _rebuild(meta["opt_state"], "opt.", tensors, bk, path)
-        found = {n: tuple(a.shape) for n, a in tree_leaves(opt_state, "opt.")}
-        if found != expected:
-            raise _fail(
-                path,
-                f"the optimizer state does not fit {type(optimizer).__name__} "
-                f"for this model: expected {expected}, found {found}",
+def restore_from(model: Any, ckpt: _Checkpoint, path: str, what: str) -> None:
+    """Assign what ``ckpt`` (read from ``path``) holds to ``model`` as arrays
+    of its backend, after checking all of it against the model; ``model`` is
+    unchanged on failure.  ``what`` heads the message of an unexpected error."""
+    meta, tensors = ckpt.meta, dict(ckpt.tensors)
+    with problem(path, what):
+        if len(model.params) != len(meta["config"]["layers"]):
+            raise _Bad(
+                f"the checkpoint has {len(meta['config']['layers'])} layers, "
+                f"the model has {len(model.params)}"
             )
-    if tensors:
-        raise _fail(path, f"unexpected tensors: {', '.join(sorted(tensors))}")
-    return {
-        "params": params,
-        "state": state,
-        "optimizer": optimizer,
-        "opt_state": opt_state,
-        "epoch": meta["epoch"],
-        "step": meta["step"],
-        "fit_seed": meta["fit_seed"],
-        "epoch_progress": meta.get("epoch_progress"),
-    }
+        params = _layer_arrays(model, model.params, "params", "parameter", tensors)
+        state = _layer_arrays(model, model.state, "state", "state entry", tensors)
+        optimizer = opt_state = None
+        if meta["optimizer"] is not None:
+            from . import optimizers
+
+            with problem(path, "the optimizer config is invalid"):
+                optimizer = optimizers.get(meta["optimizer"])
+                init = optimizer.init(params)
+                expected = {n: tuple(a.shape) for n, a in tree_leaves(init, "opt.")}
+            opt_state = _rebuild(meta["opt_state"], "opt.", tensors, model.backend)
+            found = {n: tuple(a.shape) for n, a in tree_leaves(opt_state, "opt.")}
+            if found != expected:
+                raise _Bad(
+                    f"the optimizer state does not fit {type(optimizer).__name__} "
+                    f"for this model: expected {expected}, found {found}"
+                )
+        if tensors:
+            raise _Bad(f"unexpected tensors: {', '.join(sorted(tensors))}")
+    model.params = params
+    model.state = state
+    model.optimizer = optimizer
+    model.opt_state = opt_state
+    model.epoch = meta["epoch"]
+    model.step = meta["step"]
+    model.fit_seed = meta["fit_seed"]
+    model.epoch_progress = meta.get("epoch_progress")
 
 
-def _layer_arrays(model, tree, kind, what, tensors, path) -> list[dict[str, Any]]:
+def _layer_arrays(model, tree, kind, what, tensors) -> list[dict[str, Any]]:
     """``tree`` (the model's params or state) with every array taken from
     ``tensors`` (``<kind>.<layer>.<name>``), checked against its shape and dtype."""
     out = []
@@ -415,53 +352,41 @@ def _layer_arrays(model, tree, kind, what, tensors, path) -> list[dict[str, Any]
             key = f"{kind}.{i}.{name}"
             arr = tensors.pop(key, None)
             if arr is None:
-                raise _fail(path, f"missing {what} {key}")
+                raise _Bad(f"missing {what} {key}")
             if arr.shape != tuple(current.shape):
-                raise _fail(
-                    path,
+                raise _Bad(
                     f"{what} {key} has shape {arr.shape} in the checkpoint "
-                    f"but the model expects {tuple(current.shape)}",
+                    f"but the model expects {tuple(current.shape)}"
                 )
             if arr.dtype.name != model.dtype:
-                raise _fail(
-                    path,
+                raise _Bad(
                     f"{what} {key} is {arr.dtype.name} in the checkpoint but "
-                    f"the model is {model.dtype}",
+                    f"the model is {model.dtype}"
                 )
             new[name] = model.backend.asarray(arr, dtype=arr.dtype.name)
         out.append(new)
     return out
 
 
-def _rebuild(spec: Any, prefix: str, tensors: dict[str, np.ndarray], bk: Any, path: str) -> Any:
+def _rebuild(spec: Any, prefix: str, tensors: dict[str, np.ndarray], bk: Any) -> Any:
     """The optimizer state from its structure, taking its leaves from ``tensors``."""
     if spec is None:
         return None
     kind = spec["type"]
     if kind == "dict":
-        return {
-            k: _rebuild(v, f"{prefix}{k}.", tensors, bk, path) for k, v in spec["items"].items()
-        }
+        return {k: _rebuild(v, f"{prefix}{k}.", tensors, bk) for k, v in spec["items"].items()}
     if kind in ("list", "tuple"):
-        items = [
-            _rebuild(v, f"{prefix}{i}.", tensors, bk, path) for i, v in enumerate(spec["items"])
-        ]
+        items = [_rebuild(v, f"{prefix}{i}.", tensors, bk) for i, v in enumerate(spec["items"])]
         return items if kind == "list" else tuple(items)
     if kind != "array":
-        raise _fail(path, f"corrupted optimizer state structure: {spec!r}")
+        raise _Bad(f"corrupted optimizer state structure: {spec!r}")
     name = prefix[:-1]
     arr = tensors.pop(name, None)
     if arr is None:
-        raise _fail(path, f"missing optimizer state tensor {name}")
+        raise _Bad(f"missing optimizer state tensor {name}")
     if arr.dtype.name != spec["dtype"] or list(arr.shape) != spec["shape"]:
-        raise _fail(
-            path,
+        raise _Bad(
             f"optimizer state {name} is {arr.dtype.name}{list(arr.shape)}, "
-            f"expected {spec['dtype']}{spec['shape']}",
+            f"expected {spec['dtype']}{spec['shape']}"
         )
     return bk.asarray(arr, dtype=arr.dtype.name)
-
-
-def _assign(model: Any, state: dict[str, Any]) -> None:
-    for key, value in state.items():
-        setattr(model, key, value)

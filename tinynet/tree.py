@@ -6,15 +6,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 
-def tree_map(fn: Callable[..., Any], tree: Any, *rest: Any) -> Any:
-    """Apply ``fn`` to every leaf (and the matching leaves of ``rest``)."""
+def tree_map(fn: Callable[[Any], Any], tree: Any) -> Any:
+    """Apply ``fn`` to every leaf."""
     if isinstance(tree, dict):
-        return {k: tree_map(fn, v, *(r[k] for r in rest)) for k, v in tree.items()}
+        return {k: tree_map(fn, v) for k, v in tree.items()}
     if isinstance(tree, (list, tuple)):
-        return type(tree)(tree_map(fn, v, *(r[i] for r in rest)) for i, v in enumerate(tree))
-    if tree is None:
-        return None
-    return fn(tree, *rest)
+        return type(tree)(tree_map(fn, v) for v in tree)
+    return None if tree is None else fn(tree)
 
 
 def tree_leaves(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

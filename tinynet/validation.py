@@ -3,8 +3,7 @@ was wrong, what was expected and how to fix it.
 
 Every check gives the same exception type on every backend: the values are
 looked at on the host (or reduced to one flag on the device) before any
-step runs.  Inside ``jit`` (traced arrays) the values are unknown, so only
-shapes and dtypes are checked there.
+step runs.  Inside ``jit`` (traced arrays) only shapes and dtypes are checked.
 """
 
 from __future__ import annotations
@@ -18,22 +17,17 @@ from . import backends
 
 Array = Any
 
-_FLOAT_NAMES = ("float32", "float64")
-
 
 def host_view(a: Array) -> np.ndarray | None:
     """A NumPy view/copy of ``a`` for checking, or None inside ``jit``."""
     if isinstance(a, np.ndarray):
         return a
     backend = backends.backend_of(a)
-    if backend.is_traced(a):
-        return None
-    return backend.to_numpy(a)
+    return None if backend.is_traced(a) else backend.to_numpy(a)
 
 
 def _dtype_name(a: Array) -> str:
-    dtype = a.dtype
-    name = getattr(dtype, "name", None) or str(dtype)
+    name = getattr(a.dtype, "name", None) or str(a.dtype)
     return name.rsplit(".", 1)[-1]
 
 
@@ -41,25 +35,49 @@ def _is_integer_name(name: str) -> bool:
     return name.startswith(("int", "uint"))
 
 
-def _position(index: tuple[int, ...]) -> str:
-    """``(2,)`` -> ``"2"``, ``(2, 1)`` -> ``"(2, 1)"``: how messages name a position."""
-    index = tuple(int(i) for i in index)
-    return str(index[0]) if len(index) == 1 else str(index)  # () for a 0-d array
+def _is_real_name(name: str) -> bool:
+    return name in ("float16", "bfloat16", "float32", "float64", "bool") or _is_integer_name(name)
 
 
-def _valid_range(num_classes: int) -> str:
-    return f"{num_classes} classes (valid labels are 0..{num_classes - 1})"
+def _not_whole(host: np.ndarray) -> np.ndarray:
+    """Where the float array ``host`` holds NaN, Inf or a fraction."""
+    return ~(np.isfinite(host) & (host == np.round(host)))
 
 
-# ---------------------------------------------------------------- labels
+def _first(mask: np.ndarray) -> tuple[tuple[int, ...], str]:
+    """The index of the first True in ``mask`` and how messages name it:
+    ``"2"`` for ``(2,)``, ``"(2, 1)"`` for ``(2, 1)``, ``"()"`` in a 0-d array."""
+    pos = tuple(int(i) for i in np.argwhere(mask)[0])
+    return pos, str(pos[0]) if len(pos) == 1 else str(pos)
+
+
+def _own_array(a: Any, backend: Any, where: str, what: str, expected: str = "") -> Array:
+    """``a`` if it is a NumPy array or an array of ``backend`` (a list or tuple
+    as a NumPy array), else a ``TypeError``; ``what`` is "input" or "targets"."""
+    if isinstance(a, (list, tuple)):
+        return np.asarray(a)
+    if isinstance(a, np.ndarray):
+        return a
+    try:
+        other = backends.backend_of(a)
+    except TypeError:
+        raise TypeError(
+            f"{where}: {what} must be a NumPy array or an array of the {backend.name} "
+            f"backend{expected}, received {type(a).__name__}"
+        ) from None
+    if other is not backend:
+        is_, it, name = ("are", "them", "y") if what == "targets" else ("is", "it", "x")
+        raise TypeError(
+            f"{where}: {what} {is_} a {other.name} array but the model lives on the "
+            f"{backend.name} backend; move {it} with "
+            f"tinynet.get_backend({backend.name!r}).asarray({name})"
+        )
+    return a
 
 
 def check_labels(labels: Array, num_classes: int, where: str) -> None:
-    """Integer class labels of shape ``(n,)`` in ``[0, num_classes)``.
-
-    Every refusal is a ``ValueError`` that names the number of classes and,
-    when a value is to blame, the first bad value and its position.
-    """
+    """Integer class labels of shape ``(n,)`` in ``[0, num_classes)``, else a
+    ``ValueError`` naming the number of classes and any first bad value."""
     shape = tuple(labels.shape)
     if len(shape) != 1:
         if len(shape) == 2 and shape[1] == 1:
@@ -75,41 +93,30 @@ def check_labels(labels: Array, num_classes: int, where: str) -> None:
             f"{where}: integer labels must have shape (n,), received shape {shape} "
             f"for {num_classes} classes; {hint}"
         )
+    classes = f"{num_classes} classes (valid labels are 0..{num_classes - 1})"
     name = _dtype_name(labels)
     if not _is_integer_name(name):
-        _refuse_non_integer_labels(labels, name, num_classes, where)
+        host = host_view(labels) if name.startswith(("float", "bfloat")) else None
+        bad = np.flatnonzero(_not_whole(host)) if host is not None else ()
+        if len(bad):
+            raise ValueError(
+                f"{where}: labels must be integers, but label {host[bad[0]]} at position "
+                f"{bad[0]} is not a whole number; expected labels for {classes}"
+            )
+        raise ValueError(
+            f"{where}: labels must be integers in 0..{num_classes - 1} for {num_classes} "
+            f"classes, received dtype {name}; convert with labels.astype('int64') "
+            "(values must be whole numbers)"
+        )
     host = host_view(labels)
     if host is None or host.size == 0:
         return
     bad = np.flatnonzero((host < 0) | (host >= num_classes))
     if bad.size:
-        i = int(bad[0])
         raise ValueError(
-            f"{where}: label {host[i]} at position {i} is out of range for "
-            f"{_valid_range(num_classes)}; {bad.size} bad label(s) in all"
+            f"{where}: label {host[bad[0]]} at position {bad[0]} is out of range for "
+            f"{classes}; {bad.size} bad label(s) in all"
         )
-
-
-def _refuse_non_integer_labels(labels: Array, name: str, num_classes: int, where: str) -> None:
-    host = None
-    if name.startswith(("float", "bfloat")):
-        host = host_view(labels)
-    if host is not None and host.size:
-        whole = np.isfinite(host) & (host == np.round(host))
-        if not whole.all():
-            i = int(np.flatnonzero(~whole)[0])
-            raise ValueError(
-                f"{where}: labels must be integers, but label {host[i]} at position {i} is "
-                f"not a whole number; expected labels for {_valid_range(num_classes)}"
-            )
-    raise ValueError(
-        f"{where}: labels must be integers in 0..{num_classes - 1} for {num_classes} classes, "
-        f"received dtype {name}; convert with labels.astype('int64') "
-        "(values must be whole numbers)"
-    )
-
-
-# ---------------------------------------------------------------- losses
 
 
 def check_loss_inputs(loss: Any, y_true: Array, y_pred: Array) -> Array:
@@ -117,7 +124,7 @@ def check_loss_inputs(loss: Any, y_true: Array, y_pred: Array) -> Array:
     ready for the maths (cast to ``y_pred``'s dtype unless labels)."""
     name = type(loss).__name__
     pred_dtype = _dtype_name(y_pred)
-    if pred_dtype not in _FLOAT_NAMES:
+    if pred_dtype not in ("float32", "float64"):
         raise TypeError(f"{name}: y_pred must be float32 or float64, received dtype {pred_dtype}")
     if any(d == 0 for d in y_pred.shape):
         raise ValueError(
@@ -145,15 +152,11 @@ def check_loss_inputs(loss: Any, y_true: Array, y_pred: Array) -> Array:
             f"{tuple(y_pred.shape)}; they must match{hint}"
         )
     true_dtype = _dtype_name(y_true)
-    if true_dtype != pred_dtype:
-        if not _is_real_name(true_dtype):
-            raise TypeError(f"{name}: y_true must be numeric, received dtype {true_dtype}")
-        xp = backends.namespace(y_true)
-        y_true = xp.astype(y_true, y_pred.dtype)
-    return y_true
-
-
-# ---------------------------------------------------------------- inputs
+    if true_dtype == pred_dtype:
+        return y_true
+    if not _is_real_name(true_dtype):
+        raise TypeError(f"{name}: y_true must be numeric, received dtype {true_dtype}")
+    return backends.namespace(y_true).astype(y_true, y_pred.dtype)
 
 
 def check_input(x: Array, model: Any, where: str) -> None:
@@ -178,18 +181,13 @@ def check_input(x: Array, model: Any, where: str) -> None:
 
 
 def check_finite(a: Array, where: str, what: str = "input", original: Any = None) -> None:
-    """Raise ``ValueError`` naming the first NaN/Inf of the float array ``a``.
-
-    ``original`` is the data ``a`` was cast from (host or backend array): a
-    value that was finite there overflowed the cast, and the message says so.
-    Skipped inside ``jit``.  On a device only one flag is read back unless
-    something is wrong.
-    """
-    # A NaN or Inf anywhere makes the sum non-finite, so a finite sum proves
-    # every value finite in one cheap pass (an overflowing sum of finite
-    # values just falls through to the exact elementwise check).  A data
-    # matrix is summed by BLAS, ``a @ ones`` (both cores, several times
-    # faster than a reduction), which multiplies every element by 1.
+    """Raise ``ValueError`` naming the first NaN/Inf of the float array ``a``;
+    if it was finite in ``original`` (the data ``a`` was cast from), as an
+    overflow of the cast.  Skipped inside ``jit``; a device reads back one
+    flag unless something is wrong."""
+    # A finite sum proves every value finite in one pass (a sum that overflows
+    # falls through to the exact check).  A host data matrix is summed by BLAS,
+    # ``a @ ones`` (both cores, several times faster than a reduction).
     if isinstance(a, np.ndarray):
         with np.errstate(over="ignore", invalid="ignore"):
             if a.ndim == 2 and a.dtype.char in "fd":
@@ -208,52 +206,33 @@ def check_finite(a: Array, where: str, what: str = "input", original: Any = None
             if bool(xp.isfinite(xp.sum(a))) or bool(xp.all(xp.isfinite(a))):
                 return
         host = backend.to_numpy(a)
-    pos = tuple(int(i) for i in np.argwhere(~np.isfinite(host))[0])
-    if original is not None:
-        source = host_view(original)
-        if source is not None and source.dtype.kind in "biuf" and np.isfinite(source[pos]):
-            info = np.finfo(host.dtype)
-            raise ValueError(
-                f"{where}: {what} value {source[pos]} at position {_position(pos)} does not fit "
-                f"in {info.dtype} (largest finite value {float(info.max):.4g}); rescale the "
-                "data or use a float64 model"
-            )
+    pos, at = _first(~np.isfinite(host))
+    source = None if original is None else host_view(original)
+    if source is not None and source.dtype.kind in "biuf" and np.isfinite(source[pos]):
+        info = np.finfo(host.dtype)
+        raise ValueError(
+            f"{where}: {what} value {source[pos]} at position {at} does not fit "
+            f"in {info.dtype} (largest finite value {float(info.max):.4g}); rescale the "
+            "data or use a float64 model"
+        )
     raise ValueError(
-        f"{where}: {what} value {host[pos]} at position {_position(pos)} is not finite; "
+        f"{where}: {what} value {host[pos]} at position {at} is not finite; "
         "remove or impute NaN/Inf values first"
     )
-
-
-def _is_real_name(name: str) -> bool:
-    return name in ("float16", "bfloat16", "float32", "float64", "bool") or _is_integer_name(name)
 
 
 def cast_finite(
     a: Array, backend: backends.Backend, dtype: str, where: str, what: str = "input"
 ) -> Array:
-    """A real-valued host (NumPy) or ``backend`` array cast to ``dtype`` on
-    ``backend``, refusing NaN/Inf and values the cast overflows
-    (``ValueError`` naming the first value and its position).  On the host
-    the check runs before the copy to the device.  The caller checks that
-    ``a`` is numeric and lives on ``backend``.
-
-    Host data is checked where it ends up: on the NumPy backend by NumPy (it
-    stays where it is), elsewhere on the device after the copy.  A host check
-    before a copy to JAX cost the steps after it: NumPy's BLAS sum leaves
-    OpenBLAS's threads spinning for a while, and on a 2-core machine XLA's
-    matmuls run slower meanwhile (bench/README.md)."""
-    if isinstance(a, np.ndarray):
-        cast = a
-        if a.dtype != np.dtype(dtype):
-            with np.errstate(over="ignore", invalid="ignore"):  # reported below
-                cast = a.astype(dtype)
-        out = backend.asarray(cast)
-        check_finite(out, where, what, original=a)
-        return out
-    cast = a
-    if _dtype_name(a) != dtype:
-        with np.errstate(over="ignore", invalid="ignore"):  # reported below
-            cast = backend.xp.astype(a, backend.dtype(dtype))
+    """A real-valued host or ``backend`` array (the caller checks both) cast to
+    ``dtype`` on ``backend``, refusing NaN/Inf and values the cast overflows.
+    Host data is checked after the copy: a NumPy check before a copy to JAX
+    left OpenBLAS's threads spinning, slowing XLA on 2 cores (bench/README.md)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # reported by check_finite
+        if isinstance(a, np.ndarray):
+            cast = backend.asarray(a if a.dtype == np.dtype(dtype) else a.astype(dtype))
+        else:
+            cast = a if _dtype_name(a) == dtype else backend.xp.astype(a, backend.dtype(dtype))
     check_finite(cast, where, what, original=a)
     return cast
 
@@ -261,46 +240,24 @@ def cast_finite(
 def as_model_input(
     x: Any, backend: backends.Backend, dtype: str, where: str, first_layer: Any = None
 ) -> Array:
-    """Host data or a backend array -> ``dtype`` array on ``backend``, checked.
-
-    Integer, bool and float16 inputs are cast to the model dtype (as are
-    float64 inputs to a float32 model); object, string and complex arrays
-    are refused with ``TypeError`` naming the dtype; NaN/Inf, and finite
-    values that overflow the model dtype, raise ``ValueError`` naming the
-    first position.  A model whose first layer takes integer indices
-    (``first_layer.integer_input``: Embedding) gets them as ``int32``
-    instead (:func:`as_indices`).
-    """
-    if isinstance(x, (list, tuple)):
-        x = np.asarray(x)
+    """Host data or a backend array -> checked ``dtype`` array on ``backend``
+    (:func:`cast_finite`); other than real dtypes raise ``TypeError``.  A first
+    layer taking integer indices (``integer_input``: Embedding) gets ``int32``
+    instead (:func:`as_indices`)."""
     if getattr(first_layer, "integer_input", False):
         return as_indices(x, backend, first_layer, where)
+    x = _own_array(x, backend, where, "input", ", of shape (n, features)")
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "biuf":
             raise TypeError(
                 f"{where}: input must be a numeric array, received dtype {x.dtype}; "
                 "convert it with np.asarray(x, dtype='float32')"
             )
-        return cast_finite(x, backend, dtype, where, "input")
-    try:
-        other = backends.backend_of(x)
-    except TypeError:
+    elif not _is_real_name(_dtype_name(x)):
         raise TypeError(
-            f"{where}: input must be a NumPy array or an array of the {backend.name} backend, "
-            f"of shape (n, features), received {type(x).__name__}"
-        ) from None
-    if other is not backend:
-        raise TypeError(
-            f"{where}: input is a {other.name} array but the model lives on the "
-            f"{backend.name} backend; move it with tinynet.get_backend({backend.name!r}).asarray(x)"
+            f"{where}: input must be a real numeric array, received dtype {_dtype_name(x)}"
         )
-    name = _dtype_name(x)
-    if not _is_real_name(name):
-        raise TypeError(f"{where}: input must be a real numeric array, received dtype {name}")
     return cast_finite(x, backend, dtype, where, "input")
-
-
-# ---------------------------------------------------------------- indices
 
 
 def check_indices(x: Array, input_dim: int, where: str) -> None:
@@ -320,9 +277,9 @@ def check_indices(x: Array, input_dim: int, where: str) -> None:
     bad = _out_of_range(host, input_dim, np)
     if not bad.any():
         return
-    pos = tuple(int(i) for i in np.argwhere(bad)[0])
+    pos, at = _first(bad)
     raise ValueError(
-        f"{where}: index {host[pos]} at position {_position(pos)} is out of range for "
+        f"{where}: index {host[pos]} at position {at} is out of range for "
         f"input_dim={input_dim} (valid indices are 0..{input_dim - 1}); {int(bad.sum())} "
         "bad index(es) in all; make input_dim larger than the largest index or map unknown "
         "values to a reserved index"
@@ -338,39 +295,21 @@ def _out_of_range(x: Array, input_dim: int, xp: Any) -> Array:
 
 
 def as_indices(x: Any, backend: backends.Backend, layer: Any, where: str) -> Array:
-    """Input of a model whose first layer takes integer indices (Embedding)
-    -> an ``int32`` array on ``backend``, every value in ``[0, layer.input_dim)``.
-
-    Integer arrays are accepted, float arrays only when every value is a whole
-    number; anything else is refused, naming the first bad value and its
-    position, before any step runs."""
+    """Input of a model whose first layer takes integer indices (Embedding) ->
+    ``int32`` on ``backend``, in ``[0, layer.input_dim)``.  Float arrays are
+    accepted only if every value is whole; refusals name the first bad value."""
     where = f"{where}: layer 0 ({type(layer).__name__})"
-    if not isinstance(x, np.ndarray):
-        try:
-            other = backends.backend_of(x)
-        except TypeError:
-            raise TypeError(
-                f"{where}: input must be a NumPy array or an array of the {backend.name} "
-                f"backend holding integer indices, received {type(x).__name__}"
-            ) from None
-        if other is not backend:
-            raise TypeError(
-                f"{where}: input is a {other.name} array but the model lives on the "
-                f"{backend.name} backend; move it with "
-                f"tinynet.get_backend({backend.name!r}).asarray(x)"
-            )
+    x = _own_array(x, backend, where, "input", " holding integer indices")
     name = _dtype_name(x)
     if name.startswith(("float", "bfloat")):
-        host = host_view(x)
-        whole = np.isfinite(host) & (host == np.round(host))
-        if not whole.all():
-            pos = tuple(int(i) for i in np.argwhere(~whole)[0])
+        x = host_view(x)
+        bad = _not_whole(x)
+        if bad.any():
+            pos, at = _first(bad)
             raise ValueError(
-                f"{where}: expects integer indices, but input value {host[pos]} at position "
-                f"{_position(pos)} is not a whole number; pass integer indices, e.g. "
-                "x.astype('int32')"
+                f"{where}: expects integer indices, but input value {x[pos]} at position {at} "
+                "is not a whole number; pass integer indices, e.g. x.astype('int32')"
             )
-        x = host
     elif not _is_integer_name(name):
         shown = x.dtype if isinstance(x, np.ndarray) else name  # "<U3" rather than "str96"
         raise TypeError(
@@ -383,29 +322,11 @@ def as_indices(x: Any, backend: backends.Backend, layer: Any, where: str) -> Arr
     return x if name == "int32" else backend.xp.astype(x, backend.dtype("int32"))
 
 
-# ---------------------------------------------------------------- model data
-
-
 def prepare_targets(model: Any, y: Any, loss: Any, n: int, where: str) -> Array:
     """Targets ``y`` -> array on the model's backend, checked against ``loss``
     and the model's output shape."""
     backend = model.backend
-    if isinstance(y, (list, tuple)):
-        y = np.asarray(y)
-    if not isinstance(y, np.ndarray):
-        try:
-            other = backends.backend_of(y)
-        except TypeError:
-            raise TypeError(
-                f"{where}: targets must be a NumPy array or an array of the {backend.name} "
-                f"backend, received {type(y).__name__}"
-            ) from None
-        if other is not backend:
-            raise TypeError(
-                f"{where}: targets are a {other.name} array but the model lives on the "
-                f"{backend.name} backend; move them with "
-                f"tinynet.get_backend({backend.name!r}).asarray(y)"
-            )
+    y = _own_array(y, backend, where, "targets")
     if len(y.shape) == 0 or y.shape[0] != n:
         raise ValueError(
             f"{where}: x has {n} samples but y has {y.shape[0] if len(y.shape) else 'no'} "
@@ -414,10 +335,9 @@ def prepare_targets(model: Any, y: Any, loss: Any, n: int, where: str) -> Array:
     out = model.output_shape
     if loss.sparse:
         host = host_view(y)
-        if host is not None and host.dtype.kind == "f":
-            # whole-number float labels are accepted; check_labels names any other
-            if np.all(np.isfinite(host)) and np.all(host == np.round(host)):
-                y = host.astype(np.int64)
+        # whole-number float labels are accepted; check_labels names any other
+        if host is not None and host.dtype.kind == "f" and not _not_whole(host).any():
+            y = host.astype(np.int64)
         check_labels(y, model.output_features, where)
         return backend.asarray(y) if isinstance(y, np.ndarray) else y
     if isinstance(y, np.ndarray):
