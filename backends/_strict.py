@@ -1,7 +1,5 @@
-"""array-api-strict backend: NumPy underneath, but only standard calls work.
-
-It exists for the tests: code that runs here uses nothing beyond the array
-API standard -- the same calls CuPy gets on a GPU.
+"""array-api-strict backend, for the tests: NumPy underneath, but only array
+API standard calls work (the same calls CuPy gets on a GPU).
 """
 
 from __future__ import annotations
