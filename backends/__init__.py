@@ -1,24 +1,12 @@
 """Backends: one ops object per array library (``tinynet.backends``).
 
-Each backend is an :class:`Ops` object (see ``backends/ops.py``): the
-array namespace ``xp``, where new arrays go, and the operations tinynet
-needs beyond the array API standard, portable in the base class and
-overridden per backend only where a benchmark shows it pays.
-
-Which backend makes *new* arrays (parameters, data) is chosen by the
-``TINYNET_BACKEND`` environment variable (default ``numpy``), by
-:func:`set_backend`, or inside ``with use_backend(name):``.  Computation never
-consults that choice: it asks :func:`backend_of` which library its input
-arrays belong to, so mixing libraries is an error rather than a silent copy.
-
-Backends with devices (jax, cupy, torch) also take a device: the
-``TINYNET_DEVICE`` environment variable, ``set_backend(name, device=...)``
-or ``use_backend(name, device=...)`` (torch: ``cpu``, ``cuda``, ``cuda:1``,
-``mps``; default CUDA if present, else MPS, else the CPU).  Each device has
-its own ops object; a torch tensor belongs to the one of its device.  numpy
-and strict compute on the CPU only (``TINYNET_DEVICE`` does not apply).
-
-Backends are loaded lazily; importing this package imports numpy only.
+New arrays (parameters, data) go to the backend chosen by a ``use_backend``
+context, else :func:`set_backend`, else ``TINYNET_BACKEND`` (default
+``numpy``).  Computation never consults that choice: :func:`backend_of` tells
+which library an array belongs to, so mixing libraries is an error, not a
+silent copy.  jax, cupy and torch also take a device (``device=`` or
+``TINYNET_DEVICE``), with one ops object per device; numpy and strict compute
+on the CPU only.  Backends load lazily: importing this package imports numpy only.
 """
 
 from __future__ import annotations
@@ -49,8 +37,7 @@ __all__ = [
 BACKEND_NAMES = ("numpy", "jax", "cupy", "strict", "torch")
 ENV_VAR = "TINYNET_BACKEND"
 DEVICE_ENV_VAR = "TINYNET_DEVICE"
-#: the backends that place arrays on a chosen device
-WITH_DEVICES = ("jax", "cupy", "torch")
+WITH_DEVICES = ("jax", "cupy", "torch")  # the backends that place arrays on a chosen device
 
 
 class BackendUnavailableError(RuntimeError):
@@ -59,12 +46,7 @@ class BackendUnavailableError(RuntimeError):
 
 Backend = Ops  # the public name of a backend's ops object
 
-
-# ---------------------------------------------------------------- loading
-
-_EXTRA = {"jax": "jax", "cupy": "cupy", "strict": "strict", "torch": "torch"}
-# "name" for a backend on its default device, "name@device" for a chosen one
-_loaded: dict[str, Backend] = {}
+_loaded: dict[str, Backend] = {}  # "name" on its default device, "name@device" on a chosen one
 _by_device: dict[tuple[str, str], Backend] = {}  # one ops object per real device
 _lock = threading.Lock()
 
@@ -78,7 +60,7 @@ def _check_name(name: Any, source: str) -> str:
     return name.strip().lower()
 
 
-def _check_device(name: str, device: Any, source: str) -> str | None:
+def _check_device(name: str, device: Any, source: str = "(passed in code)") -> str | None:
     """``device`` as a stripped lower-case string, or None for the default;
     ``ValueError`` for a CPU-only backend asked for another device."""
     if device is None:
@@ -100,27 +82,22 @@ def _check_device(name: str, device: Any, source: str) -> str | None:
 
 
 def load(name: str, device: Any = None) -> Backend:
-    """The backend called ``name`` on ``device`` (default: the device chosen
-    for it, see :func:`current_device`), importing its library on first use.
+    """The backend ``name`` on ``device`` (default: the device chosen for it,
+    see :func:`current_device`), importing its library on first use.
 
     Raises ``ValueError`` for an unknown name or device and
     :class:`BackendUnavailableError` when it cannot run here.
     """
     name = _check_name(name, "(passed in code)")
-    if device is None:
-        device = current_device(name)
-    else:
-        device = _check_device(name, device, "(passed in code)")
+    device = current_device(name) if device is None else _check_device(name, device)
     key = name if device is None else f"{name}@{device}"
-    backend = _loaded.get(key)
-    if backend is not None:
-        return backend
-    with _lock:
-        if key not in _loaded:
-            module = importlib.import_module(f"{__name__}._{name}")
-            fresh = module.load() if device is None else module.load(device)
-            # "cuda" and "cuda:0" are one device: one ops object
-            _loaded[key] = _by_device.setdefault((name, str(fresh.device)), fresh)
+    if key not in _loaded:
+        with _lock:
+            if key not in _loaded:
+                module = importlib.import_module(f"{__name__}._{name}")
+                fresh = module.load() if device is None else module.load(device)
+                # "cuda" and "cuda:0" are one device: one ops object
+                _loaded[key] = _by_device.setdefault((name, str(fresh.device)), fresh)
     return _loaded[key]
 
 
@@ -128,7 +105,7 @@ def missing_package(name: str, package: str) -> BackendUnavailableError:
     """The error for a backend whose package is not installed."""
     return BackendUnavailableError(
         f"tinynet backend {name!r} needs the {package!r} package, which is not "
-        f"installed; install it with: pip install 'tinynet[{_EXTRA[name]}]'"
+        f"installed; install it with: pip install 'tinynet[{name}]'"
     )
 
 
@@ -140,17 +117,12 @@ def probe(name: str, device: Any = None) -> tuple[Backend | None, str]:
         return None, str(err)
 
 
-# ---------------------------------------------------------------- selection
-
-_state = threading.local()
-
-
-def _explicit() -> list[tuple[str, str | None]]:
-    if not hasattr(_state, "stack"):
-        _state.stack = []
-    return _state.stack
+class _Contexts(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[tuple[str, str | None]] = []  # this thread's use_backend contexts
 
 
+_contexts = _Contexts()
 _global_choice: str | None = None
 _global_devices: dict[str, str] = {}  # set_backend(name, device=...) per backend
 
@@ -159,7 +131,7 @@ def current_device(name: str) -> str | None:
     """The device chosen for backend ``name``: a ``use_backend`` context,
     then ``set_backend``, then ``TINYNET_DEVICE`` (backends with devices
     only); None for the backend's default."""
-    for chosen, device in reversed(_explicit()):
+    for chosen, device in reversed(_contexts.stack):
         if chosen == name and device is not None:
             return device
     if name in _global_devices:
@@ -172,9 +144,8 @@ def current_device(name: str) -> str | None:
 
 def current_name() -> tuple[str, str]:
     """``(name, why)``: the backend new arrays go to and why it was chosen."""
-    stack = _explicit()
-    if stack:
-        return stack[-1][0], "use_backend() context"
+    if _contexts.stack:
+        return _contexts.stack[-1][0], "use_backend() context"
     if _global_choice is not None:
         return _global_choice, "set_backend()"
     env = os.environ.get(ENV_VAR)
@@ -186,9 +157,7 @@ def current_name() -> tuple[str, str]:
 def get_backend(name: str | None = None, device: Any = None) -> Backend:
     """The backend called ``name``, or the current one if ``name`` is None,
     on ``device`` (default: the device chosen for it)."""
-    if name is None:
-        name, _ = current_name()
-    return load(name, device)
+    return load(current_name()[0] if name is None else name, device)
 
 
 def set_backend(name: str, device: Any = None) -> Backend:
@@ -198,7 +167,7 @@ def set_backend(name: str, device: Any = None) -> Backend:
     backend = load(name, device)
     _global_choice = backend.name
     if device is not None:
-        _global_devices[backend.name] = _check_device(backend.name, device, "(passed in code)")
+        _global_devices[backend.name] = _check_device(backend.name, device)
     return backend
 
 
@@ -207,15 +176,13 @@ def use_backend(name: str, device: Any = None) -> Iterator[Backend]:
     """``with use_backend("jax") as bk:`` -- new arrays go to ``bk`` inside
     (on ``device`` if given)."""
     backend = load(name, device)
-    stack = _explicit()
-    stack.append((backend.name, _check_device(backend.name, device, "(passed in code)")))
+    stack = _contexts.stack
+    stack.append((backend.name, _check_device(backend.name, device)))
     try:
         yield backend
     finally:
         stack.pop()
 
-
-# ---------------------------------------------------------------- inference
 
 # array type -> the Backend of its arrays, or a function of the array for a
 # library whose arrays of one type live on several devices (torch)
@@ -239,8 +206,7 @@ def _backend_for_type(tp: type, example: Any) -> Any:
         return load("cupy")
     if compat.is_torch_array(example):
         return _torch_backend
-    module = type(example).__module__.split(".", 1)[0]
-    if module == "array_api_strict":
+    if tp.__module__.split(".", 1)[0] == "array_api_strict":
         return load("strict")
     raise TypeError(
         f"expected an array of a tinynet backend ({', '.join(BACKEND_NAMES)}), "
@@ -253,11 +219,9 @@ def backend_of(a: Any) -> Backend:
     """The backend an array belongs to (``TypeError`` for non-arrays).  JAX
     and CuPy arrays belong to the current choice of device of their backend,
     torch tensors to the ops object of their own device."""
-    tp = type(a)
-    backend = _type_cache.get(tp)
+    backend = _type_cache.get(type(a))
     if backend is None:
-        backend = _backend_for_type(tp, a)
-        _type_cache[tp] = backend
+        backend = _type_cache[type(a)] = _backend_for_type(type(a), a)
     return backend if isinstance(backend, Ops) else backend(a)
 
 

@@ -10,6 +10,7 @@ against the portable version.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import operator
@@ -43,16 +44,12 @@ class Ops:
 
     def dtype(self, dtype: Any) -> Any:
         """The backend's dtype object for a name (``"float32"``) or a dtype."""
-        if isinstance(dtype, str):
-            key = dtype
-        else:
-            key = getattr(dtype, "name", None)
-            if not isinstance(key, str):  # np.float32 / jnp.float32 are types
-                try:
-                    key = np.dtype(dtype).name
-                except TypeError:
-                    key = str(dtype)
-            key = key.rsplit(".", 1)[-1]
+        key = dtype
+        if not isinstance(dtype, str):
+            try:
+                key = np.dtype(dtype).name  # also np.float32 / jnp.float32, which are types
+            except TypeError:
+                key = str(dtype).rsplit(".", 1)[-1]  # torch.float32, array_api_strict.float32
         try:
             return getattr(self.xp, key)
         except AttributeError:
@@ -173,11 +170,8 @@ class Ops:
     def all_finite(self, arrays: list[Array]) -> Array:
         """0-d bool: every element of every array is finite."""
         xp = self.xp
-        ok = None
-        for a in arrays:
-            finite = xp.all(xp.isfinite(a))
-            ok = finite if ok is None else ok & finite
-        return xp.asarray(True) if ok is None else ok
+        flags = [xp.all(xp.isfinite(a)) for a in arrays]
+        return functools.reduce(operator.and_, flags) if flags else xp.asarray(True)
 
     def scatter_add(self, indices: Array, values: Array, rows: int) -> Array:
         """``(rows, d)``: row ``r`` sums ``values[i]`` over ``indices[i] == r``
@@ -196,8 +190,18 @@ class Ops:
 
     def pad(self, x: Array, widths: tuple, value: float = 0.0) -> Array:
         """``x`` with ``widths[i] = (before, after)`` entries of ``value`` on axis ``i + 1``."""
+        xp = self.xp
         for axis, (before, after) in enumerate(widths, start=1):
-            x = self._pad_axis(x, axis, before, after, value)
+            if not before and not after:
+                continue
+            device = array_api_compat.device(x)  # None for a JAX tracer: the default
+            blocks = []
+            for width in (before, after):
+                shape = (*x.shape[:axis], width, *x.shape[axis + 1 :])
+                blocks.append(
+                    [xp.full(shape, value, dtype=x.dtype, device=device)] if width else []
+                )
+            x = xp.concat([*blocks[0], x, *blocks[1]], axis=axis)
         return x
 
     def im2col(self, x: Array, window: tuple, strides: tuple, dilation: tuple) -> Array:
@@ -303,17 +307,6 @@ class Ops:
         cols = xp.expand_dims(dy, axis=-2)
         cols = xp.broadcast_to(cols, (*dy.shape[:-1], math.prod(window), dy.shape[-1]))
         return self.col2im(cols, tuple(x_shape), window, strides, ones)
-
-    def _pad_axis(self, x: Array, axis: int, before: int, after: int, value: float) -> Array:
-        if not before and not after:
-            return x
-        xp = self.xp
-        device = array_api_compat.device(x)  # None for a JAX tracer: the default
-        parts = []
-        for width in (before, after):
-            shape = (*x.shape[:axis], width, *x.shape[axis + 1 :])
-            parts.append(xp.full(shape, value, dtype=x.dtype, device=device) if width else None)
-        return xp.concat([p for p in (parts[0], x, parts[1]) if p is not None], axis=axis)
 
     def _spread(self, x: Array, axis: int, stride: int) -> Array:
         """``stride - 1`` zeros after every entry along ``axis`` but the last."""
