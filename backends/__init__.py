@@ -1,12 +1,10 @@
 """Backends: one ops object per array library (``tinynet.backends``).
 
-New arrays (parameters, data) go to the backend chosen by a ``use_backend``
-context, else :func:`set_backend`, else ``TINYNET_BACKEND`` (default
-``numpy``).  Computation never consults that choice: :func:`backend_of` tells
-which library an array belongs to, so mixing libraries is an error, not a
-silent copy.  jax, cupy and torch also take a device (``device=`` or
-``TINYNET_DEVICE``), with one ops object per device; numpy and strict compute
-on the CPU only.  Backends load lazily: importing this package imports numpy only.
+New arrays go to the backend chosen by :func:`use_backend`, else
+:func:`set_backend`, else ``TINYNET_BACKEND`` (default numpy).  Computation
+asks :func:`backend_of` instead, so mixing libraries is an error, not a silent
+copy.  jax, cupy and torch also take a device (``device=``, ``TINYNET_DEVICE``),
+one ops object per device.  Backends load lazily: the import loads numpy only.
 """
 
 from __future__ import annotations
@@ -61,33 +59,27 @@ def _check_name(name: Any, source: str) -> str:
 
 
 def _check_device(name: str, device: Any, source: str = "(passed in code)") -> str | None:
-    """``device`` as a stripped lower-case string, or None for the default;
-    ``ValueError`` for a CPU-only backend asked for another device."""
+    """``device`` as a stripped lower-case string, or None for the default
+    (always for a CPU-only backend, which refuses other devices)."""
     if device is None:
         return None
-    if not isinstance(device, str):
-        device = str(device)  # a torch.device, a JAX device
+    device = str(device)  # also a torch.device, a JAX device
     spec = device.strip().lower()
     if not spec:
         raise ValueError(f"tinynet device {device!r} {source} is empty; e.g. 'cpu' or 'cuda:0'")
-    if name not in WITH_DEVICES:
-        if spec != "cpu":
-            raise ValueError(
-                f"tinynet backend {name!r} computes on the CPU only, received device={device!r} "
-                f"{source}; use device='cpu' (or none), or a backend with devices: "
-                f"{', '.join(WITH_DEVICES)}"
-            )
-        return None
-    return spec
+    if name not in WITH_DEVICES and spec != "cpu":
+        raise ValueError(
+            f"tinynet backend {name!r} computes on the CPU only, received device={device!r} "
+            f"{source}; use device='cpu' (or none), or a backend with devices: "
+            f"{', '.join(WITH_DEVICES)}"
+        )
+    return spec if name in WITH_DEVICES else None
 
 
 def load(name: str, device: Any = None) -> Backend:
-    """The backend ``name`` on ``device`` (default: the device chosen for it,
-    see :func:`current_device`), importing its library on first use.
-
-    Raises ``ValueError`` for an unknown name or device and
-    :class:`BackendUnavailableError` when it cannot run here.
-    """
+    """The backend ``name`` on ``device`` (None: see :func:`current_device`),
+    importing its library on first use.  ``ValueError`` for an unknown name or
+    device, :class:`BackendUnavailableError` when it cannot run here."""
     name = _check_name(name, "(passed in code)")
     device = current_device(name) if device is None else _check_device(name, device)
     key = name if device is None else f"{name}@{device}"
@@ -128,9 +120,8 @@ _global_devices: dict[str, str] = {}  # set_backend(name, device=...) per backen
 
 
 def current_device(name: str) -> str | None:
-    """The device chosen for backend ``name``: a ``use_backend`` context,
-    then ``set_backend``, then ``TINYNET_DEVICE`` (backends with devices
-    only); None for the backend's default."""
+    """The device chosen for ``name`` by a ``use_backend`` context, else
+    ``set_backend``, else ``TINYNET_DEVICE``; None for the backend's default."""
     for chosen, device in reversed(_contexts.stack):
         if chosen == name and device is not None:
             return device
@@ -155,14 +146,12 @@ def current_name() -> tuple[str, str]:
 
 
 def get_backend(name: str | None = None, device: Any = None) -> Backend:
-    """The backend called ``name``, or the current one if ``name`` is None,
-    on ``device`` (default: the device chosen for it)."""
+    """The backend ``name`` (None: the current one) on ``device`` (None: its chosen one)."""
     return load(current_name()[0] if name is None else name, device)
 
 
 def set_backend(name: str, device: Any = None) -> Backend:
-    """Make ``name`` the backend for new arrays from now on (any time), on
-    ``device`` if given (e.g. ``set_backend("torch", device="cuda:1")``)."""
+    """Make ``name`` (on ``device`` if given) the backend for new arrays from now on."""
     global _global_choice
     backend = load(name, device)
     _global_choice = backend.name
@@ -173,8 +162,7 @@ def set_backend(name: str, device: Any = None) -> Backend:
 
 @contextlib.contextmanager
 def use_backend(name: str, device: Any = None) -> Iterator[Backend]:
-    """``with use_backend("jax") as bk:`` -- new arrays go to ``bk`` inside
-    (on ``device`` if given)."""
+    """``with use_backend("jax") as bk:``: new arrays go to ``bk`` inside."""
     backend = load(name, device)
     stack = _contexts.stack
     stack.append((backend.name, _check_device(backend.name, device)))
@@ -216,9 +204,8 @@ def _backend_for_type(tp: type, example: Any) -> Any:
 
 
 def backend_of(a: Any) -> Backend:
-    """The backend an array belongs to (``TypeError`` for non-arrays).  JAX
-    and CuPy arrays belong to the current choice of device of their backend,
-    torch tensors to the ops object of their own device."""
+    """The backend an array belongs to (``TypeError`` for non-arrays); a torch
+    tensor's is the ops object of its device."""
     backend = _type_cache.get(type(a))
     if backend is None:
         backend = _type_cache[type(a)] = _backend_for_type(type(a), a)
@@ -226,10 +213,8 @@ def backend_of(a: Any) -> Backend:
 
 
 def namespace(*arrays: Any) -> Any:
-    """The ``xp`` shared by ``arrays``; ``TypeError`` if libraries are mixed.
-
-    Python scalars and ``None`` are ignored.
-    """
+    """The ``xp`` shared by ``arrays`` (Python scalars and None ignored);
+    ``TypeError`` if libraries or devices are mixed."""
     found: Backend | None = None
     for a in arrays:
         if a is None or isinstance(a, (int, float, bool)):
@@ -249,6 +234,4 @@ def namespace(*arrays: Any) -> Any:
                 f"{backend.name}; move them to one backend first with "
                 f"tinynet.get_backend({found.name!r}).asarray(a)"
             )
-    if found is None:
-        return get_backend().xp
-    return found.xp
+    return (get_backend() if found is None else found).xp

@@ -1,10 +1,7 @@
-"""The ops object: one per backend (thinc's ``Ops`` / ``NumpyOps`` shape).
-
-:class:`Ops` carries the array namespace ``xp`` and the portable array-API
-version of every operation tinynet needs beyond the standard (the table is
-in docs/DESIGN.md, section 1).  A backend subclass overrides an op only where
-a benchmark shows it pays; ``tests/test_ops.py`` checks every override
-against the portable version.
+"""The ops object, one per backend (thinc's ``Ops`` shape): the namespace ``xp``
+and the portable array-API version of every op tinynet needs beyond the standard
+(table in docs/DESIGN.md, section 1).  Subclasses override an op only where a
+benchmark shows it pays; ``tests/test_ops.py`` checks each override against it.
 """
 
 from __future__ import annotations
@@ -84,8 +81,7 @@ class Ops:
         return np.asarray(a)
 
     def host_value(self, a: Array) -> int | float | None:
-        """The Python value of a 0-d array where reading it is free (host
-        memory); None on devices, where it would wait for the queue."""
+        """A 0-d array's Python value where reading it is free, else None."""
         if not self.host_memory:
             return None
         return a.item() if hasattr(a, "item") else (float(a) if "float" in str(a.dtype) else int(a))
@@ -99,8 +95,7 @@ class Ops:
         return fn
 
     def scope(self) -> contextlib.AbstractContextManager:
-        """A context around tinynet's own computations that changes nothing
-        outside it (JAX: float64 enabled for tinynet's calls only)."""
+        """A context for tinynet's own calls (JAX: float64 enabled inside only)."""
         return contextlib.nullcontext()
 
     def synchronize(self) -> None:
@@ -125,12 +120,9 @@ class Ops:
         guard: Callable | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> tuple[tuple, Any]:
-        """``carry = step(carry, data)`` ``n`` times -> ``(carry, status)``.
-
-        Ends early when ``stop()`` turns true (Ctrl-C between two steps).
-        With ``guard(new_carry) -> 0-d int``, a step whose status is non-zero
-        is not taken: the carry from before it comes back with that status.
-        """
+        """``carry = step(carry, data)`` ``n`` times -> ``(carry, status)``, ending
+        early once ``stop()`` is true (Ctrl-C).  A step whose ``guard(new_carry)``
+        (0-d int) is non-zero is not taken: the carry before it comes back with it."""
         for _ in range(n):
             if stop is not None and stop():
                 break
@@ -148,8 +140,7 @@ class Ops:
         return x[start : start + size, ...]
 
     def device_mesh(self, devices: int) -> Any:
-        """A mesh placing arrays over ``devices`` devices, None for one; only
-        JAX has meshes (``_jax_parallel.py``), elsewhere a ``ValueError``."""
+        """A mesh over ``devices`` devices (JAX only), None for one device."""
         if devices == 1:
             return None
         raise ValueError(
@@ -163,8 +154,7 @@ class Ops:
         return a.T @ b
 
     def relu_grad(self, dy: Array, x: Array) -> Array:
-        """ReLU's backward ``dy * (x > 0)`` (0 at 0): a multiply by a 0/1 mask,
-        as NumPy's ``where`` is much slower on this every-step path."""
+        """``dy * (x > 0)``: a 0/1-mask multiply, as NumPy's ``where`` is much slower."""
         return dy * self.xp.astype(x > 0, dy.dtype)
 
     def all_finite(self, arrays: list[Array]) -> Array:
@@ -174,19 +164,16 @@ class Ops:
         return functools.reduce(operator.and_, flags) if flags else xp.asarray(True)
 
     def scatter_add(self, indices: Array, values: Array, rows: int) -> Array:
-        """``(rows, d)``: row ``r`` sums ``values[i]`` over ``indices[i] == r``
-        (an Embedding's weight gradient; indices checked by the caller).  The
-        array API has no scatter: a one-hot product, ``rows * len(indices)``
-        memory."""
+        """``(rows, d)``, row ``r`` the sum of ``values[i]`` with ``indices[i] == r``;
+        a one-hot product here, as the array API has no scatter."""
         xp = self.xp
         targets = xp.arange(rows, dtype=indices.dtype, device=self.device)
         onehot = xp.astype(targets[:, None] == indices[None, :], values.dtype)
         return onehot @ values
 
-    # Windows of channels-last ``x`` ``(batch, *spatial, channels)``, padded
-    # by the layers; ``window``, ``strides``, ``dilation`` have one int per
-    # spatial axis.  The P elements of a window are numbered in row-major
-    # order (2-D: ``p = i * kw + j``).
+    # Windows of channels-last ``x`` ``(batch, *spatial, channels)``, padded by
+    # the layers; ``window``, ``strides``, ``dilation``: one int per spatial
+    # axis.  A window's P elements are numbered row-major (``p = i * kw + j``).
 
     def pad(self, x: Array, widths: tuple, value: float = 0.0) -> Array:
         """``x`` with ``widths[i] = (before, after)`` entries of ``value`` on axis ``i + 1``."""
@@ -195,13 +182,9 @@ class Ops:
             if not before and not after:
                 continue
             device = array_api_compat.device(x)  # None for a JAX tracer: the default
-            blocks = []
-            for width in (before, after):
-                shape = (*x.shape[:axis], width, *x.shape[axis + 1 :])
-                blocks.append(
-                    [xp.full(shape, value, dtype=x.dtype, device=device)] if width else []
-                )
-            x = xp.concat([*blocks[0], x, *blocks[1]], axis=axis)
+            shapes = [(*x.shape[:axis], w, *x.shape[axis + 1 :]) for w in (before, after)]
+            edges = [xp.full(shape, value, dtype=x.dtype, device=device) for shape in shapes]
+            x = xp.concat([edges[0], x, edges[1]], axis=axis)
         return x
 
     def im2col(self, x: Array, window: tuple, strides: tuple, dilation: tuple) -> Array:
@@ -211,8 +194,7 @@ class Ops:
     def col2im(
         self, cols: Array, shape: tuple, window: tuple, strides: tuple, dilation: tuple
     ) -> Array:
-        """The adjoint of :meth:`im2col`: ``cols`` added back where each
-        element came from, in zeros of ``shape``."""
+        """The adjoint of :meth:`im2col`: ``cols`` summed back into zeros of ``shape``."""
         out = cols.shape[1:-2]
         total = None
         for p, offset in enumerate(itertools.product(*map(range, window))):
@@ -227,15 +209,13 @@ class Ops:
         return total
 
     def conv(self, x: Array, W: Array, strides: tuple, dilation: tuple) -> tuple[Array, Array]:
-        """Cross-correlation with ``W`` ``(*window, channels, filters)`` ->
-        ``(y, saved)``, ``saved`` being what :meth:`conv_backward` needs."""
+        """Cross-correlation with ``W`` ``(*window, channels, filters)`` -> ``(y, saved)``."""
         xp = self.xp
         cols = self.im2col(x, tuple(W.shape[:-2]), strides, dilation)
-        rows = math.prod(cols.shape[:-2])
-        cols = xp.reshape(cols, (rows, math.prod(cols.shape[-2:])))
+        batch_out = cols.shape[:-2]
+        cols = xp.reshape(cols, (math.prod(batch_out), math.prod(cols.shape[-2:])))
         y = cols @ xp.reshape(W, (cols.shape[1], W.shape[-1]))
-        out = window_output(x.shape[1:-1], tuple(W.shape[:-2]), strides, dilation)
-        return xp.reshape(y, (x.shape[0], *out, W.shape[-1])), cols
+        return xp.reshape(y, (*batch_out, W.shape[-1])), cols
 
     def conv_backward(
         self,
@@ -259,10 +239,9 @@ class Ops:
         return self.col2im(dcols, tuple(x_shape), window, strides, dilation), dW
 
     def max_pool(self, x: Array, window: tuple, strides: tuple) -> tuple[Array, Array]:
-        """``(y, which)``: window maxima, and what :meth:`max_pool_backward`
-        needs to send each window's gradient to its FIRST maximum (its first
-        element for a NaN maximum).  ``which`` is opaque to callers; here the
-        index ``p`` of that element, shaped like ``y``."""
+        """``(y, which)``: the window maxima, and which element gets each window's
+        gradient: its FIRST maximum (its first element if NaN).  ``which`` is
+        opaque to callers; here the index ``p``."""
         xp = self.xp
         views = _window_views(x, window, strides, (1,) * len(window))
         y = views[0]
@@ -332,9 +311,8 @@ class Ops:
         return self.pad(dx, tuple((0, n - s) for n, s in zip(x_shape[1:-1], spatial, strict=True)))
 
     def threefry2x32(self, k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
-        """Threefry-2x32-20 on broadcastable 1-d ``uint32`` arrays: key words
-        ``(k0, k1)``, counter words ``(x0, x1)`` -> the two output words, in
-        wrapping ``uint32`` arithmetic (``tinynet.random`` draws with it)."""
+        """Threefry-2x32-20 in wrapping ``uint32``: key words ``(k0, k1)``,
+        counter words ``(x0, x1)`` (broadcastable 1-d) -> the two output words."""
         ks = (k0, k1, k0 ^ k1 ^ THREEFRY_PARITY)
         x0 = x0 + ks[0]
         x1 = x1 + ks[1]
@@ -360,8 +338,7 @@ def window_output(spatial: tuple, window: tuple, strides: tuple, dilation: tuple
 
 
 def _window_views(x: Array, window: tuple, strides: tuple, dilation: tuple) -> list:
-    """One strided view per window element ``p``: that element of every
-    window, ``(batch, *out, channels)``."""
+    """For each window element ``p``, a strided view of it in every window."""
     out = window_output(x.shape[1:-1], window, strides, dilation)
     views = []
     for offset in itertools.product(*map(range, window)):
