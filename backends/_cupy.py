@@ -29,12 +29,11 @@ def load(device: str | None = None) -> CupyOps:
         import cupy
     except ImportError:
         raise missing_package("cupy", "cupy-cuda12x") from None
+    count, why = 0, ""
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as err:  # CUDARuntimeError, driver missing, ...
-        count, why = 0, f" ({type(err).__name__}: {err})"
-    else:
-        why = ""
+        why = f" ({type(err).__name__}: {err})"
     if count == 0:
         raise BackendUnavailableError(
             f"tinynet backend 'cupy': no CUDA device was found{why}; run on a "

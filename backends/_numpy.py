@@ -73,9 +73,7 @@ class NumpyOps(Ops):
             np.logical_and(notyet, differs, out=notyet)
             np.add(which, notyet, out=which)
         if np.issubdtype(y.dtype, np.inexact):  # a NaN maximum equals nothing: p = 0
-            nan = np.isnan(y)
-            if nan.any():
-                which[nan] = 0
+            which[np.isnan(y)] = 0
         return y, which
 
 

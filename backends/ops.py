@@ -329,17 +329,10 @@ class Ops:
         return f"{kind}({self.name!r}, version={self.version!r}, device={self.device!r})"
 
 
-def window_output(spatial: tuple, window: tuple, strides: tuple, dilation: tuple) -> tuple:
-    """The number of windows along each spatial axis (no padding added)."""
-    return tuple(
-        (n - (k - 1) * d - 1) // s + 1
-        for n, k, s, d in zip(spatial, window, strides, dilation, strict=True)
-    )
-
-
 def _window_views(x: Array, window: tuple, strides: tuple, dilation: tuple) -> list:
     """For each window element ``p``, a strided view of it in every window."""
-    out = window_output(x.shape[1:-1], window, strides, dilation)
+    sizes = zip(x.shape[1:-1], window, strides, dilation, strict=True)
+    out = [(n - (k - 1) * d - 1) // s + 1 for n, k, s, d in sizes]  # windows per axis
     views = []
     for offset in itertools.product(*map(range, window)):
         spans = zip(offset, out, strides, dilation, strict=True)
