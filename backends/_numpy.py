@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from . import BackendUnavailableError
 from .ops import Ops, _window_views
 
 MALLOC_ENV = "TINYNET_MALLOC_TUNE"
@@ -79,8 +80,6 @@ class NumpyOps(Ops):
 
 def load() -> NumpyOps:
     if int(np.__version__.split(".")[0]) < 2:
-        from . import BackendUnavailableError
-
         raise BackendUnavailableError(
             f"tinynet needs numpy >= 2 (found {np.__version__}); "
             "upgrade with: pip install -U 'numpy>=2'"

@@ -29,6 +29,5 @@ def load() -> StrictOps:
     except ImportError:
         raise missing_package("strict", "array-api-strict") from None
     xp.set_array_api_strict_flags(api_version=API_VERSION)
-    return StrictOps(
-        xp, xp.asarray(0).device, xp.__version__, f"CPU (array API {API_VERSION} only)"
-    )
+    device = xp.asarray(0).device
+    return StrictOps(xp, device, xp.__version__, f"CPU (array API {API_VERSION} only)")
