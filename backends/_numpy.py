@@ -1,12 +1,10 @@
-"""NumPy backend (CPU).
+"""NumPy backend (CPU): ``xp`` is ``numpy`` itself (NumPy >= 2 implements the
+array API), as the ``array_api_compat`` wrapper would add a Python call per op.
 
-``xp`` is ``numpy`` itself (NumPy >= 2 implements the array API): the
-``array_api_compat.numpy`` wrapper would add a Python call per operation.
-
-On first load, glibc is asked to keep freed memory in its heap (``mallopt``):
-otherwise it returns blocks above 128 KiB to the OS and page-faults them back
-on the next step, which dominates a step at MNIST size.  This trades memory
-for speed; ``TINYNET_MALLOC_TUNE=0`` turns it off.
+On first load, glibc is asked to keep freed memory in its heap (``mallopt``)
+rather than return blocks above 128 KiB to the OS and page-fault them back on
+the next step, which dominates a step at MNIST size.  This trades memory for
+speed; ``TINYNET_MALLOC_TUNE=0`` turns it off.
 """
 
 from __future__ import annotations

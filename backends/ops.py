@@ -122,7 +122,7 @@ class Ops:
     ) -> tuple[tuple, Any]:
         """``carry = step(carry, data)`` ``n`` times -> ``(carry, status)``, ending
         early once ``stop()`` is true (Ctrl-C).  A step whose ``guard(new_carry)``
-        (0-d int) is non-zero is not taken: the carry before it comes back with it."""
+        (0-d int) is non-zero is not taken: the carry before it returns with that status."""
         for _ in range(n):
             if stop is not None and stop():
                 break
