@@ -81,7 +81,7 @@ class Ops:
         return np.asarray(a)
 
     def host_value(self, a: Array) -> int | float | None:
-        """A 0-d array's Python value where reading it is free, else None."""
+        """A 0-d array's Python value where reading it is free (host memory), else None."""
         if not self.host_memory:
             return None
         return a.item() if hasattr(a, "item") else (float(a) if "float" in str(a.dtype) else int(a))
@@ -122,7 +122,8 @@ class Ops:
     ) -> tuple[tuple, Any]:
         """``carry = step(carry, data)`` ``n`` times -> ``(carry, status)``, ending
         early once ``stop()`` is true (Ctrl-C).  A step whose ``guard(new_carry)``
-        (0-d int) is non-zero is not taken: the carry before it returns with that status."""
+        (0-d int) is non-zero is not taken: the carry before it returns with that
+        status, which is otherwise 0."""
         for _ in range(n):
             if stop is not None and stop():
                 break
@@ -164,8 +165,8 @@ class Ops:
         return functools.reduce(operator.and_, flags) if flags else xp.asarray(True)
 
     def scatter_add(self, indices: Array, values: Array, rows: int) -> Array:
-        """``(rows, d)``, row ``r`` the sum of ``values[i]`` with ``indices[i] == r``;
-        a one-hot product here, as the array API has no scatter."""
+        """``(rows, d)``, row ``r`` the sum of ``values[i]`` with ``indices[i] == r``
+        (indices checked by the caller); a one-hot product: the array API has no scatter."""
         xp = self.xp
         targets = xp.arange(rows, dtype=indices.dtype, device=self.device)
         onehot = xp.astype(targets[:, None] == indices[None, :], values.dtype)
@@ -209,7 +210,8 @@ class Ops:
         return total
 
     def conv(self, x: Array, W: Array, strides: tuple, dilation: tuple) -> tuple[Array, Array]:
-        """Cross-correlation with ``W`` ``(*window, channels, filters)`` -> ``(y, saved)``."""
+        """Cross-correlation with ``W`` ``(*window, channels, filters)`` -> ``(y, saved)``,
+        ``saved`` being what :meth:`conv_backward` needs."""
         xp = self.xp
         cols = self.im2col(x, tuple(W.shape[:-2]), strides, dilation)
         batch_out = cols.shape[:-2]
