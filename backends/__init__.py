@@ -1,24 +1,10 @@
 """Backends: one ops object per array library (``tinynet.backends``).
 
-Each backend is an :class:`Ops` object (see ``backends/ops.py``): the
-array namespace ``xp``, where new arrays go, and the operations tinynet
-needs beyond the array API standard, portable in the base class and
-overridden per backend only where a benchmark shows it pays.
-
-Which backend makes *new* arrays (parameters, data) is chosen by the
-``TINYNET_BACKEND`` environment variable (default ``numpy``), by
-:func:`set_backend`, or inside ``with use_backend(name):``.  Computation never
-consults that choice: it asks :func:`backend_of` which library its input
-arrays belong to, so mixing libraries is an error rather than a silent copy.
-
-Backends with devices (jax, cupy, torch) also take a device: the
-``TINYNET_DEVICE`` environment variable, ``set_backend(name, device=...)``
-or ``use_backend(name, device=...)`` (torch: ``cpu``, ``cuda``, ``cuda:1``,
-``mps``; default CUDA if present, else MPS, else the CPU).  Each device has
-its own ops object; a torch tensor belongs to the one of its device.  numpy
-and strict compute on the CPU only (``TINYNET_DEVICE`` does not apply).
-
-Backends are loaded lazily; importing this package imports numpy only.
+New arrays go to the backend chosen by :func:`use_backend`, else
+:func:`set_backend`, else ``TINYNET_BACKEND`` (default numpy).  Computation
+asks :func:`backend_of` instead, so mixing libraries is an error, not a silent
+copy.  jax, cupy and torch also take a device (``device=``, ``TINYNET_DEVICE``),
+one ops object per device.  Backends load lazily: the import loads numpy only.
 """
 
 from __future__ import annotations
@@ -49,8 +35,7 @@ __all__ = [
 BACKEND_NAMES = ("numpy", "jax", "cupy", "strict", "torch")
 ENV_VAR = "TINYNET_BACKEND"
 DEVICE_ENV_VAR = "TINYNET_DEVICE"
-#: the backends that place arrays on a chosen device
-WITH_DEVICES = ("jax", "cupy", "torch")
+WITH_DEVICES = ("jax", "cupy", "torch")  # the backends that place arrays on a chosen device
 
 
 class BackendUnavailableError(RuntimeError):
@@ -59,12 +44,7 @@ class BackendUnavailableError(RuntimeError):
 
 Backend = Ops  # the public name of a backend's ops object
 
-
-# ---------------------------------------------------------------- loading
-
-_EXTRA = {"jax": "jax", "cupy": "cupy", "strict": "strict", "torch": "torch"}
-# "name" for a backend on its default device, "name@device" for a chosen one
-_loaded: dict[str, Backend] = {}
+_loaded: dict[str, Backend] = {}  # "name" on its default device, "name@device" on a chosen one
 _by_device: dict[tuple[str, str], Backend] = {}  # one ops object per real device
 _lock = threading.Lock()
 
@@ -78,49 +58,38 @@ def _check_name(name: Any, source: str) -> str:
     return name.strip().lower()
 
 
-def _check_device(name: str, device: Any, source: str) -> str | None:
-    """``device`` as a stripped lower-case string, or None for the default;
-    ``ValueError`` for a CPU-only backend asked for another device."""
+def _check_device(name: str, device: Any, source: str = "(passed in code)") -> str | None:
+    """``device`` as a stripped lower-case string, or None for the default
+    (always for a CPU-only backend, which refuses other devices)."""
     if device is None:
         return None
-    if not isinstance(device, str):
-        device = str(device)  # a torch.device, a JAX device
+    device = str(device)  # also a torch.device, a JAX device
     spec = device.strip().lower()
     if not spec:
         raise ValueError(f"tinynet device {device!r} {source} is empty; e.g. 'cpu' or 'cuda:0'")
-    if name not in WITH_DEVICES:
-        if spec != "cpu":
-            raise ValueError(
-                f"tinynet backend {name!r} computes on the CPU only, received device={device!r} "
-                f"{source}; use device='cpu' (or none), or a backend with devices: "
-                f"{', '.join(WITH_DEVICES)}"
-            )
-        return None
-    return spec
+    if name not in WITH_DEVICES and spec != "cpu":
+        raise ValueError(
+            f"tinynet backend {name!r} computes on the CPU only, received device={device!r} "
+            f"{source}; use device='cpu' (or none), or a backend with devices: "
+            f"{', '.join(WITH_DEVICES)}"
+        )
+    return spec if name in WITH_DEVICES else None
 
 
 def load(name: str, device: Any = None) -> Backend:
-    """The backend called ``name`` on ``device`` (default: the device chosen
-    for it, see :func:`current_device`), importing its library on first use.
-
-    Raises ``ValueError`` for an unknown name or device and
-    :class:`BackendUnavailableError` when it cannot run here.
-    """
+    """The backend ``name`` on ``device`` (None: see :func:`current_device`),
+    importing its library on first use.  ``ValueError`` for an unknown name or
+    device, :class:`BackendUnavailableError` when it cannot run here."""
     name = _check_name(name, "(passed in code)")
-    if device is None:
-        device = current_device(name)
-    else:
-        device = _check_device(name, device, "(passed in code)")
+    device = current_device(name) if device is None else _check_device(name, device)
     key = name if device is None else f"{name}@{device}"
-    backend = _loaded.get(key)
-    if backend is not None:
-        return backend
-    with _lock:
-        if key not in _loaded:
-            module = importlib.import_module(f"{__name__}._{name}")
-            fresh = module.load() if device is None else module.load(device)
-            # "cuda" and "cuda:0" are one device: one ops object
-            _loaded[key] = _by_device.setdefault((name, str(fresh.device)), fresh)
+    if key not in _loaded:
+        with _lock:
+            if key not in _loaded:
+                module = importlib.import_module(f"{__name__}._{name}")
+                fresh = module.load() if device is None else module.load(device)
+                # "cuda" and "cuda:0" are one device: one ops object
+                _loaded[key] = _by_device.setdefault((name, str(fresh.device)), fresh)
     return _loaded[key]
 
 
@@ -128,7 +97,7 @@ def missing_package(name: str, package: str) -> BackendUnavailableError:
     """The error for a backend whose package is not installed."""
     return BackendUnavailableError(
         f"tinynet backend {name!r} needs the {package!r} package, which is not "
-        f"installed; install it with: pip install 'tinynet[{_EXTRA[name]}]'"
+        f"installed; install it with: pip install 'tinynet[{name}]'"
     )
 
 
@@ -140,26 +109,20 @@ def probe(name: str, device: Any = None) -> tuple[Backend | None, str]:
         return None, str(err)
 
 
-# ---------------------------------------------------------------- selection
-
-_state = threading.local()
-
-
-def _explicit() -> list[tuple[str, str | None]]:
-    if not hasattr(_state, "stack"):
-        _state.stack = []
-    return _state.stack
+class _Contexts(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[tuple[str, str | None]] = []  # this thread's use_backend contexts
 
 
+_contexts = _Contexts()
 _global_choice: str | None = None
 _global_devices: dict[str, str] = {}  # set_backend(name, device=...) per backend
 
 
 def current_device(name: str) -> str | None:
-    """The device chosen for backend ``name``: a ``use_backend`` context,
-    then ``set_backend``, then ``TINYNET_DEVICE`` (backends with devices
-    only); None for the backend's default."""
-    for chosen, device in reversed(_explicit()):
+    """The device chosen for ``name`` by a ``use_backend`` context, else
+    ``set_backend``, else ``TINYNET_DEVICE``; None for the backend's default."""
+    for chosen, device in reversed(_contexts.stack):
         if chosen == name and device is not None:
             return device
     if name in _global_devices:
@@ -172,9 +135,8 @@ def current_device(name: str) -> str | None:
 
 def current_name() -> tuple[str, str]:
     """``(name, why)``: the backend new arrays go to and why it was chosen."""
-    stack = _explicit()
-    if stack:
-        return stack[-1][0], "use_backend() context"
+    if _contexts.stack:
+        return _contexts.stack[-1][0], "use_backend() context"
     if _global_choice is not None:
         return _global_choice, "set_backend()"
     env = os.environ.get(ENV_VAR)
@@ -184,38 +146,31 @@ def current_name() -> tuple[str, str]:
 
 
 def get_backend(name: str | None = None, device: Any = None) -> Backend:
-    """The backend called ``name``, or the current one if ``name`` is None,
-    on ``device`` (default: the device chosen for it)."""
-    if name is None:
-        name, _ = current_name()
-    return load(name, device)
+    """The backend ``name`` (None: the current one) on ``device`` (None: its chosen one)."""
+    return load(current_name()[0] if name is None else name, device)
 
 
 def set_backend(name: str, device: Any = None) -> Backend:
-    """Make ``name`` the backend for new arrays from now on (any time), on
-    ``device`` if given (e.g. ``set_backend("torch", device="cuda:1")``)."""
+    """Make ``name`` (on ``device`` if given) the backend for new arrays from now on."""
     global _global_choice
     backend = load(name, device)
     _global_choice = backend.name
     if device is not None:
-        _global_devices[backend.name] = _check_device(backend.name, device, "(passed in code)")
+        _global_devices[backend.name] = _check_device(backend.name, device)
     return backend
 
 
 @contextlib.contextmanager
 def use_backend(name: str, device: Any = None) -> Iterator[Backend]:
-    """``with use_backend("jax") as bk:`` -- new arrays go to ``bk`` inside
-    (on ``device`` if given)."""
+    """``with use_backend("jax") as bk:``: new arrays go to ``bk`` inside."""
     backend = load(name, device)
-    stack = _explicit()
-    stack.append((backend.name, _check_device(backend.name, device, "(passed in code)")))
+    stack = _contexts.stack
+    stack.append((backend.name, _check_device(backend.name, device)))
     try:
         yield backend
     finally:
         stack.pop()
 
-
-# ---------------------------------------------------------------- inference
 
 # array type -> the Backend of its arrays, or a function of the array for a
 # library whose arrays of one type live on several devices (torch)
@@ -239,8 +194,7 @@ def _backend_for_type(tp: type, example: Any) -> Any:
         return load("cupy")
     if compat.is_torch_array(example):
         return _torch_backend
-    module = type(example).__module__.split(".", 1)[0]
-    if module == "array_api_strict":
+    if tp.__module__.split(".", 1)[0] == "array_api_strict":
         return load("strict")
     raise TypeError(
         f"expected an array of a tinynet backend ({', '.join(BACKEND_NAMES)}), "
@@ -250,22 +204,17 @@ def _backend_for_type(tp: type, example: Any) -> Any:
 
 
 def backend_of(a: Any) -> Backend:
-    """The backend an array belongs to (``TypeError`` for non-arrays).  JAX
-    and CuPy arrays belong to the current choice of device of their backend,
-    torch tensors to the ops object of their own device."""
-    tp = type(a)
-    backend = _type_cache.get(tp)
+    """The backend an array belongs to (``TypeError`` for non-arrays); a torch
+    tensor's is the ops object of its device."""
+    backend = _type_cache.get(type(a))
     if backend is None:
-        backend = _backend_for_type(tp, a)
-        _type_cache[tp] = backend
+        backend = _type_cache[type(a)] = _backend_for_type(type(a), a)
     return backend if isinstance(backend, Ops) else backend(a)
 
 
 def namespace(*arrays: Any) -> Any:
-    """The ``xp`` shared by ``arrays``; ``TypeError`` if libraries are mixed.
-
-    Python scalars and ``None`` are ignored.
-    """
+    """The ``xp`` shared by ``arrays`` (Python scalars and None ignored);
+    ``TypeError`` if libraries or devices are mixed."""
     found: Backend | None = None
     for a in arrays:
         if a is None or isinstance(a, (int, float, bool)):
@@ -285,6 +234,4 @@ def namespace(*arrays: Any) -> Any:
                 f"{backend.name}; move them to one backend first with "
                 f"tinynet.get_backend({found.name!r}).asarray(a)"
             )
-    if found is None:
-        return get_backend().xp
-    return found.xp
+    return (get_backend() if found is None else found).xp

@@ -1,8 +1,7 @@
 """CuPy backend (NVIDIA GPU) through ``array_api_compat.cupy``.
 
-Untested on the development machines (no GPU there); it runs the portable
-ops of :class:`backends.ops.Ops`, the same array-API calls that the
-``strict`` and ``jax`` backends exercise.
+Untested here (no GPU on the development machines): it runs the portable
+ops, the array-API calls that the ``strict`` and ``jax`` backends exercise.
 """
 
 from __future__ import annotations
@@ -30,12 +29,11 @@ def load(device: str | None = None) -> CupyOps:
         import cupy
     except ImportError:
         raise missing_package("cupy", "cupy-cuda12x") from None
+    count, why = 0, ""
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as err:  # CUDARuntimeError, driver missing, ...
-        count, why = 0, f" ({type(err).__name__}: {err})"
-    else:
-        why = ""
+        why = f" ({type(err).__name__}: {err})"
     if count == 0:
         raise BackendUnavailableError(
             f"tinynet backend 'cupy': no CUDA device was found{why}; run on a "
@@ -50,7 +48,7 @@ def load(device: str | None = None) -> CupyOps:
 
 def _index(spec: str, count: int) -> int:
     """The CUDA device number of ``cuda``, ``cuda:N``, ``gpu:N`` or ``N``."""
-    kind, _, index = spec.rpartition(":") if ":" in spec else ("", "", spec)
+    kind, _, index = spec.rpartition(":")
     if spec in ("cuda", "gpu"):
         return 0
     if kind not in ("", "cuda", "gpu") or not index.isdigit():

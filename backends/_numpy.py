@@ -1,27 +1,21 @@
-"""NumPy backend (CPU).
+"""NumPy backend (CPU): ``xp`` is ``numpy`` itself (NumPy >= 2 implements the
+array API), as the ``array_api_compat`` wrapper would add a Python call per op.
 
-NumPy >= 2 implements the array API in its main namespace, so ``xp`` is
-``numpy`` itself: the ``array_api_compat.numpy`` wrapper would add a Python
-call to every operation, which is most of a small model's step.  The
-``strict`` backend proves the shared code uses only standard calls.
-
-Memory for speed, on first use: glibc returns freed blocks above its mmap
-threshold (128 KiB) to the OS and page-faults them back in on the next step,
-which dominates a training step at MNIST size (PyTorch's and XLA's
-allocators keep their memory instead).  When this backend is first loaded,
-tinynet asks glibc to keep freed memory in the heap (``mallopt``).  This
-only trades memory for speed; ``TINYNET_MALLOC_TUNE=0`` turns it off.
+On first load, glibc is asked to keep freed memory in its heap (``mallopt``)
+rather than return blocks above 128 KiB to the OS and page-fault them back on
+the next step, which dominates a step at MNIST size.  This trades memory for
+speed; ``TINYNET_MALLOC_TUNE=0`` turns it off.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import sys
 
 import numpy as np
 
-from .ops import Ops, _window_slice, window_output
+from . import BackendUnavailableError
+from .ops import Ops, _window_views
 
 MALLOC_ENV = "TINYNET_MALLOC_TUNE"
 
@@ -62,21 +56,14 @@ class NumpyOps(Ops):
         np.add.at(out, indices, values)
         return out
 
-    # Max pooling: the portable op finds the first maximum's index with one
-    # `where` per window element over fresh arrays; NumPy has in-place ufuncs
-    # to count it instead.  Same results, the first maximum winning on ties.
-    # (An in-place max_pool_backward was tried: below the 10% bar, dropped.)
-
     def max_pool(self, x, window, strides):
-        ones = (1,) * len(window)
-        out = window_output(x.shape[1:-1], window, strides, ones)
-        offsets = itertools.product(*map(range, window))
-        views = [x[_window_slice(offset, out, strides, ones)] for offset in offsets]
+        # The first maximum's index counted with in-place ufuncs rather than
+        # one `where` per window element over fresh arrays (same results).
+        views = _window_views(x, window, strides, (1,) * len(window))
         y = views[0].copy()
         for view in views[1:]:
             np.maximum(y, view, out=y)
-        # which = the number of leading window elements that are not the
-        # maximum: the first maximum's index, no where/copyto over the views
+        # which = the number of leading window elements that are not the maximum
         notyet = np.not_equal(views[0], y)
         which = notyet.astype(np.int32)
         differs = np.empty(y.shape, dtype=bool)
@@ -85,16 +72,12 @@ class NumpyOps(Ops):
             np.logical_and(notyet, differs, out=notyet)
             np.add(which, notyet, out=which)
         if np.issubdtype(y.dtype, np.inexact):  # a NaN maximum equals nothing: p = 0
-            nan = np.isnan(y)
-            if nan.any():
-                which[nan] = 0
+            which[np.isnan(y)] = 0
         return y, which
 
 
 def load() -> NumpyOps:
     if int(np.__version__.split(".")[0]) < 2:
-        from . import BackendUnavailableError
-
         raise BackendUnavailableError(
             f"tinynet needs numpy >= 2 (found {np.__version__}); "
             "upgrade with: pip install -U 'numpy>=2'"

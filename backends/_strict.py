@@ -1,7 +1,5 @@
-"""array-api-strict backend: NumPy underneath, but only standard calls work.
-
-It exists for the tests: code that runs here uses nothing beyond the array
-API standard -- the same calls CuPy gets on a GPU.
+"""array-api-strict backend, for the tests: NumPy underneath, but only array
+API standard calls work (the same calls CuPy gets on a GPU).
 """
 
 from __future__ import annotations
@@ -31,6 +29,5 @@ def load() -> StrictOps:
     except ImportError:
         raise missing_package("strict", "array-api-strict") from None
     xp.set_array_api_strict_flags(api_version=API_VERSION)
-    return StrictOps(
-        xp, xp.asarray(0).device, xp.__version__, f"CPU (array API {API_VERSION} only)"
-    )
+    device = xp.asarray(0).device
+    return StrictOps(xp, device, xp.__version__, f"CPU (array API {API_VERSION} only)")
