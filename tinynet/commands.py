@@ -1,6 +1,6 @@
-"""What each ``tinynet`` subcommand does (parsing lives in :mod:`tinynet.cli`).
+"""What each ``tinynet`` subcommand does (the parser is in :mod:`tinynet.options`).
 
-Every user mistake raises :class:`~tinynet.cli.CLIError` (or ``ValueError``)
+Every user mistake raises :class:`~tinynet.options.CLIError` (or ``ValueError``)
 naming the input and the fix, before any training starts where it can.
 """
 
@@ -40,9 +40,6 @@ def _select_backend(args: Any) -> backends.Backend:
     if name is not None or device is not None:
         return backends.set_backend(name or backends.current_name()[0], device)
     return backends.get_backend()
-
-
-# ------------------------------------------------------------------ checks
 
 
 def _check_output(path: str, flag: str) -> None:
@@ -123,9 +120,6 @@ def _build_model(args: Any, data: datasets.Dataset, classes: int) -> Any:
         raise CLIError(f"--model cnn on {data.name}: {err}") from None
 
 
-# ------------------------------------------------------------------ train
-
-
 class EpochLines(Callback):
     """The lines ``fit(verbose=1)`` prints after each epoch, without its
     progress bar: a bar redrawn with carriage returns leaves fragments in a
@@ -186,9 +180,7 @@ def train(args: Any) -> int:
     if data.note:
         print(data.note)
     bars = not args.quiet and sys.stderr.isatty()
-    callbacks = [tn.TerminateOnNaN()]
-    if not args.quiet and not bars:  # fit(verbose=0) prints no epoch lines: we do
-        callbacks.insert(0, EpochLines())
+    lines = [] if args.quiet or bars else [EpochLines()]  # fit(verbose=0) prints none
     start = time.perf_counter()
     history = model.fit(
         x_train,
@@ -200,7 +192,7 @@ def train(args: Any) -> int:
         validation_split=VALIDATION_SPLIT,
         seed=args.seed,
         verbose=1 if bars else 0,
-        callbacks=callbacks,
+        callbacks=[*lines, tn.TerminateOnNaN()],
         devices=args.devices,
     )
     seconds = time.perf_counter() - start
@@ -229,9 +221,6 @@ def train(args: Any) -> int:
     print(f"test loss: {result['loss']:.4f}")
     print(f"test accuracy: {result['accuracy']:.4f}")
     return 0
-
-
-# ------------------------------------------------------------------ evaluate / predict
 
 
 def _trained_on(path: str) -> str | None:
@@ -336,21 +325,18 @@ def predict(args: Any) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ info
-
-
-def _extras() -> list[str]:
+def _print_extras() -> None:
     """One line per extra of tinynet's package metadata: installed or what is missing."""
     try:
         requires = metadata.requires("tinynet") or []
     except metadata.PackageNotFoundError:
-        return ["  unknown: tinynet is not installed as a package (pip install -e .)"]
+        print("  unknown: tinynet is not installed as a package (pip install -e .)")
+        return
     extras: dict[str, list[str]] = {}
     for requirement in requires:
         found = re.match(r"\s*([\w.-]+)[^;]*;.*extra\s*==\s*['\"]([\w.-]+)['\"]", requirement)
         if found:
             extras.setdefault(found[2], []).append(found[1])
-    lines = []
     for extra, packages in extras.items():
         versions, missing = [], []
         for package in packages:
@@ -358,9 +344,10 @@ def _extras() -> list[str]:
                 versions.append(f"{package} {metadata.version(package)}")
             except metadata.PackageNotFoundError:
                 missing.append(package)
-        status = f"missing {', '.join(missing)}" if missing else "installed"
-        lines.append(f"  {extra:7s} {status}" + ("" if missing else f" ({', '.join(versions)})"))
-    return lines
+        status = (
+            f"missing {', '.join(missing)}" if missing else f"installed ({', '.join(versions)})"
+        )
+        print(f"  {extra:7s} {status}")
 
 
 def info(args: Any) -> int:
@@ -392,12 +379,8 @@ def info(args: Any) -> int:
                 f"computes on {backend.device}"
             )
     print("extras (pip install 'tinynet[EXTRA]'):")
-    for line in _extras():
-        print(line)
+    _print_extras()
     return 0
-
-
-# ------------------------------------------------------------------ compare, bench
 
 
 def compare_backends(args: Any) -> int:
@@ -442,14 +425,11 @@ def main_compare(
     dropout: float = 0.0,
     optimizer: Any = "adam",
 ) -> Any:
-    """A :class:`tinynet.compare.CompareReport`: build the ``tinynet train``
-    ``model`` (``mlp`` or ``cnn``) for ``dataset`` (``spiral``, ``digits``,
-    ``fashion-mnist``, a ``PATH.npz``, an ``(x, y)`` pair of samples and
-    integer labels, or ``None`` for train's default) and compare its first
-    training step (the batch and Dropout masks ``fit`` with ``seed`` starts
-    with) across ``backends``.  Defaults (``None``) are ``tinynet train``'s for that
-    dataset; an optimizer given by name gets train's learning rate.  The
-    CLI's ``tinynet compare-backends`` prints the report and its verdict."""
+    """A :class:`tinynet.compare.CompareReport` of the first training step (the
+    batch and Dropout masks ``fit`` with ``seed`` starts with) of ``tinynet
+    train``'s ``model`` for ``dataset`` (a name, a ``PATH.npz``, an ``(x, y)``
+    pair of samples and integer labels, or ``None``: train's default) across
+    ``backends``.  ``None`` and an optimizer's name get train's defaults."""
     import tinynet as tn
 
     name = None
@@ -469,8 +449,17 @@ def main_compare(
         raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}")
     classes = int(y.max()) + 1
     try:
-        net = models.build(model, x.shape[1:], classes, hidden=hidden, activation=activation,
-                           dropout=dropout, dtype=dtype, seed=seed, backend="numpy")
+        net = models.build(
+            model,
+            x.shape[1:],
+            classes,
+            hidden=hidden,
+            activation=activation,
+            dropout=dropout,
+            dtype=dtype,
+            seed=seed,
+            backend="numpy",
+        )
     except ValueError as err:
         raise ValueError(f"model {model!r} on {name or 'the given samples'}: {err}") from None
     x = models.fit_to(x, net.input_shape)  # flat rows for an mlp
