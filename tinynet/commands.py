@@ -22,13 +22,7 @@ import numpy as np
 
 from . import backends, datasets, models, random
 from .callbacks import Callback
-from .options import (
-    CLIError,
-    default_batch_size,
-    default_hidden,
-    default_lr,
-    default_schedule,
-)
+from .options import CLIError, default_batch_size, default_hidden, default_lr, default_schedule
 
 DEFAULT_EPOCHS = {"digits": 40, "spiral": 300, "fashion-mnist": 10}
 VALIDATION_SPLIT = 0.1

@@ -120,16 +120,8 @@ def _make_step(layers: Sequence[Any], loss: Any, optimizer: Any, ops: Any) -> Ca
             out, _, _ = layers[-1].forward(params[-1], state[-1], h, ops, False, None)
             outputs.append(out)
             grad_in[-1] = seen["grad_head"]
-        updated = None
-        if optimizer is not None:
-            updated, _ = optimizer.update(grads, opt_state, params)
-        return {
-            "outputs": outputs,
-            "loss": value,
-            "grad_in": grad_in,
-            "grads": grads,
-            "updated": updated,
-        }
+        updated = optimizer.update(grads, opt_state, params)[0] if optimizer is not None else None
+        return dict(outputs=outputs, loss=value, grad_in=grad_in, grads=grads, updated=updated)
 
     return step
 
@@ -141,20 +133,13 @@ def _host(a: Any) -> np.ndarray:
 
 
 def _run(
-    model: Any,
-    backend: registry.Backend,
-    dtype: str,
-    params_host: list,
-    state_host: list,
-    x_host: np.ndarray,
-    y_host: np.ndarray,
-    loss: Any,
-    optimizer: Any,
-    seed: int | None,
+    model: Any, backend: Any, dtype: str, host: tuple, loss: Any, optimizer: Any, seed: int | None
 ) -> dict:
-    """One step on ``backend`` in ``dtype``; every result as a host float64 array."""
+    """One step on ``backend`` in ``dtype`` from the ``host`` NumPy (params, state,
+    x, y); every result as a host float64 array."""
     from .validation import as_model_input, prepare_targets
 
+    params_host, state_host, x_host, y_host = host
     like = SimpleNamespace(
         backend=backend,
         dtype=dtype,
@@ -267,7 +252,7 @@ def compare_backends(
     x_host = np.asarray(_host(x) if not isinstance(x, (list, tuple)) else x)
     y_host = np.asarray(_host(y) if not isinstance(y, (list, tuple)) else y)
     host = (tree_map(_host, model.params), tree_map(_host, model.state), x_host, y_host)
-    ref = _run(model, registry.load("numpy"), "float64", *host, loss, optimizer, seed)
+    ref = _run(model, registry.load("numpy"), "float64", host, loss, optimizer, seed)
     report = CompareReport(
         rows=[],
         dtype=dtype,
@@ -281,7 +266,7 @@ def compare_backends(
         quantity = "unavailable"
         if backend is not None:
             try:
-                got = _run(model, backend, dtype, *host, loss, optimizer, seed)
+                got = _run(model, backend, dtype, host, loss, optimizer, seed)
             except Exception as err:  # a backend that loads but fails (e.g. out of memory)
                 why, quantity = f"{type(err).__name__}: {err}", "error"
             else:
