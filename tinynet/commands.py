@@ -306,12 +306,10 @@ def predict(args: Any) -> int:
     if output is not None:
         np.save(output, out)
         print(f"wrote outputs of shape {out.shape} to {output}", file=sys.stderr)
-    if out.shape[1] > 1:
-        classes = out.argmax(axis=1)
-        chosen = out[np.arange(len(out)), classes]
-    else:
-        classes = (out[:, 0] > 0.5).astype(int)
-        chosen = np.where(classes == 1, out[:, 0], 1 - out[:, 0])
+    if out.shape[1] == 1:  # one sigmoid output: class 1 if > 0.5 (1 - out is exact there)
+        out = np.concatenate([1 - out, out], axis=1)
+    classes = out.argmax(axis=1)
+    chosen = out[np.arange(len(out)), classes]
     head = type(model.layers[-1]).__name__
     print(f"index\tclass\t{'probability' if head in ('Softmax', 'Sigmoid') else 'score'}")
     for i, (c, p) in enumerate(zip(classes, chosen, strict=True)):

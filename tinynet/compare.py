@@ -1,16 +1,11 @@
 """Where do two backends' numbers part ways?  One training step, layer by layer.
 
-:func:`compare_backends` runs one training step (forward, loss, backward and
-optionally one optimizer update) of a model, with the same parameters, batch
-and Dropout masks (those of ``fit``'s first step, so the comparison measures
-arithmetic only), on every backend that loads here, and compares each
-intermediate with the same step in float64 on NumPy.  The quantities, in the
-order they are computed: ``output`` (each layer's, training mode; a fused
-Softmax/Sigmoid head's are the probabilities), ``loss``, ``grad_input`` (at
-each layer's input; a fused head's is at the logits), ``grad_<name>`` per
-parameter and ``updated_<name>`` after the update.  Each gets ``max_abs =
-max |a - ref|`` and ``max_rel = max_abs / max |ref|``: the max norm keeps it
-meaningful where single reference elements are zero (e.g. after a ReLU).
+:func:`compare_backends` runs one training step of a model on every backend that
+loads here, with the same parameters, batch and Dropout masks (those of ``fit``'s
+first step), and compares each intermediate (``output``, ``loss``, ``grad_input``,
+``grad_<param>``, ``updated_<param>``, in the order computed) with the same step
+in float64 on NumPy as ``max_abs = max |a - ref|`` and ``max_rel = max_abs / max
+|ref|``: the max norm stays meaningful where reference elements are zero.
 """
 
 from __future__ import annotations

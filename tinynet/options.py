@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from typing import Any
 
 from .backends import BACKEND_NAMES as BACKENDS
@@ -97,45 +98,27 @@ def _hidden(text: str) -> list[int]:
     return [int(p) for p in pieces]
 
 
-_KIND_NAMES = {int: "an integer", float: "a finite number"}
+def _checked(convert: type, ok: Callable[[Any], bool], message: str) -> Callable[[str], Any]:
+    """An argparse type: ``convert(text)`` if ``ok`` accepts it, else ``message``."""
 
-
-def _positive(kind: type) -> Any:
     def parse(text: str) -> Any:
         try:
-            value = kind(text)
+            value = convert(text)
         except ValueError:
-            value = math.nan
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"expected {_KIND_NAMES[kind]} > 0, received {text!r}")
+            value = math.nan  # which no ``ok`` accepts
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{message}, received {text!r}")
         return value
 
     return parse
 
 
-def _integer(text: str) -> int:
-    """A seed or an index: an integer that fits in 64 bits."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or not -(2**63) <= value < 2**63:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer (64-bit), like 0 or 42; received {text!r}"
-        )
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number in [0, 1), received {text!r}"
-        ) from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), received {text!r}")
-    return value
+_positive_int = _checked(int, lambda v: v > 0, "expected an integer > 0")
+_positive_float = _checked(float, lambda v: 0 < v < math.inf, "expected a finite number > 0")
+_integer = _checked(  # a seed or an index
+    int, lambda v: -(2**63) <= v < 2**63, "expected an integer (64-bit), like 0 or 42"
+)
+_rate = _checked(float, lambda v: 0 <= v < 1, "expected a number in [0, 1)")
 
 
 def _backend_list(text: str) -> list[str]:
@@ -194,13 +177,13 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
     parser.add_argument(
         "--lr",
-        type=_positive(float),
+        type=_positive_float,
         help=f"learning rate (default: {default_lr('adam')} for adam-family, "
         f"{default_lr('adam', 'fashion-mnist')} on fashion-mnist; {default_lr('sgd')} for sgd)",
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive(int),
+        type=_positive_int,
         help=f"(default: {BATCH_SIZE}; {default_batch_size('fashion-mnist')} on fashion-mnist)",
     )
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -232,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--epochs",
-        type=_positive(int),
+        type=_positive_int,
         help="epochs (default: 40 on digits, 300 on spiral, 10 otherwise)",
     )
     train.add_argument(
@@ -257,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     parallel = train.add_argument_group("data parallelism (JAX backend; see docs/parallel.md)")
     parallel.add_argument(
         "--devices",
-        type=_positive(int),
+        type=_positive_int,
         metavar="N",
         help="split every batch over N JAX devices (with --coordinator: the "
         "devices of all processes, the default); --batch-size must be "
@@ -270,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parallel.add_argument(
         "--num-processes",
-        type=_positive(int),
+        type=_positive_int,
         default=1,
         metavar="P",
         help="multi-process run: number of processes (default: 1)",
