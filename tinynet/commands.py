@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backends, datasets, models, random
+from . import arguments, backends, datasets, models, random
 from .callbacks import Callback
 from .options import CLIError, default_batch_size, default_hidden, default_lr, default_schedule
 
@@ -437,8 +437,7 @@ def main_compare(
     x, y = tn.to_numpy(x), tn.to_numpy(y)  # host NumPy arrays pass through
     if y.ndim != 1 or y.dtype.kind not in "iu":
         raise ValueError("main_compare: y must be 1-D integer class labels")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}")
+    batch_size = arguments.count("main_compare", "batch_size", batch_size)
     classes = int(y.max()) + 1
     try:
         net = models.build(
