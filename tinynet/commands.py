@@ -24,6 +24,7 @@ from . import arguments, backends, datasets, models, random
 from .callbacks import Callback
 from .options import CLIError, default_batch_size, default_hidden, default_lr, default_schedule
 
+LOSS = "sparse_categorical_crossentropy"  # integer class labels, as every dataset has
 DEFAULT_EPOCHS = {"digits": 40, "spiral": 300, "fashion-mnist": 10}
 VALIDATION_SPLIT = 0.1
 
@@ -179,7 +180,7 @@ def train(args: Any) -> int:
     history = model.fit(
         x_train,
         y_train,
-        loss="sparse_categorical_crossentropy",
+        loss=LOSS,
         optimizer=_optimizer(args.optimizer, rate),
         epochs=epochs,
         batch_size=args.batch_size,
@@ -211,7 +212,7 @@ def train(args: Any) -> int:
 
         plot_training(history, args.plot, model=model, data=(x_train, y_train))
         print(f"wrote plot to {args.plot}")
-    result = model.evaluate(*test, loss="sparse_categorical_crossentropy")
+    result = model.evaluate(*test, loss=LOSS)
     print(f"test loss: {result['loss']:.4f}")
     print(f"test accuracy: {result['accuracy']:.4f}")
     return 0
@@ -253,7 +254,7 @@ def evaluate(args: Any) -> int:
             f"{args.model} predicts {model.output_features} classes ({why}), but "
             f"{data.name} has labels up to {int(y.max())}; {fix}"
         )
-    result = model.evaluate(x, y, loss="sparse_categorical_crossentropy")
+    result = model.evaluate(x, y, loss=LOSS)
     if data.note:
         print(data.note)
     print(f"{data.name}: {len(x)} samples")
@@ -460,12 +461,5 @@ def main_compare(
     from .compare import compare_backends
 
     return compare_backends(
-        net,
-        x[rows],
-        y[rows],
-        "sparse_categorical_crossentropy",
-        backends=backends,
-        optimizer=optimizer,
-        dtype=dtype,
-        seed=seed,
+        net, x[rows], y[rows], LOSS, backends, optimizer, dtype=dtype, seed=seed
     )
