@@ -1,6 +1,6 @@
-"""What each ``tinynet`` subcommand does (parsing lives in :mod:`tinynet.cli`).
+"""What each ``tinynet`` subcommand does (the parser is in :mod:`tinynet.options`).
 
-Every user mistake raises :class:`~tinynet.cli.CLIError` (or ``ValueError``)
+Every user mistake raises :class:`~tinynet.options.CLIError` (or ``ValueError``)
 naming the input and the fix, before any training starts where it can.
 """
 
@@ -20,16 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from . import backends, datasets, models, random
+from . import arguments, backends, datasets, models, random
 from .callbacks import Callback
-from .options import (
-    CLIError,
-    default_batch_size,
-    default_hidden,
-    default_lr,
-    default_schedule,
-)
+from .options import CLIError, default_batch_size, default_hidden, default_lr, default_schedule
 
+LOSS = "sparse_categorical_crossentropy"  # integer class labels, as every dataset has
 DEFAULT_EPOCHS = {"digits": 40, "spiral": 300, "fashion-mnist": 10}
 VALIDATION_SPLIT = 0.1
 
@@ -40,9 +35,6 @@ def _select_backend(args: Any) -> backends.Backend:
     if name is not None or device is not None:
         return backends.set_backend(name or backends.current_name()[0], device)
     return backends.get_backend()
-
-
-# ------------------------------------------------------------------ checks
 
 
 def _check_output(path: str, flag: str) -> None:
@@ -123,9 +115,6 @@ def _build_model(args: Any, data: datasets.Dataset, classes: int) -> Any:
         raise CLIError(f"--model cnn on {data.name}: {err}") from None
 
 
-# ------------------------------------------------------------------ train
-
-
 class EpochLines(Callback):
     """The lines ``fit(verbose=1)`` prints after each epoch, without its
     progress bar: a bar redrawn with carriage returns leaves fragments in a
@@ -186,21 +175,19 @@ def train(args: Any) -> int:
     if data.note:
         print(data.note)
     bars = not args.quiet and sys.stderr.isatty()
-    callbacks = [tn.TerminateOnNaN()]
-    if not args.quiet and not bars:  # fit(verbose=0) prints no epoch lines: we do
-        callbacks.insert(0, EpochLines())
+    lines = [] if args.quiet or bars else [EpochLines()]  # fit(verbose=0) prints none
     start = time.perf_counter()
     history = model.fit(
         x_train,
         y_train,
-        loss="sparse_categorical_crossentropy",
+        loss=LOSS,
         optimizer=_optimizer(args.optimizer, rate),
         epochs=epochs,
         batch_size=args.batch_size,
         validation_split=VALIDATION_SPLIT,
         seed=args.seed,
         verbose=1 if bars else 0,
-        callbacks=callbacks,
+        callbacks=[*lines, tn.TerminateOnNaN()],
         devices=args.devices,
     )
     seconds = time.perf_counter() - start
@@ -225,13 +212,10 @@ def train(args: Any) -> int:
 
         plot_training(history, args.plot, model=model, data=(x_train, y_train))
         print(f"wrote plot to {args.plot}")
-    result = model.evaluate(*test, loss="sparse_categorical_crossentropy")
+    result = model.evaluate(*test, loss=LOSS)
     print(f"test loss: {result['loss']:.4f}")
     print(f"test accuracy: {result['accuracy']:.4f}")
     return 0
-
-
-# ------------------------------------------------------------------ evaluate / predict
 
 
 def _trained_on(path: str) -> str | None:
@@ -270,7 +254,7 @@ def evaluate(args: Any) -> int:
             f"{args.model} predicts {model.output_features} classes ({why}), but "
             f"{data.name} has labels up to {int(y.max())}; {fix}"
         )
-    result = model.evaluate(x, y, loss="sparse_categorical_crossentropy")
+    result = model.evaluate(x, y, loss=LOSS)
     if data.note:
         print(data.note)
     print(f"{data.name}: {len(x)} samples")
@@ -323,12 +307,10 @@ def predict(args: Any) -> int:
     if output is not None:
         np.save(output, out)
         print(f"wrote outputs of shape {out.shape} to {output}", file=sys.stderr)
-    if out.shape[1] > 1:
-        classes = out.argmax(axis=1)
-        chosen = out[np.arange(len(out)), classes]
-    else:
-        classes = (out[:, 0] > 0.5).astype(int)
-        chosen = np.where(classes == 1, out[:, 0], 1 - out[:, 0])
+    if out.shape[1] == 1:  # one sigmoid output: class 1 if > 0.5 (1 - out is exact there)
+        out = np.concatenate([1 - out, out], axis=1)
+    classes = out.argmax(axis=1)
+    chosen = out[np.arange(len(out)), classes]
     head = type(model.layers[-1]).__name__
     print(f"index\tclass\t{'probability' if head in ('Softmax', 'Sigmoid') else 'score'}")
     for i, (c, p) in enumerate(zip(classes, chosen, strict=True)):
@@ -336,21 +318,18 @@ def predict(args: Any) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ info
-
-
-def _extras() -> list[str]:
+def _print_extras() -> None:
     """One line per extra of tinynet's package metadata: installed or what is missing."""
     try:
         requires = metadata.requires("tinynet") or []
     except metadata.PackageNotFoundError:
-        return ["  unknown: tinynet is not installed as a package (pip install -e .)"]
+        print("  unknown: tinynet is not installed as a package (pip install -e .)")
+        return
     extras: dict[str, list[str]] = {}
     for requirement in requires:
         found = re.match(r"\s*([\w.-]+)[^;]*;.*extra\s*==\s*['\"]([\w.-]+)['\"]", requirement)
         if found:
             extras.setdefault(found[2], []).append(found[1])
-    lines = []
     for extra, packages in extras.items():
         versions, missing = [], []
         for package in packages:
@@ -358,9 +337,10 @@ def _extras() -> list[str]:
                 versions.append(f"{package} {metadata.version(package)}")
             except metadata.PackageNotFoundError:
                 missing.append(package)
-        status = f"missing {', '.join(missing)}" if missing else "installed"
-        lines.append(f"  {extra:7s} {status}" + ("" if missing else f" ({', '.join(versions)})"))
-    return lines
+        status = (
+            f"missing {', '.join(missing)}" if missing else f"installed ({', '.join(versions)})"
+        )
+        print(f"  {extra:7s} {status}")
 
 
 def info(args: Any) -> int:
@@ -392,12 +372,8 @@ def info(args: Any) -> int:
                 f"computes on {backend.device}"
             )
     print("extras (pip install 'tinynet[EXTRA]'):")
-    for line in _extras():
-        print(line)
+    _print_extras()
     return 0
-
-
-# ------------------------------------------------------------------ compare, bench
 
 
 def compare_backends(args: Any) -> int:
@@ -442,14 +418,11 @@ def main_compare(
     dropout: float = 0.0,
     optimizer: Any = "adam",
 ) -> Any:
-    """A :class:`tinynet.compare.CompareReport`: build the ``tinynet train``
-    ``model`` (``mlp`` or ``cnn``) for ``dataset`` (``spiral``, ``digits``,
-    ``fashion-mnist``, a ``PATH.npz``, an ``(x, y)`` pair of samples and
-    integer labels, or ``None`` for train's default) and compare its first
-    training step (the batch and Dropout masks ``fit`` with ``seed`` starts
-    with) across ``backends``.  Defaults (``None``) are ``tinynet train``'s for that
-    dataset; an optimizer given by name gets train's learning rate.  The
-    CLI's ``tinynet compare-backends`` prints the report and its verdict."""
+    """A :class:`tinynet.compare.CompareReport` of the first training step (the
+    batch and Dropout masks ``fit`` with ``seed`` starts with) of ``tinynet
+    train``'s ``model`` for ``dataset`` (a name, a ``PATH.npz``, an ``(x, y)``
+    pair of samples and integer labels, or ``None``: train's default) across
+    ``backends``.  ``None`` and an optimizer's name get train's defaults."""
     import tinynet as tn
 
     name = None
@@ -465,12 +438,20 @@ def main_compare(
     x, y = tn.to_numpy(x), tn.to_numpy(y)  # host NumPy arrays pass through
     if y.ndim != 1 or y.dtype.kind not in "iu":
         raise ValueError("main_compare: y must be 1-D integer class labels")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}")
+    batch_size = arguments.count("main_compare", "batch_size", batch_size)
     classes = int(y.max()) + 1
     try:
-        net = models.build(model, x.shape[1:], classes, hidden=hidden, activation=activation,
-                           dropout=dropout, dtype=dtype, seed=seed, backend="numpy")
+        net = models.build(
+            model,
+            x.shape[1:],
+            classes,
+            hidden=hidden,
+            activation=activation,
+            dropout=dropout,
+            dtype=dtype,
+            seed=seed,
+            backend="numpy",
+        )
     except ValueError as err:
         raise ValueError(f"model {model!r} on {name or 'the given samples'}: {err}") from None
     x = models.fit_to(x, net.input_shape)  # flat rows for an mlp
@@ -480,12 +461,5 @@ def main_compare(
     from .compare import compare_backends
 
     return compare_backends(
-        net,
-        x[rows],
-        y[rows],
-        "sparse_categorical_crossentropy",
-        backends=backends,
-        optimizer=optimizer,
-        dtype=dtype,
-        seed=seed,
+        net, x[rows], y[rows], LOSS, backends, optimizer, dtype=dtype, seed=seed
     )

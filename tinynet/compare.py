@@ -1,38 +1,11 @@
 """Where do two backends' numbers part ways?  One training step, layer by layer.
 
-"My model trains differently on the GPU than on my laptop" is answered by
-:func:`compare_backends`: it runs one training step (forward, loss, backward
-and optionally one optimizer update) of the same model, with the same
-parameters, on the same batch and with the same Dropout masks, on every
-backend that loads here, and compares every intermediate with a reference:
-the same model with its parameters cast to float64 on NumPy.
-
-    report = compare_backends(model, x_batch, y_batch, "sparse_categorical_crossentropy")
-    print(format_report(report))
-
-Compared quantities, per backend, in the order they are computed:
-
-=================  ============================================================
-``output``         each layer's forward output (training mode; for a fused
-                   Softmax/Sigmoid head, the probabilities)
-``loss``           the batch's mean loss (layer ``None``)
-``grad_input``     the gradient of the loss with respect to each layer's input
-                   (layer 0's is the gradient with respect to the model input;
-                   a fused head's is the gradient with respect to the logits)
-``grad_<name>``    the gradient of each parameter (``grad_W``, ``grad_b``)
-``updated_<name>`` each parameter after one optimizer update (with ``optimizer``)
-=================  ============================================================
-
-For each: ``max_abs = max |a - ref|`` and ``max_rel = max_abs / max |ref|``
-(the relative difference in the max norm, which stays meaningful where
-single elements of the reference are zero, e.g. after a ReLU), with ``a``
-and ``ref`` converted to float64 on the host.
-
-The step is the first step ``fit`` would take: the Dropout key of layer
-``i`` is ``fold_in(fold_in(fold_in(fold_in(key(seed), 0), 0xD0), 0), i)``, so
-masks are bit-identical on every backend and the comparison measures
-arithmetic only.  On a compiling backend (JAX) the step runs as one compiled
-program, as it does in ``fit``.
+:func:`compare_backends` runs one training step of a model on every backend that
+loads here, with the same parameters, batch and Dropout masks (those of ``fit``'s
+first step), and compares each intermediate (``output``, ``loss``, ``grad_input``,
+``grad_<param>``, ``updated_<param>``, in the order computed) with the same step
+in float64 on NumPy as ``max_abs = max |a - ref|`` and ``max_rel = max_abs / max
+|ref|``: the max norm stays meaningful where reference elements are zero.
 """
 
 from __future__ import annotations
@@ -47,17 +20,10 @@ import numpy as np
 
 from . import backends as registry  # `backends` is a parameter name here
 from . import core, random
+from .tree import tree_map
 
-__all__ = [
-    "CompareReport",
-    "Row",
-    "compare_backends",
-    "format_report",
-    "step_key",
-    "verdict",
-]
+__all__ = ["CompareReport", "Row", "compare_backends", "format_report", "step_key", "verdict"]
 
-Array = Any
 REFERENCE = "numpy float64"
 # The largest max_rel (max |a - ref| / max |ref|) that passes, per dtype: for
 # outputs, the loss and gradients, and for the parameters after the optimizer
@@ -111,10 +77,7 @@ class CompareReport:
 
     def max_rel(self, name: str) -> float:
         """The largest relative difference of backend ``name`` (NaN propagates)."""
-        values = [row.max_rel for row in self.for_backend(name)]
-        if not values:
-            raise KeyError(f"backend {name!r} is not in this report")
-        return max(values, key=lambda v: math.inf if math.isnan(v) else v)
+        return self.worst(name).max_rel
 
     def worst(self, name: str) -> Row:
         """The row of backend ``name`` with the largest relative difference."""
@@ -130,7 +93,7 @@ class CompareReport:
 # ------------------------------------------------------------------ the step
 
 
-def step_key(seed: int, backend: registry.Backend, epoch: int = 0, step: int = 0) -> Array:
+def step_key(seed: int, backend: registry.Backend, epoch: int = 0, step: int = 0) -> Any:
     """The key ``fit(seed=seed)`` gives training step ``step`` of epoch ``epoch``
     (layer ``i`` of the model draws with ``fold_in(step_key, i)``)."""
     epoch_key = random.fold_in(random.key(seed, backend), epoch)
@@ -152,16 +115,8 @@ def _make_step(layers: Sequence[Any], loss: Any, optimizer: Any, ops: Any) -> Ca
             out, _, _ = layers[-1].forward(params[-1], state[-1], h, ops, False, None)
             outputs.append(out)
             grad_in[-1] = seen["grad_head"]
-        updated = None
-        if optimizer is not None:
-            updated, _ = optimizer.update(grads, opt_state, params)
-        return {
-            "outputs": outputs,
-            "loss": value,
-            "grad_in": grad_in,
-            "grads": grads,
-            "updated": updated,
-        }
+        updated = optimizer.update(grads, opt_state, params)[0] if optimizer is not None else None
+        return dict(outputs=outputs, loss=value, grad_in=grad_in, grads=grads, updated=updated)
 
     return step
 
@@ -173,20 +128,13 @@ def _host(a: Any) -> np.ndarray:
 
 
 def _run(
-    model: Any,
-    backend: registry.Backend,
-    dtype: str,
-    params_host: list,
-    state_host: list,
-    x_host: np.ndarray,
-    y_host: np.ndarray,
-    loss: Any,
-    optimizer: Any,
-    seed: int | None,
+    model: Any, backend: Any, dtype: str, host: tuple, loss: Any, optimizer: Any, seed: int | None
 ) -> dict:
-    """One step on ``backend`` in ``dtype``; every result as a host float64 array."""
+    """One step on ``backend`` in ``dtype`` from the ``host`` NumPy (params, state,
+    x, y); every result as a host float64 array."""
     from .validation import as_model_input, prepare_targets
 
+    params_host, state_host, x_host, y_host = host
     like = SimpleNamespace(
         backend=backend,
         dtype=dtype,
@@ -196,25 +144,14 @@ def _run(
     with backend.scope():
         x = as_model_input(x_host, backend, dtype, "compare_backends", model.layers[0])
         y = prepare_targets(like, y_host, loss, x_host.shape[0], "compare_backends")
-        params = [{k: backend.asarray(v.astype(dtype)) for k, v in p.items()} for p in params_host]
-        state = [{k: backend.asarray(v.astype(dtype)) for k, v in s.items()} for s in state_host]
+        params, state = tree_map(
+            lambda a: backend.asarray(a.astype(dtype)), (params_host, state_host)
+        )
         key = step_key(seed, backend) if seed is not None else None
         opt_state = optimizer.init(params) if optimizer is not None else None
         step = backend.jit(_make_step(model.layers, loss, optimizer, backend))
         out = step(params, state, x, y, key, opt_state)
-
-    def f64(a: Any) -> np.ndarray | None:
-        return None if a is None else np.asarray(_host(a), dtype=np.float64)
-
-    return {
-        "outputs": [f64(a) for a in out["outputs"]],
-        "loss": f64(out["loss"]),
-        "grad_in": [f64(a) for a in out["grad_in"]],
-        "grads": [{k: f64(v) for k, v in g.items()} for g in out["grads"]],
-        "updated": None
-        if out["updated"] is None
-        else [{k: f64(v) for k, v in p.items()} for p in out["updated"]],
-    }
+    return tree_map(lambda a: np.asarray(_host(a), dtype=np.float64), out)
 
 
 def _diff(a: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
@@ -277,9 +214,8 @@ def compare_backends(
         x, y: one batch (host NumPy arrays or arrays of any backend); ``y`` as
             ``fit`` takes it for ``loss``.
         loss: a :mod:`tinynet.losses` instance or name.
-        backends: names to compare (default: all of ``numpy, jax, cupy,
-            strict``; those that cannot load here get an ``unavailable`` row
-            with the reason).
+        backends: names to compare (default: all; those that cannot load
+            here get an ``unavailable`` row with the reason).
         optimizer: also compare the parameters after one update of this
             optimizer (instance, name or config), started from a fresh state.
         dtype: the dtype the backends compute in (default: the model's).
@@ -310,14 +246,8 @@ def compare_backends(
 
     x_host = np.asarray(_host(x) if not isinstance(x, (list, tuple)) else x)
     y_host = np.asarray(_host(y) if not isinstance(y, (list, tuple)) else y)
-    params_host = [{k: _host(v) for k, v in p.items()} for p in model.params]
-    state_host = [{k: _host(v) for k, v in s.items()} for s in model.state]
-
-    def run(backend: registry.Backend, dtype: str) -> dict:
-        host = (params_host, state_host, x_host, y_host)
-        return _run(model, backend, dtype, *host, loss, optimizer, seed)
-
-    ref = run(registry.load("numpy"), "float64")
+    host = (tree_map(_host, model.params), tree_map(_host, model.state), x_host, y_host)
+    ref = _run(model, registry.load("numpy"), "float64", host, loss, optimizer, seed)
     report = CompareReport(
         rows=[],
         dtype=dtype,
@@ -328,21 +258,20 @@ def compare_backends(
     report.losses["reference"] = float(ref["loss"])
     for name in names:
         backend, why = registry.probe(name)
-        if backend is None:
-            report.skipped[name] = why
-            report.rows.append(Row(name, None, "", "unavailable", math.nan, math.nan, why))
-            continue
-        try:
-            got = run(backend, dtype)
-        except Exception as err:  # a backend that loads but fails (e.g. out of memory)
-            why = f"{type(err).__name__}: {err}"
-            report.skipped[name] = why
-            report.rows.append(Row(name, None, "", "error", math.nan, math.nan, why))
-            continue
-        report.compared.append(name)
-        report.devices[name] = backend.description or str(backend.device)
-        report.losses[name] = float(got["loss"])
-        report.rows.extend(_rows(name, model.layers, loss, got, ref))
+        quantity = "unavailable"
+        if backend is not None:
+            try:
+                got = _run(model, backend, dtype, host, loss, optimizer, seed)
+            except Exception as err:  # a backend that loads but fails (e.g. out of memory)
+                why, quantity = f"{type(err).__name__}: {err}", "error"
+            else:
+                report.compared.append(name)
+                report.devices[name] = backend.description or str(backend.device)
+                report.losses[name] = float(got["loss"])
+                report.rows.extend(_rows(name, model.layers, loss, got, ref))
+                continue
+        report.skipped[name] = why
+        report.rows.append(Row(name, None, "", quantity, math.nan, math.nan, why))
     return report
 
 
@@ -359,47 +288,29 @@ def _num(v: float) -> str:
 
 def format_report(report: CompareReport) -> str:
     """A plain-text table of ``report``: a header, one line per row, a summary."""
-    lines = [
-        f"one training step, batch {report.batch_size}, {report.dtype}, against {REFERENCE}"
-        + (f", then {report.optimizer}" if report.optimizer else "")
-        + (
-            f" (dropout masks of fit seed {report.dropout_seed})"
-            if report.dropout_seed is not None
-            else ""
-        ),
-    ]
-    for name in report.compared:
-        lines.append(f"  {name}: {report.devices.get(name, '')}")
-    losses = ", ".join(f"{k} {v:.17g}" for k, v in report.losses.items())
-    lines.append(f"loss: {losses}")
-    header = ("backend", "layer", "type", "quantity", "max_abs", "max_rel")
-    table = [header]
+    title = f"one training step, batch {report.batch_size}, {report.dtype}, against {REFERENCE}"
+    if report.optimizer:
+        title += f", then {report.optimizer}"
+    if report.dropout_seed is not None:
+        title += f" (dropout masks of fit seed {report.dropout_seed})"
+    lines = [title] + [f"  {name}: {report.devices.get(name, '')}" for name in report.compared]
+    lines.append("loss: " + ", ".join(f"{k} {v:.17g}" for k, v in report.losses.items()))
+    table = [("backend", "layer", "type", "quantity", "max_abs", "max_rel")]
     for row in report.rows:
-        if row.quantity in ("unavailable", "error"):
-            continue
-        table.append(
-            (
-                row.backend,
-                "-" if row.layer is None else str(row.layer),
-                row.layer_type,
-                row.quantity,
-                _num(row.max_abs),
-                _num(row.max_rel),
-            )
-        )
-    widths = [max(len(r[c]) for r in table) for c in range(len(header))]
-    right = {1, 4, 5}
+        if row.quantity not in ("unavailable", "error"):
+            layer = "-" if row.layer is None else str(row.layer)
+            numbers = _num(row.max_abs), _num(row.max_rel)
+            table.append((row.backend, layer, row.layer_type, row.quantity, *numbers))
+    widths = [max(map(len, column)) for column in zip(*table, strict=True)]
     lines.append("")
-    previous = None
-    for r in table:
-        if previous is not None and r[0] != previous and previous != "backend":
+    for i, cells in enumerate(table):
+        if i > 1 and cells[0] != table[i - 1][0]:  # a blank line between backends
             lines.append("")
-        previous = r[0]
-        cells = [
-            r[c].rjust(widths[c]) if c in right else r[c].ljust(widths[c])
-            for c in range(len(header))
-        ]
-        lines.append("  ".join(cells).rstrip())
+        padded = (
+            c.rjust(w) if j in (1, 4, 5) else c.ljust(w)  # layer and numbers to the right
+            for j, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+        lines.append("  ".join(padded).rstrip())
     if report.compared:
         lines.append("")
         for name in report.compared:
@@ -449,6 +360,3 @@ def verdict(report: CompareReport) -> tuple[bool, str]:
         f"PASS: {', '.join(report.compared)} within the {stated}; largest {_num(largest)}"
         + (f" (skipped: {', '.join(skipped)})" if skipped else "")
     )
-
-
-# ------------------------------------------------------------------ CLI entry

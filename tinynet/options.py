@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from typing import Any
 
+from .backends import BACKEND_NAMES as BACKENDS
 from .models import MODELS
 
-BACKENDS = ("numpy", "jax", "cupy", "strict", "torch")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu", "softplus")
+SCHEDULES = ("constant", "cosine")
 
 # The defaults of ``tinynet train``, which ``compare-backends`` uses too.
 HIDDEN = (128, 64)
 BATCH_SIZE = 32
-
-SCHEDULES = ("constant", "cosine")
 
 # Where a dataset has its own defaults.  Fashion-MNIST: 784-256-128-10,
 # batches of 128 and Adam at 1e-3 (the usual Keras recipe for it; 3e-3 with
@@ -53,26 +53,28 @@ images (a cnn on 28x28x1) INPUT may be (n, 28, 28, 1), (n, 28, 28) or flat
 rows (n, 784).  An empty INPUT is an error."""
 
 
+def _for_dataset(dataset: str | None, key: str, fallback: Any) -> Any:
+    return DATASET_DEFAULTS.get(dataset or "", {}).get(key, fallback)
+
+
 def default_lr(optimizer: str, dataset: str | None = None) -> float:
     """``--lr``'s default for ``optimizer`` (and ``dataset``: see ``DATASET_DEFAULTS``)."""
-    if optimizer == "sgd":
-        return 0.1
-    return DATASET_DEFAULTS.get(dataset or "", {}).get("adam_lr", 0.003)
+    return 0.1 if optimizer == "sgd" else _for_dataset(dataset, "adam_lr", 0.003)
 
 
 def default_hidden(dataset: str | None) -> list[int]:
     """``--hidden``'s default for ``dataset``."""
-    return list(DATASET_DEFAULTS.get(dataset or "", {}).get("hidden", HIDDEN))
+    return list(_for_dataset(dataset, "hidden", HIDDEN))
 
 
 def default_schedule(dataset: str | None) -> str:
     """``--schedule``'s default for ``dataset``."""
-    return DATASET_DEFAULTS.get(dataset or "", {}).get("schedule", "constant")
+    return _for_dataset(dataset, "schedule", "constant")
 
 
 def default_batch_size(dataset: str | None) -> int:
     """``--batch-size``'s default for ``dataset``."""
-    return DATASET_DEFAULTS.get(dataset or "", {}).get("batch_size", BATCH_SIZE)
+    return _for_dataset(dataset, "batch_size", BATCH_SIZE)
 
 
 class CLIError(Exception):
@@ -96,45 +98,27 @@ def _hidden(text: str) -> list[int]:
     return [int(p) for p in pieces]
 
 
-_KIND_NAMES = {int: "an integer", float: "a finite number"}
+def _checked(convert: type, ok: Callable[[Any], bool], message: str) -> Callable[[str], Any]:
+    """An argparse type: ``convert(text)`` if ``ok`` accepts it, else ``message``."""
 
-
-def _positive(kind: type) -> Any:
     def parse(text: str) -> Any:
         try:
-            value = kind(text)
+            value = convert(text)
         except ValueError:
-            value = math.nan
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"expected {_KIND_NAMES[kind]} > 0, received {text!r}")
+            value = math.nan  # which no ``ok`` accepts
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{message}, received {text!r}")
         return value
 
     return parse
 
 
-def _integer(text: str) -> int:
-    """A seed or an index: an integer that fits in 64 bits."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or not -(2**63) <= value < 2**63:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer (64-bit), like 0 or 42; received {text!r}"
-        )
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number in [0, 1), received {text!r}"
-        ) from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), received {text!r}")
-    return value
+_positive_int = _checked(int, lambda v: v > 0, "expected an integer > 0")
+_positive_float = _checked(float, lambda v: 0 < v < math.inf, "expected a finite number > 0")
+_integer = _checked(  # a seed or an index
+    int, lambda v: -(2**63) <= v < 2**63, "expected an integer (64-bit), like 0 or 42"
+)
+_rate = _checked(float, lambda v: 0 <= v < 1, "expected a number in [0, 1)")
 
 
 def _backend_list(text: str) -> list[str]:
@@ -147,26 +131,40 @@ def _backend_list(text: str) -> list[str]:
     return names
 
 
-def _add_device_argument(parser: argparse.ArgumentParser) -> None:
+def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend", choices=BACKENDS, help="array backend (default: $TINYNET_BACKEND or numpy)"
+    )
     parser.add_argument(
         "--device",
-        default=None,
         help="device of a backend with devices, e.g. cpu, cuda, cuda:1, mps (torch) or gpu "
         "(jax) (default: $TINYNET_DEVICE, else the backend's own: torch takes CUDA, then "
         "MPS, then the CPU)",
     )
 
 
-def _add_mlp_arguments(parser: argparse.ArgumentParser, hidden: list[int]) -> None:
-    """The MLP shape flags shared by ``train`` and ``compare-backends``;
-    ``--hidden`` is None unless given (its default depends on the dataset)."""
-    default = ",".join(map(str, hidden))
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``train`` that ``compare-backends`` shares, so that it builds
+    train's model with train's defaults; None where that depends on the dataset."""
+    parser.add_argument(
+        "--dataset",
+        help="spiral, digits, fashion-mnist (from its IDX files: apt-get install "
+        "dataset-fashion-mnist, or a folder in $TINYNET_DATA) or a PATH.npz "
+        "(default: digits if scikit-learn is installed, else spiral)",
+    )
+    parser.add_argument(
+        "--model",
+        choices=MODELS,
+        default="mlp",
+        help="mlp: Dense layers of --hidden widths on the flattened input; cnn (images "
+        "only: digits, fashion-mnist): Conv2D(32,3)-BatchNorm-MaxPool2D-Conv2D(64,3)-"
+        "BatchNorm-MaxPool2D-Dense(128)-Dropout(0.25) (default: mlp)",
+    )
     parser.add_argument(
         "--hidden",
         type=_hidden,
-        default=None,
-        help=f"hidden layer widths, comma-separated, at least one (default: {default}; "
-        "256,128 on fashion-mnist)",
+        help=f"hidden layer widths, comma-separated, at least one (default: "
+        f"{','.join(map(str, HIDDEN))}; 256,128 on fashion-mnist)",
     )
     parser.add_argument("--activation", choices=ACTIVATIONS, default="relu")
     parser.add_argument(
@@ -175,6 +173,25 @@ def _add_mlp_arguments(parser: argparse.ArgumentParser, hidden: list[int]) -> No
         default=0.0,
         help="dropout rate (probability of DROPPING) after each hidden layer; "
         "the masks are the same on every backend",
+    )
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    parser.add_argument(
+        "--lr",
+        type=_positive_float,
+        help=f"learning rate (default: {default_lr('adam')} for adam-family, "
+        f"{default_lr('adam', 'fashion-mnist')} on fashion-mnist; {default_lr('sgd')} for sgd)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        help=f"(default: {BATCH_SIZE}; {default_batch_size('fashion-mnist')} on fashion-mnist)",
+    )
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument(
+        "--seed",
+        type=_integer,
+        default=0,
+        help="seed of the initial parameters, the batches and the dropout masks",
     )
 
 
@@ -187,70 +204,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = sub.add_parser("train", help="train an MLP or a CNN and report its test accuracy")
-    train.add_argument(
-        "--dataset",
-        default=None,
-        help="spiral, digits, fashion-mnist (from its IDX files: apt-get install "
-        "dataset-fashion-mnist, or a folder in $TINYNET_DATA) or a PATH.npz "
-        "(default: digits if scikit-learn is installed, else spiral)",
-    )
-    train.add_argument(
-        "--model",
-        choices=MODELS,
-        default="mlp",
-        help="mlp: Dense layers of --hidden widths on the flattened input; cnn (images "
-        "only: digits, fashion-mnist): Conv2D(32,3)-BatchNorm-MaxPool2D-Conv2D(64,3)-"
-        "BatchNorm-MaxPool2D-Dense(128)-Dropout(0.25) (default: mlp)",
-    )
-    train.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default=None,
-        help="array backend (default: $TINYNET_BACKEND or numpy)",
-    )
-    _add_device_argument(train)
-    _add_mlp_arguments(train, hidden=list(HIDDEN))
-    train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    train.add_argument(
-        "--lr",
-        type=_positive(float),
-        default=None,
-        help=f"learning rate (default: {default_lr('adam')} for adam-family, "
-        f"{default_lr('adam', 'fashion-mnist')} on fashion-mnist; {default_lr('sgd')} for sgd)",
-    )
+    _add_model_arguments(train)
+    _add_backend_arguments(train)
     train.add_argument(
         "--schedule",
         choices=SCHEDULES,
-        default=None,
         help="learning-rate schedule: constant, or cosine: from --lr down to 0 at the "
         "run's last step along a half cosine (Keras' CosineDecay) (default: cosine on "
         "digits and fashion-mnist, else constant)",
     )
     train.add_argument(
         "--epochs",
-        type=_positive(int),
-        default=None,
+        type=_positive_int,
         help="epochs (default: 40 on digits, 300 on spiral, 10 otherwise)",
     )
     train.add_argument(
-        "--batch-size",
-        type=_positive(int),
-        default=None,
-        help=f"(default: {BATCH_SIZE}; {default_batch_size('fashion-mnist')} on fashion-mnist)",
-    )
-    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    train.add_argument("--seed", type=_integer, default=0)
-    train.add_argument(
         "--save",
         metavar="PATH",
-        default=None,
         help="write the trained model to this .safetensors file (it records the "
         "dataset, which evaluate then uses by default)",
     )
     train.add_argument(
         "--plot",
         metavar="PNG",
-        default=None,
         help="write loss/accuracy curves (and decision regions for 2-D data) to this "
         "image file (.png, .pdf, .svg; needs matplotlib)",
     )
@@ -264,8 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     parallel = train.add_argument_group("data parallelism (JAX backend; see docs/parallel.md)")
     parallel.add_argument(
         "--devices",
-        type=_positive(int),
-        default=None,
+        type=_positive_int,
         metavar="N",
         help="split every batch over N JAX devices (with --coordinator: the "
         "devices of all processes, the default); --batch-size must be "
@@ -273,13 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parallel.add_argument(
         "--coordinator",
-        default=None,
         metavar="HOST:PORT",
         help="multi-process run: address of process 0, the same in every process",
     )
     parallel.add_argument(
         "--num-processes",
-        type=_positive(int),
+        type=_positive_int,
         default=1,
         metavar="P",
         help="multi-process run: number of processes (default: 1)",
@@ -296,12 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", help="a .safetensors file written by tinynet")
     evaluate.add_argument(
         "--dataset",
-        default=None,
         help="spiral, digits, fashion-mnist or PATH.npz (default: the dataset the model "
         "was trained on, as recorded by tinynet train --save); evaluated on its test split",
     )
-    evaluate.add_argument("--backend", choices=BACKENDS, default=None)
-    _add_device_argument(evaluate)
+    _add_backend_arguments(evaluate)
 
     predict = sub.add_parser(
         "predict",
@@ -316,12 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a .npy file of shape (n, features...), or an .npz file (its array 'x', "
         "else 'x_test'; choose another with --key)",
     )
-    predict.add_argument("--key", default=None, help="the array of an .npz INPUT to predict")
+    predict.add_argument("--key", help="the array of an .npz INPUT to predict")
     predict.add_argument(
-        "--output", default=None, help="also write the model outputs (n, classes) to this .npy file"
+        "--output", help="also write the model outputs (n, classes) to this .npy file"
     )
-    predict.add_argument("--backend", choices=BACKENDS, default=None)
-    _add_device_argument(predict)
+    _add_backend_arguments(predict)
 
     sub.add_parser(
         "info", help="installed backends, versions, devices, extras and the default backend"
@@ -330,50 +301,18 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser(
         "compare-backends",
         help="one training step on every backend: per-layer differences from a float64 NumPy run",
-        description="One training step of train's model (train's defaults) on every backend, "
-        "compared layer by layer with the same step in float64 on NumPy.  Ends with PASS "
-        "(exit 0) if every difference is within the tolerance of the dtype (stated on that "
-        "line), else FAIL (exit 1).",
+        description="One training step of train's model (train's flags and defaults; with "
+        "the parameters after one --optimizer update) on every backend, compared layer by "
+        "layer with the same step in float64 on NumPy.  Ends with PASS (exit 0) if every "
+        "difference is within the tolerance of the dtype (stated on that line), else FAIL "
+        "(exit 1).",
     )
-    compare.add_argument(
-        "--dataset",
-        default=None,
-        help="spiral, digits, fashion-mnist or a PATH.npz (default: digits if scikit-learn "
-        "is installed, else spiral, as train)",
-    )
-    compare.add_argument(
-        "--model", choices=MODELS, default="mlp", help="mlp or cnn, as train's --model"
-    )
-    _add_mlp_arguments(compare, hidden=list(HIDDEN))
-    compare.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    compare.add_argument(
-        "--seed",
-        type=_integer,
-        default=0,
-        help="seed of the initial parameters, the batch and the dropout masks",
-    )
-    compare.add_argument(
-        "--batch-size",
-        type=_positive(int),
-        default=None,
-        help=f"(default: as train: {BATCH_SIZE}; {default_batch_size('fashion-mnist')} on "
-        "fashion-mnist)",
-    )
+    _add_model_arguments(compare)
     compare.add_argument(
         "--backends",
         type=_backend_list,
-        default=None,
         help="comma-separated backends to compare (default: all; unavailable "
         "ones are listed with the reason)",
-    )
-    compare.add_argument(
-        "--optimizer",
-        choices=OPTIMIZERS,
-        default="adam",
-        help="also compare the parameters after one update of this optimizer",
-    )
-    compare.add_argument(
-        "--lr", type=_positive(float), default=None, help="learning rate (default: as train)"
     )
 
     bench = sub.add_parser("bench", help="run bench/train_step.py (from a source checkout)")
