@@ -1,13 +1,11 @@
-"""Data parallelism on JAX: a 1-D device mesh, replicated parameters and a
-batch split along its first axis (every ``jax.sharding`` / ``jax.distributed``
-use of tinynet; :mod:`tinynet.parallel` is the user-facing side).
+"""Data parallelism on JAX (every ``jax.sharding`` / ``jax.distributed`` use
+of tinynet; :mod:`tinynet.parallel` is the user-facing side).
 
 The training step is not rewritten: parameters, optimizer state, data and
-keys are replicated, and inside the jitted step the batch gets a sharding
-constraint over the ``"batch"`` mesh axis.  XLA's SPMD partitioner then runs
-each device's rows and all-reduces wherever the maths sums over the batch, so
-the gradients are the mean over the WHOLE batch as on one device; only the
-order of the additions differs, so results agree to rounding.
+keys are replicated over a 1-D mesh, and inside the jitted step the batch is
+constrained to split its rows over the ``"batch"`` axis.  XLA's SPMD
+partitioner all-reduces wherever the maths sums over the batch, so results
+equal one device's up to the order of the additions.
 """
 
 from __future__ import annotations

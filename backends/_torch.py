@@ -2,19 +2,15 @@
 
 Eager like NumPy: tinynet computes its own backward, so its calls run under
 ``torch.no_grad()`` (:meth:`TorchOps.scope`, every :meth:`TorchOps.jit`
-function); nothing process-wide changes (thread count, default dtype, grad
-mode).  On the CPU, first use tunes glibc's malloc as the NumPy backend does
-(``TINYNET_MALLOC_TUNE=0`` turns it off).  ``TINYNET_TORCH_COMPILE=1`` runs
-fit's steps compiled by ``torch.compile`` (seconds per batch size; it pays on
-small models); if compiling fails, one warning, then eager training.
+function); nothing process-wide changes.  On the CPU, first use tunes glibc's
+malloc as the NumPy backend does.  ``TINYNET_TORCH_COMPILE=1`` runs fit's
+steps compiled by ``torch.compile`` (it pays on small models); if compiling
+fails, one warning, then eager training.
 
 Devices: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (default CUDA, else MPS, else
-the CPU); MPS has no float64.  Host data goes through NumPy first, so dtypes
-follow NumPy (Python floats -> float64).  uint32 has no addition or shifts:
-:meth:`TorchOps.threefry2x32` works in int64.  On a GPU a read waits for the
-queue: :meth:`TorchOps.rows` and the NaN guard of :meth:`TorchOps.run_block`
-keep their values on the device.  Convolution and 2-D max pooling use torch's
-kernels on channels-last views (no copy).
+the CPU; MPS has no float64).  Host data goes through NumPy, so dtypes follow
+NumPy (Python floats -> float64).  On a GPU, where a read waits for the
+queue, :meth:`TorchOps.rows` and the NaN guard keep their values on the device.
 """
 
 from __future__ import annotations
@@ -100,13 +96,7 @@ class TorchOps(Ops):
     def jit(self, fn, **kwargs):
         """``fn`` under ``torch.no_grad()``, not compiled (``jax.jit``'s
         keyword arguments are ignored)."""
-        no_grad = self._torch.no_grad
-
-        def call(*args, **kw):
-            with no_grad():
-                return fn(*args, **kw)
-
-        return call
+        return self._torch.no_grad()(fn)
 
     def synchronize(self):
         if self.device.type == "cuda":
