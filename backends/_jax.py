@@ -1,12 +1,10 @@
 """JAX backend (CPU, GPU, TPU), compiled by XLA through :meth:`JaxOps.jit`.
 
-float64 without a global switch: JAX computes in float32 unless its x64 flag
-is on, and tinynet never turns it on for the process.  Instead every
-tinynet computation runs inside :meth:`JaxOps.scope` (``jax.enable_x64``,
-a thread-local context): compiled functions enter it on every call, and the
-model's entry points (construction, fit, evaluate, predict) around their
-eager work.  Every array tinynet makes has an explicit dtype, so a float32
-model stays float32; the user's own ``jnp.ones(2)`` stays float32 too.
+float64 without a global switch: every tinynet computation runs inside
+:meth:`JaxOps.scope` (``jax.enable_x64``, thread-local): compiled functions on
+every call, the model's entry points around their eager work.  Every array
+tinynet makes has an explicit dtype, so a float32 model stays float32, and
+so does the user's own ``jnp.ones(2)``.
 """
 
 from __future__ import annotations
@@ -17,20 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from . import missing_package
+from . import BackendUnavailableError, missing_package
 from .ops import Ops
 
-# matmul_tn: a Dense layer's weight gradient ``x.T @ dy`` (the batch
-# contracted).  XLA's CPU runtime hands a dot whose left operand is transposed
-# to Eigen, which is slow on small ones; up to TN_MAX_PRODUCTS multiplications
-# the product is written as a broadcast product summed over the batch, which
-# XLA fuses into one reduction (bench/README.md has the measurement).  Larger
-# ones stay dots.  The two round differently (within float32 tolerance, tested).
+# matmul_tn (a Dense layer's weight gradient ``x.T @ dy``): XLA's CPU runtime
+# hands a dot with a transposed left operand to Eigen, slow on small ones; up
+# to this many multiplications a broadcast product summed over the batch is
+# one fused reduction (bench/README.md).  They round differently (tested).
 TN_MAX_PRODUCTS = 1 << 16
 
 
 class JaxOps(Ops):
     name = "jax"
+    compiles = True
 
     def __init__(self, jax: Any, device: Any, description: str) -> None:
         super().__init__(jax.numpy, device, jax.__version__, description)
@@ -43,17 +40,12 @@ class JaxOps(Ops):
             dtype = self.dtype(dtype)
         with self.scope():
             if isinstance(data, (np.ndarray, np.generic, int, float)):
-                # a plain copy to the device (device_put is several times
-                # cheaper than jnp.asarray(..., device=) on fit's per-epoch path)
+                # device_put: several times cheaper than jnp.asarray(..., device=)
                 return self._jax.device_put(np.asarray(data, dtype=dtype), self.device)
             return self.xp.asarray(data, dtype=dtype, device=self.device)
 
     def is_traced(self, a):
         return isinstance(a, self._jax.core.Tracer)
-
-    @property
-    def compiles(self) -> bool:
-        return True
 
     def scope(self):
         return self._jax.enable_x64(True)
@@ -71,8 +63,7 @@ class JaxOps(Ops):
         return call
 
     def synchronize(self):
-        # block_until_ready on a fresh tiny computation orders after all
-        # previously dispatched work on the device.
+        # a fresh tiny computation is ready after all work dispatched before it
         self.xp.zeros((), device=self.device).block_until_ready()
 
     def fori_loop(self, n, body, carry):
@@ -80,68 +71,51 @@ class JaxOps(Ops):
 
     def run_block(self, step, n, carry, data, guard=None, stop=None):
         """One compiled program per ``step`` and ``guard`` (donating the carry)
-        running the whole block; its trip count is an argument, so every block
-        length shares it.  ``stop`` is not consulted: a Ctrl-C ends the run
-        after the block.
+        runs the whole block, its trip count an argument; ``stop`` is only
+        consulted after the block.  With the guard, a bad step and every step
+        after it keep their inputs (one status read per block).
 
-        Except for a step with a convolution on the CPU: XLA's CPU runtime
-        runs convolutions inside a loop body many times slower than the same
-        ones at the top level of a program (jax-ml/jax#12868), so there the
-        compiled program is one step, run by a Python loop that also consults
-        ``stop``."""
+        A step with a convolution on the CPU is compiled alone and run by a
+        Python loop that consults ``stop``: XLA's CPU runtime runs
+        convolutions in a loop body many times slower (jax-ml/jax#12868)."""
         by_guard = self._blocks.setdefault(step, {})
-        run = by_guard.get(guard)
-        if run is None:
-            run = by_guard[guard] = self._block_program(step, guard, carry, data)
-        return run(carry, n, data, stop)
+        if guard not in by_guard:
+            by_guard[guard] = self._block_program(step, guard, carry, data)
+        return by_guard[guard](carry, n, data, stop)
 
     def _block_program(self, step, guard, carry, data):
+        jax, jnp = self._jax, self.xp
+
+        def guarded(carry_status, data):
+            old, status = carry_status
+            new = step(old, data)
+            status = jnp.where(status == 0, guard(new), status)
+            good = status == 0
+            return jax.tree_util.tree_map(lambda a, b: jnp.where(good, a, b), new, old), status
+
+        def loop(carry, n, data):
+            return self.fori_loop(n, lambda c: body(c, data), carry)
+
+        body = step if guard is None else guarded
         with self.scope():
-            per_step = self._cpu and _has_conv(self._jax.make_jaxpr(step)(carry, data).jaxpr)
-        if not per_step:
-            loop = self.jit(functools.partial(self._loop, step, guard), donate_argnums=(0,))
+            per_step = self._cpu and _has_conv(jax.make_jaxpr(step)(carry, data).jaxpr)
+        program = self.jit(body if per_step else loop, donate_argnums=(0,))
 
-            def block(carry, n, data, stop):
-                return loop(carry, n, data)
-
-            block.compiled = loop.compiled  # the program, for inspection
-            return block
-        if guard is None:
-            one = self.jit(step, donate_argnums=(0,))
-        else:
-            one = self.jit(functools.partial(self._guarded, step, guard), donate_argnums=(0,))
-
-        def steps(carry, n, data, stop):
-            if guard is not None:  # on the device(s) of the (replicated) parameters
-                where = self._jax.tree_util.tree_leaves(carry)[0].sharding
-                carry = (carry, self._jax.device_put(np.int32(0), where))
-            for _ in range(n):
-                if stop is not None and stop():
-                    break
-                carry = one(carry, data)
+        def run(carry, n, data, stop):
+            if guard is not None:  # the status, on the device(s) of the (replicated) parameters
+                where = jax.tree_util.tree_leaves(carry)[0].sharding
+                carry = (carry, jax.device_put(np.int32(0), where))
+            if per_step:
+                for _ in range(n):
+                    if stop is not None and stop():
+                        break
+                    carry = program(carry, data)
+            else:
+                carry = program(carry, n, data)
             return carry if guard is not None else (carry, 0)
 
-        steps.compiled = one.compiled
-        return steps
-
-    def _loop(self, step, guard, carry, n, data):
-        lax, jnp = self._jax.lax, self.xp
-        if guard is None:
-            return lax.fori_loop(0, n, lambda _, c: step(c, data), carry), 0
-        body = functools.partial(self._guarded, step, guard)
-        return lax.fori_loop(
-            0, n, lambda _, c: body(c, data), (carry, jnp.zeros((), dtype=jnp.int32))
-        )
-
-    def _guarded(self, step, guard, carry_status, data):
-        # a step that goes bad, and every step after it, keeps its inputs:
-        # one status read per block instead of one per step
-        jnp, tree_map = self.xp, self._jax.tree_util.tree_map
-        old, status = carry_status
-        new = step(old, data)
-        status = jnp.where(status == 0, guard(new), status)
-        good = status == 0
-        return tree_map(lambda a, b: jnp.where(good, a, b), new, old), status
+        run.compiled = program.compiled  # for inspection
+        return run
 
     def rows(self, x, start, size):
         return self._jax.lax.dynamic_slice_in_dim(x, start, size, axis=0)
@@ -150,22 +124,23 @@ class JaxOps(Ops):
         from . import _jax_parallel
 
         info = _jax_parallel.info()
-        total = info["global_devices"]
-        if info["process_count"] > 1:
-            if devices != total:
-                raise ValueError(
-                    f"this run has {total} JAX devices over {info['process_count']} processes "
-                    f"and a multi-process run trains on all of them; pass devices={total} "
-                    "(tinynet.parallel.device_count())"
-                )
-        elif devices > total:
+        total, processes, platform = info["global_devices"], info["process_count"], info["platform"]
+        if processes > 1 and devices != total:
+            raise ValueError(
+                f"this run has {total} JAX devices over {processes} processes "
+                f"and a multi-process run trains on all of them; pass devices={total} "
+                "(tinynet.parallel.device_count())"
+            )
+        if processes == 1 and devices > total:
             fake = ""
-            if info["platform"] == "cpu":
-                fake = "; to try data parallelism on one CPU, fake devices with " + (
-                    _jax_parallel.FAKE_DEVICES_HINT.format(n=devices)
+            if platform == "cpu":
+                fake = (
+                    "; to try data parallelism on one CPU, fake devices with XLA_FLAGS="
+                    f"--xla_force_host_platform_device_count={devices} in the environment "
+                    "before JAX starts (before the first import of jax in the process)"
                 )
             raise ValueError(
-                f"only {total} JAX device(s) are available ({info['platform']}), "
+                f"only {total} JAX device(s) are available ({platform}), "
                 f"{devices} were requested{fake}"
             )
         return _jax_parallel.JaxDataParallel(devices)
@@ -180,30 +155,24 @@ class JaxOps(Ops):
         # XLA's scatter-add: no (rows, len(indices)) one-hot matrix
         out = self.xp.zeros((rows, values.shape[1]), dtype=values.dtype)
         return out.at[indices].add(values)
-    # Convolution by XLA's own convolution: on a whole CNN training step it beat
-    # the portable im2col + dot.  The input is saved for the backward, which is
-    # the convolution's VJP (the forward inside it is unused and pruned by XLA).
+
+    # XLA's own convolution (it beat im2col + dot on a whole CNN step); the
+    # backward is its VJP on the saved input (XLA prunes the unused forward).
 
     def conv(self, x, W, strides, dilation):
         return self._conv(x, W, strides, dilation), x
 
     def conv_backward(self, dy, saved, x_shape, W, strides, dilation, need_dx=True):
-        def conv(x, W):
-            return self._conv(x, W, strides, dilation)
-
+        conv = functools.partial(self._conv, strides=strides, dilation=dilation)
         if need_dx:
             return self._jax.vjp(conv, saved, W)[1](dy)
         return None, self._jax.vjp(lambda W: conv(saved, W), W)[1](dy)[0]
 
     def _conv(self, x, W, strides, dilation):
         spatial = "DHW"[3 - (W.ndim - 2) :]
+        dims = (f"N{spatial}C", f"{spatial}IO", f"N{spatial}C")
         return self._jax.lax.conv_general_dilated(
-            x,
-            W,
-            window_strides=tuple(strides),
-            padding="VALID",
-            rhs_dilation=tuple(dilation),
-            dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
+            x, W, tuple(strides), "VALID", rhs_dilation=tuple(dilation), dimension_numbers=dims
         )
 
 
@@ -234,9 +203,7 @@ def _device(jax: Any, spec: str) -> Any:
         found = jax.local_devices(backend=platform)
     except RuntimeError:
         found = []
-    if not found or int(index or 0) >= len(found):
-        from . import BackendUnavailableError
-
+    if int(index or 0) >= len(found):
         raise BackendUnavailableError(
             f"tinynet backend 'jax': device {spec!r} is not available here (this JAX sees "
             f"{len(found)} {platform} device(s)); choose another with TINYNET_DEVICE or "
@@ -250,9 +217,7 @@ def load(device: str | None = None) -> JaxOps:
         import jax
     except ImportError:
         raise missing_package("jax", "jax") from None
-    if device is None:
-        device = jax.local_devices()[0]  # after jax.distributed.initialize: this process's
-    else:
-        device = _device(jax, device)
+    # after jax.distributed.initialize: this process's first device
+    device = jax.local_devices()[0] if device is None else _device(jax, device)
     n = len(jax.local_devices(backend=device.platform))
     return JaxOps(jax, device, f"{device.platform.upper()} ({n} device(s))")

@@ -1,18 +1,11 @@
-"""Data parallelism on JAX: a 1-D device mesh, replicated parameters and a
-batch split along its first axis.  Every ``jax.sharding`` / ``jax.distributed``
-import of tinynet lives here; :mod:`tinynet.parallel` is the user-facing side.
+"""Data parallelism on JAX (every ``jax.sharding`` / ``jax.distributed`` use
+of tinynet; :mod:`tinynet.parallel` is the user-facing side).
 
-How the maths stays the same as on one device: the training step is not
-rewritten.  Parameters, optimizer state, the data set and the keys are
-*replicated* over the mesh; inside the jitted step the batch gets a sharding
-constraint that splits its rows over the ``"batch"`` mesh axis.  XLA's SPMD
-partitioner then runs the forward and the hand-written backward on each
-device's rows, and wherever the maths reduces over the batch (the mean loss,
-``h.T @ dz`` for the weight gradients, the bias gradients, the metric count)
-it inserts an all-reduce.  The gradients every device applies are therefore
-the mean over the WHOLE batch, exactly as on one device; only the order of
-the floating-point additions differs (per-device partial sums, then the
-all-reduce), so results agree to rounding.
+The training step is not rewritten: parameters, optimizer state, data and
+keys are replicated over a 1-D mesh, and inside the jitted step the batch is
+constrained to split its rows over the ``"batch"`` axis.  XLA's SPMD
+partitioner all-reduces wherever the maths sums over the batch, so results
+equal one device's up to the order of the additions.
 """
 
 from __future__ import annotations
@@ -24,13 +17,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 AXIS = "batch"
-FAKE_DEVICES_HINT = (
-    "XLA_FLAGS=--xla_force_host_platform_device_count={n} in the environment before "
-    "JAX starts (before the first import of jax in the process)"
-)
-
-
-# ------------------------------------------------------------------ processes
 
 
 def initialize(
@@ -44,11 +30,9 @@ def initialize(
 ) -> None:
     """``jax.distributed.initialize`` for a run over several processes.
 
-    On CPU the cross-process collectives must be chosen before the CPU client
-    starts; gloo (over TCP) is the default of current JAX and is set
-    explicitly unless the user picked another implementation (e.g. "mpi").
-    The coordinator service (process 0) binds to ``bind_address``, by default
-    the coordinator address itself rather than every interface.
+    CPU collectives must be chosen before the CPU client starts: gloo unless
+    the user picked another.  Process 0's coordinator service binds to
+    ``bind_address``, by default the coordinator address, not every interface.
     """
     if jax.distributed.is_initialized():
         raise RuntimeError(
@@ -75,21 +59,13 @@ def initialize(
                 f"JAX backend ({err})"
             ) from None
         raise
-    _use_local_device()
-
-
-def _use_local_device() -> None:
-    """Make the JAX backend create new arrays on a device of THIS process.
-
-    ``jax.devices()[0]`` is global device 0, which belongs to process 0; on
-    the other processes arrays must go to ``jax.local_devices()[0]``.
-    """
+    # the JAX backend makes new arrays on a device of THIS process
+    # (jax.devices()[0] belongs to process 0)
     import backends
 
     backend = backends.load("jax")
     local = jax.local_devices()[0]
-    if backend.device != local:
-        backend.device = local
+    backend.device = local
     if jax.process_count() > 1:
         backend.description = (
             f"{local.platform.upper()} ({jax.local_device_count()} local / "
@@ -119,16 +95,8 @@ def info() -> dict[str, Any]:
     }
 
 
-# ------------------------------------------------------------------ the mesh
-
-
 class JaxDataParallel:
-    """A 1-D mesh over ``jax.devices()[:n]`` (global devices, all processes).
-
-    ``put_data`` / ``replicate`` place arrays replicated on every device of
-    the mesh, ``shard_batch`` (inside ``jit``) splits a batch's rows over the
-    mesh, ``gather`` brings arrays back to one device of this process.
-    """
+    """A 1-D mesh over ``jax.devices()[:n]`` (global devices, all processes)."""
 
     def __init__(self, n: int):
         devices = jax.devices()[:n]
@@ -139,29 +107,21 @@ class JaxDataParallel:
         self.split = NamedSharding(self.mesh, PartitionSpec(AXIS))
         self.multi_process = jax.process_count() > 1
 
-    # -------------------------------------------------------- placement
-
-    def _put(self, a: Any) -> Any:
-        if not isinstance(a, jax.Array):
-            return a  # Python numbers, None
-        if getattr(a, "sharding", None) == self.replicated:
+    def put_data(self, a: Any) -> Any:
+        """``a`` replicated on every device of the mesh (a whole data set:
+        each step gathers its batch rows everywhere, and the batch constraint
+        keeps each device's share of the work); non-arrays unchanged."""
+        if not isinstance(a, jax.Array) or getattr(a, "sharding", None) == self.replicated:
             return a
         if not self.multi_process:
             return jax.device_put(a, self.replicated)
-        # Several processes: every process holds the same full value (same
-        # seed, same data); each one fills its own devices from its copy.
+        # every process holds the same full value and fills its own devices
         host = np.asarray(_local_value(a))
         return jax.make_array_from_callback(host.shape, self.replicated, lambda index: host[index])
 
     def replicate(self, tree: Any) -> Any:
         """Every array of ``tree`` replicated on all devices of the mesh."""
-        return jax.tree_util.tree_map(self._put, tree)
-
-    def put_data(self, a: Any) -> Any:
-        """A whole data set, replicated: each step gathers its batch rows
-        on every device, and the batch constraint keeps only each device's
-        share of the computation."""
-        return self._put(a)
+        return jax.tree_util.tree_map(self.put_data, tree)
 
     def shard_batch(self, a: Any) -> Any:
         """Split ``a`` (inside ``jit``) along axis 0 over the mesh; a batch
@@ -171,13 +131,10 @@ class JaxDataParallel:
         return jax.lax.with_sharding_constraint(a, spec)
 
     def gather(self, tree: Any, device: Any) -> Any:
-        """Arrays of ``tree`` as single-device arrays on ``device`` (a device
-        of this process), e.g. parameters after a parallel ``fit``."""
+        """Arrays of ``tree`` as single-device arrays on ``device`` (of this process)."""
 
         def one(a: Any) -> Any:
-            if not isinstance(a, jax.Array):
-                return a
-            return jax.device_put(_local_value(a), device)
+            return jax.device_put(_local_value(a), device) if isinstance(a, jax.Array) else a
 
         return jax.tree_util.tree_map(one, tree)
 
@@ -201,7 +158,7 @@ def _local_value(a: Any) -> Any:
 
 
 def batch_split_in_hlo(fn: Any, *args: Any) -> dict[str, Any]:
-    """What XLA made of ``jit(fn)(*args)``: the number of all-reduce ops in
-    the compiled module (the gradient averaging) and its text, for tests."""
+    """The number of all-reduce ops (the gradient averaging) in the compiled
+    ``jit(fn)(*args)``, and its text, for tests."""
     text = jax.jit(fn).lower(*args).compile().as_text()
     return {"all_reduce": text.count("all-reduce("), "hlo": text}

@@ -1,36 +1,16 @@
 """PyTorch backend (CPU, CUDA/ROCm, Apple MPS) through ``array_api_compat.torch``.
 
-Eager, like NumPy: tinynet computes its own backward, so its calls run under
-``torch.no_grad()`` (:meth:`TorchOps.scope` around tinynet's entry points and
-every :meth:`TorchOps.jit` function; nothing process-wide is changed: no
-thread count, default dtype or grad mode).  On the CPU, first use asks glibc
-to keep freed memory (as the NumPy backend does; ``TINYNET_MALLOC_TUNE=0``
-turns it off): torch's CPU tensors come from the same malloc.
+Eager like NumPy: tinynet computes its own backward, so its calls run under
+``torch.no_grad()`` (:meth:`TorchOps.scope`, every :meth:`TorchOps.jit`
+function); nothing process-wide changes.  On the CPU, first use tunes glibc's
+malloc as the NumPy backend does.  ``TINYNET_TORCH_COMPILE=1`` runs fit's
+steps compiled by ``torch.compile`` (it pays on small models); if compiling
+fails, one warning, then eager training.
 
-``TINYNET_TORCH_COMPILE=1``: ``fit`` runs each training step compiled by
-``torch.compile`` (the first steps of each batch size take seconds to
-compile; it pays on small models, where Python's per-operation cost is most
-of a step).  If compilation fails (the CPU compiler needs a C++ compiler),
-tinynet says so once and runs eagerly.
-
-Devices: ``cpu``, ``cuda``, ``cuda:N``, ``mps``; the default is CUDA if
-present, else MPS, else the CPU.  MPS has no float64: asking for it there is
-a ``ValueError`` naming the dtype and the device.
-
-Convolution and max pooling run on torch's own kernels (oneDNN on the
-CPU): tinynet's channels-last arrays permuted to channels-first are
-``channels_last`` views, which those kernels take without a copy.
-
-What PyTorch does differently, and where it is handled:
-
-* unsigned 32-bit integers lack addition and shifts: :meth:`threefry2x32`
-  computes the block in int64 with masks (exact), ``tinynet.random`` turns
-  words into draws without unsigned shifts;
-* Python floats become float32 tensors under ``asarray``: host data goes
-  through NumPy first, so dtypes are NumPy's (float64 stays float64);
-* on a GPU, reading a value waits for the queue: :meth:`rows` takes a batch
-  by a gather at a device-side start, and the NaN guard of :meth:`run_block`
-  keeps its status on the device (on the CPU both read host memory).
+Devices: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (default CUDA, else MPS, else
+the CPU; MPS has no float64).  Host data goes through NumPy, so dtypes follow
+NumPy (Python floats -> float64).  On a GPU, where a read waits for the
+queue, :meth:`TorchOps.rows` and the NaN guard keep their values on the device.
 """
 
 from __future__ import annotations
@@ -56,15 +36,15 @@ class TorchOps(Ops):
     def __init__(self, torch: Any, xp: Any, device: Any, description: str) -> None:
         super().__init__(xp, device, torch.__version__, description)
         self._torch = torch
-        # CPU tensors live in host memory: reading a 0-d value costs nothing
         self.host_memory = device.type == "cpu"
-        #: fit's steps compiled by torch.compile (TINYNET_TORCH_COMPILE=1)
         self.compile_steps = os.environ.get(COMPILE_ENV, "0") not in ("", "0")
         self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         functional = torch.nn.functional
         self._conv_fn = {1: functional.conv1d, 2: functional.conv2d, 3: functional.conv3d}
 
-    # ------------------------------------------------------------ arrays
+    def _reads_free(self) -> bool:
+        """Reading a value costs nothing: host memory, not inside torch.compile."""
+        return self.host_memory and not self._torch.compiler.is_compiling()
 
     def dtype(self, dtype):
         found = super().dtype(dtype)
@@ -76,8 +56,7 @@ class TorchOps(Ops):
         return found
 
     def default_float_dtype(self):
-        """float64 as on NumPy, whose dtype rules :meth:`asarray` follows
-        (torch's own default is float32); float32 on MPS."""
+        """float64 as on NumPy, whose dtype rules :meth:`asarray` follows; float32 on MPS."""
         return self._torch.float32 if self.device.type == "mps" else self._torch.float64
 
     def asarray(self, data, dtype=None):
@@ -87,21 +66,18 @@ class TorchOps(Ops):
         if isinstance(data, torch.Tensor):
             if data.device == self.device and (dtype is None or data.dtype == dtype):
                 return data
-            if dtype is None and data.dtype == torch.float64:
-                self.dtype("float64")  # on MPS: the error naming dtype and device
-            return data.to(device=self.device, dtype=dtype)
-        # Host data: NumPy's dtype rules (Python floats -> float64), then one copy
-        # to the device.  On the CPU a writable native array is shared, as NumPy's
-        # own backend does.
-        host = np.asarray(data)
-        if dtype is not None:
-            host = host.astype(_numpy_dtype(dtype), copy=False)
-        if not host.flags.writeable or not host.dtype.isnative or host.dtype.hasobject:
-            host = np.array(host, dtype=host.dtype.newbyteorder("="))
-        tensor = torch.from_numpy(host)
-        if tensor.dtype == torch.float64 and self.device.type == "mps":
-            self.dtype("float64")  # the error naming dtype and device
-        return tensor.to(self.device) if self.device.type != "cpu" else tensor
+            tensor = data
+        else:
+            # NumPy's dtype rules; on the CPU a writable native array is shared
+            host = np.asarray(data)
+            if dtype is not None:
+                host = host.astype(str(dtype).removeprefix("torch."), copy=False)
+            if not host.flags.writeable or not host.dtype.isnative or host.dtype.hasobject:
+                host = np.array(host, dtype=host.dtype.newbyteorder("="))
+            tensor = torch.from_numpy(host)
+        if dtype is None and tensor.dtype == torch.float64:
+            self.dtype("float64")  # on MPS: the error naming dtype and device
+        return tensor.to(device=self.device, dtype=dtype)
 
     def to_numpy(self, a):
         return a.detach().cpu().numpy()
@@ -114,42 +90,32 @@ class TorchOps(Ops):
             return None  # a read would split the compiled graph
         return super().host_value(a)
 
-    # ------------------------------------------------------------ running
-
     def scope(self):
         return self._torch.no_grad()
 
     def jit(self, fn, **kwargs):
-        """``fn`` run under ``torch.no_grad()`` (not compiled: ``jax.jit``'s
-        keyword arguments are accepted and ignored)."""
-        no_grad = self._torch.no_grad
-
-        def call(*args, **kw):
-            with no_grad():
-                return fn(*args, **kw)
-
-        return call
+        """``fn`` under ``torch.no_grad()``, not compiled (``jax.jit``'s
+        keyword arguments are ignored)."""
+        return self._torch.no_grad()(fn)
 
     def synchronize(self):
-        kind = self.device.type
-        if kind == "cuda":
+        if self.device.type == "cuda":
             self._torch.cuda.synchronize(self.device)
-        elif kind == "mps":
+        elif self.device.type == "mps":
             self._torch.mps.synchronize()
 
     def rows(self, x, start, size):
-        on_host = self.host_memory and not self._torch.compiler.is_compiling()
-        if on_host or isinstance(start, int):
+        if self._reads_free() or isinstance(start, int):
             return super().rows(x, start, size)
         # a gather at a device-side start: slicing would read the start to the host
         index = start + self._torch.arange(size, device=x.device, dtype=start.dtype)
         return self._torch.index_select(x, 0, index)
 
     def run_block(self, step, n, carry, data, guard=None, stop=None):
-        """The portable loop on the CPU; on a GPU the NaN guard's status stays
-        on the device (no read per step): a bad step and every step after it
-        keep their inputs, as on JAX, and the status is read once per block.
-        With :attr:`compile_steps`, ``step`` runs compiled by ``torch.compile``."""
+        """The portable loop, but off host memory the NaN guard's status stays
+        on the device (read once per block): a bad step and every step after
+        it keep their inputs, as on JAX.  With :attr:`compile_steps`, ``step``
+        runs compiled by ``torch.compile``."""
         if self.compile_steps:
             step = self._compiled_step(step)
         if guard is None or self.host_memory:
@@ -161,8 +127,7 @@ class TorchOps(Ops):
                 break
             new = step(carry, data)
             status = torch.where(status == 0, guard(new), status)
-            good = status == 0
-            carry = _select(torch, good, new, carry)
+            carry = _select(torch, status == 0, new, carry)
         return carry, status
 
     def _compiled_step(self, step):
@@ -171,21 +136,23 @@ class TorchOps(Ops):
         found = self._compiled.get(step)
         if found is not None:
             return found
-        torch, ops = self._torch, self
-        compiled = torch.compile(step, dynamic=False)
+        compiled = self._torch.compile(step, dynamic=False)
 
         def run(carry, data):
-            if not ops.compile_steps:
+            if not self.compile_steps:
                 return step(carry, data)
             try:
                 return compiled(carry, data)
             except Exception as err:  # no C++ compiler, an unsupported construct
-                if not _is_compile_error(torch, err):
+                # torch.compile's own failure, not an error the step raises eagerly too
+                module = type(err).__module__ or ""
+                compiling = module.startswith(("torch._dynamo", "torch._inductor"))
+                if not compiling and not isinstance(err, (OSError, NotImplementedError)):
                     raise
-                ops.compile_steps = False
+                self.compile_steps = False
+                first = (str(err).strip().splitlines() or [""])[0]
                 warnings.warn(
-                    f"tinynet: torch.compile failed ({type(err).__name__}: "
-                    f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}); "
+                    f"tinynet: torch.compile failed ({type(err).__name__}: {first}); "
                     f"training continues eagerly (unset {COMPILE_ENV} to skip compiling)",
                     RuntimeWarning,
                     stacklevel=2,
@@ -195,17 +162,12 @@ class TorchOps(Ops):
         self._compiled[step] = run
         return run
 
-    # ------------------------------------------------------------ convolution
-    #
-    # torch's own convolution kernels (oneDNN on the CPU) instead of the
-    # portable im2col + matmul.  tinynet's data is channels-last: permuted to
-    # (batch, channels, *spatial) it is a channels_last view, which oneDNN
-    # takes without a copy.  The layers pad before calling, so torch pads
-    # nothing.  The input is saved for the backward.
+    # Convolution and pooling by torch's kernels (oneDNN on the CPU) on
+    # channels-first views of tinynet's channels-last data (the layers pad
+    # before calling).  1-D pooling runs as 2-D with a height of 1.
 
     def conv(self, x, W, strides, dilation):
-        rank = W.ndim - 2
-        y = self._conv_fn[rank](
+        y = self._conv_fn[W.ndim - 2](
             _channels_first(x), _torch_kernel(W), stride=tuple(strides), dilation=tuple(dilation)
         )
         return _channels_last(y), x
@@ -218,7 +180,7 @@ class TorchOps(Ops):
             _torch_kernel(W),
             None,  # no bias
             list(strides),
-            [0] * rank,  # padding: the layer padded already
+            [0] * rank,  # padding
             list(dilation),
             False,  # not transposed
             [0] * rank,
@@ -228,27 +190,25 @@ class TorchOps(Ops):
         dW = dW.permute(*range(2, rank + 2), 1, 0).contiguous()  # -> (*window, channels, filters)
         return (_channels_last(dx) if need_dx else None), dW
 
-    # Max pooling by torch's own kernels.  ``which`` is torch's form: the
-    # index of each window's maximum in the flattened spatial axes of the
-    # input, which torch's backward takes as it is.  1-D data is pooled as
-    # 2-D with a height of 1.
-
     def max_pool(self, x, window, strides):
+        """``which`` is torch's form: each maximum's index into the flattened
+        spatial axes, which torch's backward takes as it is."""
         if len(window) > 2:
             return super().max_pool(x, window, strides)
         torch = self._torch
         x2 = _two_d(x)
-        k, s = _pair(window), _pair(strides)
-        y, which = torch.nn.functional.max_pool2d(_channels_first(x2), k, s, return_indices=True)
+        s = _pair(strides)
+        y, which = torch.nn.functional.max_pool2d(
+            _channels_first(x2), _pair(window), s, return_indices=True
+        )
         # A NaN maximum sends the gradient to the window's first element, as
-        # the portable op does (torch's index is a NaN's).  Where reading a
-        # value is free (host memory, not compiling) a test comes first: one
-        # maximum over y is much cheaper than isnan.
+        # the portable op does; where reads are free, one maximum over y (much
+        # cheaper than isnan) tells whether there is any NaN.
         if y.is_floating_point() and y.numel():
-            read_free = self.host_memory and not torch.compiler.is_compiling()
-            if not read_free or torch.isnan(y.amax()):
-                nan = torch.isnan(y)
-                which = torch.where(nan, _window_starts(torch, x2.shape, y, s), which)
+            if not self._reads_free() or torch.isnan(y.amax()):
+                rows = torch.arange(y.shape[2], device=y.device) * (s[0] * x2.shape[2])
+                cols = torch.arange(y.shape[3], device=y.device) * s[1]
+                which = torch.where(torch.isnan(y), rows[:, None] + cols[None, :], which)
         y = _channels_last(y)
         return (y if x.ndim == 4 else y[:, 0]), which
 
@@ -256,14 +216,12 @@ class TorchOps(Ops):
         if len(window) > 2:
             return super().max_pool_backward(dy, which, x_shape, window, strides)
         x2_shape = tuple(x_shape) if len(x_shape) == 4 else (x_shape[0], 1, *x_shape[1:])
-        # torch's backward reads only the shape and memory layout of its input
-        like = _channels_first(dy.new_empty(x2_shape))
         dx = self._torch.ops.aten.max_pool2d_with_indices_backward(
             _channels_first(_two_d(dy)),
-            like,
+            _channels_first(dy.new_empty(x2_shape)),  # only its shape and layout are read
             list(_pair(window)),
             list(_pair(strides)),
-            [0, 0],  # padding: the layer padded already
+            [0, 0],  # padding
             [1, 1],  # dilation
             False,  # ceil_mode
             which,
@@ -271,15 +229,11 @@ class TorchOps(Ops):
         dx = _channels_last(dx)
         return dx if len(x_shape) == 4 else dx[:, 0]
 
-    # (ReLU's backward by aten.threshold_backward was tried: below the 10% bar
-    # on the CNN and MLP steps, so relu_grad stays portable.)
-
-    # ------------------------------------------------------------ maths
+    # (ReLU's backward by aten.threshold_backward was below the 10% bar: portable.)
 
     def threefry2x32(self, k0, k1, x0, x1):
-        """The block in int64 with a mask after every add and shift: exact
-        (values stay below 2**33 before masking), where PyTorch's uint32 has no
-        addition or shifts."""
+        """In int64 with a mask after every add and shift: exact (values stay
+        below 2**33 before masking), where torch's uint32 cannot add or shift."""
         torch = self._torch
         i64 = torch.int64
         k0, k1 = k0.to(i64), k1.to(i64)
@@ -308,61 +262,38 @@ def _channels_last(x: Any) -> Any:
 
 
 def _torch_kernel(W: Any) -> Any:
-    """tinynet's kernel ``(*window, channels, filters)`` viewed as torch's
-    ``(filters, channels, *window)``."""
+    """``(*window, channels, filters)`` viewed as ``(filters, channels, *window)``."""
     return W.permute(W.ndim - 1, W.ndim - 2, *range(W.ndim - 2))
 
 
 def _two_d(x: Any) -> Any:
-    """1-D channels-last data ``(batch, steps, channels)`` as 2-D ``(batch, 1,
-    steps, channels)``; 2-D data unchanged."""
+    """1-D channels-last data as 2-D with a height of 1; 2-D data unchanged."""
     return x if x.ndim == 4 else x[:, None]
 
 
 def _pair(window: tuple) -> tuple:
-    """A 1-D window, stride or dilation as 2-D (height 1)."""
+    """A 1-D window or stride as 2-D (height 1)."""
     return tuple(window) if len(window) == 2 else (1, *window)
 
 
-def _window_starts(torch: Any, x_shape: tuple, y: Any, strides: tuple) -> Any:
-    """In torch's index form, the first element of every window of the pooled
-    ``y`` ``(batch, channels, out_h, out_w)``: ``(out_h, out_w)`` indices into
-    the flattened ``(height, width)`` of the 2-D channels-last input ``x_shape``."""
-    rows = torch.arange(y.shape[2], device=y.device) * (strides[0] * x_shape[2])
-    cols = torch.arange(y.shape[3], device=y.device) * strides[1]
-    return rows[:, None] + cols[None, :]
-
-
-def _is_compile_error(torch: Any, err: Exception) -> bool:
-    """True for a failure of torch.compile itself (dynamo, inductor, the C++
-    compiler), not for an error the step would raise eagerly too."""
-    module = type(err).__module__ or ""
-    return module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(
-        err, (OSError, NotImplementedError)
-    )
-
-
 def _namespace(torch: Any, compat: Any) -> Any:
-    """``array_api_compat.torch`` with ``maximum(x, number)`` and ``minimum(x,
-    number)`` as ``clamp_min``/``clamp_max`` (the same NaN and signed-zero
-    results): compat makes a new tensor of it on every call, through
-    ``torch.result_type``, which also splits a ``torch.compile`` graph.  ReLU
-    is ``maximum(x, 0.0)``."""
+    """``array_api_compat.torch`` with ``maximum``/``minimum`` of a float
+    tensor and a Python number as ``clamp_min``/``clamp_max`` (same NaN and
+    signed-zero results): compat makes a tensor of the number on every call
+    (ReLU's ``maximum(x, 0.0)``), which also splits a ``torch.compile`` graph."""
     xp = types.ModuleType(compat.__name__, compat.__doc__)
     xp.__dict__.update(vars(compat))
-    number = (int, float)
 
-    def maximum(x1, x2, /):
-        if type(x2) in number and isinstance(x1, torch.Tensor) and x1.is_floating_point():
-            return torch.clamp_min(x1, x2)
-        return compat.maximum(x1, x2)
+    def with_number(portable, clamp):
+        def op(x1, x2, /):
+            if type(x2) in (int, float) and isinstance(x1, torch.Tensor) and x1.is_floating_point():
+                return clamp(x1, x2)
+            return portable(x1, x2)
 
-    def minimum(x1, x2, /):
-        if type(x2) in number and isinstance(x1, torch.Tensor) and x1.is_floating_point():
-            return torch.clamp_max(x1, x2)
-        return compat.minimum(x1, x2)
+        return op
 
-    xp.maximum, xp.minimum = maximum, minimum
+    xp.maximum = with_number(compat.maximum, torch.clamp_min)
+    xp.minimum = with_number(compat.minimum, torch.clamp_max)
     return xp
 
 
@@ -378,22 +309,15 @@ def _select(torch: Any, good: Any, new: Any, old: Any) -> Any:
     return new
 
 
-def _numpy_dtype(dtype: Any) -> np.dtype:
-    """The NumPy dtype of a torch dtype (``torch.float32`` -> ``float32``)."""
-    return np.dtype(str(dtype).rsplit(".", 1)[-1])
-
-
-def _default_device(torch: Any) -> Any:
-    if torch.cuda.is_available():
-        return torch.device("cuda", torch.cuda.current_device())
+def _device(torch: Any, spec: str | None) -> Any:
+    """A canonical ``torch.device`` for ``cpu``, ``cuda``, ``cuda:N``, ``mps``,
+    or the default for None: CUDA if present, else MPS, else the CPU."""
     mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps", 0)
-    return torch.device("cpu")
-
-
-def _device(torch: Any, spec: str) -> Any:
-    """A canonical ``torch.device`` for ``cpu``, ``cuda``, ``cuda:N``, ``mps``."""
+    has_mps = mps is not None and mps.is_available()
+    if spec is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("mps", 0) if has_mps else torch.device("cpu")
     try:
         device = torch.device(spec)
     except (RuntimeError, TypeError, ValueError):
@@ -402,8 +326,6 @@ def _device(torch: Any, spec: str) -> Any:
         raise ValueError(
             f"unknown torch device {spec!r} for tinynet; use cpu, cuda, cuda:N (N from 0) or mps"
         )
-    if device.type == "cpu":
-        return torch.device("cpu")
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
@@ -419,21 +341,14 @@ def _device(torch: Any, spec: str) -> Any:
                 f"{count} CUDA device(s): cuda:0 .. cuda:{count - 1}"
             )
         return torch.device("cuda", index)
-    mps = getattr(torch.backends, "mps", None)
-    if mps is None or not mps.is_available():
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if not has_mps:
         raise BackendUnavailableError(
             f"tinynet backend 'torch': device {spec!r} (Apple GPU) is not available here; "
             "use device='cpu'"
         )
     return torch.device("mps", 0)
-
-
-def _describe(torch: Any, device: Any) -> str:
-    if device.type == "cuda":
-        return f"GPU {device} ({torch.cuda.get_device_name(device)})"
-    if device.type == "mps":
-        return f"Apple GPU {device} (MPS)"
-    return "CPU"
 
 
 def load(device: str | None = None) -> TorchOps:
@@ -443,9 +358,14 @@ def load(device: str | None = None) -> TorchOps:
         raise missing_package("torch", "torch") from None
     import array_api_compat.torch as compat
 
-    device = _default_device(torch) if device is None else _device(torch, device)
-    if device.type == "cpu":
+    device = _device(torch, device)
+    if device.type == "cuda":
+        description = f"GPU {device} ({torch.cuda.get_device_name(device)})"
+    elif device.type == "mps":
+        description = f"Apple GPU {device} (MPS)"
+    else:
+        description = "CPU"
         from ._numpy import tune_allocator
 
         tune_allocator()  # torch's CPU tensors come from glibc's malloc too
-    return TorchOps(torch, _namespace(torch, compat), device, _describe(torch, device))
+    return TorchOps(torch, _namespace(torch, compat), device, description)
