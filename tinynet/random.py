@@ -1,41 +1,21 @@
 """Counter-based random numbers (Threefry-2x32-20) on the Python array API.
 
-Keys are explicit: a key is a ``uint32`` array of shape ``(2,)`` on some
-backend, and every function infers its array library from the key, so the same
-code runs on NumPy, JAX (also inside ``jax.jit``), CuPy and array-api-strict.
-The Threefry block is the backend's op (``ops.threefry2x32``: wrapping
-``uint32`` arithmetic, or an exact int64 form on PyTorch, whose unsigned
-support lacks addition and shifts); turning its words into samples uses only
-masks, xor, or, products by powers of two and casts, which every backend has.
-There is no Python-int conversion of array values and no data-dependent
-control flow.
+A key is a ``uint32`` array of shape ``(2,)``; every function infers its array
+library from the key, so the same code runs on every backend (on JAX also
+inside ``jax.jit``).  The Threefry block is the backend's
+``ops.threefry2x32``; turning its words into samples uses only masks, xor, or,
+exact products by powers of two and casts: no Python-int conversion of array
+values, no data-dependent control flow.
 
-Compatibility with JAX (``jax.random`` with the default ``threefry2x32``
-implementation and ``jax_threefry_partitionable=True``, the default since JAX
-0.5 and in JAX 0.10)::
+``threefry_2x32``, ``key``, ``split``, ``fold_in``, ``bits`` and ``uniform`` on
+``[0, 1)`` equal ``jax.random`` bit for bit (default ``threefry2x32`` with
+``jax_threefry_partitionable=True``; ``key`` with ``jax_enable_x64``, or for
+seeds in ``[0, 2**32)``).  They, ``bernoulli`` and ``permutation`` are
+bit-identical on every backend; ``normal`` may differ by a few ulps (each
+library's ``log1p``, ``sqrt`` and ``cos``).
 
-    threefry_2x32  == jax.extend.random.threefry_2x32      bit for bit
-    key(seed)      == jax.random.PRNGKey(seed)             (with jax_enable_x64;
-                      without x64, JAX keeps only the low 32 bits, so both agree
-                      for 0 <= seed < 2**32)
-    split, fold_in, bits                                   bit for bit
-    uniform        == jax.random.uniform on [0, 1) bit for bit; float32 with
-                      other bounds too on CPU, barring rare double roundings
-
-Identity across backends:
-
-* bit-identical everywhere: ``threefry_2x32``, ``key``, ``split``,
-  ``fold_in``, ``bits``, ``uniform`` (integer bits -> exact floats; the affine
-  map to ``[low, high)`` uses only exact products, so it gives the same bits
-  whether or not a compiler fuses multiply-add into FMA, as XLA does),
-  ``bernoulli`` (a comparison of that uniform) and ``permutation`` (a sort
-  of integer bits).
-* may differ by a few ulps between backends: ``normal`` (Box--Muller uses
-  ``log1p``, ``sqrt`` and ``cos`` from each library's math library).
-
-On JAX the samplers run as one compiled function per shape (``jax.jit``; the
-bits are the same as op-by-op), because eager JAX would compile each of the
-~150 small ``uint32`` operations of a Threefry block separately.
+On JAX the samplers run as one compiled function per shape: eager JAX would
+compile each of the ~150 small ``uint32`` operations of a Threefry block.
 """
 
 from __future__ import annotations
@@ -46,6 +26,8 @@ import operator
 import struct
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from . import backends
 from .backends.ops import THREEFRY_PARITY, THREEFRY_ROTATIONS
@@ -65,20 +47,14 @@ __all__ = [
 Array = Any
 Shape = int | tuple[int, ...]
 
-_ROTATIONS = THREEFRY_ROTATIONS
-_PARITY = THREEFRY_PARITY  # Threefry key-schedule constant
 _MAX_DRAWS = 2**32  # counters are (0, i) with i a uint32
-
-
-# ------------------------------------------------------------------ helpers
+_M32 = 0xFFFFFFFF
+_COMPILED: dict[tuple[Callable, str], Callable] = {}
 
 
 def _device(x: Array) -> Any:
     """Device of ``x`` or None (JAX tracers have none: use the default)."""
     return backends.backend_of(x).device_of(x)
-
-
-_COMPILED: dict[tuple[Callable, str], Callable] = {}
 
 
 def _compiled(fn: Callable, like: Array, **jit_kwargs: Any) -> Callable:
@@ -92,27 +68,20 @@ def _compiled(fn: Callable, like: Array, **jit_kwargs: Any) -> Callable:
 
 
 def _block(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
-    """Threefry-2x32 with 20 rounds on broadcastable 1-d ``uint32`` arrays.
-
-    ``(k0, k1)`` is the key, ``(x0, x1)`` the counter; returns two arrays of the
-    broadcast shape.  The backend's op (``ops.threefry2x32``: wrapping uint32
-    arithmetic, or an exact int64 form where uint32 arithmetic is missing).
-    """
+    """Threefry-2x32-20 (the backend's ``ops.threefry2x32``): key ``(k0, k1)``,
+    counter ``(x0, x1)``, broadcastable 1-d ``uint32`` arrays -> two words."""
     return backends.backend_of(x1).threefry2x32(k0, k1, x0, x1)
-
-
-_M32 = 0xFFFFFFFF
 
 
 def _block_int(k0: int, k1: int, x0: int, x1: int) -> tuple[int, int]:
     """:func:`_block` for one counter on Python ints (host keys): one Python
     loop instead of ~115 NumPy operations on 1-element arrays.  Tested bit
     for bit against :func:`_block` and ``jax.random.fold_in``."""
-    ks = (k0, k1, k0 ^ k1 ^ _PARITY)
+    ks = (k0, k1, k0 ^ k1 ^ THREEFRY_PARITY)
     x0 = (x0 + k0) & _M32
     x1 = (x1 + k1) & _M32
     for i in range(5):
-        for r in _ROTATIONS[i % 2]:
+        for r in THREEFRY_ROTATIONS[i % 2]:
             x0 = (x0 + x1) & _M32
             x1 = (((x1 << r) & _M32) | (x1 >> (32 - r))) ^ x0
         x0 = (x0 + ks[(i + 1) % 3]) & _M32
@@ -157,17 +126,11 @@ def _dtype(key: Array, dtype: Any, allowed: tuple[str, ...]) -> Any:
 
 
 def _words(key: Array, size: int) -> tuple[Array, Array]:
-    """The two output words (1-d, ``size``) for counters ``(0, i)``, ``i < size``.
-
-    This is JAX's partitionable counter layout (``iota_2x32_shape``): the
-    element with flat C-order index ``i`` uses counter ``(i >> 32, i & 0xffffffff)``.
-    """
+    """The two output words (1-d, ``size``) for counters ``(0, i)``, ``i < size``:
+    JAX's partitionable layout, flat C-order index ``i`` -> counter ``(i >> 32, i)``."""
     xp = backends.namespace(key)
     lo = xp.arange(size, dtype=xp.uint32, device=_device(key))
     return _block(key[0:1], key[1:2], xp.zeros_like(lo), lo)
-
-
-# ------------------------------------------------------------------ raw bits
 
 
 def threefry_2x32(keypair: Any, count: Array) -> Array:
@@ -290,9 +253,6 @@ def bits(key: Array, shape: Shape = (), dtype: Any = "uint32") -> Array:
     return _compiled(_bits, key, static_argnums=(1, 2))(key, shape, dt)
 
 
-# ------------------------------------------------------------------ samplers
-
-
 def _f32(x: float) -> float:
     """``x`` rounded to float32 (host-side, exact Python arithmetic)."""
     return struct.unpack("<f", struct.pack("<f", x))[0]
@@ -300,16 +260,8 @@ def _f32(x: float) -> float:
 
 def _below(x: float, is32: bool) -> float:
     """The largest float32/float64 strictly below ``x`` (a value of that dtype)."""
-    if not is32:
-        return math.nextafter(x, -math.inf)
-    (b,) = struct.unpack("<I", struct.pack("<f", x))
-    if x > 0:
-        b -= 1
-    elif x == 0:
-        b = 0x80000001
-    else:
-        b += 1
-    return struct.unpack("<f", struct.pack("<I", b))[0]
+    dt = np.float32 if is32 else np.float64
+    return float(np.nextafter(dt(x), dt(-np.inf)))
 
 
 def _uniform(key: Array, shape: tuple[int, ...], dt: Any, low: float, high: float) -> Array:
@@ -401,12 +353,8 @@ def _permutation(key: Array, n: int) -> Array:
     xp = backends.namespace(key)
     w0, w1 = _words(key, n)
     draws = (xp.astype(w0, xp.uint64) * 2**32) | xp.astype(w1, xp.uint64)  # w0 << 32 | w1
-    # Sort the draws *with the index packed into their low bits*: one sort of
-    # distinct uint64 values instead of an argsort (key-value sort), several
-    # times faster on XLA's CPU sort and on NumPy.  Ordering by
-    # the high 64 - b bits with ties broken by the index is exactly a stable
-    # argsort of those bits, so it equals the argsort of the full 64-bit draws
-    # unless two draws share their high 64 - b bits (probability ~ n**2 / 2**(65 - b)).
+    # The index packed into the low b bits: one sort of distinct uint64 values
+    # instead of an argsort, several times faster on XLA's CPU sort and NumPy.
     b = max(1, (n - 1).bit_length())
     low = (1 << b) - 1
     index = xp.arange(n, dtype=xp.uint64, device=_device(key))
