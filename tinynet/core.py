@@ -1,9 +1,6 @@
 """The functional core: a model's forward, gradients and training step as
 pure functions of arrays, built once from its layers and the backend's ops.
 
-``loss_and_grads(params, state, x, y, key, training) -> (loss, grads, state, out)``
-``train_step(params, state, opt_state, x, y, key) -> (params, state, opt_state, loss)``
-
 Nothing here touches the host, so ``ops.jit`` can compile a whole training
 step into one program.  ``state`` (e.g. batch-norm statistics) is a list of
 dicts parallel to ``params``; a layer's forward returns its new state.
@@ -25,6 +22,10 @@ from .losses import (
 
 Array = Any
 Params = list[dict[str, Array]]
+_FUSED = {
+    Softmax: (CategoricalCrossentropy, SparseCategoricalCrossentropy),
+    Sigmoid: (BinaryCrossentropy,),
+}
 
 
 def fused_head(layers: Sequence[Layer], loss: Loss) -> Loss | None:
@@ -34,17 +35,15 @@ def fused_head(layers: Sequence[Layer], loss: Loss) -> Loss | None:
     fused: the loss is taken from the logits (stable log-softmax /
     log-sigmoid) and the gradient is ``probs - targets``.
     """
-    last = layers[-1]
-    if getattr(loss, "from_logits", True):
+    if getattr(loss, "from_logits", True) or type(loss) not in _FUSED.get(type(layers[-1]), ()):
         return None
-    if type(last) is Softmax and type(loss) in (
-        CategoricalCrossentropy,
-        SparseCategoricalCrossentropy,
-    ):
-        return type(loss)(from_logits=True)
-    if type(last) is Sigmoid and type(loss) is BinaryCrossentropy:
-        return BinaryCrossentropy(from_logits=True)
-    return None
+    return type(loss)(from_logits=True)
+
+
+def _body_and_head(layers: Sequence[Layer], loss: Loss) -> tuple[tuple[Layer, ...], Loss]:
+    """The layers the forward runs and the loss on their output (fused if possible)."""
+    head = fused_head(layers, loss)
+    return (tuple(layers), loss) if head is None else (tuple(layers[:-1]), head)
 
 
 def _keys(layers: Sequence[Layer]) -> frozenset[int]:
@@ -79,32 +78,27 @@ def make_loss_and_grads(
     (``compare-backends`` reads them).
     """
     layers = tuple(layers)
-    head = fused_head(layers, loss)
-    body = layers[:-1] if head is not None else layers
-    head = head or loss
+    body, head = _body_and_head(layers, loss)
     keyed = _keys(body)
     regularized = tuple((i, layer) for i, layer in enumerate(layers) if layer.regularized)
-    n_layers, n_body = len(layers), len(body)
+    n_layers = len(layers)
     # The first layer with parameters needs no input gradient (nor any before it).
-    first = next((i for i, layer in enumerate(layers) if layer.has_params), n_layers)
-    if record:
-        first = 0
+    first = 0 if record else next((i for i, ly in enumerate(layers) if ly.has_params), n_layers)
     xp = ops.xp
 
     def loss_and_grads(params, state, x, y, key=None, training=True):
-        h, new_state, backs = x, list(state), []
-        outputs = []
-        for i in range(n_body):
+        h, new_state, backs, outputs = x, list(state), [], []
+        for i, layer in enumerate(body):
             k = random.fold_in(key, i) if (training and i in keyed) else None
-            h, new_state[i], back = body[i].forward(params[i], state[i], h, ops, training, k)
+            h, new_state[i], back = layer.forward(params[i], state[i], h, ops, training, k)
             backs.append(back)
             if record:
                 outputs.append(h)
-        value, dh = head.value_and_grad(xp, y, h)
-        d_head = dh
+        value, d_head = head.value_and_grad(xp, y, h)
+        dh = d_head
         grads: Params = [{} for _ in range(n_layers)]
         grad_in = [None] * n_layers
-        for i in range(n_body - 1, first - 1, -1):
+        for i in range(len(body) - 1, first - 1, -1):
             dh, grads[i] = backs[i](dh, i > first or record)
             grad_in[i] = dh
         for i, layer in regularized:
@@ -161,9 +155,8 @@ def make_eval_step(
     layers: Sequence[Layer], loss: Loss, ops: Any, metric: Any = None
 ) -> Callable[..., tuple]:
     """``step(params, state, x, y) -> (loss * batch, metric count)`` for evaluation."""
-    head = fused_head(layers, loss)
-    forward = make_forward(layers[:-1] if head is not None else layers, ops)
-    head = head or loss
+    body, head = _body_and_head(layers, loss)
+    forward = make_forward(body, ops)
     xp = ops.xp
 
     def eval_step(params, state, x, y):
