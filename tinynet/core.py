@@ -13,12 +13,7 @@ from typing import Any
 
 from . import random
 from .layers import Layer, Sigmoid, Softmax
-from .losses import (
-    BinaryCrossentropy,
-    CategoricalCrossentropy,
-    Loss,
-    SparseCategoricalCrossentropy,
-)
+from .losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, SparseCategoricalCrossentropy
 
 Array = Any
 Params = list[dict[str, Array]]
@@ -29,12 +24,9 @@ _FUSED = {
 
 
 def fused_head(layers: Sequence[Layer], loss: Loss) -> Loss | None:
-    """The from-logits loss that replaces ``last layer + loss``, if any.
-
-    ``Softmax`` + (sparse) categorical CE and ``Sigmoid`` + binary CE are
-    fused: the loss is taken from the logits (stable log-softmax /
-    log-sigmoid) and the gradient is ``probs - targets``.
-    """
+    """The from-logits loss replacing ``Softmax`` + (sparse) categorical CE or
+    ``Sigmoid`` + binary CE at the end of ``layers``, else None: a stable
+    log-softmax / log-sigmoid, with the gradient ``probs - targets``."""
     if getattr(loss, "from_logits", True) or type(loss) not in _FUSED.get(type(layers[-1]), ()):
         return None
     return type(loss)(from_logits=True)
@@ -70,12 +62,10 @@ def make_loss_and_grads(
 ) -> Callable[..., tuple]:
     """``fn(params, state, x, y, key=None, training=True) -> (loss, grads, state, out)``.
 
-    ``grads`` has exactly the structure of ``params``; ``out`` is the head's
-    input (the logits when the last activation is fused into the loss).
-    Regularisation penalties of the layers are included in both.  With
-    ``record`` a fifth item holds every layer's output and input gradient
-    and the loss's gradient with respect to the head's input
-    (``compare-backends`` reads them).
+    ``grads`` has the structure of ``params``; ``out`` is the head's input (the
+    logits when the last activation is fused into the loss); both include the
+    layers' penalties.  With ``record`` a fifth item holds every layer's output
+    and input gradient and the head's input gradient (for ``compare-backends``).
     """
     layers = tuple(layers)
     body, head = _body_and_head(layers, loss)
@@ -131,12 +121,9 @@ def make_train_step(
 def make_fit_step(
     layers: Sequence[Layer], loss: Loss, optimizer: Any, ops: Any, metric: Any = None
 ) -> Callable[..., tuple]:
-    """The step ``fit`` runs: it also adds the batch's loss (times its size)
-    and metric count to running sums kept on the device.
-
-    ``step(params, state, opt_state, sums, x, y, key) -> (params, state, opt_state, sums)``
-    with ``sums = (loss_sum, metric_sum)`` 0-d arrays.
-    """
+    """``step(params, state, opt_state, sums, x, y, key) -> (params, state, opt_state, sums)``:
+    a train step that also adds the batch's loss (times its size) and metric
+    count to ``sums = (loss_sum, metric_sum)``, 0-d arrays kept on the device."""
     loss_and_grads = make_loss_and_grads(layers, loss, ops)
     update = optimizer.update
     xp = ops.xp

@@ -18,10 +18,6 @@ def _impl():
     return _jax_parallel
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    return arguments.count("", name, value, minimum)
-
-
 class DataParallel:
     """Data parallelism over ``devices`` devices of ``backend`` (all devices of
     all processes in a multi-process run); ``where`` names the caller in error
@@ -30,7 +26,7 @@ class DataParallel:
     """
 
     def __init__(self, backend: backends.Backend, devices: int, where: str = "fit"):
-        self.devices = _check_int("devices", devices, 1)
+        self.devices = arguments.count("", "devices", devices)
         where = f"{where}(devices={self.devices})" if where == "fit" else where
         self.backend = backend
         try:

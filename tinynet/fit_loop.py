@@ -1,12 +1,9 @@
-"""One ``fit`` call's epochs: blocks of steps, the progress bar, the NaN guard
-(see :func:`tinynet.training.fit` and docs/DESIGN.md, section 5).
+"""One ``fit`` call's epochs: blocks of steps, the progress bar, the NaN guard.
 
-A *block* is a run of steps with no host work in between: each step takes
-its batch out of the whole data set by a step counter (``ops.rows``), and
-``ops.run_block`` runs the block (one compiled loop on JAX, a Python loop
-elsewhere).  The loss and metric sums stay on the device and are read once
-per block.  ``steps_per_execution="auto"`` makes blocks of all full batches
-between two progress-bar reads; the ragged last batch is its own block.
+A *block* is a run of steps with no host work in between (one compiled loop
+on JAX), each step taking its batch out of the whole data set by a step
+counter; the loss and metric sums stay on the device and are read once per
+block.  See docs/DESIGN.md, section 5.
 """
 
 from __future__ import annotations
@@ -78,10 +75,9 @@ class FitLoop:
         self._blocks: dict[Any, Any] = model._cached(cache_key + ("blocks",), dict)
 
     def _step(self, size: int, shuffled: bool) -> tuple:
-        """``(step, guard)`` for batches of ``size`` rows: ``step(carry, data)``
-        with ``carry = (params, state, opt_state, sums, i)`` and ``data = (x,
-        y, order, key)`` takes batch ``i`` (rows ``i * batch_size`` on, of
-        the data in ``order`` if shuffled) and trains on it."""
+        """``(step, guard)`` for batches of ``size`` rows: ``step(carry, data)``,
+        ``carry = (params, state, opt_state, sums, i)``, ``data = (x, y, order,
+        key)``, trains on batch ``i`` (of the rows in ``order`` if shuffled)."""
         cache = (size, shuffled, self.nan_guard)
         found = self._blocks.get(cache)
         if found is not None:
@@ -198,7 +194,7 @@ class FitLoop:
 
 def _guard(ops):
     """The NaN guard's check of a step's result: 0 fine, 1 non-finite loss,
-    2 non-finite parameters after the update (``ops.run_steps`` then keeps
+    2 non-finite parameters after the update (``ops.run_block`` then keeps
     the carry from before that step)."""
     xp = ops.xp
 

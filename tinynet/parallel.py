@@ -19,8 +19,8 @@ import math
 import sys
 from typing import Any
 
-from . import backends
-from .data_parallel import DataParallel, _check_int, _impl
+from . import arguments, backends
+from .data_parallel import DataParallel, _impl
 
 __all__ = ["DataParallel", "device_count", "initialize", "is_initialized", "shutdown"]
 
@@ -35,12 +35,11 @@ def initialize(
 ) -> None:
     """Join a data-parallel run over ``num_processes`` processes (hosts).
 
-    Call it in every process before anything else touches JAX, with the
-    same ``coordinator`` (``"HOST:PORT"`` of process 0, reachable from all
-    processes) and ``process_id`` 0, 1, ..., ``num_processes - 1``.  Wraps
-    ``jax.distributed.initialize`` (CPU collectives: gloo over TCP); process
-    0 serves on ``bind_address`` (default: the coordinator address).
-    ``timeout``: seconds to wait for all processes to connect.
+    Call it in every process before anything else touches JAX, with the same
+    ``coordinator`` (``"HOST:PORT"`` of process 0, reachable from all) and
+    ``process_id`` 0, 1, ..., ``num_processes - 1``.  Wraps
+    ``jax.distributed.initialize`` (CPU: gloo over TCP); process 0 serves on
+    ``bind_address`` (default: the coordinator's); ``timeout`` in seconds.
     """
     if not isinstance(coordinator, str) or coordinator.count(":") < 1:
         raise ValueError(
@@ -51,14 +50,14 @@ def initialize(
         raise ValueError(
             f"coordinator must be 'HOST:PORT' with a port in 1..65535, received {coordinator!r}"
         )
-    num_processes = _check_int("num_processes", num_processes, 1)
-    process_id = _check_int("process_id", process_id, 0)
+    num_processes = arguments.count("", "num_processes", num_processes, 1)
+    process_id = arguments.count("", "process_id", process_id, 0)
     if process_id >= num_processes:
         raise ValueError(
             f"process_id must be in 0..{num_processes - 1} for num_processes={num_processes}, "
             f"received process_id={process_id}"
         )
-    timeout = _check_int("timeout", timeout, 1)
+    timeout = arguments.count("", "timeout", timeout, 1)
     _impl().initialize(
         coordinator, num_processes, process_id, bind_address=bind_address, timeout=timeout
     )

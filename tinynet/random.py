@@ -1,20 +1,14 @@
 """Counter-based random numbers (Threefry-2x32-20) on the Python array API.
 
-A key is a ``uint32`` array of shape ``(2,)``; every function infers its array
-library from the key, so the same code runs on every backend (on JAX also
-inside ``jax.jit``).  The Threefry block is the backend's
-``ops.threefry2x32``; turning its words into samples uses only masks, xor, or,
-exact products by powers of two and casts: no Python-int conversion of array
-values, no data-dependent control flow.
-
-``threefry_2x32``, ``key``, ``split``, ``fold_in``, ``bits`` and ``uniform`` on
-``[0, 1)`` equal ``jax.random`` bit for bit (default ``threefry2x32`` with
-``jax_threefry_partitionable=True``; ``key`` with ``jax_enable_x64``, or for
-seeds in ``[0, 2**32)``).  They, ``bernoulli`` and ``permutation`` are
-bit-identical on every backend; ``normal`` may differ by a few ulps (each
-library's ``log1p``, ``sqrt`` and ``cos``).
-
-On JAX the samplers run as one compiled function per shape: eager JAX would
+A key is a ``uint32`` array of shape ``(2,)``; every function runs on the
+key's backend (on JAX also inside ``jax.jit``) with its ``ops.threefry2x32``,
+then only masks, xor, or, exact products by powers of two and casts, and no
+data-dependent control flow.  ``threefry_2x32``, ``key``, ``split``,
+``fold_in``, ``bits`` and ``uniform`` on ``[0, 1)`` equal ``jax.random``'s bit
+for bit (default partitionable ``threefry2x32``; ``key`` for seeds in
+``[0, 2**32)`` or with x64).  All but ``normal`` (each library's ``log1p``,
+``sqrt`` and ``cos``: a few ulps apart) are bit-identical on every backend.
+On JAX a sampler runs as one compiled function per shape: eager JAX would
 compile each of the ~150 small ``uint32`` operations of a Threefry block.
 """
 
@@ -75,8 +69,7 @@ def _block(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
 
 def _block_int(k0: int, k1: int, x0: int, x1: int) -> tuple[int, int]:
     """:func:`_block` for one counter on Python ints (host keys): one Python
-    loop instead of ~115 NumPy operations on 1-element arrays.  Tested bit
-    for bit against :func:`_block` and ``jax.random.fold_in``."""
+    loop instead of ~115 NumPy operations on 1-element arrays."""
     ks = (k0, k1, k0 ^ k1 ^ THREEFRY_PARITY)
     x0 = (x0 + k0) & _M32
     x1 = (x1 + k1) & _M32
@@ -136,10 +129,10 @@ def _words(key: Array, size: int) -> tuple[Array, Array]:
 def threefry_2x32(keypair: Any, count: Array) -> Array:
     """The Threefry-2x32-20 block function, as ``jax.extend.random.threefry_2x32``.
 
-    ``keypair`` is a uint32 key of shape (2,) (or a pair of uint32 scalars or ints);
-    ``count`` a uint32 array of any shape.  The flattened count is padded with a
-    zero to even length ``2h``; ``(count[:h], count[h:])`` are the counter words
-    and the concatenated output words, unpadded, come back in ``count.shape``.
+    ``keypair``: a uint32 key (2,), or a pair of uint32 scalars or ints; ``count``:
+    uint32 of any shape, flattened and padded with a zero to even length ``2h``:
+    ``(count[:h], count[h:])`` are the counters, the output words come back
+    concatenated, unpadded, in ``count.shape``.
     """
     if isinstance(keypair, (tuple, list)):
         if len(keypair) != 2:
@@ -164,12 +157,9 @@ def threefry_2x32(keypair: Any, count: Array) -> Array:
 
 
 def key(seed: int, backend: backends.Backend | str | None = None) -> Array:
-    """A key (uint32, shape (2,)) for an integer seed: ``[seed >> 32, seed & 0xffffffff]``.
-
-    Seeds are 64-bit two's complement, like ``jax.random.PRNGKey`` with x64
-    enabled; ``ValueError`` outside ``[-2**63, 2**63)``.  The key is made on
-    ``backend`` (a Backend or its name), else on the current backend.
-    """
+    """The key ``[seed >> 32, seed & 0xffffffff]`` of a 64-bit two's complement
+    seed (``ValueError`` outside ``[-2**63, 2**63)``), as ``jax.random.PRNGKey``
+    with x64, on ``backend`` (a Backend or its name; default the current one)."""
     seed = operator.index(seed)
     if not -(2**63) <= seed < 2**63:
         raise ValueError(f"seed must be a 64-bit signed integer, got {seed}")
@@ -199,10 +189,8 @@ def _fold_in(key: Array, data: Array) -> Array:
 
 
 def fold_in(key: Array, data: int | Array) -> Array:
-    """A new key (2,) mixing in ``data`` (int in [0, 2**32) or 0-d integer array).
-
-    Equals ``jax.random.fold_in``: the block of counter ``(0, data)``.
-    """
+    """A new key mixing in ``data`` (int in [0, 2**32) or 0-d integer array):
+    the block of counter ``(0, data)``, as ``jax.random.fold_in``."""
     xp = _check_key(key)
     backend = backends.backend_of(key)
     if (
@@ -242,11 +230,8 @@ def _bits(key: Array, shape: tuple[int, ...], dt: Any) -> Array:
 
 
 def bits(key: Array, shape: Shape = (), dtype: Any = "uint32") -> Array:
-    """Random unsigned integers of ``shape``, as ``jax.random.bits``.
-
-    ``dtype`` uint32 (default; ``w0 ^ w1``), uint8/uint16 (its low bits) or
-    uint64 (``w0 << 32 | w1``).
-    """
+    """Random unsigned integers of ``shape``, as ``jax.random.bits``: uint32
+    ``w0 ^ w1``, uint8/uint16 its low bits, uint64 ``w0 << 32 | w1``."""
     _check_key(key)
     shape = _shape(shape)
     dt = _dtype(key, dtype, ("uint8", "uint16", "uint32", "uint64"))
@@ -295,28 +280,18 @@ def _uniform(key: Array, shape: tuple[int, ...], dt: Any, low: float, high: floa
 
 
 def uniform(
-    key: Array,
-    shape: Shape = (),
-    dtype: Any = "float32",
-    low: float = 0.0,
-    high: float = 1.0,
+    key: Array, shape: Shape = (), dtype: Any = "float32", low: float = 0.0, high: float = 1.0
 ) -> Array:
     """Floats in ``[low, high)`` of ``shape``; bit-identical on every backend.
 
-    ``u = k * 2**-23``, ``k`` the top 23 bits of a 32-bit draw (float32), or
-    ``u = k * 2**-52``, ``k`` 52 bits of a 64-bit draw (float64) -- exactly
-    ``jax.random.uniform`` on [0, 1).  ``low``/``high`` are Python numbers,
-    rounded to ``dtype``, ``low < high``; the affine map ``u * span + low`` is
-    arranged so every product is exact, which makes the result independent of
-    whether a compiler fuses multiply-add into FMA (XLA does):
-
-    * float32: ``float32(float64(u) * span + low)``, computed in float64 where
-      ``u * span`` (23 x 24 bits) is exact (equals JAX on CPU except, rarely,
-      for a double rounding);
-    * float64: ``u`` and ``span`` split into 26/27-bit halves, the four exact
-      partial products summed in a fixed order (within ~2 ulp of exact).
-
-    The result is clipped into ``[low, high)``.
+    ``u = k * 2**-23`` (float32: ``k`` the top 23 bits of a 32-bit draw) or
+    ``k * 2**-52`` (float64: 52 bits of a 64-bit draw), exactly
+    ``jax.random.uniform`` on [0, 1).  ``low < high`` are Python numbers,
+    rounded to ``dtype``.  ``u * span + low`` uses only exact products, so a
+    compiler's fused multiply-add (XLA's) cannot change it: float32 computes
+    it in float64 (equal to JAX on CPU but for a rare double rounding),
+    float64 sums the four products of 26/27-bit halves of ``u`` and ``span``
+    in a fixed order (within ~2 ulp).  The result is clipped into ``[low, high)``.
     """
     _check_key(key)
     shape = _shape(shape)
@@ -335,11 +310,8 @@ def uniform(
 
 
 def bernoulli(key: Array, p: float | Array = 0.5, shape: Shape | None = None) -> Array:
-    """Booleans, True with probability ``p``: ``uniform(key, shape) < p``.
-
-    The uniform is float32 for a number ``p`` and ``p.dtype`` for a float array
-    ``p``; ``shape`` defaults to ``p.shape`` (``()`` for a number).
-    """
+    """Booleans, True with probability ``p``: ``uniform(key, shape) < p``, the
+    uniform float32 for a number ``p``, else ``p.dtype``; ``shape`` defaults to ``p``'s."""
     is_num = isinstance(p, (int, float))
     if shape is None:
         shape = () if is_num else tuple(p.shape)
@@ -363,12 +335,10 @@ def _permutation(key: Array, n: int) -> Array:
 
 
 def permutation(key: Array, n: int) -> Array:
-    """A random permutation of ``range(n)``: int64 indices, shape (n,).
-
-    The rows in increasing order of their 64-bit draws ``(w0 << 32) | w1``,
-    compared on all but the low ``b = bit_length(n - 1)`` bits, ties (probability
-    ~ n**2 / 2**(65 - b)) going to the smaller index: the same on every backend.
-    """
+    """A random permutation of ``range(n)`` (int64): the rows in increasing
+    order of their 64-bit draws ``(w0 << 32) | w1`` but for the low ``b =
+    bit_length(n - 1)`` bits, ties (probability ~ n**2 / 2**(65 - b)) going to
+    the smaller index."""
     _check_key(key)
     n = operator.index(n)
     if n < 0:
@@ -388,12 +358,9 @@ def _normal(key: Array, shape: tuple[int, ...], dt: Any) -> Array:
 
 
 def normal(key: Array, shape: Shape = (), dtype: Any = "float32") -> Array:
-    """Standard normal draws of ``shape`` by Box--Muller (``cos`` branch).
-
-    ``sqrt(-2 log1p(-u1)) * cos(2 pi u2)`` with ``u1, u2`` from :func:`uniform`
-    on ``split(key)``; tails end near 5.6 (float32) / 8.5 (float64) sigma.
-    Equal across backends up to a few ulps.
-    """
+    """Standard normal draws by Box--Muller, ``sqrt(-2 log1p(-u1)) * cos(2 pi u2)``
+    with ``u1, u2`` uniform on ``split(key)``; tails end near 5.6 (float32) /
+    8.5 (float64) sigma."""
     _check_key(key)
     shape = _shape(shape)
     dt = _dtype(key, dtype, ("float32", "float64"))

@@ -82,23 +82,20 @@ def fit(
 
     Args:
         x: ``(n, in_features)`` host NumPy array or array of the model's backend.
-        y: targets: ``(n,)`` integer labels for sparse CE, ``(n, k)`` one-hot /
-            values otherwise (``(n,)`` is accepted for a one-output model).
+        y: ``(n,)`` integer labels for sparse CE, else ``(n, k)`` one-hot /
+            values (``(n,)`` is accepted for a one-output model).
         loss: a :mod:`tinynet.losses` instance or name (required).
-        optimizer: a :mod:`tinynet.optimizers` instance or name.  ``None``
-            continues with the model's current optimizer and its state (after
-            ``tinynet.load`` or a previous ``fit``); default ``"adam"``.
-            A new optimizer starts from a fresh state.
-        epochs: epochs to run in this call; counting continues from
-            ``model.epoch``, so a resumed run sees the same data order.
+        optimizer: a :mod:`tinynet.optimizers` instance or name (a new one starts
+            from a fresh state); ``None`` continues with the model's optimizer
+            and state (after ``tinynet.load`` or a ``fit``), else ``"adam"``.
+        epochs: epochs to run now; ``model.epoch`` counts on, so a resumed run
+            sees the same data order.
         batch_size: samples per step; the last batch of an epoch may be smaller.
         validation_data / validation_split: held-out data evaluated after every
-            epoch; a split takes the LAST fraction of ``x`` (before shuffling),
-            like Keras.
-        shuffle: reshuffle every epoch with :func:`tinynet.random.permutation`
-            of ``fold_in(key(seed), epoch)``: the same order on every backend.
-        seed: seeds the data order and dropout masks; ``None`` uses
-            ``model.fit_seed`` (0, or the seed a loaded checkpoint was trained with).
+            epoch; a split takes the LAST fraction of ``x`` (unshuffled), as Keras.
+        shuffle: reshuffle every epoch, in the same order on every backend.
+        seed: seeds the data order and dropout masks; ``None``: ``model.fit_seed``
+            (0, or the seed a loaded checkpoint was trained with).
         callbacks: e.g. ``EarlyStopping``, ``TerminateOnNaN``, ``ModelCheckpoint``.
         verbose: 1 shows a tqdm progress bar per epoch; 0 is silent.
         steps_per_execution: steps per dispatch of a compiled loop on JAX
@@ -173,8 +170,7 @@ def fit(
         trained = (model.params, model.state, model.opt_state)
         model.params, model.state, model.opt_state = parallel.replicate(trained)
     loop = FitLoop(model, loss, batch_size, steps_per_execution, nan_guard, seed, shuffle, parallel)
-    history = History()
-    model.history = history
+    model.history = history = History()
     model.stop_training = False
     model.stop_reason = None
     for cb in callbacks:
@@ -202,7 +198,8 @@ def fit(
             model.epoch += 1
             history.record(epoch, logs)
             if verbose:
-                _print_epoch(epoch, logs)
+                parts = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+                print(f"epoch {epoch + 1}: {parts}", flush=True)
             if loop.nan_report is not None:
                 model.stop_training = True
                 model.stop_reason = loop.nan_report
@@ -230,10 +227,10 @@ def _resume_point(model: Any, loop: FitLoop, n: int) -> dict | None:
     if progress is None:
         return None
     expected = loop.where(n)
-    differ = {k: (progress.get(k), v) for k, v in expected.items() if progress.get(k) != v}
+    differ = [k for k, v in expected.items() if progress.get(k) != v]
     if differ:
-        was = ", ".join(f"{k}={old!r}" for k, (old, _) in differ.items())
-        now = ", ".join(f"{k}={new!r}" for k, (_, new) in differ.items())
+        was = ", ".join(f"{k}={progress.get(k)!r}" for k in differ)
+        now = ", ".join(f"{k}={expected[k]!r}" for k in differ)
         raise ValueError(
             f"fit: the model stopped in the middle of epoch {model.epoch + 1} (after step "
             f"{progress['step']}) of a run with {was}, and this call has {now} (n: training "
@@ -242,11 +239,6 @@ def _resume_point(model: Any, loop: FitLoop, n: int) -> dict | None:
             "start it over"
         )
     return progress
-
-
-def _print_epoch(epoch: int, logs: dict[str, float]) -> None:
-    parts = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-    print(f"epoch {epoch + 1}: {parts}", flush=True)
 
 
 @_in_scope
@@ -271,14 +263,12 @@ def evaluate(
         ("eval", loss, metric is not None),
         lambda: ops.jit(core.make_eval_step(model.layers, loss, ops, metric)),
     )
-    n = x.shape[0]
-    loss_sum = count = None
+    n, sums = x.shape[0], None
     for a in range(0, n, batch_size):
         b = min(a + batch_size, n)
         v, c = step(model.params, model.state, x[a:b, ...], y[a:b, ...])
-        loss_sum = v if loss_sum is None else loss_sum + v
-        count = c if count is None else count + c
-    return mean_logs(ops, metric, (loss_sum, count), n, y)
+        sums = (v, c) if sums is None else (sums[0] + v, sums[1] + c)
+    return mean_logs(ops, metric, sums, n, y)
 
 
 @_in_scope
