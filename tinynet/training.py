@@ -100,9 +100,10 @@ def fit(
         verbose: 1 shows a tqdm progress bar per epoch; 0 is silent.
         steps_per_execution: steps per dispatch of a compiled loop on JAX
             (same maths either way).  ``"auto"``: all full batches between two
-            progress-bar reads (the whole epoch with ``verbose=0``); an
-            integer: fixed blocks of that many, as in Keras.  Ctrl-C stops
-            after the running block (eager backends: between two steps).
+            progress-bar reads, at most 10 per epoch (the whole epoch with
+            ``verbose=0``); an integer: fixed blocks of that many, as in Keras.
+            Ctrl-C stops after the running block (pass an integer for a shorter
+            wait); eager backends stop between two steps.
         nan_guard: check every step for a non-finite loss or parameters; on
             the first one, keep the parameters from before it and stop, naming
             the epoch, step and first non-finite layer (on with TerminateOnNaN).
@@ -120,7 +121,7 @@ def fit(
         )
     loss = get_loss(loss)
     epochs = arguments.count("", "epochs", epochs, 0)
-    batch_size = arguments.count("", "batch_size", batch_size, 1)
+    batch_size = arguments.count("", "batch_size", batch_size)
     if not (isinstance(steps_per_execution, str) and steps_per_execution == "auto"):
         try:
             steps_per_execution = arguments.count("", "steps_per_execution", steps_per_execution)
@@ -148,7 +149,8 @@ def fit(
                 "an empty training or validation set"
             )
         cut = x.shape[0] - n_val
-        x, x_val, y, y_val = x[:cut, ...], x[cut:, ...], y[:cut, ...], y[cut:, ...]
+        x, x_val = x[:cut, ...], x[cut:, ...]
+        y, y_val = y[:cut, ...], y[cut:, ...]
     else:
         x_val = y_val = None
 
