@@ -1,9 +1,6 @@
 """The functional core: a model's forward, gradients and training step as
 pure functions of arrays, built once from its layers and the backend's ops.
 
-``loss_and_grads(params, state, x, y, key, training) -> (loss, grads, state, out)``
-``train_step(params, state, opt_state, x, y, key) -> (params, state, opt_state, loss)``
-
 Nothing here touches the host, so ``ops.jit`` can compile a whole training
 step into one program.  ``state`` (e.g. batch-norm statistics) is a list of
 dicts parallel to ``params``; a layer's forward returns its new state.
@@ -16,35 +13,29 @@ from typing import Any
 
 from . import random
 from .layers import Layer, Sigmoid, Softmax
-from .losses import (
-    BinaryCrossentropy,
-    CategoricalCrossentropy,
-    Loss,
-    SparseCategoricalCrossentropy,
-)
+from .losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, SparseCategoricalCrossentropy
 
 Array = Any
 Params = list[dict[str, Array]]
+_FUSED = {
+    Softmax: (CategoricalCrossentropy, SparseCategoricalCrossentropy),
+    Sigmoid: (BinaryCrossentropy,),
+}
 
 
 def fused_head(layers: Sequence[Layer], loss: Loss) -> Loss | None:
-    """The from-logits loss that replaces ``last layer + loss``, if any.
-
-    ``Softmax`` + (sparse) categorical CE and ``Sigmoid`` + binary CE are
-    fused: the loss is taken from the logits (stable log-softmax /
-    log-sigmoid) and the gradient is ``probs - targets``.
-    """
-    last = layers[-1]
-    if getattr(loss, "from_logits", True):
+    """The from-logits loss replacing ``Softmax`` + (sparse) categorical CE or
+    ``Sigmoid`` + binary CE at the end of ``layers``, else None: a stable
+    log-softmax / log-sigmoid, with the gradient ``probs - targets``."""
+    if getattr(loss, "from_logits", True) or type(loss) not in _FUSED.get(type(layers[-1]), ()):
         return None
-    if type(last) is Softmax and type(loss) in (
-        CategoricalCrossentropy,
-        SparseCategoricalCrossentropy,
-    ):
-        return type(loss)(from_logits=True)
-    if type(last) is Sigmoid and type(loss) is BinaryCrossentropy:
-        return BinaryCrossentropy(from_logits=True)
-    return None
+    return type(loss)(from_logits=True)
+
+
+def _body_and_head(layers: Sequence[Layer], loss: Loss) -> tuple[tuple[Layer, ...], Loss]:
+    """The layers the forward runs and the loss on their output (fused if possible)."""
+    head = fused_head(layers, loss)
+    return (tuple(layers), loss) if head is None else (tuple(layers[:-1]), head)
 
 
 def _keys(layers: Sequence[Layer]) -> frozenset[int]:
@@ -71,40 +62,33 @@ def make_loss_and_grads(
 ) -> Callable[..., tuple]:
     """``fn(params, state, x, y, key=None, training=True) -> (loss, grads, state, out)``.
 
-    ``grads`` has exactly the structure of ``params``; ``out`` is the head's
-    input (the logits when the last activation is fused into the loss).
-    Regularisation penalties of the layers are included in both.  With
-    ``record`` a fifth item holds every layer's output and input gradient
-    and the loss's gradient with respect to the head's input
-    (``compare-backends`` reads them).
+    ``grads`` has the structure of ``params``; ``out`` is the head's input (the
+    logits when the last activation is fused into the loss); both include the
+    layers' penalties.  With ``record`` a fifth item holds every layer's output
+    and input gradient and the head's input gradient (for ``compare-backends``).
     """
     layers = tuple(layers)
-    head = fused_head(layers, loss)
-    body = layers[:-1] if head is not None else layers
-    head = head or loss
+    body, head = _body_and_head(layers, loss)
     keyed = _keys(body)
     regularized = tuple((i, layer) for i, layer in enumerate(layers) if layer.regularized)
-    n_layers, n_body = len(layers), len(body)
+    n_layers = len(layers)
     # The first layer with parameters needs no input gradient (nor any before it).
-    first = next((i for i, layer in enumerate(layers) if layer.has_params), n_layers)
-    if record:
-        first = 0
+    first = 0 if record else next((i for i, ly in enumerate(layers) if ly.has_params), n_layers)
     xp = ops.xp
 
     def loss_and_grads(params, state, x, y, key=None, training=True):
-        h, new_state, backs = x, list(state), []
-        outputs = []
-        for i in range(n_body):
+        h, new_state, backs, outputs = x, list(state), [], []
+        for i, layer in enumerate(body):
             k = random.fold_in(key, i) if (training and i in keyed) else None
-            h, new_state[i], back = body[i].forward(params[i], state[i], h, ops, training, k)
+            h, new_state[i], back = layer.forward(params[i], state[i], h, ops, training, k)
             backs.append(back)
             if record:
                 outputs.append(h)
-        value, dh = head.value_and_grad(xp, y, h)
-        d_head = dh
+        value, d_head = head.value_and_grad(xp, y, h)
+        dh = d_head
         grads: Params = [{} for _ in range(n_layers)]
         grad_in = [None] * n_layers
-        for i in range(n_body - 1, first - 1, -1):
+        for i in range(len(body) - 1, first - 1, -1):
             dh, grads[i] = backs[i](dh, i > first or record)
             grad_in[i] = dh
         for i, layer in regularized:
@@ -137,12 +121,9 @@ def make_train_step(
 def make_fit_step(
     layers: Sequence[Layer], loss: Loss, optimizer: Any, ops: Any, metric: Any = None
 ) -> Callable[..., tuple]:
-    """The step ``fit`` runs: it also adds the batch's loss (times its size)
-    and metric count to running sums kept on the device.
-
-    ``step(params, state, opt_state, sums, x, y, key) -> (params, state, opt_state, sums)``
-    with ``sums = (loss_sum, metric_sum)`` 0-d arrays.
-    """
+    """``step(params, state, opt_state, sums, x, y, key) -> (params, state, opt_state, sums)``:
+    a train step that also adds the batch's loss (times its size) and metric
+    count to ``sums = (loss_sum, metric_sum)``, 0-d arrays kept on the device."""
     loss_and_grads = make_loss_and_grads(layers, loss, ops)
     update = optimizer.update
     xp = ops.xp
@@ -161,9 +142,8 @@ def make_eval_step(
     layers: Sequence[Layer], loss: Loss, ops: Any, metric: Any = None
 ) -> Callable[..., tuple]:
     """``step(params, state, x, y) -> (loss * batch, metric count)`` for evaluation."""
-    head = fused_head(layers, loss)
-    forward = make_forward(layers[:-1] if head is not None else layers, ops)
-    head = head or loss
+    body, head = _body_and_head(layers, loss)
+    forward = make_forward(body, ops)
     xp = ops.xp
 
     def eval_step(params, state, x, y):

@@ -18,29 +18,21 @@ def _impl():
     return _jax_parallel
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    return arguments.count("", name, value, minimum)
-
-
 class DataParallel:
-    """What ``fit(..., devices=N)`` needs: validation, placement, the batch split.
-
-    ``backend`` is the model's backend; ``devices`` the number of devices
-    (in a multi-process run: all devices of all processes); ``where`` names
-    the caller in error messages.  Two objects for
-    the same devices compare equal, so ``fit`` reuses its compiled steps.
+    """Data parallelism over ``devices`` devices of ``backend`` (all devices of
+    all processes in a multi-process run); ``where`` names the caller in error
+    messages.  Two objects for the same devices compare equal, so ``fit``
+    reuses its compiled steps.  With one device every method is the identity.
     """
 
     def __init__(self, backend: backends.Backend, devices: int, where: str = "fit"):
-        self.devices = _check_int("devices", devices, 1)
+        self.devices = arguments.count("", "devices", devices)
         where = f"{where}(devices={self.devices})" if where == "fit" else where
         self.backend = backend
         try:
             self._impl: Any = backend.device_mesh(self.devices)  # None for one device
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from None
-
-    # ---------------------------------------------------------------- identity
 
     def _key(self) -> tuple:
         ids = self._impl.device_ids if self._impl is not None else ()
@@ -57,15 +49,9 @@ class DataParallel:
             return f"DataParallel({self.backend.name}, 1 device)"
         return f"DataParallel({self._impl.describe()})"
 
-    # ---------------------------------------------------------------- checks
-
     def check_batch_size(self, batch_size: int, n: int) -> None:
-        """``ValueError`` unless every full batch splits evenly over the devices.
-
-        The ragged last batch of an epoch (``n % batch_size`` rows) needs no
-        care: if it does not split evenly it is computed replicated on every
-        device, which gives the same numbers.
-        """
+        """``ValueError`` unless every full batch splits evenly over the devices
+        (a ragged last batch that does not is computed replicated: same numbers)."""
         d = self.devices
         if d == 1 or batch_size % d == 0:
             return
@@ -76,8 +62,6 @@ class DataParallel:
             f"(each device computes batch_size / devices rows of every batch); choose a "
             f"multiple of {d}, e.g. batch_size={options} (n={n} samples)"
         )
-
-    # ---------------------------------------------------------------- placement
 
     def put_data(self, a: Any) -> Any:
         """A whole data set (x or y), replicated on every device of the mesh."""
@@ -92,6 +76,5 @@ class DataParallel:
         return a if self._impl is None else self._impl.shard_batch(a)
 
     def gather(self, tree: Any) -> Any:
-        """Arrays of ``tree`` back on the backend's device of this process
-        (``fit`` does this with the parameters when it ends)."""
+        """Arrays of ``tree`` back on the backend's device of this process."""
         return tree if self._impl is None else self._impl.gather(tree, self.backend.device)

@@ -1,18 +1,9 @@
-"""One ``fit`` call's epochs: blocks of steps, the progress bar, the NaN guard
-(see :func:`tinynet.training.fit`).
+"""One ``fit`` call's epochs: blocks of steps, the progress bar, the NaN guard.
 
-One loop for every backend.  A *block* is a run of steps that needs no host
-work in between: each step takes its own batch out of the whole data set by
-a step counter (``ops.rows``: a dynamic slice on JAX), and the backend's
-``ops.run_steps`` runs the block (one compiled loop on JAX, whose trip count
-is an argument, so one program serves every block length; a Python loop on
-eager backends, which also stops at a Ctrl-C between two steps).  The loss
-and metric sums stay on the device and are read once per block.
-
-Block length (``steps_per_execution``): ``"auto"`` runs all full batches
-between two progress-bar reads (at most ``SYNCS_PER_EPOCH`` per epoch; the
-whole epoch's full batches without a bar), an integer fixed blocks of that
-many; the ragged last batch of an epoch is its own block.
+A *block* is a run of steps with no host work in between (one compiled loop
+on JAX), each step taking its batch out of the whole data set by a step
+counter; the loss and metric sums stay on the device and are read once per
+block.  See docs/DESIGN.md, section 5.
 """
 
 from __future__ import annotations
@@ -23,6 +14,19 @@ from typing import Any
 from . import core, random
 
 SYNCS_PER_EPOCH = 10
+
+
+def _float(ops: Any, a: Any) -> float:
+    return float(ops.to_numpy(a))  # exact: float32 -> 64
+
+
+def mean_logs(ops: Any, metric: Any, sums: tuple, seen: int, y: Any) -> dict[str, float]:
+    """Mean loss (and accuracy) of ``seen`` rows from the device sums; NaN if none."""
+    logs = {"loss": _float(ops, sums[0]) / seen if seen else math.nan}
+    if metric is not None:
+        per = metric.per_batch((seen, *y.shape[1:])) if seen else 0
+        logs["accuracy"] = _float(ops, sums[1]) / per if per else math.nan
+    return logs
 
 
 def metric_for(model: Any, loss: Any):
@@ -70,13 +74,10 @@ class FitLoop:
         )
         self._blocks: dict[Any, Any] = model._cached(cache_key + ("blocks",), dict)
 
-    # ------------------------------------------------------------ blocks
-
     def _step(self, size: int, shuffled: bool) -> tuple:
-        """``(step, guard)`` for batches of ``size`` rows: ``step(carry, data)``
-        with ``carry = (params, state, opt_state, sums, i)`` and ``data = (x,
-        y, order, key)`` takes batch ``i`` (rows ``i * batch_size`` on, of
-        the data in ``order`` if shuffled) and trains on it."""
+        """``(step, guard)`` for batches of ``size`` rows: ``step(carry, data)``,
+        ``carry = (params, state, opt_state, sums, i)``, ``data = (x, y, order,
+        key)``, trains on batch ``i`` (of the rows in ``order`` if shuffled)."""
         cache = (size, shuffled, self.nan_guard)
         found = self._blocks.get(cache)
         if found is not None:
@@ -103,13 +104,6 @@ class FitLoop:
         found = self._blocks[cache] = (step, _guard(ops) if self.nan_guard else None)
         return found
 
-    def _place(self, tree):
-        """With data parallelism every input of the compiled block must live on
-        the device mesh (replicated), not on the single default device."""
-        return tree if self.parallel is None else self.parallel.replicate(tree)
-
-    # ------------------------------------------------------------ epochs
-
     def where(self, n: int) -> dict:
         """What an epoch's batches depend on besides its number."""
         return {"n": n, "batch_size": self.batch_size, "shuffle": self.shuffle, "seed": self.seed}
@@ -128,14 +122,15 @@ class FitLoop:
         order, step_key = epoch_setup(self.run_key, epoch, n, self.shuffle, self.has_key)
         done = resume["step"] if resume else 0
         sums = (resume["loss_sum"], resume["metric_sum"]) if resume else (0.0, 0.0)
-        order, step_key, sums, i = self._place(
-            (
-                None if order is None else ops.asarray(order),
-                None if step_key is None else ops.asarray(step_key),
-                tuple(ops.asarray(v, model.dtype) for v in sums),  # donated: 2 buffers
-                ops.asarray(done, "int32"),
-            )
+        placed = (
+            None if order is None else ops.asarray(order),
+            None if step_key is None else ops.asarray(step_key),
+            tuple(ops.asarray(v, model.dtype) for v in sums),  # donated: 2 buffers
+            ops.asarray(done, "int32"),
         )
+        if self.parallel is not None:  # every input of a block on the device mesh
+            placed = self.parallel.replicate(placed)
+        order, step_key, sums, i = placed
         bar = _progress(verbose, n_steps, epoch)
         sync_every = max(1, n_steps // SYNCS_PER_EPOCH)
         block = self.steps_per_execution
@@ -162,30 +157,24 @@ class FitLoop:
                 self._report(status == 1, epoch, done + 1, x, y, order, step_key)
                 break
             if bar is not None and (done % sync_every == 0 or done == n_steps):
-                _update(bar, done - bar.n, carry[3], done, n, bs, self.metric, ops)
+                logs = mean_logs(ops, self.metric, carry[3], min(done * bs, n), y)
+                post = {"loss": f"{logs['loss']:.4f}"}
+                if self.metric is not None and self.metric.kind != "binary":
+                    post["acc"] = f"{logs['accuracy']:.4f}"
+                bar.set_postfix(post, refresh=False)
+                bar.update(done - bar.n)
         if bar is not None:
             bar.close()
         self.interrupted = interrupt["hit"] and done < n_steps and self.nan_report is None
         self.progress = None
         if self.interrupted and done:
-            to_float = lambda a: float(ops.to_numpy(a))  # noqa: E731  (exact: float32 -> 64)
             self.progress = {
                 "step": done,
-                "loss_sum": to_float(carry[3][0]),
-                "metric_sum": to_float(carry[3][1]),
+                "loss_sum": _float(ops, carry[3][0]),
+                "metric_sum": _float(ops, carry[3][1]),
                 **self.where(n),
             }
-        return self._logs(carry[3], done, n, y)
-
-    def _logs(self, sums, done: int, n: int, y) -> dict[str, float]:
-        """Mean loss (and metric) over the steps taken; NaN if none was."""
-        seen = min(done * self.batch_size, n)
-        to_float = lambda a: float(self.ops.to_numpy(a))  # noqa: E731
-        logs = {"loss": to_float(sums[0]) / seen if seen else math.nan}
-        if self.metric is not None:
-            per = self.metric.per_batch((seen, *y.shape[1:])) if seen else 0
-            logs["accuracy"] = to_float(sums[1]) / per if per else math.nan
-        return logs
+        return mean_logs(ops, self.metric, carry[3], min(done * bs, n), y)
 
     def _report(self, bad_loss: bool, epoch, done, x, y, order, key) -> None:
         """Name the first non-finite value of step ``done`` (1-based) of an
@@ -205,7 +194,7 @@ class FitLoop:
 
 def _guard(ops):
     """The NaN guard's check of a step's result: 0 fine, 1 non-finite loss,
-    2 non-finite parameters after the update (``ops.run_steps`` then keeps
+    2 non-finite parameters after the update (``ops.run_block`` then keeps
     the carry from before that step)."""
     xp = ops.xp
 
@@ -225,12 +214,3 @@ def _progress(verbose: int, total: int, epoch: int):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=f"epoch {epoch + 1}", unit="step", leave=False, mininterval=0.2)
-
-
-def _update(bar, advance, sums, done, n, bs, metric, ops) -> None:
-    seen = min(done * bs, n)
-    post = {"loss": f"{float(ops.to_numpy(sums[0])) / seen:.4f}"}
-    if metric is not None and metric.kind != "binary":
-        post["acc"] = f"{float(ops.to_numpy(sums[1])) / seen:.4f}"
-    bar.set_postfix(post, refresh=False)
-    bar.update(advance)

@@ -1,20 +1,14 @@
-"""Data-parallel training on JAX: ``fit(..., devices=N)``.
+"""Data-parallel training on JAX: ``fit(..., devices=N)`` (see docs/parallel.md).
 
-The parameters and optimizer state are replicated on N devices, every batch
-is split along its rows over a 1-D device mesh (axis ``"batch"``), and the
-SAME jitted training step runs: XLA's SPMD partitioner inserts the
-all-reduces that average the gradients, because the loss is a mean over the
-(sharded) batch.  The hand-written backward is not changed, so training on
-N devices computes the same numbers as on one device, up to the order of
-floating-point additions (see ``docs/parallel.md``).
-
-Several processes (hosts): call :func:`initialize` first thing in every
-process, then ``fit(..., devices=device_count())`` with the FULL data set
-in every process; the mesh spans the devices of all processes.
+Parameters and optimizer state are replicated, every batch is split along
+its rows over a 1-D device mesh, and XLA inserts the all-reduces that average
+the gradients: the same numbers as on one device, up to the order of
+floating-point additions.  Several processes (hosts): call :func:`initialize`
+first thing in every process, then ``fit(..., devices=device_count())`` with
+the FULL data set in every process.
 
 ``python -m tinynet.parallel`` trains a small model on 1 and on N devices
-and prints how far the results are apart (a self-check of a setup; the
-tests use it as their worker).
+and prints how far the results are apart (a self-check; the tests' worker).
 """
 
 from __future__ import annotations
@@ -25,12 +19,10 @@ import math
 import sys
 from typing import Any
 
-from . import backends
-from .data_parallel import DataParallel, _check_int, _impl
+from . import arguments, backends
+from .data_parallel import DataParallel, _impl
 
 __all__ = ["DataParallel", "device_count", "initialize", "is_initialized", "shutdown"]
-
-# ------------------------------------------------------------------ processes
 
 
 def initialize(
@@ -43,13 +35,11 @@ def initialize(
 ) -> None:
     """Join a data-parallel run over ``num_processes`` processes (hosts).
 
-    Call it in every process before anything else touches JAX, with the
-    same ``coordinator`` (``"HOST:PORT"`` of process 0, reachable from all
-    processes) and ``process_id`` 0, 1, ..., ``num_processes - 1``.  It
-    wraps ``jax.distributed.initialize`` (CPU collectives: gloo over TCP).
-    Process 0 runs the coordinator service, bound to ``bind_address``
-    (default: the coordinator address itself).  ``timeout`` seconds to wait
-    for all processes to connect.
+    Call it in every process before anything else touches JAX, with the same
+    ``coordinator`` (``"HOST:PORT"`` of process 0, reachable from all) and
+    ``process_id`` 0, 1, ..., ``num_processes - 1``.  Wraps
+    ``jax.distributed.initialize`` (CPU: gloo over TCP); process 0 serves on
+    ``bind_address`` (default: the coordinator's); ``timeout`` in seconds.
     """
     if not isinstance(coordinator, str) or coordinator.count(":") < 1:
         raise ValueError(
@@ -60,19 +50,16 @@ def initialize(
         raise ValueError(
             f"coordinator must be 'HOST:PORT' with a port in 1..65535, received {coordinator!r}"
         )
-    num_processes = _check_int("num_processes", num_processes, 1)
-    process_id = _check_int("process_id", process_id, 0)
+    num_processes = arguments.count("", "num_processes", num_processes, 1)
+    process_id = arguments.count("", "process_id", process_id, 0)
     if process_id >= num_processes:
         raise ValueError(
             f"process_id must be in 0..{num_processes - 1} for num_processes={num_processes}, "
             f"received process_id={process_id}"
         )
+    timeout = arguments.count("", "timeout", timeout, 1)
     _impl().initialize(
-        coordinator,
-        num_processes,
-        process_id,
-        bind_address=bind_address,
-        timeout=_check_int("timeout", timeout, 1),
+        coordinator, num_processes, process_id, bind_address=bind_address, timeout=timeout
     )
 
 
@@ -95,23 +82,16 @@ def device_count() -> int:
     return _impl().info()["global_devices"]
 
 
-# ------------------------------------------------------------------ self-check / worker
-
-
-def _small_problem(samples: int, dtype: str):
+def _train(devices: int | None, dtype: str, args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
-    from . import datasets
-
-    x, y = datasets.spiral(samples_per_class=math.ceil(samples / 3), classes=3, noise=0.2, seed=0)
-    rows = np.random.default_rng(0).permutation(x.shape[0])[:samples]
-    return x[rows].astype(dtype), y[rows]
-
-
-def _train(devices: int | None, dtype: str, args: argparse.Namespace) -> dict[str, Any]:
     import tinynet as tn
 
-    x, y = _small_problem(args.samples, dtype)
+    x, y = tn.datasets.spiral(
+        samples_per_class=math.ceil(args.samples / 3), classes=3, noise=0.2, seed=0
+    )
+    rows = np.random.default_rng(0).permutation(x.shape[0])[: args.samples]
+    x, y = x[rows].astype(dtype), y[rows]
     layers = [tn.Dense(2, 16), tn.ReLU()]
     if args.dropout:
         layers.append(tn.Dropout(args.dropout))
@@ -130,12 +110,11 @@ def _train(devices: int | None, dtype: str, args: argparse.Namespace) -> dict[st
         steps_per_execution=args.steps_per_execution,
         devices=devices,
     )
-    evaluation = model.evaluate(x, y, loss="sparse_categorical_crossentropy")
     return {
         "devices": devices,
         "dtype": dtype,
         "history": history.history,
-        "evaluate": evaluation,
+        "evaluate": model.evaluate(x, y, loss="sparse_categorical_crossentropy"),
         "params": [{k: tn.to_numpy(v).tolist() for k, v in p.items()} for p in model.params],
     }
 
@@ -159,38 +138,24 @@ def main(argv: list[str] | None = None) -> int:
         description="Train a small model on one device and data-parallel on N devices "
         "(JAX) and report how far apart the results are.",
     )
-    parser.add_argument(
-        "--devices",
-        default=None,
-        help="comma-separated device counts to try (default: all devices)",
-    )
-    parser.add_argument(
+    add = parser.add_argument
+    add("--devices", help="comma-separated device counts to try (default: all devices)")
+    add(
         "--dtype",
         default="float32,float64",
         help="comma-separated dtypes (default: float32,float64)",
     )
-    parser.add_argument(
-        "--coordinator",
-        default=None,
-        metavar="HOST:PORT",
-        help="multi-process run: process 0's address",
-    )
-    parser.add_argument("--num-processes", type=int, default=1)
-    parser.add_argument("--process-id", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument(
-        "--samples", type=int, default=100, help="samples (10%% are held out for validation)"
-    )
-    parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument(
-        "--steps-per-execution", type=lambda v: v if v == "auto" else int(v), default="auto"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--no-reference", action="store_true", help="skip the single-device reference run"
-    )
-    parser.add_argument(
+    add("--coordinator", metavar="HOST:PORT", help="multi-process run: process 0's address")
+    add("--num-processes", type=int, default=1)
+    add("--process-id", type=int, default=0)
+    add("--epochs", type=int, default=3)
+    add("--batch-size", type=int, default=16)
+    add("--samples", type=int, default=100, help="samples (10%% are held out for validation)")
+    add("--dropout", type=float, default=0.1)
+    add("--steps-per-execution", type=lambda v: v if v == "auto" else int(v), default="auto")
+    add("--seed", type=int, default=0)
+    add("--no-reference", action="store_true", help="skip the single-device reference run")
+    add(
         "--json",
         action="store_true",
         help="print one JSON object with every run (histories, parameters)",
@@ -204,9 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     backends.load("jax")
     info = _impl().info()
     counts = [int(s) for s in args.devices.split(",")] if args.devices else [info["global_devices"]]
-    dtypes = [s.strip() for s in args.dtype.split(",") if s.strip()]
     out: dict[str, Any] = {"info": info, "runs": []}
-    for dtype in dtypes:
+    for dtype in [s.strip() for s in args.dtype.split(",") if s.strip()]:
         base = None
         if not args.no_reference:
             base = _train(None, dtype, args)
@@ -218,19 +182,17 @@ def main(argv: list[str] | None = None) -> int:
             out["runs"].append(run)
     if args.json:
         print(json.dumps(out))
-    else:
-        print(
-            f"process {info['process_index']} of {info['process_count']}: "
-            f"{info['global_devices']} {info['platform']} device(s), "
-            f"{info['local_devices']} local"
-        )
-        for run in out["runs"]:
-            n = run["devices"]
-            where = "1 device (reference)" if n is None else f"devices={n}"
-            diff = run["max_rel_diff"]
-            diff = "" if diff is None else f"  max relative difference {diff:.2e}"
-            loss = run["history"]["loss"][-1]
-            print(f"  {run['dtype']:8s} {where:22s} final loss {loss:.6f}{diff}")
+        return 0
+    print(
+        f"process {info['process_index']} of {info['process_count']}: "
+        f"{info['global_devices']} {info['platform']} device(s), {info['local_devices']} local"
+    )
+    for run in out["runs"]:
+        where = "1 device (reference)" if run["devices"] is None else f"devices={run['devices']}"
+        diff = run["max_rel_diff"]
+        diff = "" if diff is None else f"  max relative difference {diff:.2e}"
+        loss = run["history"]["loss"][-1]
+        print(f"  {run['dtype']:8s} {where:22s} final loss {loss:.6f}{diff}")
     return 0
 
 

@@ -1,41 +1,15 @@
 """Counter-based random numbers (Threefry-2x32-20) on the Python array API.
 
-Keys are explicit: a key is a ``uint32`` array of shape ``(2,)`` on some
-backend, and every function infers its array library from the key, so the same
-code runs on NumPy, JAX (also inside ``jax.jit``), CuPy and array-api-strict.
-The Threefry block is the backend's op (``ops.threefry2x32``: wrapping
-``uint32`` arithmetic, or an exact int64 form on PyTorch, whose unsigned
-support lacks addition and shifts); turning its words into samples uses only
-masks, xor, or, products by powers of two and casts, which every backend has.
-There is no Python-int conversion of array values and no data-dependent
-control flow.
-
-Compatibility with JAX (``jax.random`` with the default ``threefry2x32``
-implementation and ``jax_threefry_partitionable=True``, the default since JAX
-0.5 and in JAX 0.10)::
-
-    threefry_2x32  == jax.extend.random.threefry_2x32      bit for bit
-    key(seed)      == jax.random.PRNGKey(seed)             (with jax_enable_x64;
-                      without x64, JAX keeps only the low 32 bits, so both agree
-                      for 0 <= seed < 2**32)
-    split, fold_in, bits                                   bit for bit
-    uniform        == jax.random.uniform on [0, 1) bit for bit; float32 with
-                      other bounds too on CPU, barring rare double roundings
-
-Identity across backends:
-
-* bit-identical everywhere: ``threefry_2x32``, ``key``, ``split``,
-  ``fold_in``, ``bits``, ``uniform`` (integer bits -> exact floats; the affine
-  map to ``[low, high)`` uses only exact products, so it gives the same bits
-  whether or not a compiler fuses multiply-add into FMA, as XLA does),
-  ``bernoulli`` (a comparison of that uniform) and ``permutation`` (a sort
-  of integer bits).
-* may differ by a few ulps between backends: ``normal`` (Box--Muller uses
-  ``log1p``, ``sqrt`` and ``cos`` from each library's math library).
-
-On JAX the samplers run as one compiled function per shape (``jax.jit``; the
-bits are the same as op-by-op), because eager JAX would compile each of the
-~150 small ``uint32`` operations of a Threefry block separately.
+A key is a ``uint32`` array of shape ``(2,)``; every function runs on the
+key's backend (on JAX also inside ``jax.jit``) with its ``ops.threefry2x32``,
+then only masks, xor, or, exact products by powers of two and casts, and no
+data-dependent control flow.  ``threefry_2x32``, ``key``, ``split``,
+``fold_in``, ``bits`` and ``uniform`` on ``[0, 1)`` equal ``jax.random``'s bit
+for bit (default partitionable ``threefry2x32``; ``key`` for seeds in
+``[0, 2**32)`` or with x64).  All but ``normal`` (each library's ``log1p``,
+``sqrt`` and ``cos``: a few ulps apart) are bit-identical on every backend.
+On JAX a sampler runs as one compiled function per shape: eager JAX would
+compile each of the ~150 small ``uint32`` operations of a Threefry block.
 """
 
 from __future__ import annotations
@@ -46,6 +20,8 @@ import operator
 import struct
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from . import backends
 from .backends.ops import THREEFRY_PARITY, THREEFRY_ROTATIONS
@@ -65,20 +41,14 @@ __all__ = [
 Array = Any
 Shape = int | tuple[int, ...]
 
-_ROTATIONS = THREEFRY_ROTATIONS
-_PARITY = THREEFRY_PARITY  # Threefry key-schedule constant
 _MAX_DRAWS = 2**32  # counters are (0, i) with i a uint32
-
-
-# ------------------------------------------------------------------ helpers
+_M32 = 0xFFFFFFFF
+_COMPILED: dict[tuple[Callable, str], Callable] = {}
 
 
 def _device(x: Array) -> Any:
     """Device of ``x`` or None (JAX tracers have none: use the default)."""
     return backends.backend_of(x).device_of(x)
-
-
-_COMPILED: dict[tuple[Callable, str], Callable] = {}
 
 
 def _compiled(fn: Callable, like: Array, **jit_kwargs: Any) -> Callable:
@@ -92,27 +62,19 @@ def _compiled(fn: Callable, like: Array, **jit_kwargs: Any) -> Callable:
 
 
 def _block(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
-    """Threefry-2x32 with 20 rounds on broadcastable 1-d ``uint32`` arrays.
-
-    ``(k0, k1)`` is the key, ``(x0, x1)`` the counter; returns two arrays of the
-    broadcast shape.  The backend's op (``ops.threefry2x32``: wrapping uint32
-    arithmetic, or an exact int64 form where uint32 arithmetic is missing).
-    """
+    """Threefry-2x32-20 (the backend's ``ops.threefry2x32``): key ``(k0, k1)``,
+    counter ``(x0, x1)``, broadcastable 1-d ``uint32`` arrays -> two words."""
     return backends.backend_of(x1).threefry2x32(k0, k1, x0, x1)
-
-
-_M32 = 0xFFFFFFFF
 
 
 def _block_int(k0: int, k1: int, x0: int, x1: int) -> tuple[int, int]:
     """:func:`_block` for one counter on Python ints (host keys): one Python
-    loop instead of ~115 NumPy operations on 1-element arrays.  Tested bit
-    for bit against :func:`_block` and ``jax.random.fold_in``."""
-    ks = (k0, k1, k0 ^ k1 ^ _PARITY)
+    loop instead of ~115 NumPy operations on 1-element arrays."""
+    ks = (k0, k1, k0 ^ k1 ^ THREEFRY_PARITY)
     x0 = (x0 + k0) & _M32
     x1 = (x1 + k1) & _M32
     for i in range(5):
-        for r in _ROTATIONS[i % 2]:
+        for r in THREEFRY_ROTATIONS[i % 2]:
             x0 = (x0 + x1) & _M32
             x1 = (((x1 << r) & _M32) | (x1 >> (32 - r))) ^ x0
         x0 = (x0 + ks[(i + 1) % 3]) & _M32
@@ -157,26 +119,20 @@ def _dtype(key: Array, dtype: Any, allowed: tuple[str, ...]) -> Any:
 
 
 def _words(key: Array, size: int) -> tuple[Array, Array]:
-    """The two output words (1-d, ``size``) for counters ``(0, i)``, ``i < size``.
-
-    This is JAX's partitionable counter layout (``iota_2x32_shape``): the
-    element with flat C-order index ``i`` uses counter ``(i >> 32, i & 0xffffffff)``.
-    """
+    """The two output words (1-d, ``size``) for counters ``(0, i)``, ``i < size``:
+    JAX's partitionable layout, flat C-order index ``i`` -> counter ``(i >> 32, i)``."""
     xp = backends.namespace(key)
     lo = xp.arange(size, dtype=xp.uint32, device=_device(key))
     return _block(key[0:1], key[1:2], xp.zeros_like(lo), lo)
 
 
-# ------------------------------------------------------------------ raw bits
-
-
 def threefry_2x32(keypair: Any, count: Array) -> Array:
     """The Threefry-2x32-20 block function, as ``jax.extend.random.threefry_2x32``.
 
-    ``keypair`` is a uint32 key of shape (2,) (or a pair of uint32 scalars or ints);
-    ``count`` a uint32 array of any shape.  The flattened count is padded with a
-    zero to even length ``2h``; ``(count[:h], count[h:])`` are the counter words
-    and the concatenated output words, unpadded, come back in ``count.shape``.
+    ``keypair``: a uint32 key (2,), or a pair of uint32 scalars or ints; ``count``:
+    uint32 of any shape, flattened and padded with a zero to even length ``2h``:
+    ``(count[:h], count[h:])`` are the counters, the output words come back
+    concatenated, unpadded, in ``count.shape``.
     """
     if isinstance(keypair, (tuple, list)):
         if len(keypair) != 2:
@@ -201,12 +157,9 @@ def threefry_2x32(keypair: Any, count: Array) -> Array:
 
 
 def key(seed: int, backend: backends.Backend | str | None = None) -> Array:
-    """A key (uint32, shape (2,)) for an integer seed: ``[seed >> 32, seed & 0xffffffff]``.
-
-    Seeds are 64-bit two's complement, like ``jax.random.PRNGKey`` with x64
-    enabled; ``ValueError`` outside ``[-2**63, 2**63)``.  The key is made on
-    ``backend`` (a Backend or its name), else on the current backend.
-    """
+    """The key ``[seed >> 32, seed & 0xffffffff]`` of a 64-bit two's complement
+    seed (``ValueError`` outside ``[-2**63, 2**63)``), as ``jax.random.PRNGKey``
+    with x64, on ``backend`` (a Backend or its name; default the current one)."""
     seed = operator.index(seed)
     if not -(2**63) <= seed < 2**63:
         raise ValueError(f"seed must be a 64-bit signed integer, got {seed}")
@@ -236,10 +189,8 @@ def _fold_in(key: Array, data: Array) -> Array:
 
 
 def fold_in(key: Array, data: int | Array) -> Array:
-    """A new key (2,) mixing in ``data`` (int in [0, 2**32) or 0-d integer array).
-
-    Equals ``jax.random.fold_in``: the block of counter ``(0, data)``.
-    """
+    """A new key mixing in ``data`` (int in [0, 2**32) or 0-d integer array):
+    the block of counter ``(0, data)``, as ``jax.random.fold_in``."""
     xp = _check_key(key)
     backend = backends.backend_of(key)
     if (
@@ -279,18 +230,12 @@ def _bits(key: Array, shape: tuple[int, ...], dt: Any) -> Array:
 
 
 def bits(key: Array, shape: Shape = (), dtype: Any = "uint32") -> Array:
-    """Random unsigned integers of ``shape``, as ``jax.random.bits``.
-
-    ``dtype`` uint32 (default; ``w0 ^ w1``), uint8/uint16 (its low bits) or
-    uint64 (``w0 << 32 | w1``).
-    """
+    """Random unsigned integers of ``shape``, as ``jax.random.bits``: uint32
+    ``w0 ^ w1``, uint8/uint16 its low bits, uint64 ``w0 << 32 | w1``."""
     _check_key(key)
     shape = _shape(shape)
     dt = _dtype(key, dtype, ("uint8", "uint16", "uint32", "uint64"))
     return _compiled(_bits, key, static_argnums=(1, 2))(key, shape, dt)
-
-
-# ------------------------------------------------------------------ samplers
 
 
 def _f32(x: float) -> float:
@@ -300,16 +245,8 @@ def _f32(x: float) -> float:
 
 def _below(x: float, is32: bool) -> float:
     """The largest float32/float64 strictly below ``x`` (a value of that dtype)."""
-    if not is32:
-        return math.nextafter(x, -math.inf)
-    (b,) = struct.unpack("<I", struct.pack("<f", x))
-    if x > 0:
-        b -= 1
-    elif x == 0:
-        b = 0x80000001
-    else:
-        b += 1
-    return struct.unpack("<f", struct.pack("<I", b))[0]
+    dt = np.float32 if is32 else np.float64
+    return float(np.nextafter(dt(x), dt(-np.inf)))
 
 
 def _uniform(key: Array, shape: tuple[int, ...], dt: Any, low: float, high: float) -> Array:
@@ -343,28 +280,18 @@ def _uniform(key: Array, shape: tuple[int, ...], dt: Any, low: float, high: floa
 
 
 def uniform(
-    key: Array,
-    shape: Shape = (),
-    dtype: Any = "float32",
-    low: float = 0.0,
-    high: float = 1.0,
+    key: Array, shape: Shape = (), dtype: Any = "float32", low: float = 0.0, high: float = 1.0
 ) -> Array:
     """Floats in ``[low, high)`` of ``shape``; bit-identical on every backend.
 
-    ``u = k * 2**-23``, ``k`` the top 23 bits of a 32-bit draw (float32), or
-    ``u = k * 2**-52``, ``k`` 52 bits of a 64-bit draw (float64) -- exactly
-    ``jax.random.uniform`` on [0, 1).  ``low``/``high`` are Python numbers,
-    rounded to ``dtype``, ``low < high``; the affine map ``u * span + low`` is
-    arranged so every product is exact, which makes the result independent of
-    whether a compiler fuses multiply-add into FMA (XLA does):
-
-    * float32: ``float32(float64(u) * span + low)``, computed in float64 where
-      ``u * span`` (23 x 24 bits) is exact (equals JAX on CPU except, rarely,
-      for a double rounding);
-    * float64: ``u`` and ``span`` split into 26/27-bit halves, the four exact
-      partial products summed in a fixed order (within ~2 ulp of exact).
-
-    The result is clipped into ``[low, high)``.
+    ``u = k * 2**-23`` (float32: ``k`` the top 23 bits of a 32-bit draw) or
+    ``k * 2**-52`` (float64: 52 bits of a 64-bit draw), exactly
+    ``jax.random.uniform`` on [0, 1).  ``low < high`` are Python numbers,
+    rounded to ``dtype``.  ``u * span + low`` uses only exact products, so a
+    compiler's fused multiply-add (XLA's) cannot change it: float32 computes
+    it in float64 (equal to JAX on CPU but for a rare double rounding),
+    float64 sums the four products of 26/27-bit halves of ``u`` and ``span``
+    in a fixed order (within ~2 ulp).  The result is clipped into ``[low, high)``.
     """
     _check_key(key)
     shape = _shape(shape)
@@ -383,11 +310,8 @@ def uniform(
 
 
 def bernoulli(key: Array, p: float | Array = 0.5, shape: Shape | None = None) -> Array:
-    """Booleans, True with probability ``p``: ``uniform(key, shape) < p``.
-
-    The uniform is float32 for a number ``p`` and ``p.dtype`` for a float array
-    ``p``; ``shape`` defaults to ``p.shape`` (``()`` for a number).
-    """
+    """Booleans, True with probability ``p``: ``uniform(key, shape) < p``, the
+    uniform float32 for a number ``p``, else ``p.dtype``; ``shape`` defaults to ``p``'s."""
     is_num = isinstance(p, (int, float))
     if shape is None:
         shape = () if is_num else tuple(p.shape)
@@ -401,12 +325,8 @@ def _permutation(key: Array, n: int) -> Array:
     xp = backends.namespace(key)
     w0, w1 = _words(key, n)
     draws = (xp.astype(w0, xp.uint64) * 2**32) | xp.astype(w1, xp.uint64)  # w0 << 32 | w1
-    # Sort the draws *with the index packed into their low bits*: one sort of
-    # distinct uint64 values instead of an argsort (key-value sort), several
-    # times faster on XLA's CPU sort and on NumPy.  Ordering by
-    # the high 64 - b bits with ties broken by the index is exactly a stable
-    # argsort of those bits, so it equals the argsort of the full 64-bit draws
-    # unless two draws share their high 64 - b bits (probability ~ n**2 / 2**(65 - b)).
+    # The index packed into the low b bits: one sort of distinct uint64 values
+    # instead of an argsort, several times faster on XLA's CPU sort and NumPy.
     b = max(1, (n - 1).bit_length())
     low = (1 << b) - 1
     index = xp.arange(n, dtype=xp.uint64, device=_device(key))
@@ -415,12 +335,10 @@ def _permutation(key: Array, n: int) -> Array:
 
 
 def permutation(key: Array, n: int) -> Array:
-    """A random permutation of ``range(n)``: int64 indices, shape (n,).
-
-    The rows in increasing order of their 64-bit draws ``(w0 << 32) | w1``,
-    compared on all but the low ``b = bit_length(n - 1)`` bits, ties (probability
-    ~ n**2 / 2**(65 - b)) going to the smaller index: the same on every backend.
-    """
+    """A random permutation of ``range(n)`` (int64): the rows in increasing
+    order of their 64-bit draws ``(w0 << 32) | w1`` but for the low ``b =
+    bit_length(n - 1)`` bits, ties (probability ~ n**2 / 2**(65 - b)) going to
+    the smaller index."""
     _check_key(key)
     n = operator.index(n)
     if n < 0:
@@ -440,12 +358,9 @@ def _normal(key: Array, shape: tuple[int, ...], dt: Any) -> Array:
 
 
 def normal(key: Array, shape: Shape = (), dtype: Any = "float32") -> Array:
-    """Standard normal draws of ``shape`` by Box--Muller (``cos`` branch).
-
-    ``sqrt(-2 log1p(-u1)) * cos(2 pi u2)`` with ``u1, u2`` from :func:`uniform`
-    on ``split(key)``; tails end near 5.6 (float32) / 8.5 (float64) sigma.
-    Equal across backends up to a few ulps.
-    """
+    """Standard normal draws by Box--Muller, ``sqrt(-2 log1p(-u1)) * cos(2 pi u2)``
+    with ``u1, u2`` uniform on ``split(key)``; tails end near 5.6 (float32) /
+    8.5 (float64) sigma."""
     _check_key(key)
     shape = _shape(shape)
     dt = _dtype(key, dtype, ("float32", "float64"))

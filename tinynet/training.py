@@ -1,11 +1,6 @@
-"""``fit``, ``evaluate`` and ``predict``: the host-side loop around the pure
-step functions of :mod:`tinynet.core`.
-
-What the loop does per step is just one call of the (on JAX: compiled) step.
-The loss and metric sums stay on the device and are read at most
-``fit_loop.SYNCS_PER_EPOCH`` times per epoch (progress bar) and at the epoch end, so
-an async device (JAX, CuPy) is never stalled by the host between steps.
-"""
+"""``fit``, ``evaluate`` and ``predict``: argument checks and the host-side
+loops around the pure step functions of :mod:`tinynet.core` (the epochs
+themselves are :class:`tinynet.fit_loop.FitLoop`'s)."""
 
 from __future__ import annotations
 
@@ -18,16 +13,12 @@ from typing import Any
 
 from . import arguments, core
 from .callbacks import Callback, History
-from .fit_loop import FitLoop, metric_for
+from .fit_loop import FitLoop, mean_logs, metric_for
 from .losses import Loss
 from .losses import get as get_loss
 from .validation import as_model_input, check_input, prepare_data
 
 Array = Any
-
-
-def _count(name: str, value: Any, minimum: int) -> int:
-    return arguments.count("", name, value, minimum)
 
 
 def _in_scope(fn):
@@ -40,9 +31,6 @@ def _in_scope(fn):
             return fn(model, *args, **kwargs)
 
     return call
-
-
-# ------------------------------------------------------------------ interrupts
 
 
 @contextlib.contextmanager
@@ -64,9 +52,6 @@ def _deferred_interrupt():
         yield flag
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-# ------------------------------------------------------------------ fit
 
 
 @_in_scope
@@ -91,53 +76,42 @@ def fit(
 ) -> History:
     """Train ``model`` on ``(x, y)`` and return a :class:`History`.
 
-    The steps own the parameters, state and optimizer state while they
-    run: on JAX their buffers are donated (old references become deleted
-    arrays).  Use ``model.snapshot_params()`` to keep a copy of the values
-    from before ``fit``.
+    On JAX the steps donate the buffers of the parameters, state and
+    optimizer state (old references become deleted arrays); keep a copy
+    with ``model.snapshot_params()``.
 
     Args:
         x: ``(n, in_features)`` host NumPy array or array of the model's backend.
-        y: targets: ``(n,)`` integer labels for sparse CE, ``(n, k)`` one-hot /
-            values otherwise (``(n,)`` is accepted for a one-output model).
+        y: ``(n,)`` integer labels for sparse CE, else ``(n, k)`` one-hot /
+            values (``(n,)`` is accepted for a one-output model).
         loss: a :mod:`tinynet.losses` instance or name (required).
-        optimizer: a :mod:`tinynet.optimizers` instance or name.  ``None``
-            continues with the model's current optimizer and its state (after
-            ``tinynet.load`` or a previous ``fit``); default ``"adam"``.
-            A new optimizer starts from a fresh state.
-        epochs: epochs to run in this call; counting continues from
-            ``model.epoch``, so a resumed run sees the same data order.
+        optimizer: a :mod:`tinynet.optimizers` instance or name (a new one starts
+            from a fresh state); ``None`` continues with the model's optimizer
+            and state (after ``tinynet.load`` or a ``fit``), else ``"adam"``.
+        epochs: epochs to run now; ``model.epoch`` counts on, so a resumed run
+            sees the same data order.
         batch_size: samples per step; the last batch of an epoch may be smaller.
         validation_data / validation_split: held-out data evaluated after every
-            epoch; a split takes the LAST fraction of ``x`` (before shuffling),
-            like Keras.
-        shuffle: reshuffle every epoch with :func:`tinynet.random.permutation`
-            of ``fold_in(key(seed), epoch)``: the same order on every backend.
-        seed: seeds the data order and dropout masks; ``None`` uses
-            ``model.fit_seed`` (0, or the seed a loaded checkpoint was trained with).
+            epoch; a split takes the LAST fraction of ``x`` (unshuffled), as Keras.
+        shuffle: reshuffle every epoch, in the same order on every backend.
+        seed: seeds the data order and dropout masks; ``None``: ``model.fit_seed``
+            (0, or the seed a loaded checkpoint was trained with).
         callbacks: e.g. ``EarlyStopping``, ``TerminateOnNaN``, ``ModelCheckpoint``.
         verbose: 1 shows a tqdm progress bar per epoch; 0 is silent.
-        steps_per_execution: on a compiling backend (JAX), how many steps one
-            dispatch runs in a compiled loop.  ``"auto"`` (default): all full
-            batches between two progress-bar reads (at most 10 dispatches per
-            epoch, one compiled program for any count; with ``verbose=0`` the
-            whole epoch in one); an integer: fixed blocks of that many (Keras's
-            option of the same name; 1 = one dispatch per step).  Same maths
-            either way.  On a compiling backend Ctrl-C stops after the running
-            block, so with ``verbose=0`` and "auto" at the end of the epoch
-            (pass an integer for a shorter wait); eager backends stop between
-            two steps.
+        steps_per_execution: steps per dispatch of a compiled loop on JAX
+            (same maths either way).  ``"auto"``: all full batches between two
+            progress-bar reads, at most 10 per epoch (the whole epoch with
+            ``verbose=0``); an integer: fixed blocks of that many, as in Keras.
+            Ctrl-C stops after the running block (pass an integer for a shorter
+            wait); eager backends stop between two steps.
         nan_guard: check every step for a non-finite loss or parameters; on
             the first one, keep the parameters from before it and stop, naming
-            the epoch, step and first non-finite layer.  On by default with
-            TerminateOnNaN.  On JAX the check runs inside the compiled steps
-            (one read per block).  The stopped epoch's logs average the
-            steps that were kept (NaN if none was), on every backend.
-        devices: JAX backend only: data-parallel training on this many devices
-            (all devices of all processes after ``tinynet.parallel.initialize``);
-            every batch is split over them and the gradients are averaged, with
-            the same results as on one device.  ``batch_size`` must be a
-            multiple of it.  See docs/parallel.md.
+            the epoch, step and first non-finite layer (on with TerminateOnNaN).
+            The stopped epoch's logs average the kept steps (NaN if none).
+        devices: JAX only: data-parallel training on this many devices (of all
+            processes after ``tinynet.parallel.initialize``), with the same
+            results as on one device; ``batch_size`` must be a multiple of it.
+            See docs/parallel.md.
     """
     from . import optimizers
 
@@ -146,11 +120,11 @@ def fit(
             "fit: pass loss=..., e.g. loss='sparse_categorical_crossentropy' for integer labels"
         )
     loss = get_loss(loss)
-    epochs = _count("epochs", epochs, 0)
-    batch_size = _count("batch_size", batch_size, 1)
+    epochs = arguments.count("", "epochs", epochs, 0)
+    batch_size = arguments.count("", "batch_size", batch_size)
     if not (isinstance(steps_per_execution, str) and steps_per_execution == "auto"):
         try:
-            steps_per_execution = _count("steps_per_execution", steps_per_execution, 1)
+            steps_per_execution = arguments.count("", "steps_per_execution", steps_per_execution)
         except ValueError:
             raise ValueError(
                 "steps_per_execution must be an integer >= 1 or 'auto', received "
@@ -174,21 +148,17 @@ def fit(
                 f"fit: validation_split={validation_split} of {x.shape[0]} samples leaves "
                 "an empty training or validation set"
             )
-        x, x_val = x[: x.shape[0] - n_val, ...], x[x.shape[0] - n_val :, ...]
-        y, y_val = y[: y.shape[0] - n_val, ...], y[y.shape[0] - n_val :, ...]
+        cut = x.shape[0] - n_val
+        x, x_val = x[:cut, ...], x[cut:, ...]
+        y, y_val = y[:cut, ...], y[cut:, ...]
     else:
         x_val = y_val = None
 
     model.fit_seed = seed
-    if optimizer is None:
-        if model.optimizer is None:
-            model.optimizer = optimizers.get("adam")
-            model.opt_state = model.optimizer.init(model.params)
-    else:
-        optimizer = optimizers.get(optimizer)
+    if optimizer is not None or model.optimizer is None:
+        optimizer = optimizers.get("adam" if optimizer is None else optimizer)
         if optimizer is not model.optimizer or model.opt_state is None:
-            model.optimizer = optimizer
-            model.opt_state = optimizer.init(model.params)
+            model.optimizer, model.opt_state = optimizer, optimizer.init(model.params)
 
     parallel = None
     if devices is not None:
@@ -199,12 +169,10 @@ def fit(
         x, y = parallel.put_data(x), parallel.put_data(y)
         if x_val is not None:
             x_val, y_val = parallel.put_data(x_val), parallel.put_data(y_val)
-        model.params = parallel.replicate(model.params)
-        model.state = parallel.replicate(model.state)
-        model.opt_state = parallel.replicate(model.opt_state)
+        trained = (model.params, model.state, model.opt_state)
+        model.params, model.state, model.opt_state = parallel.replicate(trained)
     loop = FitLoop(model, loss, batch_size, steps_per_execution, nan_guard, seed, shuffle, parallel)
-    history = History()
-    model.history = history
+    model.history = history = History()
     model.stop_training = False
     model.stop_reason = None
     for cb in callbacks:
@@ -232,7 +200,8 @@ def fit(
             model.epoch += 1
             history.record(epoch, logs)
             if verbose:
-                _print_epoch(epoch, logs)
+                parts = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+                print(f"epoch {epoch + 1}: {parts}", flush=True)
             if loop.nan_report is not None:
                 model.stop_training = True
                 model.stop_reason = loop.nan_report
@@ -245,9 +214,8 @@ def fit(
     if parallel is not None:
         # Back on one device of this process: predict / evaluate / a later fit
         # would otherwise mix mesh arrays with single-device ones.
-        model.params = parallel.gather(model.params)
-        model.state = parallel.gather(model.state)
-        model.opt_state = parallel.gather(model.opt_state)
+        trained = (model.params, model.state, model.opt_state)
+        model.params, model.state, model.opt_state = parallel.gather(trained)
     history.stopped_early = model.stop_reason
     if verbose and model.stop_reason:
         print(model.stop_reason)
@@ -261,10 +229,10 @@ def _resume_point(model: Any, loop: FitLoop, n: int) -> dict | None:
     if progress is None:
         return None
     expected = loop.where(n)
-    differ = {k: (progress.get(k), v) for k, v in expected.items() if progress.get(k) != v}
+    differ = [k for k, v in expected.items() if progress.get(k) != v]
     if differ:
-        was = ", ".join(f"{k}={old!r}" for k, (old, _) in differ.items())
-        now = ", ".join(f"{k}={new!r}" for k, (_, new) in differ.items())
+        was = ", ".join(f"{k}={progress.get(k)!r}" for k in differ)
+        now = ", ".join(f"{k}={expected[k]!r}" for k in differ)
         raise ValueError(
             f"fit: the model stopped in the middle of epoch {model.epoch + 1} (after step "
             f"{progress['step']}) of a run with {was}, and this call has {now} (n: training "
@@ -273,14 +241,6 @@ def _resume_point(model: Any, loop: FitLoop, n: int) -> dict | None:
             "start it over"
         )
     return progress
-
-
-def _print_epoch(epoch: int, logs: dict[str, float]) -> None:
-    parts = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-    print(f"epoch {epoch + 1}: {parts}", flush=True)
-
-
-# ------------------------------------------------------------------ evaluate / predict
 
 
 @_in_scope
@@ -297,7 +257,7 @@ def evaluate(
     if loss is None:
         raise ValueError("evaluate: pass loss=..., the loss to report")
     loss = get_loss(loss)
-    batch_size = _count("batch_size", batch_size, 1)
+    batch_size = arguments.count("", "batch_size", batch_size)
     x, y = prepare_data(model, x, y, loss, "evaluate")
     metric = metric_for(model, loss)
     ops = model.backend
@@ -305,27 +265,19 @@ def evaluate(
         ("eval", loss, metric is not None),
         lambda: ops.jit(core.make_eval_step(model.layers, loss, ops, metric)),
     )
-    n = x.shape[0]
-    loss_sum = count = None
+    n, sums = x.shape[0], None
     for a in range(0, n, batch_size):
         b = min(a + batch_size, n)
         v, c = step(model.params, model.state, x[a:b, ...], y[a:b, ...])
-        loss_sum = v if loss_sum is None else loss_sum + v
-        count = c if count is None else count + c
-    to_numpy = model.backend.to_numpy
-    logs = {"loss": float(to_numpy(loss_sum)) / n}
-    if metric is not None:
-        logs["accuracy"] = float(to_numpy(count)) / metric.per_batch(
-            tuple(y.shape) if metric.kind == "binary" else (n,)
-        )
-    return logs
+        sums = (v, c) if sums is None else (sums[0] + v, sums[1] + c)
+    return mean_logs(ops, metric, sums, n, y)
 
 
 @_in_scope
 def predict(model: Any, x: Any, batch_size: int | None = None) -> Array:
     """Model outputs for ``x``, an array of the model's backend."""
     if batch_size is not None:
-        batch_size = _count("batch_size", batch_size, 1)
+        batch_size = arguments.count("", "batch_size", batch_size)
     x = as_model_input(x, model.backend, model.dtype, "predict", model.layers[0])
     check_input(x, model, "predict")
     ops = model.backend
