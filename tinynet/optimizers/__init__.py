@@ -1,14 +1,11 @@
-"""Optimizers as pure functions over the model's parameter tree.
-
-Every optimizer has::
+"""Optimizers as pure functions over the model's parameter tree::
 
     state = opt.init(params)
     params, state = opt.update(grads, state, params)
 
-Each is its update rule for one array plus its slots (``rules.py``), lifted
-to the tree in one place (:meth:`Optimizer.update` in ``base.py``), where
-the learning rate schedule, global-norm clipping and decoupled weight decay
-compose with every rule.  See ``base.py`` for the common arguments.
+Each is its update rule for one array (``rules.py``), lifted to the tree in
+one place (:meth:`Optimizer.update`, ``base.py``, which documents the common
+arguments: learning rate or schedule, clipping, decoupled weight decay).
 """
 
 from __future__ import annotations
@@ -20,9 +17,6 @@ from .base import Optimizer
 from .rules import SGD, Adagrad, Adam, AdamW, RMSprop
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "get"]
-
-
-# ---------------------------------------------------------------- lookup
 
 _OPTIMIZERS: dict[str, type[Optimizer]] = {
     cls.__name__.lower(): cls for cls in (SGD, Adagrad, RMSprop, Adam, AdamW)
