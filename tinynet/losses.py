@@ -1,24 +1,21 @@
 """Losses with Keras semantics, each with its hand-written gradient.
 
-Call convention (Keras's): ``loss(y_true, y_pred)`` is the scalar mean loss,
-``loss.grad(y_true, y_pred)`` is ``dL/dy_pred``.  Reduction is the mean over
-the batch (for elementwise losses: the mean over every element, which is
-Keras's mean over the last axis followed by the batch mean).
+``loss(y_true, y_pred)`` is the mean loss over the batch (over every element
+for elementwise losses), ``loss.grad(y_true, y_pred)`` is ``dL/dy_pred``.
+Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` and categorical
+predictions renormalised to sum to 1, as Keras does; the gradients include
+both (zero where a value was clipped).  ``from_logits=True`` uses the stable
+log-softmax / log-sigmoid forms.
 
-Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` (Keras's 1e-7) and the
-categorical losses renormalise predictions so each row sums to 1, as Keras
-does; the gradients include both (zero where a value was clipped).  With
-``from_logits=True`` the stable log-softmax / log-sigmoid forms are used.
-
-Inside a :class:`tinynet.Sequential`, a ``Softmax`` (``Sigmoid``) last layer
-followed by the matching cross-entropy is fused: the loss is computed from the
-logits and its gradient w.r.t. them is ``probs - one_hot`` (``sigmoid - y``),
-as TF-Keras does for a softmax output.  That equals the clipped formula
-whenever no predicted probability is below 1e-7, and stays exact beyond it.
+A ``Softmax``/``Sigmoid`` last layer followed by the matching cross-entropy
+is fused (``core.fused_head``, as TF-Keras does): the gradient w.r.t. the
+logits is ``probs - targets``, equal to the clipped formula unless a
+probability is below 1e-7, and exact beyond it.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from . import backends
@@ -40,13 +37,10 @@ __all__ = [
 
 
 def one_hot(labels: Array, num_classes: int, dtype: Any = None) -> Array:
-    """``(n,)`` integer labels -> ``(n, num_classes)`` one-hot rows.
-
-    Built by comparison with ``arange`` (no scatter, no in-place write), so it
-    works on every backend and inside ``jit``.  ``dtype`` defaults to float32.
-    Labels outside ``[0, num_classes)`` raise ``ValueError`` when the values
-    can be inspected (outside ``jit``).
-    """
+    """``(n,)`` integer labels -> ``(n, num_classes)`` one-hot rows of
+    ``dtype`` (default float32), by comparison with ``arange`` (works inside
+    ``jit``).  Labels outside ``[0, num_classes)`` raise ``ValueError`` when
+    the values can be inspected (outside ``jit``)."""
     xp = backends.namespace(labels)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(
@@ -88,10 +82,8 @@ class Loss:
         return self.value_and_grad(xp, y_true, y_pred)[1]
 
     def get_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"type": type(self).__name__}
-        if hasattr(self, "from_logits"):
-            config["from_logits"] = self.from_logits
-        return config
+        """``{"type": <class name>, <constructor arguments>}``."""
+        return {"type": type(self).__name__, **vars(self)}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
@@ -113,7 +105,7 @@ class BinaryCrossentropy(Loss):
         self.from_logits = bool(from_logits)
 
     def value_and_grad(self, xp, y_true, y_pred):
-        n = _size(y_pred)
+        n = math.prod(y_pred.shape)
         if self.from_logits:
             x = y_pred
             # max(x, 0) - x y + log(1 + exp(-|x|)): no overflow for any x
@@ -182,7 +174,7 @@ class MeanSquaredError(Loss):
     """``mean((y_pred - y_true)**2)``."""
 
     def value_and_grad(self, xp, y_true, y_pred):
-        n = _size(y_pred)
+        n = math.prod(y_pred.shape)
         diff = y_pred - y_true
         return xp.sum(diff * diff) / n, (2.0 / n) * diff
 
@@ -191,7 +183,7 @@ class MeanAbsoluteError(Loss):
     """``mean(|y_pred - y_true|)``; gradient ``sign(diff)`` (0 at 0)."""
 
     def value_and_grad(self, xp, y_true, y_pred):
-        n = _size(y_pred)
+        n = math.prod(y_pred.shape)
         diff = y_pred - y_true
         return xp.sum(xp.abs(diff)) / n, xp.sign(diff) / n
 
@@ -205,23 +197,13 @@ class Huber(Loss):
         self.delta = float(delta)
 
     def value_and_grad(self, xp, y_true, y_pred):
-        n = _size(y_pred)
+        n = math.prod(y_pred.shape)
         e = y_pred - y_true
         a = xp.abs(e)
         small = a <= self.delta
         value = xp.sum(xp.where(small, 0.5 * e * e, self.delta * a - 0.5 * self.delta**2)) / n
         grad = xp.where(small, e, self.delta * xp.sign(e)) / n
         return value, grad
-
-    def get_config(self) -> dict[str, Any]:
-        return {"type": "Huber", "delta": self.delta}
-
-
-def _size(a: Array) -> int:
-    n = 1
-    for d in a.shape:
-        n *= d
-    return n
 
 
 _BY_NAME: dict[str, type[Loss]] = {

@@ -1,35 +1,25 @@
 """The optimizer base: per-array update rules lifted to the parameter tree.
 
-The tree is what a model owns: a list with one dict per layer, e.g.
-``[{"W": W0, "b": b0}, {}, {"W": W1, "b": b1}]``.
+The tree is what a model owns: one dict per layer, e.g. ``[{"W": W, "b": b},
+{}]``.  ``state`` holds arrays only, in plain dicts and lists (a ``jax.jit``
+pytree, saved as is by checkpoints): a 0-d int32 ``"step"`` counter and one
+tree per slot (momentum, moments, ...).  ``update`` is pure: it never writes
+into its inputs, reads no host values and branches only on configuration, so
+it runs inside ``jax.jit``.  Every parameter keeps its dtype (scalar factors
+are computed in it, gradients cast to it).  The equations are Keras 3's.
 
-* ``state`` holds arrays only, in plain dicts and lists (a pytree for
-  ``jax.jit``, saved as is by checkpoints): ``state["step"]`` is a 0-d int32
-  counter, 0 before the first update, and every slot (momentum, moments,
-  accumulators) is a list of dicts mirroring ``params``.
-* ``update`` is pure: it never writes into its inputs (in-place operators
-  touch only temporaries it made), reads no host values and branches only on
-  configuration, so it runs unchanged inside ``jax.jit``.
-* Every parameter keeps its dtype: scalar factors are computed in it and
-  gradients of another dtype are cast to it.
-
-The equations follow Keras 3 exactly, including where epsilon sits.
 Common arguments of every optimizer:
 
 ``lr`` (alias ``learning_rate``)
     A positive float, a :mod:`tinynet.schedules` schedule or any callable
-    ``lr(step) -> 0-d array``, called with the step counter before it is
-    incremented (0 at the first update, as Keras' ``iterations`` and optax's
-    ``count``).
+    ``lr(step) -> 0-d array`` of the step counter before the update (0 first).
 ``weight_decay``
-    Decoupled weight decay, as Keras 3 applies it for every optimizer: each
-    parameter is first decayed, ``p = p * (1 - lr * weight_decay)``, then
-    stepped.  0 (off) by default.
+    Decoupled weight decay, as Keras 3 applies it: each parameter is first
+    decayed, ``p = p * (1 - lr * weight_decay)``, then stepped.  0 by default.
 ``clipnorm``
-    Clip the gradients by their *global* norm over the whole tree first:
-    ``g *= clipnorm / max(norm, clipnorm)``, without branching.  This is
-    Keras' ``global_clipnorm`` and ``optax.clip_by_global_norm`` (Keras' own
-    ``clipnorm`` clips each variable separately).
+    Clip the gradients by their *global* norm first, ``g *= clipnorm /
+    max(norm, clipnorm)`` (Keras' ``global_clipnorm``, optax's
+    ``clip_by_global_norm``; Keras' ``clipnorm`` clips each variable).
 
 Hyperparameters are fixed at construction; build a new optimizer to change
 them, e.g. ``optimizers.get({**opt.get_config(), "lr": 0.01})``.
@@ -59,8 +49,7 @@ def _as_dtype(xp: Any, a: Array, dtype: Any) -> Array:
 
 
 def _per_dtype(compute: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``compute(dtype)`` computed once per dtype (a plain dict, which
-    ``torch.compile`` traces without the warning ``functools.cache`` gets)."""
+    """``compute`` memoised by dtype (a dict: ``torch.compile`` warns on ``functools.cache``)."""
     cache: dict[Any, Any] = {}
 
     def get(dtype: Any) -> Any:
@@ -86,27 +75,24 @@ def _clip_by_global_norm(xp: Any, grads: Params, clipnorm: float) -> Params:
 class Optimizer:
     """Base class.  Subclasses define:
 
-    * ``_hyper``: constructor hyperparameters besides ``lr``,
-      ``weight_decay`` and ``clipnorm``, stored as attributes of the same
-      name and listed in the config;
-    * ``_slots`` (per instance): names of the per-parameter state entries;
+    * ``_hyper``: ``{name: check}`` for the hyperparameters besides ``lr``,
+      ``weight_decay`` and ``clipnorm``, passed to ``__init__`` in this order
+      after them, stored as checked attributes and listed in the config;
+    * ``_slots`` (per instance): names of the per-parameter state entries,
+      which start at ``_slot_init``;
     * ``_rate(xp, step, new_step, dtype)``: this update's step size for
       parameters of ``dtype`` (by default the learning rate);
     * ``_leaf(xp, neg_rate, p, g, *slots) -> (new_p, *new_slots)``: the rule
-      for ONE array, given ``-_rate(...)``; :meth:`update` lifts it to the
-      tree, after clipping and weight decay.
+      for ONE array given ``-_rate(...)``, lifted to the tree by :meth:`update`.
     """
 
-    _hyper: ClassVar[tuple[str, ...]] = ()
+    _hyper: ClassVar[dict[str, Callable[[str, str, Any], Any]]] = {}
     _default_lr: ClassVar[float] = 0.001
     _slots: tuple[str, ...] = ()
+    _slot_init = 0.0
 
     def __init__(
-        self,
-        lr: LearningRate,
-        learning_rate: LearningRate | None,
-        clipnorm: Any,
-        weight_decay: Any = 0.0,
+        self, lr: LearningRate, learning_rate: Any, clipnorm: Any, weight_decay: Any, *hyper: Any
     ) -> None:
         owner = type(self).__name__
         if learning_rate is not None:
@@ -123,14 +109,14 @@ class Optimizer:
             self.lr = self._lr_const = arguments.real(
                 owner, "lr", lr, "a positive number or a schedule", lambda v: v > 0
             )
-        self.clipnorm: float | None = (
-            None
-            if clipnorm is None
-            else arguments.real(
+        self.clipnorm = clipnorm
+        if clipnorm is not None:
+            self.clipnorm = arguments.real(
                 owner, "clipnorm", clipnorm, "None or a positive number", lambda v: v > 0
             )
-        )
         self.weight_decay = non_negative(owner, "weight_decay", weight_decay)
+        for (name, check), value in zip(self._hyper.items(), hyper, strict=True):
+            setattr(self, name, check(owner, name, value))
 
     def _freeze(self) -> None:
         object.__setattr__(self, "_frozen", True)
@@ -151,9 +137,8 @@ class Optimizer:
         device = getattr(leaves[0], "device", None) if leaves else None
         state: State = {"step": xp.zeros((), dtype=xp.int32, device=device)}
         for name in self._slots:
-            value = self._slot_value(name)
             state[name] = [
-                {k: xp.full_like(p, value) for k, p in layer.items()} for layer in params
+                {k: xp.full_like(p, self._slot_init) for k, p in layer.items()} for layer in params
             ]
         return state
 
@@ -198,12 +183,9 @@ class Optimizer:
                 f"{type(self).__name__}.get_config: the learning rate {lr!r} is a plain "
                 "callable and cannot be serialised; use a tinynet.schedules schedule"
             )
-        config: dict[str, Any] = {"class_name": type(self).__name__, "lr": lr}
-        for key in self._hyper:
-            config[key] = getattr(self, key)
-        config["weight_decay"] = self.weight_decay
-        config["clipnorm"] = self.clipnorm
-        return config
+        config = {"class_name": type(self).__name__, "lr": lr}
+        config.update((key, getattr(self, key)) for key in self._hyper)
+        return {**config, "weight_decay": self.weight_decay, "clipnorm": self.clipnorm}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Optimizer:
@@ -232,12 +214,6 @@ class Optimizer:
         if self.clipnorm is not None:
             args.append(f"clipnorm={self.clipnorm!r}")
         return f"{type(self).__name__}({', '.join(args)})"
-
-    # ---------------------------------------------------------- for subclasses
-
-    def _slot_value(self, name: str) -> float:
-        """Every element's value in slot ``name`` before the first update."""
-        return 0.0
 
     def _lr_at(self, xp: Any, step: Array, dtype: Any) -> Any:
         """The learning rate for this update: a Python float or 0-d ``dtype`` array."""

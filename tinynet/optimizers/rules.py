@@ -34,7 +34,7 @@ class SGD(Optimizer):
     they differ, as Keras scales each gradient by the rate of its own step.
     """
 
-    _hyper = ("momentum", "nesterov", "decay")
+    _hyper = {"momentum": arguments.unit, "nesterov": arguments.boolean, "decay": non_negative}
     _default_lr = 0.01
 
     def __init__(
@@ -48,11 +48,7 @@ class SGD(Optimizer):
         clipnorm: float | None = None,
         weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(lr, learning_rate, clipnorm, weight_decay)
-        owner = type(self).__name__
-        self.momentum = arguments.unit(owner, "momentum", momentum)
-        self.nesterov = arguments.boolean(owner, "nesterov", nesterov)
-        self.decay = non_negative(owner, "decay", decay)
+        super().__init__(lr, learning_rate, clipnorm, weight_decay, momentum, nesterov, decay)
         self._slots = ("velocity",) if self.momentum > 0 else ()
         self._freeze()
 
@@ -87,7 +83,7 @@ class Adagrad(Optimizer):
     State: ``step``, ``accumulator``.
     """
 
-    _hyper = ("epsilon", "initial_accumulator_value")
+    _hyper = {"epsilon": arguments.positive, "initial_accumulator_value": non_negative}
     _default_lr = 0.01
     _slots = ("accumulator",)
 
@@ -101,16 +97,11 @@ class Adagrad(Optimizer):
         clipnorm: float | None = None,
         weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(lr, learning_rate, clipnorm, weight_decay)
-        owner = type(self).__name__
-        self.epsilon = arguments.positive(owner, "epsilon", epsilon)
-        self.initial_accumulator_value = non_negative(
-            owner, "initial_accumulator_value", initial_accumulator_value
+        super().__init__(
+            lr, learning_rate, clipnorm, weight_decay, epsilon, initial_accumulator_value
         )
+        self._slot_init = self.initial_accumulator_value
         self._freeze()
-
-    def _slot_value(self, name: str) -> float:
-        return self.initial_accumulator_value
 
     def _leaf(self, xp: Any, neg_rate: Any, p: Array, g: Array, *slots: Array) -> tuple:
         acc = g * g
@@ -137,7 +128,12 @@ class RMSprop(Optimizer):
     ``momentum`` if momentum > 0.
     """
 
-    _hyper = ("rho", "momentum", "epsilon", "centered")
+    _hyper = {
+        "rho": arguments.unit,
+        "momentum": arguments.unit,
+        "epsilon": arguments.positive,
+        "centered": arguments.boolean,
+    }
 
     def __init__(
         self,
@@ -151,18 +147,12 @@ class RMSprop(Optimizer):
         clipnorm: float | None = None,
         weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(lr, learning_rate, clipnorm, weight_decay)
-        owner = type(self).__name__
-        self.rho = arguments.unit(owner, "rho", rho)
-        self.momentum = arguments.unit(owner, "momentum", momentum)
-        self.epsilon = arguments.positive(owner, "epsilon", epsilon)
-        self.centered = arguments.boolean(owner, "centered", centered)
-        self._one_minus_rho = 1.0 - self.rho
-        self._slots = (
-            "mean_square",
-            *(("mean_grad",) if self.centered else ()),
-            *(("momentum",) if self.momentum > 0 else ()),
+        super().__init__(
+            lr, learning_rate, clipnorm, weight_decay, rho, momentum, epsilon, centered
         )
+        self._one_minus_rho = 1.0 - self.rho
+        used = {"mean_square": True, "mean_grad": self.centered, "momentum": self.momentum > 0}
+        self._slots = tuple(name for name, use in used.items() if use)
         self._freeze()
 
     def _leaf(self, xp: Any, neg_rate: Any, p: Array, g: Array, *slots: Array) -> tuple:
@@ -201,7 +191,12 @@ class Adam(Optimizer):
     State: ``step``, ``m``, ``v`` and ``v_hat`` with amsgrad.
     """
 
-    _hyper = ("beta_1", "beta_2", "epsilon", "amsgrad")
+    _hyper = {
+        "beta_1": arguments.unit,
+        "beta_2": arguments.unit,
+        "epsilon": arguments.positive,
+        "amsgrad": arguments.boolean,
+    }
 
     def __init__(
         self,
@@ -215,12 +210,9 @@ class Adam(Optimizer):
         clipnorm: float | None = None,
         weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(lr, learning_rate, clipnorm, weight_decay)
-        owner = type(self).__name__
-        self.beta_1 = arguments.unit(owner, "beta_1", beta_1)
-        self.beta_2 = arguments.unit(owner, "beta_2", beta_2)
-        self.epsilon = arguments.positive(owner, "epsilon", epsilon)
-        self.amsgrad = arguments.boolean(owner, "amsgrad", amsgrad)
+        super().__init__(
+            lr, learning_rate, clipnorm, weight_decay, beta_1, beta_2, epsilon, amsgrad
+        )
         # log(beta) for 1 - beta**t = -expm1(t * log(beta)); None: no correction.
         self._log_b1 = math.log(self.beta_1) if self.beta_1 > 0 else None
         self._log_b2 = math.log(self.beta_2) if self.beta_2 > 0 else None
@@ -228,9 +220,7 @@ class Adam(Optimizer):
         self._freeze()
 
     def _rate(self, xp: Any, step: Array, new_step: Array, dtype: Any) -> Any:
-        t = None
-        if self._lr_const is not None:
-            t = backends.backend_of(step).host_value(step)
+        t = backends.backend_of(step).host_value(step) if self._lr_const is not None else None
         if t is None:
             lib, lr, t = xp, self._lr_at(xp, step, dtype), xp.astype(new_step, dtype)
         else:  # host memory (NumPy): Python floats, far cheaper than 0-d arrays
@@ -271,13 +261,5 @@ class AdamW(Adam):
         learning_rate: LearningRate | None = None,
         clipnorm: float | None = None,
     ) -> None:
-        super().__init__(
-            lr,
-            beta_1,
-            beta_2,
-            epsilon,
-            amsgrad,
-            learning_rate=learning_rate,
-            clipnorm=clipnorm,
-            weight_decay=weight_decay,
-        )
+        common = dict(learning_rate=learning_rate, clipnorm=clipnorm, weight_decay=weight_decay)
+        super().__init__(lr, beta_1, beta_2, epsilon, amsgrad, **common)
