@@ -49,8 +49,7 @@ def one_hot(labels: Array, num_classes: int, dtype: Any = None) -> Array:
     from .validation import check_labels
 
     check_labels(labels, num_classes, "one_hot")
-    backend = backends.backend_of(labels)
-    dtype = backend.dtype(dtype or "float32")
+    dtype = backends.backend_of(labels).dtype(dtype or "float32")
     return xp.astype(labels[:, None] == xp.arange(num_classes, dtype=labels.dtype), dtype)
 
 
@@ -74,12 +73,10 @@ class Loss:
         return xp, y_true
 
     def __call__(self, y_true: Array, y_pred: Array) -> Array:
-        xp, y_true = self._prepare(y_true, y_pred)
-        return self.value(xp, y_true, y_pred)
+        return self.value(*self._prepare(y_true, y_pred), y_pred)
 
     def grad(self, y_true: Array, y_pred: Array) -> Array:
-        xp, y_true = self._prepare(y_true, y_pred)
-        return self.value_and_grad(xp, y_true, y_pred)[1]
+        return self.value_and_grad(*self._prepare(y_true, y_pred), y_pred)[1]
 
     def get_config(self) -> dict[str, Any]:
         """``{"type": <class name>, <constructor arguments>}``."""
@@ -98,11 +95,15 @@ class Loss:
         return hash(tuple(sorted(self.get_config().items())))
 
 
-class BinaryCrossentropy(Loss):
-    """``-mean(y log p + (1 - y) log(1 - p))``; targets in [0, 1], any shape."""
+class _Crossentropy(Loss):
+    """The cross-entropies: ``from_logits=True`` takes logits, not probabilities."""
 
     def __init__(self, from_logits: bool = False) -> None:
         self.from_logits = bool(from_logits)
+
+
+class BinaryCrossentropy(_Crossentropy):
+    """``-mean(y log p + (1 - y) log(1 - p))``; targets in [0, 1], any shape."""
 
     def value_and_grad(self, xp, y_true, y_pred):
         n = math.prod(y_pred.shape)
@@ -118,11 +119,8 @@ class BinaryCrossentropy(Loss):
         return value, xp.where(inside, dp, 0.0) / n
 
 
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_Crossentropy):
     """``-mean_i sum_j y_ij log p_ij`` for one-hot (or soft) targets ``(n, k)``."""
-
-    def __init__(self, from_logits: bool = False) -> None:
-        self.from_logits = bool(from_logits)
 
     def value_and_grad(self, xp, y_true, y_pred):
         n = y_pred.shape[0]
@@ -133,13 +131,10 @@ class CategoricalCrossentropy(Loss):
         return _renormalized_ce(xp, y_true, y_pred, n)
 
 
-class SparseCategoricalCrossentropy(Loss):
+class SparseCategoricalCrossentropy(_Crossentropy):
     """Categorical cross-entropy with ``(n,)`` integer labels as targets."""
 
     sparse = True
-
-    def __init__(self, from_logits: bool = False) -> None:
-        self.from_logits = bool(from_logits)
 
     def value_and_grad(self, xp, y_true, y_pred):
         n, k = y_pred.shape

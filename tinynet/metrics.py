@@ -1,11 +1,8 @@
-"""Metrics as batch sums, so they accumulate on the device without a host
-sync per step: ``metric(xp, y_true, y_out) -> 0-d array`` (a count of
-correct predictions), divided by the number of samples at the end.
-
-``y_out`` is what the model's head produced: probabilities, or logits when
-the last activation was fused into the loss (``from_logits=True``) -- the
-argmax is the same, and a probability threshold ``t`` becomes the logit
-threshold ``log(t / (1 - t))``.
+"""Accuracy as a batch count of correct predictions, so it accumulates on the
+device without a host sync per step; divided by the number of predictions at
+the end.  ``y_out`` is the model's output: probabilities, or logits when the
+last activation was fused into the loss (same argmax; a probability
+threshold ``t`` becomes the logit threshold ``log(t / (1 - t))``).
 """
 
 from __future__ import annotations
@@ -19,12 +16,9 @@ Array = Any
 
 
 class Accuracy:
-    """Fraction of correct predictions.
-
-    kind: ``"sparse"`` (integer labels vs argmax), ``"categorical"`` (argmax
-    vs argmax) or ``"binary"`` (``y_pred > threshold`` vs ``y_true > 0.5``,
-    elementwise).
-    """
+    """Fraction of correct predictions.  kind: ``"sparse"`` (integer labels vs
+    argmax), ``"categorical"`` (argmax vs argmax) or ``"binary"`` (``y_pred >
+    threshold`` vs ``y_true > 0.5``, elementwise)."""
 
     name = "accuracy"
 
@@ -54,12 +48,7 @@ class Accuracy:
 
     def per_batch(self, y_out_shape: tuple[int, ...]) -> int:
         """How many predictions one batch of this shape holds."""
-        if self.kind == "binary":
-            n = 1
-            for d in y_out_shape:
-                n *= d
-            return n
-        return y_out_shape[0]
+        return math.prod(y_out_shape) if self.kind == "binary" else y_out_shape[0]
 
 
 def for_loss(loss: Loss, from_logits: bool) -> Accuracy | None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import arguments, backends
+from .. import backends
+from ..arguments import boolean, positive, unit
 from .base import Array, LearningRate, Optimizer, non_negative
 
 
@@ -34,7 +35,7 @@ class SGD(Optimizer):
     they differ, as Keras scales each gradient by the rate of its own step.
     """
 
-    _hyper = {"momentum": arguments.unit, "nesterov": arguments.boolean, "decay": non_negative}
+    _hyper = {"momentum": unit, "nesterov": boolean, "decay": non_negative}
     _default_lr = 0.01
 
     def __init__(
@@ -83,7 +84,7 @@ class Adagrad(Optimizer):
     State: ``step``, ``accumulator``.
     """
 
-    _hyper = {"epsilon": arguments.positive, "initial_accumulator_value": non_negative}
+    _hyper = {"epsilon": positive, "initial_accumulator_value": non_negative}
     _default_lr = 0.01
     _slots = ("accumulator",)
 
@@ -128,12 +129,7 @@ class RMSprop(Optimizer):
     ``momentum`` if momentum > 0.
     """
 
-    _hyper = {
-        "rho": arguments.unit,
-        "momentum": arguments.unit,
-        "epsilon": arguments.positive,
-        "centered": arguments.boolean,
-    }
+    _hyper = {"rho": unit, "momentum": unit, "epsilon": positive, "centered": boolean}
 
     def __init__(
         self,
@@ -191,12 +187,7 @@ class Adam(Optimizer):
     State: ``step``, ``m``, ``v`` and ``v_hat`` with amsgrad.
     """
 
-    _hyper = {
-        "beta_1": arguments.unit,
-        "beta_2": arguments.unit,
-        "epsilon": arguments.positive,
-        "amsgrad": arguments.boolean,
-    }
+    _hyper = {"beta_1": unit, "beta_2": unit, "epsilon": positive, "amsgrad": boolean}
 
     def __init__(
         self,
@@ -234,10 +225,8 @@ class Adam(Optimizer):
         m = _ema(slots[0], g, 1.0 - self.beta_1)
         v = _ema(slots[1], g * g, 1.0 - self.beta_2)
         new_slots = (m, v, xp.maximum(slots[2], v)) if self.amsgrad else (m, v)
-        d = xp.sqrt(new_slots[-1])
-        d += self.epsilon
         new_p = m * neg_rate
-        new_p /= d
+        new_p /= xp.sqrt(new_slots[-1]) + self.epsilon
         new_p += p
         return (new_p, *new_slots)
 
