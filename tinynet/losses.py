@@ -1,16 +1,12 @@
 """Losses with Keras semantics, each with its hand-written gradient.
 
-``loss(y_true, y_pred)`` is the mean loss over the batch (over every element
-for elementwise losses), ``loss.grad(y_true, y_pred)`` is ``dL/dy_pred``.
-Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` and categorical
-predictions renormalised to sum to 1, as Keras does; the gradients include
-both (zero where a value was clipped).  ``from_logits=True`` uses the stable
-log-softmax / log-sigmoid forms.
-
-A ``Softmax``/``Sigmoid`` last layer followed by the matching cross-entropy
-is fused (``core.fused_head``, as TF-Keras does): the gradient w.r.t. the
-logits is ``probs - targets``, equal to the clipped formula unless a
-probability is below 1e-7, and exact beyond it.
+``loss(y_true, y_pred)`` is the mean loss (over every element for elementwise
+losses), ``loss.grad(y_true, y_pred)`` is ``dL/dy_pred``.  As in Keras,
+probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` and categorical
+predictions renormalised to sum to 1; the gradients include both (0 where
+clipped).  A ``Softmax``/``Sigmoid`` last layer followed by the matching
+cross-entropy is fused (``core.fused_head``, as TF-Keras): its gradient is
+``probs - targets``, exact even where the clipped formula saturates.
 """
 
 from __future__ import annotations
@@ -37,10 +33,9 @@ __all__ = [
 
 
 def one_hot(labels: Array, num_classes: int, dtype: Any = None) -> Array:
-    """``(n,)`` integer labels -> ``(n, num_classes)`` one-hot rows of
-    ``dtype`` (default float32), by comparison with ``arange`` (works inside
-    ``jit``).  Labels outside ``[0, num_classes)`` raise ``ValueError`` when
-    the values can be inspected (outside ``jit``)."""
+    """``(n,)`` integer labels -> ``(n, num_classes)`` one-hot rows of ``dtype``
+    (default float32).  Labels outside ``[0, num_classes)`` raise
+    ``ValueError`` when the values can be inspected (outside ``jit``)."""
     xp = backends.namespace(labels)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(
@@ -68,9 +63,7 @@ class Loss:
     def _prepare(self, y_true: Array, y_pred: Array) -> tuple[Any, Array]:
         from .validation import check_loss_inputs
 
-        xp = backends.namespace(y_true, y_pred)
-        y_true = check_loss_inputs(self, y_true, y_pred)
-        return xp, y_true
+        return backends.namespace(y_true, y_pred), check_loss_inputs(self, y_true, y_pred)
 
     def __call__(self, y_true: Array, y_pred: Array) -> Array:
         return self.value(*self._prepare(y_true, y_pred), y_pred)
@@ -96,7 +89,7 @@ class Loss:
 
 
 class _Crossentropy(Loss):
-    """The cross-entropies: ``from_logits=True`` takes logits, not probabilities."""
+    """``from_logits=True``: logits in, stable log-softmax / log-sigmoid forms."""
 
     def __init__(self, from_logits: bool = False) -> None:
         self.from_logits = bool(from_logits)

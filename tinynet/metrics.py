@@ -1,8 +1,7 @@
-"""Accuracy as a batch count of correct predictions, so it accumulates on the
-device without a host sync per step; divided by the number of predictions at
-the end.  ``y_out`` is the model's output: probabilities, or logits when the
-last activation was fused into the loss (same argmax; a probability
-threshold ``t`` becomes the logit threshold ``log(t / (1 - t))``).
+"""Accuracy as per-batch counts of correct predictions, summed on the device
+(no host sync per step).  ``y_out`` is the model's output: probabilities, or
+logits when the last activation was fused into the loss (same argmax; a
+probability threshold ``t`` becomes the logit threshold ``log(t / (1 - t))``).
 """
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from . import arguments
 from .losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, SparseCategoricalCrossentropy
 
 Array = Any
@@ -23,16 +23,10 @@ class Accuracy:
     name = "accuracy"
 
     def __init__(self, kind: str, threshold: float = 0.5, from_logits: bool = False) -> None:
-        if kind not in ("sparse", "categorical", "binary"):
-            raise ValueError(
-                f"Accuracy: kind must be sparse, categorical or binary, received {kind!r}"
-            )
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(
-                f"Accuracy: threshold must be in (0, 1), received threshold={threshold!r}"
-            )
-        self.kind = kind
-        self.threshold = threshold
+        self.kind = arguments.choice("Accuracy", "kind", kind, ("sparse", "categorical", "binary"))
+        self.threshold = arguments.real(
+            "Accuracy", "threshold", threshold, "in (0, 1)", lambda v: 0.0 < v < 1.0
+        )
         self.from_logits = from_logits
         self._cut = math.log(threshold / (1.0 - threshold)) if from_logits else threshold
 

@@ -1,12 +1,9 @@
-"""Learning-rate schedules: ``schedule(step, dtype=None) -> lr``.
+"""Learning-rate schedules: ``schedule(step, dtype=None) -> lr``, a 0-d array.
 
-``step`` is the optimizer's step counter, a 0-d integer array that is 0 at
-the first update (as Keras' ``iterations`` and optax's ``count``); a Python
-int is placed on the current backend.  The result is a 0-d array of ``dtype``
-(default: the backend's default float) made with the step's array library,
-with no host transfer or branching on values, so it runs inside ``jax.jit``.
-``get_config()`` gives a JSON-able dict that :func:`get` turns back into a
-schedule.
+``step`` is the optimizer's step counter, 0 at the first update (a 0-d
+integer array; a Python int is placed on the current backend).  ``lr`` is
+computed in ``dtype`` (default: the backend's default float) with no host
+transfer or branching on values, so it runs inside ``jax.jit``.
 """
 
 from __future__ import annotations
@@ -37,9 +34,6 @@ class Schedule:
         if dtype is None:
             dtype = backends.backend_of(step).default_float_dtype()
         return xp.asarray(self._value(xp, step, dtype))
-
-    def _value(self, xp: Any, step: Array, dtype: Any) -> Array:
-        raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-able description: ``{"class_name": ..., <arguments>}``."""
@@ -84,11 +78,10 @@ class StepDecay(Schedule):
 
 
 class ExponentialDecay(Schedule):
-    """``initial * decay_rate ** (step / decay_steps)``, the exponent floored
-    when ``staircase``: Keras' ``ExponentialDecay`` and optax's
-    ``exponential_decay``.  The power is taken as ``exp(p * log(decay_rate))``
-    with the log in double precision (Keras' float32-rounded rate drifts by
-    ~1e-4 relative after 10^4 steps)."""
+    """``initial * decay_rate ** (step / decay_steps)``, the exponent floored if
+    ``staircase`` (Keras' ``ExponentialDecay``), as ``exp(p * log(decay_rate))``
+    with the log in double precision (Keras' float32 rate drifts by ~1e-4
+    relative after 10^4 steps)."""
 
     _config_keys = ("initial", "decay_steps", "decay_rate", "staircase")
 
@@ -111,14 +104,11 @@ class ExponentialDecay(Schedule):
 
 
 class CosineDecay(Schedule):
-    """Keras' ``CosineDecay``: a half cosine from ``initial`` down to
-    ``alpha * initial`` over ``decay_steps`` steps, then constant::
+    """Keras' ``CosineDecay``: after an optional linear rise from 0 over
+    ``warmup_steps`` (Keras' ``warmup_target=initial``), a half cosine from
+    ``initial`` to ``alpha * initial`` over ``decay_steps``, then constant::
 
-        t = min(step, decay_steps)
         lr = initial * ((1 - alpha) * 0.5 * (1 + cos(pi * t / decay_steps)) + alpha)
-
-    With ``warmup_steps > 0`` it first rises linearly from 0 to ``initial``
-    (Keras' ``CosineDecay(0.0, ..., warmup_target=initial, warmup_steps)``).
     """
 
     _config_keys = ("initial", "decay_steps", "alpha", "warmup_steps")

@@ -1,28 +1,20 @@
 """The optimizer base: per-array update rules lifted to the parameter tree.
 
-The tree is what a model owns: one dict per layer, e.g. ``[{"W": W, "b": b},
-{}]``.  ``state`` holds arrays only, in plain dicts and lists (a ``jax.jit``
-pytree, saved as is by checkpoints): a 0-d int32 ``"step"`` counter and one
-tree per slot (momentum, moments, ...).  ``update`` is pure: it never writes
-into its inputs, reads no host values and branches only on configuration, so
-it runs inside ``jax.jit``.  Every parameter keeps its dtype (scalar factors
-are computed in it, gradients cast to it).  The equations are Keras 3's.
+The tree is a model's parameters, one dict per layer (``[{"W": W, "b": b},
+{}]``).  ``state`` holds arrays only, in plain dicts and lists (a pytree,
+saved as is by checkpoints): a 0-d int32 ``"step"`` counter and one tree per
+slot.  ``update`` is pure (it never writes into its inputs, reads no host
+values and branches only on configuration), so it runs inside ``jax.jit``;
+every parameter keeps its dtype.  The equations are Keras 3's.
 
-Common arguments of every optimizer:
-
-``lr`` (alias ``learning_rate``)
-    A positive float, a :mod:`tinynet.schedules` schedule or any callable
-    ``lr(step) -> 0-d array`` of the step counter before the update (0 first).
-``weight_decay``
-    Decoupled weight decay, as Keras 3 applies it: each parameter is first
-    decayed, ``p = p * (1 - lr * weight_decay)``, then stepped.  0 by default.
-``clipnorm``
-    Clip the gradients by their *global* norm first, ``g *= clipnorm /
-    max(norm, clipnorm)`` (Keras' ``global_clipnorm``, optax's
-    ``clip_by_global_norm``; Keras' ``clipnorm`` clips each variable).
-
-Hyperparameters are fixed at construction; build a new optimizer to change
-them, e.g. ``optimizers.get({**opt.get_config(), "lr": 0.01})``.
+Common arguments: ``lr`` (alias ``learning_rate``) is a positive float, a
+:mod:`tinynet.schedules` schedule or a callable ``lr(step) -> 0-d array`` of
+the step counter before the update (0 first).  ``weight_decay`` is
+decoupled, applied first as Keras 3 does: ``p = p * (1 - lr * weight_decay)``.
+``clipnorm`` clips the gradients by their *global* norm first, ``g *=
+clipnorm / max(norm, clipnorm)`` (Keras' ``global_clipnorm``, optax's
+``clip_by_global_norm``).  Hyperparameters are fixed at construction; build a
+new optimizer instead, e.g. ``optimizers.get({**opt.get_config(), "lr": 0.01})``.
 """
 
 from __future__ import annotations
@@ -49,15 +41,9 @@ def _as_dtype(xp: Any, a: Array, dtype: Any) -> Array:
 
 
 def _per_dtype(compute: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``compute`` memoised by dtype (a dict: ``torch.compile`` warns on ``functools.cache``)."""
+    """``compute`` memoised by dtype (``torch.compile`` warns on ``functools.cache``)."""
     cache: dict[Any, Any] = {}
-
-    def get(dtype: Any) -> Any:
-        if dtype not in cache:
-            cache[dtype] = compute(dtype)
-        return cache[dtype]
-
-    return get
+    return lambda dtype: cache[dtype] if dtype in cache else cache.setdefault(dtype, compute(dtype))
 
 
 def _clip_by_global_norm(xp: Any, grads: Params, clipnorm: float) -> Params:
@@ -68,22 +54,18 @@ def _clip_by_global_norm(xp: Any, grads: Params, clipnorm: float) -> Params:
     squares = [xp.vecdot(f, f) for f in flat]
     # Exactly 1 when norm <= clipnorm, no division by zero, NaN norms propagate.
     scale = clipnorm / xp.maximum(xp.sqrt(sum(squares[1:], squares[0])), clipnorm)
-    scale_as = _per_dtype(lambda dtype: _as_dtype(xp, scale, dtype))
-    return [{k: g * scale_as(g.dtype) for k, g in layer.items()} for layer in grads]
+    return [{k: g * _as_dtype(xp, scale, g.dtype) for k, g in layer.items()} for layer in grads]
 
 
 class Optimizer:
     """Base class.  Subclasses define:
 
-    * ``_hyper``: ``{name: check}`` for the hyperparameters besides ``lr``,
-      ``weight_decay`` and ``clipnorm``, passed to ``__init__`` in this order
-      after them, stored as checked attributes and listed in the config;
-    * ``_slots`` (per instance): names of the per-parameter state entries,
-      which start at ``_slot_init``;
-    * ``_rate(xp, step, new_step, dtype)``: this update's step size for
-      parameters of ``dtype`` (by default the learning rate);
-    * ``_leaf(xp, neg_rate, p, g, *slots) -> (new_p, *new_slots)``: the rule
-      for ONE array given ``-_rate(...)``, lifted to the tree by :meth:`update`.
+    * ``_hyper``: ``{name: check}`` of the other hyperparameters, passed to
+      ``__init__`` in this order, stored checked and listed in the config;
+    * ``_slots``: names of the per-parameter state trees (start: ``_slot_init``);
+    * ``_rate(xp, step, new_step, dtype)``: the step size (default: the lr);
+    * ``_leaf(xp, -rate, p, g, *slots) -> (new_p, *new_slots)``: the rule for
+      ONE array, which :meth:`update` lifts to the tree.
     """
 
     _hyper: ClassVar[dict[str, Callable[[str, str, Any], Any]]] = {}
@@ -229,6 +211,3 @@ class Optimizer:
 
     def _rate(self, xp: Any, step: Array, new_step: Array, dtype: Any) -> Any:
         return self._lr_at(xp, step, dtype)
-
-    def _leaf(self, xp: Any, neg_rate: Any, p: Array, g: Array, *slots: Array) -> tuple:
-        raise NotImplementedError

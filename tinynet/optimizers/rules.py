@@ -1,6 +1,5 @@
-"""The update rules: SGD, Adagrad, RMSprop, Adam and AdamW, each written for
-one array (``_leaf``) with its slots; :class:`~tinynet.optimizers.base.Optimizer`
-lifts them to the parameter tree.  The equations follow Keras 3 exactly."""
+"""The update rules, each for one array and its slots (``_leaf``), as Keras 3
+writes them; :class:`~tinynet.optimizers.base.Optimizer` lifts them to the tree."""
 
 from __future__ import annotations
 
@@ -21,19 +20,14 @@ def _ema(old: Array, new: Array, c: float) -> Array:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent with optional momentum and time decay.
+    """SGD with optional momentum (slot ``velocity``) and time decay::
 
-    With ``lr_t = lr / (1 + decay * step)`` (``step`` = 0 at the first update)::
+        no momentum:  p = p - lr_t * g,  where lr_t = lr / (1 + decay * step)
+        momentum:     v = momentum * v - lr_t * g;  p = p + v
+        nesterov:     v as above;  p = p + momentum * v - lr_t * g
 
-        momentum == 0:  p = p - lr_t * g
-        momentum > 0:   v = momentum * v - lr_t * g             (Keras 3)
-                        p = p + v                               (nesterov=False)
-                        p = p + momentum * v - lr_t * g         (nesterov=True)
-
-    State: ``step`` and, with momentum, ``velocity``.  For a constant rate
-    this equals ``optax.sgd(lr, momentum, nesterov)``; with a changing rate
-    they differ, as Keras scales each gradient by the rate of its own step.
-    """
+    Equals ``optax.sgd`` for a constant rate (Keras scales each gradient by
+    the rate of its own step)."""
 
     _hyper = {"momentum": unit, "nesterov": boolean, "decay": non_negative}
     _default_lr = 0.01
@@ -55,9 +49,7 @@ class SGD(Optimizer):
 
     def _rate(self, xp: Any, step: Array, new_step: Array, dtype: Any) -> Any:
         lr = self._lr_at(xp, step, dtype)
-        if self.decay:
-            lr = lr / (1.0 + self.decay * xp.astype(step, dtype))
-        return lr
+        return lr / (1.0 + self.decay * xp.astype(step, dtype)) if self.decay else lr
 
     def _leaf(self, xp: Any, neg_rate: Any, p: Array, g: Array, *slots: Array) -> tuple:
         step = g * neg_rate
@@ -66,22 +58,19 @@ class SGD(Optimizer):
             return (step,)
         v = slots[0] * self.momentum
         v += step
-        if self.nesterov:
-            new_p = v * self.momentum
-            new_p += step
-            new_p += p
-        else:
-            new_p = p + v
+        if not self.nesterov:
+            return p + v, v
+        new_p = v * self.momentum
+        new_p += step
+        new_p += p
         return new_p, v
 
 
 class Adagrad(Optimizer):
-    """Adagrad (Duchi et al. 2011) as in Keras 3 and ``optax.adagrad``::
+    """Adagrad as in Keras 3 and ``optax.adagrad`` (epsilon inside the root)::
 
-        acc = acc + g**2                       (acc starts at initial_accumulator_value)
-        p   = p - lr * g / sqrt(acc + epsilon)
-
-    State: ``step``, ``accumulator``.
+    acc = acc + g**2        (slot accumulator, from initial_accumulator_value)
+    p   = p - lr * g / sqrt(acc + epsilon)
     """
 
     _hyper = {"epsilon": positive, "initial_accumulator_value": non_negative}
@@ -114,19 +103,14 @@ class Adagrad(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """RMSprop (Hinton's lecture 6e) as in Keras 3::
+    """RMSprop as in Keras 3 (and ``optax.rmsprop`` for a constant rate)::
 
-        ms  = rho * ms + (1 - rho) * g**2
-        mg  = rho * mg + (1 - rho) * g               (centered only)
-        d   = sqrt(ms + epsilon)   or   sqrt(ms - mg**2 + epsilon) if centered
-        inc = lr * g / d
-        mom = momentum * mom + inc;  p = p - mom     (momentum > 0)
-        p   = p - inc                                (momentum == 0)
-
-    For a constant rate this equals ``optax.rmsprop(lr, decay=rho,
-    eps=epsilon, centered=..., momentum=...)``.  State: ``step``,
-    ``mean_square`` (Keras: "velocity"), ``mean_grad`` if centered,
-    ``momentum`` if momentum > 0.
+    ms  = rho * ms + (1 - rho) * g**2            (slot mean_square)
+    mg  = rho * mg + (1 - rho) * g               (slot mean_grad, centered only)
+    d   = sqrt(ms + epsilon)   or   sqrt(ms - mg**2 + epsilon) if centered
+    inc = lr * g / d
+    mom = momentum * mom + inc;  p = p - mom     (slot momentum, momentum > 0)
+    p   = p - inc                                (momentum == 0)
     """
 
     _hyper = {"rho": unit, "momentum": unit, "epsilon": positive, "centered": boolean}
@@ -146,17 +130,16 @@ class RMSprop(Optimizer):
         super().__init__(
             lr, learning_rate, clipnorm, weight_decay, rho, momentum, epsilon, centered
         )
-        self._one_minus_rho = 1.0 - self.rho
         used = {"mean_square": True, "mean_grad": self.centered, "momentum": self.momentum > 0}
         self._slots = tuple(name for name, use in used.items() if use)
         self._freeze()
 
     def _leaf(self, xp: Any, neg_rate: Any, p: Array, g: Array, *slots: Array) -> tuple:
-        ms = _ema(slots[0], g * g, self._one_minus_rho)
+        ms = _ema(slots[0], g * g, 1.0 - self.rho)
         d = ms
         new_slots = [ms]
         if self.centered:
-            mg = _ema(slots[1], g, self._one_minus_rho)
+            mg = _ema(slots[1], g, 1.0 - self.rho)
             new_slots.append(mg)
             d = ms - mg * mg
         step = g * neg_rate  # -inc
@@ -170,21 +153,17 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) exactly as Keras 3 writes it, ``t = step + 1``::
+    """Adam exactly as Keras 3 writes it, ``t = step + 1``::
 
-        m     = m + (g - m) * (1 - beta_1)
-        v     = v + (g**2 - v) * (1 - beta_2)
-        v_hat = max(v_hat, v)                      (amsgrad; then used for v)
+        m     = m + (g - m) * (1 - beta_1)          (slot m)
+        v     = v + (g**2 - v) * (1 - beta_2)       (slot v)
+        v_hat = max(v_hat, v)                       (slot v_hat, amsgrad: used for v)
         alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)
         p     = p - alpha * m / (sqrt(v) + epsilon)
 
-    Epsilon is added to ``sqrt(v)`` of the *uncorrected* v (the paper's
-    "epsilon-hat", Keras, TF); optax's ``adam`` adds ``eps`` to the corrected
-    one, so the two agree when optax gets ``eps = epsilon / sqrt(1 - beta_2**t)``
-    per step.  AMSGrad takes the maximum of the raw ``v`` as Keras does
-    (``optax.amsgrad`` of the corrected one).  ``1 - beta**t`` is computed as
-    ``-expm1(t * log(beta))``, accurate in float32.
-    State: ``step``, ``m``, ``v`` and ``v_hat`` with amsgrad.
+    Epsilon is added to ``sqrt`` of the *uncorrected* v (optax: of the corrected
+    v, as is its AMSGrad maximum).  ``1 - beta**t`` is ``-expm1(t * log(beta))``,
+    accurate in float32.
     """
 
     _hyper = {"beta_1": unit, "beta_2": unit, "epsilon": positive, "amsgrad": boolean}
@@ -204,7 +183,7 @@ class Adam(Optimizer):
         super().__init__(
             lr, learning_rate, clipnorm, weight_decay, beta_1, beta_2, epsilon, amsgrad
         )
-        # log(beta) for 1 - beta**t = -expm1(t * log(beta)); None: no correction.
+        # None: beta is 0, no bias correction.
         self._log_b1 = math.log(self.beta_1) if self.beta_1 > 0 else None
         self._log_b2 = math.log(self.beta_2) if self.beta_2 > 0 else None
         self._slots = ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
@@ -232,11 +211,8 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), by
-    default 0.004 (Keras 3's): each parameter, biases included, is first
-    decayed, ``p = p * (1 - lr * weight_decay)``, then stepped as in
-    :class:`Adam`.  This equals ``optax.adamw`` up to Adam's epsilon placement.
-    """
+    """:class:`Adam` with decoupled weight decay, by default 0.004 (Keras 3's):
+    ``p = p * (1 - lr * weight_decay)`` for every parameter, then the Adam step."""
 
     def __init__(
         self,
