@@ -16,6 +16,7 @@ from typing import Any
 
 from . import backends
 from .layers.activations import log_softmax, sigmoid, softmax
+from .validation import check_labels, check_loss_inputs
 
 Array = Any
 EPSILON = 1e-7
@@ -41,8 +42,6 @@ def one_hot(labels: Array, num_classes: int, dtype: Any = None) -> Array:
         raise ValueError(
             f"one_hot: num_classes must be a positive integer, received {num_classes!r}"
         )
-    from .validation import check_labels
-
     check_labels(labels, num_classes, "one_hot")
     dtype = backends.backend_of(labels).dtype(dtype or "float32")
     return xp.astype(labels[:, None] == xp.arange(num_classes, dtype=labels.dtype), dtype)
@@ -61,8 +60,6 @@ class Loss:
         return self.value_and_grad(xp, y_true, y_pred)[0]
 
     def _prepare(self, y_true: Array, y_pred: Array) -> tuple[Any, Array]:
-        from .validation import check_loss_inputs
-
         return backends.namespace(y_true, y_pred), check_loss_inputs(self, y_true, y_pred)
 
     def __call__(self, y_true: Array, y_pred: Array) -> Array:
@@ -79,8 +76,7 @@ class Loss:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
         return f"{type(self).__name__}({args})"
 
-    # Equal configs are the same loss: compiled steps are cached by loss, and
-    # fit(loss="mse") twice must not compile twice.
+    # Equal configs are the same loss: fit(loss="mse") twice must not compile twice.
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.get_config() == other.get_config()
 

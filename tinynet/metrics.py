@@ -1,8 +1,6 @@
-"""Accuracy as per-batch counts of correct predictions, summed on the device
-(no host sync per step).  ``y_out`` is the model's output: probabilities, or
-logits when the last activation was fused into the loss (same argmax; a
-probability threshold ``t`` becomes the logit threshold ``log(t / (1 - t))``).
-"""
+"""Accuracy as per-batch counts of correct predictions, summed on the device.
+``y_out`` is probabilities, or logits when the last activation was fused into
+the loss (same argmax; a threshold ``t`` becomes ``log(t / (1 - t))``)."""
 
 from __future__ import annotations
 

@@ -57,9 +57,8 @@ class Schedule:
 
 
 class StepDecay(Schedule):
-    """``initial * gamma ** (step // step_size)`` (PyTorch's ``StepLR``), the
-    power taken as ``exp(stages * log(gamma))`` with the log in double
-    precision, which stays accurate in float32 for long runs."""
+    """``initial * gamma ** (step // step_size)`` (PyTorch's ``StepLR``), as
+    ``exp(stages * log(gamma))`` with the log in double precision (accurate in float32)."""
 
     _config_keys = ("initial", "step_size", "gamma")
 

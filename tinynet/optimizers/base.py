@@ -13,8 +13,7 @@ the step counter before the update (0 first).  ``weight_decay`` is
 decoupled, applied first as Keras 3 does: ``p = p * (1 - lr * weight_decay)``.
 ``clipnorm`` clips the gradients by their *global* norm first, ``g *=
 clipnorm / max(norm, clipnorm)`` (Keras' ``global_clipnorm``, optax's
-``clip_by_global_norm``).  Hyperparameters are fixed at construction; build a
-new optimizer instead, e.g. ``optimizers.get({**opt.get_config(), "lr": 0.01})``.
+``clip_by_global_norm``).  Hyperparameters are fixed at construction.
 """
 
 from __future__ import annotations
@@ -136,7 +135,6 @@ class Optimizer:
         new_step = xp.asarray(step + 1)
         if self.clipnorm is not None:
             grads = _clip_by_global_norm(xp, grads, self.clipnorm)
-        # Scalar factors once per update and parameter dtype.
         neg_rate = _per_dtype(lambda dtype: -self._rate(xp, step, new_step, dtype))
         keep = _per_dtype(lambda dtype: 1.0 - self._lr_at(xp, step, dtype) * self.weight_decay)
         slots = [state[name] for name in self._slots]
