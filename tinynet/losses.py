@@ -1,28 +1,22 @@
 """Losses with Keras semantics, each with its hand-written gradient.
 
-Call convention (Keras's): ``loss(y_true, y_pred)`` is the scalar mean loss,
-``loss.grad(y_true, y_pred)`` is ``dL/dy_pred``.  Reduction is the mean over
-the batch (for elementwise losses: the mean over every element, which is
-Keras's mean over the last axis followed by the batch mean).
-
-Probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` (Keras's 1e-7) and the
-categorical losses renormalise predictions so each row sums to 1, as Keras
-does; the gradients include both (zero where a value was clipped).  With
-``from_logits=True`` the stable log-softmax / log-sigmoid forms are used.
-
-Inside a :class:`tinynet.Sequential`, a ``Softmax`` (``Sigmoid``) last layer
-followed by the matching cross-entropy is fused: the loss is computed from the
-logits and its gradient w.r.t. them is ``probs - one_hot`` (``sigmoid - y``),
-as TF-Keras does for a softmax output.  That equals the clipped formula
-whenever no predicted probability is below 1e-7, and stays exact beyond it.
+``loss(y_true, y_pred)`` is the mean loss (over every element for elementwise
+losses), ``loss.grad(y_true, y_pred)`` is ``dL/dy_pred``.  As in Keras,
+probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` and categorical
+predictions renormalised to sum to 1; the gradients include both (0 where
+clipped).  A ``Softmax``/``Sigmoid`` last layer followed by the matching
+cross-entropy is fused (``core.fused_head``, as TF-Keras): its gradient is
+``probs - targets``, exact even where the clipped formula saturates.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from . import backends
 from .layers.activations import log_softmax, sigmoid, softmax
+from .validation import check_labels, check_loss_inputs
 
 Array = Any
 EPSILON = 1e-7
@@ -40,23 +34,16 @@ __all__ = [
 
 
 def one_hot(labels: Array, num_classes: int, dtype: Any = None) -> Array:
-    """``(n,)`` integer labels -> ``(n, num_classes)`` one-hot rows.
-
-    Built by comparison with ``arange`` (no scatter, no in-place write), so it
-    works on every backend and inside ``jit``.  ``dtype`` defaults to float32.
-    Labels outside ``[0, num_classes)`` raise ``ValueError`` when the values
-    can be inspected (outside ``jit``).
-    """
+    """``(n,)`` integer labels -> ``(n, num_classes)`` one-hot rows of ``dtype``
+    (default float32).  Labels outside ``[0, num_classes)`` raise
+    ``ValueError`` when the values can be inspected (outside ``jit``)."""
     xp = backends.namespace(labels)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(
             f"one_hot: num_classes must be a positive integer, received {num_classes!r}"
         )
-    from .validation import check_labels
-
     check_labels(labels, num_classes, "one_hot")
-    backend = backends.backend_of(labels)
-    dtype = backend.dtype(dtype or "float32")
+    dtype = backends.backend_of(labels).dtype(dtype or "float32")
     return xp.astype(labels[:, None] == xp.arange(num_classes, dtype=labels.dtype), dtype)
 
 
@@ -73,32 +60,23 @@ class Loss:
         return self.value_and_grad(xp, y_true, y_pred)[0]
 
     def _prepare(self, y_true: Array, y_pred: Array) -> tuple[Any, Array]:
-        from .validation import check_loss_inputs
-
-        xp = backends.namespace(y_true, y_pred)
-        y_true = check_loss_inputs(self, y_true, y_pred)
-        return xp, y_true
+        return backends.namespace(y_true, y_pred), check_loss_inputs(self, y_true, y_pred)
 
     def __call__(self, y_true: Array, y_pred: Array) -> Array:
-        xp, y_true = self._prepare(y_true, y_pred)
-        return self.value(xp, y_true, y_pred)
+        return self.value(*self._prepare(y_true, y_pred), y_pred)
 
     def grad(self, y_true: Array, y_pred: Array) -> Array:
-        xp, y_true = self._prepare(y_true, y_pred)
-        return self.value_and_grad(xp, y_true, y_pred)[1]
+        return self.value_and_grad(*self._prepare(y_true, y_pred), y_pred)[1]
 
     def get_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"type": type(self).__name__}
-        if hasattr(self, "from_logits"):
-            config["from_logits"] = self.from_logits
-        return config
+        """``{"type": <class name>, <constructor arguments>}``."""
+        return {"type": type(self).__name__, **vars(self)}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
         return f"{type(self).__name__}({args})"
 
-    # Equal configs are the same loss: compiled steps are cached by loss, and
-    # fit(loss="mse") twice must not compile twice.
+    # Equal configs are the same loss: fit(loss="mse") twice must not compile twice.
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.get_config() == other.get_config()
 
@@ -106,14 +84,18 @@ class Loss:
         return hash(tuple(sorted(self.get_config().items())))
 
 
-class BinaryCrossentropy(Loss):
-    """``-mean(y log p + (1 - y) log(1 - p))``; targets in [0, 1], any shape."""
+class _Crossentropy(Loss):
+    """``from_logits=True``: logits in, stable log-softmax / log-sigmoid forms."""
 
     def __init__(self, from_logits: bool = False) -> None:
         self.from_logits = bool(from_logits)
 
+
+class BinaryCrossentropy(_Crossentropy):
+    """``-mean(y log p + (1 - y) log(1 - p))``; targets in [0, 1], any shape."""
+
     def value_and_grad(self, xp, y_true, y_pred):
-        n = _size(y_pred)
+        n = math.prod(y_pred.shape)
         if self.from_logits:
             x = y_pred
             # max(x, 0) - x y + log(1 + exp(-|x|)): no overflow for any x
@@ -126,11 +108,8 @@ class BinaryCrossentropy(Loss):
         return value, xp.where(inside, dp, 0.0) / n
 
 
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_Crossentropy):
     """``-mean_i sum_j y_ij log p_ij`` for one-hot (or soft) targets ``(n, k)``."""
-
-    def __init__(self, from_logits: bool = False) -> None:
-        self.from_logits = bool(from_logits)
 
     def value_and_grad(self, xp, y_true, y_pred):
         n = y_pred.shape[0]
@@ -141,13 +120,10 @@ class CategoricalCrossentropy(Loss):
         return _renormalized_ce(xp, y_true, y_pred, n)
 
 
-class SparseCategoricalCrossentropy(Loss):
+class SparseCategoricalCrossentropy(_Crossentropy):
     """Categorical cross-entropy with ``(n,)`` integer labels as targets."""
 
     sparse = True
-
-    def __init__(self, from_logits: bool = False) -> None:
-        self.from_logits = bool(from_logits)
 
     def value_and_grad(self, xp, y_true, y_pred):
         n, k = y_pred.shape
@@ -182,7 +158,7 @@ class MeanSquaredError(Loss):
     """``mean((y_pred - y_true)**2)``."""
 
     def value_and_grad(self, xp, y_true, y_pred):
-        n = _size(y_pred)
+        n = math.prod(y_pred.shape)
         diff = y_pred - y_true
         return xp.sum(diff * diff) / n, (2.0 / n) * diff
 
@@ -191,7 +167,7 @@ class MeanAbsoluteError(Loss):
     """``mean(|y_pred - y_true|)``; gradient ``sign(diff)`` (0 at 0)."""
 
     def value_and_grad(self, xp, y_true, y_pred):
-        n = _size(y_pred)
+        n = math.prod(y_pred.shape)
         diff = y_pred - y_true
         return xp.sum(xp.abs(diff)) / n, xp.sign(diff) / n
 
@@ -205,23 +181,13 @@ class Huber(Loss):
         self.delta = float(delta)
 
     def value_and_grad(self, xp, y_true, y_pred):
-        n = _size(y_pred)
+        n = math.prod(y_pred.shape)
         e = y_pred - y_true
         a = xp.abs(e)
         small = a <= self.delta
         value = xp.sum(xp.where(small, 0.5 * e * e, self.delta * a - 0.5 * self.delta**2)) / n
         grad = xp.where(small, e, self.delta * xp.sign(e)) / n
         return value, grad
-
-    def get_config(self) -> dict[str, Any]:
-        return {"type": "Huber", "delta": self.delta}
-
-
-def _size(a: Array) -> int:
-    n = 1
-    for d in a.shape:
-        n *= d
-    return n
 
 
 _BY_NAME: dict[str, type[Loss]] = {

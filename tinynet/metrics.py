@@ -1,44 +1,30 @@
-"""Metrics as batch sums, so they accumulate on the device without a host
-sync per step: ``metric(xp, y_true, y_out) -> 0-d array`` (a count of
-correct predictions), divided by the number of samples at the end.
-
-``y_out`` is what the model's head produced: probabilities, or logits when
-the last activation was fused into the loss (``from_logits=True``) -- the
-argmax is the same, and a probability threshold ``t`` becomes the logit
-threshold ``log(t / (1 - t))``.
-"""
+"""Accuracy as per-batch counts of correct predictions, summed on the device.
+``y_out`` is probabilities, or logits when the last activation was fused into
+the loss (same argmax; a threshold ``t`` becomes ``log(t / (1 - t))``)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from . import arguments
 from .losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, SparseCategoricalCrossentropy
 
 Array = Any
 
 
 class Accuracy:
-    """Fraction of correct predictions.
-
-    kind: ``"sparse"`` (integer labels vs argmax), ``"categorical"`` (argmax
-    vs argmax) or ``"binary"`` (``y_pred > threshold`` vs ``y_true > 0.5``,
-    elementwise).
-    """
+    """Fraction of correct predictions.  kind: ``"sparse"`` (integer labels vs
+    argmax), ``"categorical"`` (argmax vs argmax) or ``"binary"`` (``y_pred >
+    threshold`` vs ``y_true > 0.5``, elementwise)."""
 
     name = "accuracy"
 
     def __init__(self, kind: str, threshold: float = 0.5, from_logits: bool = False) -> None:
-        if kind not in ("sparse", "categorical", "binary"):
-            raise ValueError(
-                f"Accuracy: kind must be sparse, categorical or binary, received {kind!r}"
-            )
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(
-                f"Accuracy: threshold must be in (0, 1), received threshold={threshold!r}"
-            )
-        self.kind = kind
-        self.threshold = threshold
+        self.kind = arguments.choice("Accuracy", "kind", kind, ("sparse", "categorical", "binary"))
+        self.threshold = arguments.real(
+            "Accuracy", "threshold", threshold, "in (0, 1)", lambda v: 0.0 < v < 1.0
+        )
         self.from_logits = from_logits
         self._cut = math.log(threshold / (1.0 - threshold)) if from_logits else threshold
 
@@ -54,12 +40,7 @@ class Accuracy:
 
     def per_batch(self, y_out_shape: tuple[int, ...]) -> int:
         """How many predictions one batch of this shape holds."""
-        if self.kind == "binary":
-            n = 1
-            for d in y_out_shape:
-                n *= d
-            return n
-        return y_out_shape[0]
+        return math.prod(y_out_shape) if self.kind == "binary" else y_out_shape[0]
 
 
 def for_loss(loss: Loss, from_logits: bool) -> Accuracy | None:

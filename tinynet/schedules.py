@@ -1,25 +1,9 @@
-"""Learning-rate schedules: ``schedule(step) -> lr``.
+"""Learning-rate schedules: ``schedule(step, dtype=None) -> lr``, a 0-d array.
 
-A schedule is a callable of the optimizer's step counter, a 0-d integer
-array that is ``0`` at the first update (Keras' ``optimizer.iterations`` and
-optax's ``count`` both start there too).  It returns a 0-d float array made
-with the step's own array library, so it works unchanged on every backend and
-inside ``jax.jit``: no host transfer, no Python branching on array values.
-
-``schedule(step, dtype)`` computes in ``dtype`` (the optimizers pass the
-parameters' dtype, so a float32 model stays float32); without ``dtype`` the
-library's default float dtype is used.  A Python ``int`` step is accepted for
-convenience (plotting a schedule) and is placed on the current backend.
-
-* ``StepDecay(initial, step_size, gamma)``:
-  ``initial * gamma ** (step // step_size)``
-* ``ExponentialDecay(initial, decay_steps, decay_rate, staircase)``:
-  ``initial * decay_rate ** (step / decay_steps)``
-* ``CosineDecay(initial, decay_steps, alpha, warmup_steps)``:
-  optional linear warmup, then a half cosine from ``initial`` to ``alpha * initial``
-
-``get_config()`` returns a JSON-able dict with ``"class_name"``; :func:`get`
-turns such a dict (or a schedule) back into a schedule.
+``step`` is the optimizer's step counter, 0 at the first update (a 0-d
+integer array; a Python int is placed on the current backend).  ``lr`` is
+computed in ``dtype`` (default: the backend's default float) with no host
+transfer or branching on values, so it runs inside ``jax.jit``.
 """
 
 from __future__ import annotations
@@ -35,29 +19,10 @@ __all__ = ["CosineDecay", "ExponentialDecay", "Schedule", "StepDecay", "get"]
 
 Array = Any
 
-_default_float: dict[int, Any] = {}
-
-
-def _default_float_dtype(xp: Any, step: Array) -> Any:
-    """The backend's default real floating dtype (float64 on NumPy, strict,
-    PyTorch and JAX in x64 mode: ``ops.default_float_dtype``), cached per namespace."""
-    key = id(xp)
-    dtype = _default_float.get(key)
-    if dtype is None:
-        dtype = _default_float[key] = backends.backend_of(step).default_float_dtype()
-    return dtype
-
-
-_check_real = arguments.real
-_check_int = arguments.integer
-
 
 class Schedule:
-    """Base class: a learning rate as a function of the step counter.
-
-    Subclasses set ``_config_keys`` (the constructor arguments, stored as
-    attributes of the same name) and implement :meth:`_value`.
-    """
+    """Base class.  Subclasses set ``_config_keys`` (the constructor
+    arguments, stored as attributes of the same name) and define ``_value``."""
 
     _config_keys: ClassVar[tuple[str, ...]] = ()
 
@@ -67,18 +32,13 @@ class Schedule:
             step = backends.get_backend().asarray(int(step))
         xp = backends.namespace(step)
         if dtype is None:
-            dtype = _default_float_dtype(xp, step)
+            dtype = backends.backend_of(step).default_float_dtype()
         return xp.asarray(self._value(xp, step, dtype))
-
-    def _value(self, xp: Any, step: Array, dtype: Any) -> Array:
-        raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-able description: ``{"class_name": ..., <arguments>}``."""
-        config: dict[str, Any] = {"class_name": type(self).__name__}
-        for key in self._config_keys:
-            config[key] = getattr(self, key)
-        return config
+        config = {k: getattr(self, k) for k in self._config_keys}
+        return {"class_name": type(self).__name__, **config}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Schedule:
@@ -97,23 +57,18 @@ class Schedule:
 
 
 class StepDecay(Schedule):
-    """``initial * gamma ** floor(step / step_size)`` (PyTorch's ``StepLR``).
-
-    The number of completed stages is counted with integer division of the
-    step, so stage boundaries are exact at any step, and the power is taken
-    as ``exp(stages * log(gamma))`` (``log`` in double precision), which
-    stays accurate in float32 for long runs.
-    """
+    """``initial * gamma ** (step // step_size)`` (PyTorch's ``StepLR``), as
+    ``exp(stages * log(gamma))`` with the log in double precision (accurate in float32)."""
 
     _config_keys = ("initial", "step_size", "gamma")
 
     def __init__(self, initial: float, step_size: int, gamma: float = 0.1) -> None:
         name = type(self).__name__
-        self.initial = _check_real(name, "initial", initial, "a positive number", lambda v: v > 0)
-        self.step_size = _check_int(
+        self.initial = arguments.positive(name, "initial", initial)
+        self.step_size = arguments.integer(
             name, "step_size", step_size, "a positive integer", lambda v: v > 0
         )
-        self.gamma = _check_real(name, "gamma", gamma, "a positive number", lambda v: v > 0)
+        self.gamma = arguments.positive(name, "gamma", gamma)
         self._log_gamma = math.log(self.gamma)
 
     def _value(self, xp: Any, step: Array, dtype: Any) -> Array:
@@ -122,15 +77,10 @@ class StepDecay(Schedule):
 
 
 class ExponentialDecay(Schedule):
-    """Keras' ``ExponentialDecay``:
-
-    ``initial * decay_rate ** (step / decay_steps)``, with the exponent
-    floored when ``staircase`` (the rate then drops every ``decay_steps``).
-    Same as ``optax.exponential_decay(initial, decay_steps, decay_rate,
-    staircase=staircase)``.  The power is taken as ``exp(p * log(decay_rate))``
-    with the logarithm in double precision (Keras raises the float32-rounded
-    rate to the power, which drifts by ~1e-4 relative after 10^4 steps).
-    """
+    """``initial * decay_rate ** (step / decay_steps)``, the exponent floored if
+    ``staircase`` (Keras' ``ExponentialDecay``), as ``exp(p * log(decay_rate))``
+    with the log in double precision (Keras' float32 rate drifts by ~1e-4
+    relative after 10^4 steps)."""
 
     _config_keys = ("initial", "decay_steps", "decay_rate", "staircase")
 
@@ -138,18 +88,12 @@ class ExponentialDecay(Schedule):
         self, initial: float, decay_steps: float, decay_rate: float, staircase: bool = False
     ) -> None:
         name = type(self).__name__
-        self.initial = _check_real(name, "initial", initial, "a positive number", lambda v: v > 0)
-        steps = _check_real(name, "decay_steps", decay_steps, "a positive number", lambda v: v > 0)
+        self.initial = arguments.positive(name, "initial", initial)
+        steps = arguments.positive(name, "decay_steps", decay_steps)
         self.decay_steps = int(steps) if isinstance(decay_steps, Integral) else steps
-        self.decay_rate = _check_real(
-            name, "decay_rate", decay_rate, "a positive number", lambda v: v > 0
-        )
+        self.decay_rate = arguments.positive(name, "decay_rate", decay_rate)
         self._log_rate = math.log(self.decay_rate)
-        if not isinstance(staircase, bool):
-            raise ValueError(
-                f"{name}: staircase must be True or False, received staircase={staircase!r}"
-            )
-        self.staircase = staircase
+        self.staircase = arguments.boolean(name, "staircase", staircase)
 
     def _value(self, xp: Any, step: Array, dtype: Any) -> Array:
         p = xp.astype(step, dtype) / float(self.decay_steps)
@@ -159,19 +103,11 @@ class ExponentialDecay(Schedule):
 
 
 class CosineDecay(Schedule):
-    """Keras' ``CosineDecay`` (Loshchilov & Hutter's SGDR without restarts).
+    """Keras' ``CosineDecay``: after an optional linear rise from 0 over
+    ``warmup_steps`` (Keras' ``warmup_target=initial``), a half cosine from
+    ``initial`` to ``alpha * initial`` over ``decay_steps``, then constant::
 
-    Without warmup::
-
-        t = min(step, decay_steps)
         lr = initial * ((1 - alpha) * 0.5 * (1 + cos(pi * t / decay_steps)) + alpha)
-
-    so the rate falls from ``initial`` to ``alpha * initial`` and stays there.
-    With ``warmup_steps > 0`` the rate first rises linearly from 0 to
-    ``initial`` over ``warmup_steps`` steps, then decays as above over the
-    following ``decay_steps`` steps.  That is Keras'
-    ``CosineDecay(0.0, decay_steps, alpha, warmup_target=initial,
-    warmup_steps=warmup_steps)``: here ``initial`` is always the peak rate.
     """
 
     _config_keys = ("initial", "decay_steps", "alpha", "warmup_steps")
@@ -180,12 +116,12 @@ class CosineDecay(Schedule):
         self, initial: float, decay_steps: int, alpha: float = 0.0, warmup_steps: int = 0
     ) -> None:
         name = type(self).__name__
-        self.initial = _check_real(name, "initial", initial, "a positive number", lambda v: v > 0)
-        self.decay_steps = _check_int(
+        self.initial = arguments.positive(name, "initial", initial)
+        self.decay_steps = arguments.integer(
             name, "decay_steps", decay_steps, "a positive integer", lambda v: v > 0
         )
-        self.alpha = _check_real(name, "alpha", alpha, "in [0, 1]", lambda v: 0.0 <= v <= 1.0)
-        self.warmup_steps = _check_int(
+        self.alpha = arguments.real(name, "alpha", alpha, "in [0, 1]", lambda v: 0.0 <= v <= 1.0)
+        self.warmup_steps = arguments.integer(
             name, "warmup_steps", warmup_steps, "a non-negative integer", lambda v: v >= 0
         )
 
@@ -204,9 +140,7 @@ class CosineDecay(Schedule):
         return xp.where(t < warmup, rising, falling)
 
 
-_SCHEDULES: dict[str, type[Schedule]] = {
-    cls.__name__: cls for cls in (StepDecay, ExponentialDecay, CosineDecay)
-}
+_SCHEDULES = {cls.__name__: cls for cls in (StepDecay, ExponentialDecay, CosineDecay)}
 
 
 def get(identifier: Schedule | Mapping[str, Any]) -> Schedule:

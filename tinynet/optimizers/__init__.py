@@ -1,14 +1,8 @@
-"""Optimizers as pure functions over the model's parameter tree.
+"""Optimizers as pure functions over the parameter tree: ``state =
+opt.init(params)``, then ``params, state = opt.update(grads, state, params)``.
 
-Every optimizer has::
-
-    state = opt.init(params)
-    params, state = opt.update(grads, state, params)
-
-Each is its update rule for one array plus its slots (``rules.py``), lifted
-to the tree in one place (:meth:`Optimizer.update` in ``base.py``), where
-the learning rate schedule, global-norm clipping and decoupled weight decay
-compose with every rule.  See ``base.py`` for the common arguments.
+Each is its rule for one array (``rules.py``) lifted to the tree in one place
+(``base.py``, which also documents the common arguments).
 """
 
 from __future__ import annotations
@@ -21,12 +15,7 @@ from .rules import SGD, Adagrad, Adam, AdamW, RMSprop
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "get"]
 
-
-# ---------------------------------------------------------------- lookup
-
-_OPTIMIZERS: dict[str, type[Optimizer]] = {
-    cls.__name__.lower(): cls for cls in (SGD, Adagrad, RMSprop, Adam, AdamW)
-}
+_OPTIMIZERS = {cls.__name__.lower(): cls for cls in (SGD, Adagrad, RMSprop, Adam, AdamW)}
 
 
 def _lookup(name: Any) -> type[Optimizer]:
@@ -39,12 +28,9 @@ def _lookup(name: Any) -> type[Optimizer]:
 
 
 def get(identifier: str | Mapping[str, Any] | Optimizer) -> Optimizer:
-    """An optimizer from a name (defaults), a :meth:`Optimizer.get_config`
-    dict, or an optimizer (returned as is).
-
-    Names (case-insensitive): ``"sgd"``, ``"adagrad"``, ``"rmsprop"``,
-    ``"adam"``, ``"adamw"``.
-    """
+    """An optimizer from a name (``"sgd"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"``,
+    ``"adamw"``, any case; default settings), a :meth:`Optimizer.get_config`
+    dict, or an optimizer (returned as is)."""
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, str):
