@@ -1,10 +1,6 @@
-"""Input checks that run before any device work, with errors that say what
-was wrong, what was expected and how to fix it.
-
-Every check gives the same exception type on every backend: the values are
-looked at on the host (or reduced to one flag on the device) before any
-step runs.  Inside ``jit`` (traced arrays) only shapes and dtypes are checked.
-"""
+"""Data checks before any step runs, the same error on every backend (values
+read on the host or reduced to one flag on the device; inside ``jit`` only shapes
+and dtypes), saying what was wrong, what was expected and how to fix it."""
 
 from __future__ import annotations
 
@@ -45,15 +41,13 @@ def _not_whole(host: np.ndarray) -> np.ndarray:
 
 
 def _first(mask: np.ndarray) -> tuple[tuple[int, ...], str]:
-    """The index of the first True in ``mask`` and how messages name it:
-    ``"2"`` for ``(2,)``, ``"(2, 1)"`` for ``(2, 1)``, ``"()"`` in a 0-d array."""
+    """The index of the first True in ``mask`` and its name in messages: "2" or "(2, 1)"."""
     pos = tuple(int(i) for i in np.argwhere(mask)[0])
     return pos, str(pos[0]) if len(pos) == 1 else str(pos)
 
 
 def _own_array(a: Any, backend: Any, where: str, what: str, expected: str = "") -> Array:
-    """``a`` if it is a NumPy array or an array of ``backend`` (a list or tuple
-    as a NumPy array), else a ``TypeError``; ``what`` is "input" or "targets"."""
+    """``a`` if a NumPy array (or a list, tuple) or an array of ``backend``, else a TypeError."""
     if isinstance(a, (list, tuple)):
         return np.asarray(a)
     if isinstance(a, np.ndarray):
@@ -76,8 +70,7 @@ def _own_array(a: Any, backend: Any, where: str, what: str, expected: str = "") 
 
 
 def check_labels(labels: Array, num_classes: int, where: str) -> None:
-    """Integer class labels of shape ``(n,)`` in ``[0, num_classes)``, else a
-    ``ValueError`` naming the number of classes and any first bad value."""
+    """Integer class labels of shape ``(n,)`` in ``[0, num_classes)``, else a ValueError."""
     shape = tuple(labels.shape)
     if len(shape) != 1:
         if len(shape) == 2 and shape[1] == 1:
@@ -120,8 +113,7 @@ def check_labels(labels: Array, num_classes: int, where: str) -> None:
 
 
 def check_loss_inputs(loss: Any, y_true: Array, y_pred: Array) -> Array:
-    """Check shapes/dtypes for ``loss(y_true, y_pred)``; returns ``y_true``
-    ready for the maths (cast to ``y_pred``'s dtype unless labels)."""
+    """Check ``loss(y_true, y_pred)``'s inputs; ``y_true`` in ``y_pred``'s dtype unless labels."""
     name = type(loss).__name__
     pred_dtype = _dtype_name(y_pred)
     if pred_dtype not in ("float32", "float64"):
@@ -181,13 +173,10 @@ def check_input(x: Array, model: Any, where: str) -> None:
 
 
 def check_finite(a: Array, where: str, what: str = "input", original: Any = None) -> None:
-    """Raise ``ValueError`` naming the first NaN/Inf of the float array ``a``;
-    if it was finite in ``original`` (the data ``a`` was cast from), as an
-    overflow of the cast.  Skipped inside ``jit``; a device reads back one
-    flag unless something is wrong."""
-    # A finite sum proves every value finite in one pass (a sum that overflows
-    # falls through to the exact check).  A host data matrix is summed by BLAS,
-    # ``a @ ones`` (both cores, several times faster than a reduction).
+    """A ValueError naming the first NaN/Inf of ``a``, as an overflow of the cast if it
+    is finite in ``original`` (the data ``a`` was cast from)."""
+    # A finite sum proves every value finite in one pass (an overflow falls through to the
+    # exact check); a host matrix is summed by BLAS, ``a @ ones`` (faster than a reduction).
     if isinstance(a, np.ndarray):
         with np.errstate(over="ignore", invalid="ignore"):
             if a.ndim == 2 and a.dtype.char in "fd":
@@ -224,10 +213,8 @@ def check_finite(a: Array, where: str, what: str = "input", original: Any = None
 def cast_finite(
     a: Array, backend: backends.Backend, dtype: str, where: str, what: str = "input"
 ) -> Array:
-    """A real-valued host or ``backend`` array (the caller checks both) cast to
-    ``dtype`` on ``backend``, refusing NaN/Inf and values the cast overflows.
-    Host data is checked after the copy: a NumPy check before a copy to JAX
-    left OpenBLAS's threads spinning, slowing XLA on 2 cores (bench/README.md)."""
+    """A real host or ``backend`` array cast to ``dtype`` on ``backend``, refusing NaN/Inf
+    and overflows; checked after the copy (a NumPy check first slows XLA, bench/README.md)."""
     with np.errstate(over="ignore", invalid="ignore"):  # reported by check_finite
         if isinstance(a, np.ndarray):
             cast = backend.asarray(a if a.dtype == np.dtype(dtype) else a.astype(dtype))
@@ -240,10 +227,8 @@ def cast_finite(
 def as_model_input(
     x: Any, backend: backends.Backend, dtype: str, where: str, first_layer: Any = None
 ) -> Array:
-    """Host data or a backend array -> checked ``dtype`` array on ``backend``
-    (:func:`cast_finite`); other than real dtypes raise ``TypeError``.  A first
-    layer taking integer indices (``integer_input``: Embedding) gets ``int32``
-    instead (:func:`as_indices`)."""
+    """Host data or a backend array -> checked ``dtype`` array on ``backend``, or ``int32``
+    (:func:`as_indices`) for a first layer with ``integer_input`` (Embedding)."""
     if getattr(first_layer, "integer_input", False):
         return as_indices(x, backend, first_layer, where)
     x = _own_array(x, backend, where, "input", ", of shape (n, features)")
@@ -261,10 +246,8 @@ def as_model_input(
 
 
 def check_indices(x: Array, input_dim: int, where: str) -> None:
-    """Integer indices must lie in ``[0, input_dim)``: a ``ValueError`` naming
-    the first bad value and its position otherwise (never a silent clamp, as
-    a gather on JAX would do).  Skipped inside ``jit``; on a device only one
-    flag is read back unless something is wrong."""
+    """A ValueError naming the first index outside ``[0, input_dim)`` (never a silent
+    clamp, as a gather on JAX would do)."""
     if isinstance(x, np.ndarray):
         host = x
     else:
@@ -287,17 +270,15 @@ def check_indices(x: Array, input_dim: int, where: str) -> None:
 
 
 def _out_of_range(x: Array, input_dim: int, xp: Any) -> Array:
-    """``(x < 0) | (x >= input_dim)``, with no Python int beyond ``x``'s dtype
-    (JAX would wrap it, array-api-strict refuse it)."""
+    """``(x < 0) | (x >= input_dim)``, never comparing with an int beyond ``x``'s dtype."""
     if xp.isdtype(x.dtype, "integral") and input_dim > int(xp.iinfo(x.dtype).max):
         return x < 0
     return (x < 0) | (x >= input_dim)
 
 
 def as_indices(x: Any, backend: backends.Backend, layer: Any, where: str) -> Array:
-    """Input of a model whose first layer takes integer indices (Embedding) ->
-    ``int32`` on ``backend``, in ``[0, layer.input_dim)``.  Float arrays are
-    accepted only if every value is whole; refusals name the first bad value."""
+    """Indices for a first layer like Embedding -> ``int32`` on ``backend``, in
+    ``[0, layer.input_dim)``; float arrays only if every value is whole."""
     where = f"{where}: layer 0 ({type(layer).__name__})"
     x = _own_array(x, backend, where, "input", " holding integer indices")
     name = _dtype_name(x)
@@ -323,8 +304,7 @@ def as_indices(x: Any, backend: backends.Backend, layer: Any, where: str) -> Arr
 
 
 def prepare_targets(model: Any, y: Any, loss: Any, n: int, where: str) -> Array:
-    """Targets ``y`` -> array on the model's backend, checked against ``loss``
-    and the model's output shape."""
+    """Targets -> array on the model's backend, checked against ``loss`` and the output shape."""
     backend = model.backend
     y = _own_array(y, backend, where, "targets")
     if len(y.shape) == 0 or y.shape[0] != n:
