@@ -1,10 +1,6 @@
-"""Argument checks shared by every public constructor and function.
-
-One rule everywhere: an argument of the wrong type or value raises
-``ValueError`` naming the owner, the argument, what it must be and what was
-received (Keras's "Received: units=0" style).  ``TypeError`` is kept for
-data of the wrong kind (not an array, or an array of another backend).
-"""
+"""Argument checks shared by every public constructor and function: a wrong type or
+value is a ``ValueError`` naming the owner, the argument, what it must be and what was
+received (Keras's "Received: units=0" style); ``TypeError`` is for data of the wrong kind."""
 
 from __future__ import annotations
 

@@ -250,7 +250,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _tensors(header: dict[str, Any], data: memoryview) -> dict[str, np.ndarray]:
     """The tensors, checking every entry and that they tile the data exactly."""
-    spans, tensors = [], {}
+    spans = []
     for name, info in header.items():
         if name == "__metadata__":
             continue
@@ -263,12 +263,9 @@ def _tensors(header: dict[str, Any], data: memoryview) -> dict[str, np.ndarray]:
         dtype, (begin, end) = np.dtype(_DTYPES[info["dtype"]]), info["data_offsets"]
         if end - begin != dtype.itemsize * int(np.prod(info["shape"], dtype=object)):
             raise _Bad(f"corrupted header: tensor {name!r} size does not match its shape")
-        spans.append((begin, end, name))
-        if end <= len(data):
-            arr = np.frombuffer(data[begin:end], dtype=dtype)
-            tensors[name] = arr.astype(dtype.newbyteorder("="), copy=True).reshape(info["shape"])
-    position = 0
-    for begin, end, name in sorted(spans):
+        spans.append((begin, end, name, dtype, info["shape"]))
+    tensors, position = {}, 0
+    for begin, end, name, dtype, shape in sorted(spans):
         if end > len(data):
             raise _Bad(
                 f"truncated: tensor {name!r} needs bytes {begin}..{end} of the "
@@ -277,6 +274,8 @@ def _tensors(header: dict[str, Any], data: memoryview) -> dict[str, np.ndarray]:
         if begin != position:
             raise _Bad(f"corrupted header: tensor {name!r} overlaps or leaves a gap")
         position = end
+        arr = np.frombuffer(data[begin:end], dtype=dtype)
+        tensors[name] = arr.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
     if position != len(data):
         raise _Bad(f"corrupted: {len(data) - position} bytes after the last tensor")
     return tensors

@@ -210,9 +210,7 @@ def check_finite(a: Array, where: str, what: str = "input", original: Any = None
     )
 
 
-def cast_finite(
-    a: Array, backend: backends.Backend, dtype: str, where: str, what: str = "input"
-) -> Array:
+def cast_finite(a: Array, backend: backends.Backend, dtype: str, where: str, what: str) -> Array:
     """A real host or ``backend`` array cast to ``dtype`` on ``backend``, refusing NaN/Inf
     and overflows; checked after the copy (a NumPy check first slows XLA, bench/README.md)."""
     with np.errstate(over="ignore", invalid="ignore"):  # reported by check_finite
@@ -224,13 +222,11 @@ def cast_finite(
     return cast
 
 
-def as_model_input(
-    x: Any, backend: backends.Backend, dtype: str, where: str, first_layer: Any = None
-) -> Array:
+def as_model_input(x: Any, backend: backends.Backend, dtype: str, where: str, layer: Any) -> Array:
     """Host data or a backend array -> checked ``dtype`` array on ``backend``, or ``int32``
-    (:func:`as_indices`) for a first layer with ``integer_input`` (Embedding)."""
-    if getattr(first_layer, "integer_input", False):
-        return as_indices(x, backend, first_layer, where)
+    (:func:`as_indices`) if the first ``layer`` has ``integer_input`` (Embedding)."""
+    if getattr(layer, "integer_input", False):
+        return as_indices(x, backend, layer, where)
     x = _own_array(x, backend, where, "input", ", of shape (n, features)")
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "biuf":
@@ -248,15 +244,12 @@ def as_model_input(
 def check_indices(x: Array, input_dim: int, where: str) -> None:
     """A ValueError naming the first index outside ``[0, input_dim)`` (never a silent
     clamp, as a gather on JAX would do)."""
-    if isinstance(x, np.ndarray):
-        host = x
-    else:
-        backend = backends.backend_of(x)
-        if backend.is_traced(x):
+    host = x
+    if not isinstance(x, np.ndarray):
+        bk = backends.backend_of(x)
+        if bk.is_traced(x) or not bool(bk.xp.any(_out_of_range(x, input_dim, bk.xp))):
             return
-        if not bool(backend.xp.any(_out_of_range(x, input_dim, backend.xp))):
-            return
-        host = backend.to_numpy(x)
+        host = bk.to_numpy(x)
     bad = _out_of_range(host, input_dim, np)
     if not bad.any():
         return
