@@ -71,11 +71,9 @@ def choice(owner: str, name: str, value: Any, options: tuple[str, ...]) -> str:
 
 def shape(owner: str, name: str, value: Any) -> tuple[int, ...]:
     """A shape without the batch axis: an int or a tuple of positive ints."""
-    if _is_int(value):
-        value = (value,)
-    if not (
-        isinstance(value, (tuple, list)) and value and all(_is_int(d) and d > 0 for d in value)
-    ):
+    value = (value,) if _is_int(value) else value
+    ok = isinstance(value, (tuple, list)) and value and all(_is_int(d) and d > 0 for d in value)
+    if not ok:
         raise _refuse(
             owner, name, "a tuple of positive integers, e.g. (784,) or (28, 28, 1)", value
         )

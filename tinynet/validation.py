@@ -102,13 +102,11 @@ def check_labels(labels: Array, num_classes: int, where: str) -> None:
             "(values must be whole numbers)"
         )
     host = host_view(labels)
-    if host is None or host.size == 0:
-        return
-    bad = np.flatnonzero((host < 0) | (host >= num_classes))
-    if bad.size:
+    bad = () if host is None else np.flatnonzero((host < 0) | (host >= num_classes))
+    if len(bad):
         raise ValueError(
             f"{where}: label {host[bad[0]]} at position {bad[0]} is out of range for "
-            f"{classes}; {bad.size} bad label(s) in all"
+            f"{classes}; {len(bad)} bad label(s) in all"
         )
 
 
@@ -155,8 +153,7 @@ def check_input(x: Array, model: Any, where: str) -> None:
     """``x`` must be ``(n, *model.input_shape)`` with ``n >= 1``."""
     shape, expected = tuple(x.shape), model.input_shape
     if shape[1:] != expected:
-        first = model.layers[0]
-        if len(expected) == 1 and type(first).__name__ == "Dense" and len(shape) == 2:
+        if len(expected) == 1 and type(model.layers[0]).__name__ == "Dense" and len(shape) == 2:
             raise ValueError(
                 f"{where}: layer 0 (Dense) expects {expected[0]} input features, i.e. input of "
                 f"shape (n, {expected[0]}), received input of shape {shape}"
