@@ -206,13 +206,12 @@ def _parse(blob: bytes) -> _Checkpoint:
     version = raw.get("format_version")
     if not (isinstance(version, str) and version.isdigit()):
         raise _Bad(f"corrupted metadata: format_version={version!r}")
-    if int(version) > FORMAT_VERSION:
+    if int(version) != FORMAT_VERSION:
+        newer = "; upgrade tinynet" if int(version) > FORMAT_VERSION else ""
         raise _Bad(
             f"was written by format version {int(version)}; this tinynet reads "
-            f"format version {FORMAT_VERSION}; upgrade tinynet"
+            f"format version {FORMAT_VERSION}{newer}"
         )
-    if int(version) != FORMAT_VERSION:
-        raise _Bad(f"unsupported format version {int(version)}")
     missing = [k for k in _META_KEYS if not isinstance(raw.get(k), str)]
     if missing:
         raise _Bad(f"corrupted metadata: missing {', '.join(missing)}")

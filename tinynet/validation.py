@@ -12,6 +12,8 @@ import numpy as np
 from . import backends
 
 Array = Any
+_INTEGER = ("int", "uint")  # the prefixes of integer dtype names
+_REAL = ("float16", "bfloat16", "float32", "float64", "bool")  # and the integers
 
 
 def host_view(a: Array) -> np.ndarray | None:
@@ -27,12 +29,8 @@ def _dtype_name(a: Array) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def _is_integer_name(name: str) -> bool:
-    return name.startswith(("int", "uint"))
-
-
 def _is_real_name(name: str) -> bool:
-    return name in ("float16", "bfloat16", "float32", "float64", "bool") or _is_integer_name(name)
+    return name in _REAL or name.startswith(_INTEGER)
 
 
 def _not_whole(host: np.ndarray) -> np.ndarray:
@@ -88,7 +86,7 @@ def check_labels(labels: Array, num_classes: int, where: str) -> None:
         )
     classes = f"{num_classes} classes (valid labels are 0..{num_classes - 1})"
     name = _dtype_name(labels)
-    if not _is_integer_name(name):
+    if not name.startswith(_INTEGER):
         host = host_view(labels) if name.startswith(("float", "bfloat")) else None
         bad = np.flatnonzero(_not_whole(host)) if host is not None else ()
         if len(bad):
@@ -281,7 +279,7 @@ def as_indices(x: Any, backend: backends.Backend, layer: Any, where: str) -> Arr
                 f"{where}: expects integer indices, but input value {x[pos]} at position {at} "
                 "is not a whole number; pass integer indices, e.g. x.astype('int32')"
             )
-    elif not _is_integer_name(name):
+    elif not name.startswith(_INTEGER):
         shown = x.dtype if isinstance(x, np.ndarray) else name  # "<U3" rather than "str96"
         raise TypeError(
             f"{where}: expects integer indices, received dtype {shown}; pass integer "
