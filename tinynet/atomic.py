@@ -11,9 +11,8 @@ import tempfile
 
 
 def write_atomic(path: str, blob: bytes) -> None:
-    """Temporary file in the target's folder, fsync, then ``os.replace``; on an error the
-    temporary file is removed.  SIGINT is held back throughout, then each one that arrived
-    goes to the handler installed before (only the main thread can install a handler)."""
+    """Temporary file in the target's folder (removed on error), fsync, ``os.replace``; SIGINT
+    held back throughout, then re-raised for the previous handler (main thread only)."""
     folder = os.path.dirname(os.path.abspath(path))
     try:  # keep the permissions of the file being replaced, else the umask's
         mode = stat.S_IMODE(os.stat(path).st_mode)

@@ -1,9 +1,7 @@
 """Checkpoints: a model, its optimizer state and its training position in one
-safetensors file (plain arrays, no code; ``safetensors.numpy.load_file`` reads
-it): tensors ``params.<layer>.<name>``, ``state.<layer>.<name>`` and
-``opt.<path>`` (named as :func:`tinynet.tree.tree_leaves` does), string metadata
-(JSON where not text) ending in a SHA-256 ``checksum``.  See docs/DESIGN.md.
-"""
+safetensors file (no code; ``safetensors.numpy.load_file`` reads its arrays):
+tensors ``params.<layer>.<name>``, ``state.<layer>.<name>``, ``opt.<path>``, string
+metadata (JSON where not text) ending in a SHA-256 ``checksum``; docs/DESIGN.md §6."""
 
 from __future__ import annotations
 
@@ -138,8 +136,7 @@ def _checksum(header: dict[str, Any], data: bytes | memoryview) -> str:
 
 
 def load_into(model: Any, path: str | os.PathLike) -> Any:
-    """Load the checkpoint into the existing ``model`` (same architecture) on its
-    backend; on any failure ``model`` is left unchanged."""
+    """Load the checkpoint into ``model`` (same architecture); ``model`` is unchanged on failure."""
     path = os.fspath(path)
     restore_from(model, read(path), path, "the checkpoint does not fit the model")
     return model
@@ -155,8 +152,7 @@ def saved_dataset(path: str | os.PathLike) -> dict | None:
 
 @contextlib.contextmanager
 def problem(path: str, what: str):
-    """Any exception in the block -> CheckpointError for ``path`` (headed by ``what``
-    and its type unless a :class:`_Bad`)."""
+    """Any exception in the block -> CheckpointError for ``path`` (``what`` heads all but _Bad)."""
     try:
         yield
     except CheckpointError:

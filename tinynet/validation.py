@@ -237,8 +237,7 @@ def as_model_input(x: Any, backend: backends.Backend, dtype: str, where: str, la
 
 
 def check_indices(x: Array, input_dim: int, where: str) -> None:
-    """A ValueError naming the first index outside ``[0, input_dim)`` (never a silent
-    clamp, as a gather on JAX would do)."""
+    """A ValueError naming the first index outside ``[0, input_dim)``, never a silent clamp."""
     host = x
     if not isinstance(x, np.ndarray):
         bk = backends.backend_of(x)
@@ -265,8 +264,7 @@ def _out_of_range(x: Array, input_dim: int, xp: Any) -> Array:
 
 
 def as_indices(x: Any, backend: backends.Backend, layer: Any, where: str) -> Array:
-    """Indices for a first layer like Embedding -> ``int32`` on ``backend``, in
-    ``[0, layer.input_dim)``; float arrays only if every value is whole."""
+    """Indices for a first layer like Embedding -> checked ``int32`` (floats only if whole)."""
     where = f"{where}: layer 0 ({type(layer).__name__})"
     x = _own_array(x, backend, where, "input", " holding integer indices")
     name = _dtype_name(x)
