@@ -10,8 +10,7 @@ import hashlib
 import json
 import os
 import pathlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,8 +45,7 @@ class _Bad(Exception):
     """What is wrong with a checkpoint; :func:`problem` adds the file's path."""
 
 
-@dataclass
-class _Checkpoint:
+class _Checkpoint(NamedTuple):
     meta: dict[str, Any]  # decoded metadata values
     tensors: dict[str, np.ndarray]
 

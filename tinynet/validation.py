@@ -174,11 +174,8 @@ def check_finite(a: Array, where: str, what: str = "input", original: Any = None
     # exact check); a host matrix is summed by BLAS, ``a @ ones`` (faster than a reduction).
     if isinstance(a, np.ndarray):
         with np.errstate(over="ignore", invalid="ignore"):
-            if a.ndim == 2 and a.dtype.char in "fd":
-                total = np.add.reduce(a @ np.ones(a.shape[1], a.dtype))
-            else:
-                total = np.add.reduce(a, axis=None)
-            if np.isfinite(total) or np.isfinite(a).all():
+            rows = a @ np.ones(a.shape[1], a.dtype) if a.ndim == 2 and a.dtype.char in "fd" else a
+            if np.isfinite(np.add.reduce(rows, axis=None)) or np.isfinite(a).all():
                 return
         host = a
     else:
