@@ -254,7 +254,7 @@ def check_indices(x: Array, input_dim: int, where: str) -> None:
 
 
 def _out_of_range(x: Array, input_dim: int, xp: Any) -> Array:
-    """``(x < 0) | (x >= input_dim)``, never comparing with an int beyond ``x``'s dtype."""
+    """``(x < 0) | (x >= input_dim)``, no int beyond ``x``'s dtype (JAX wraps, strict refuses)."""
     if xp.isdtype(x.dtype, "integral") and input_dim > int(xp.iinfo(x.dtype).max):
         return x < 0
     return (x < 0) | (x >= input_dim)
