@@ -1,10 +1,6 @@
-"""Argument checks shared by every public constructor and function.
-
-One rule everywhere: an argument of the wrong type or value raises
-``ValueError`` naming the owner, the argument, what it must be and what was
-received (Keras's "Received: units=0" style).  ``TypeError`` is kept for
-data of the wrong kind (not an array, or an array of another backend).
-"""
+"""Argument checks shared by every public constructor and function: a wrong type or
+value is a ``ValueError`` naming the owner, the argument, what it must be and what was
+received (Keras's "Received: units=0" style); ``TypeError`` is for data of the wrong kind."""
 
 from __future__ import annotations
 
@@ -75,11 +71,9 @@ def choice(owner: str, name: str, value: Any, options: tuple[str, ...]) -> str:
 
 def shape(owner: str, name: str, value: Any) -> tuple[int, ...]:
     """A shape without the batch axis: an int or a tuple of positive ints."""
-    if _is_int(value):
-        value = (value,)
-    if not (
-        isinstance(value, (tuple, list)) and value and all(_is_int(d) and d > 0 for d in value)
-    ):
+    value = (value,) if _is_int(value) else value
+    ok = isinstance(value, (tuple, list)) and value and all(_is_int(d) and d > 0 for d in value)
+    if not ok:
         raise _refuse(
             owner, name, "a tuple of positive integers, e.g. (784,) or (28, 28, 1)", value
         )

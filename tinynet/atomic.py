@@ -1,6 +1,5 @@
-"""Writing a file atomically, even under Ctrl-C: the target is always either
-the old complete file or the new complete file, and nothing is left behind
-(no temp file, no open descriptor), however often SIGINT arrives."""
+"""Writing a file atomically, even under Ctrl-C: the target is always the old or
+the new complete file, and nothing is left behind, however often SIGINT arrives."""
 
 from __future__ import annotations
 
@@ -12,8 +11,8 @@ import tempfile
 
 
 def write_atomic(path: str, blob: bytes) -> None:
-    """Temporary file in the target's folder, fsync, then ``os.replace``, with
-    Ctrl-C held back throughout; on an error the temporary file is removed."""
+    """Temporary file in the target's folder (removed on error), fsync, ``os.replace``; SIGINT
+    held back throughout, then re-raised for the previous handler (main thread only)."""
     folder = os.path.dirname(os.path.abspath(path))
     try:  # keep the permissions of the file being replaced, else the umask's
         mode = stat.S_IMODE(os.stat(path).st_mode)
@@ -21,7 +20,14 @@ def write_atomic(path: str, blob: bytes) -> None:
         umask = os.umask(0o022)
         os.umask(umask)
         mode = 0o666 & ~umask
-    with _sigint_held():
+    held: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    installed = False
+    if previous is not None:  # None: a handler not set from Python, not restorable
+        with contextlib.suppress(ValueError):  # raised outside the main thread
+            signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+            installed = True
+    try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
         try:
             try:
@@ -43,23 +49,6 @@ def write_atomic(path: str, blob: bytes) -> None:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
-
-
-@contextlib.contextmanager
-def _sigint_held():
-    """Hold back SIGINT in the block, then deliver each one that arrived to the
-    handler installed before (Python's default raises KeyboardInterrupt; the
-    one of ``fit`` asks it to stop).  Only the main thread can install a
-    handler; SIGINT never interrupts the other threads."""
-    held: list[int] = []
-    previous = signal.getsignal(signal.SIGINT)
-    installed = False
-    if previous is not None:  # None: a handler not set from Python, not restorable
-        with contextlib.suppress(ValueError):  # raised outside the main thread
-            signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-            installed = True
-    try:
-        yield
     finally:
         if installed:
             signal.signal(signal.SIGINT, previous)

@@ -1,19 +1,7 @@
 """Checkpoints: a model, its optimizer state and its training position in one
-safetensors file (plain arrays, no code; ``safetensors.numpy.load_file`` reads it).
-
-Layout: N (8 bytes, unsigned little-endian), an N-byte JSON header (space
-padded) mapping each tensor name to its dtype code, shape and ``data_offsets``
-and ``__metadata__`` to string values, then the little-endian tensor bytes,
-back to back.  Tensors: ``params.<layer>.<name>``, ``state.<layer>.<name>`` and
-``opt.<path>`` (optimizer state), named as :func:`tinynet.tree.tree_leaves` does.
-Metadata: ``format`` ("tinynet"), ``format_version``, ``tinynet_version``,
-``backend`` (information only), ``dtype``, and as JSON ``config``,
-``optimizer``, ``opt_state`` (the state's nesting, each leaf's dtype and
-shape), ``epoch``, ``step``, ``fit_seed`` (which restore the counter-based
-RNG), optionally ``epoch_progress`` (where an interrupted epoch stopped) and
-``dataset`` (:func:`saved_dataset`); last ``checksum``: ``sha256:<hex>`` of the
-canonical header without it and of the data, so any changed byte is detected.
-"""
+safetensors file (no code; ``safetensors.numpy.load_file`` reads its arrays):
+tensors ``params.<layer>.<name>``, ``state.<layer>.<name>``, ``opt.<path>``, string
+metadata (JSON where not text) ending in a SHA-256 ``checksum``; docs/DESIGN.md §6."""
 
 from __future__ import annotations
 
@@ -22,8 +10,7 @@ import hashlib
 import json
 import os
 import pathlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,9 +27,14 @@ _DTYPES = {  # safetensors dtype code -> little-endian NumPy dtype
     "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?",
 }  # fmt: skip
 _CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
+_COUNTERS = ("epoch", "step", "fit_seed")  # restore the counter-based RNG
 _TEXT_KEYS = ("format", "format_version", "tinynet_version", "backend", "dtype")
-_JSON_KEYS = ("config", "optimizer", "opt_state", "epoch", "step", "fit_seed")
+_JSON_KEYS = ("config", "optimizer", "opt_state", *_COUNTERS)
 _META_KEYS = (*_TEXT_KEYS, *_JSON_KEYS, "checksum")  # all required
+_PROGRESS = {  # where an interrupted epoch stopped, as ``fit`` records it
+    "step": (int,), "n": (int,), "batch_size": (int,), "seed": (int,), "shuffle": (bool,),
+    "loss_sum": (float, int), "metric_sum": (float, int),
+}  # fmt: skip
 
 
 class CheckpointError(Exception):
@@ -53,17 +45,14 @@ class _Bad(Exception):
     """What is wrong with a checkpoint; :func:`problem` adds the file's path."""
 
 
-@dataclass
-class _Checkpoint:
+class _Checkpoint(NamedTuple):
     meta: dict[str, Any]  # decoded metadata values
     tensors: dict[str, np.ndarray]
 
 
 def save(model: Any, path: str | os.PathLike, dataset: dict | None = None) -> None:
-    """Write ``model`` (parameters, state, optimizer and its state, epoch, step
-    and fit seed) to ``path`` atomically: the file is either the old one or the
-    complete new one, never a mix, even if the process dies mid-write.
-    ``dataset``: an optional JSON-able description of the training data."""
+    """Write ``model`` and its training position to ``path`` atomically (the old or the
+    complete new file, never a mix); ``dataset``: a JSON-able description of the data."""
     structure = _structure(model.opt_state)  # first: it refuses non-string keys
     tensors: dict[str, np.ndarray] = {}
     tree = {"params": model.params, "state": model.state, "opt": model.opt_state}
@@ -80,12 +69,11 @@ def save(model: Any, path: str | os.PathLike, dataset: dict | None = None) -> No
         "config": _json(model.get_config()),
         "optimizer": _json(model.optimizer.get_config() if model.optimizer else None),
         "opt_state": _json(structure),
-        **{key: str(int(getattr(model, key))) for key in ("epoch", "step", "fit_seed")},
+        **{key: str(int(getattr(model, key))) for key in _COUNTERS},
     }
-    if dataset is not None:
-        meta["dataset"] = _json(dataset)
-    if model.epoch_progress is not None:
-        meta["epoch_progress"] = _json(model.epoch_progress)
+    for key, value in (("dataset", dataset), ("epoch_progress", model.epoch_progress)):
+        if value is not None:
+            meta[key] = _json(value)
     write_atomic(os.fspath(path), _serialize(meta, tensors))
 
 
@@ -146,9 +134,7 @@ def _checksum(header: dict[str, Any], data: bytes | memoryview) -> str:
 
 
 def load_into(model: Any, path: str | os.PathLike) -> Any:
-    """Load the checkpoint's parameters (and optimizer, its state, epoch, step
-    and fit seed) into the existing ``model`` on its backend.  The architecture
-    must match; on any failure ``model`` is left unchanged."""
+    """Load the checkpoint into ``model`` (same architecture); ``model`` is unchanged on failure."""
     path = os.fspath(path)
     restore_from(model, read(path), path, "the checkpoint does not fit the model")
     return model
@@ -158,15 +144,13 @@ restore = load_into
 
 
 def saved_dataset(path: str | os.PathLike) -> dict | None:
-    """The ``dataset`` given to :func:`save` for the checkpoint at ``path``
-    (``None`` if it has none, as files written before it existed)."""
+    """The ``dataset`` given to :func:`save` for the checkpoint at ``path``, or ``None``."""
     return read(os.fspath(path)).meta.get("dataset")
 
 
 @contextlib.contextmanager
 def problem(path: str, what: str):
-    """Turn any exception in the block into a CheckpointError for ``path``
-    (other than a :class:`_Bad`, after ``what`` and the exception's type)."""
+    """Any exception in the block -> CheckpointError for ``path`` (``what`` heads all but _Bad)."""
     try:
         yield
     except CheckpointError:
@@ -216,13 +200,12 @@ def _parse(blob: bytes) -> _Checkpoint:
     version = raw.get("format_version")
     if not (isinstance(version, str) and version.isdigit()):
         raise _Bad(f"corrupted metadata: format_version={version!r}")
-    if int(version) > FORMAT_VERSION:
+    if int(version) != FORMAT_VERSION:
+        newer = "; upgrade tinynet" if int(version) > FORMAT_VERSION else ""
         raise _Bad(
             f"was written by format version {int(version)}; this tinynet reads "
-            f"format version {FORMAT_VERSION}; upgrade tinynet"
+            f"format version {FORMAT_VERSION}{newer}"
         )
-    if int(version) != FORMAT_VERSION:
-        raise _Bad(f"unsupported format version {int(version)}")
     missing = [k for k in _META_KEYS if not isinstance(raw.get(k), str)]
     if missing:
         raise _Bad(f"corrupted metadata: missing {', '.join(missing)}")
@@ -237,28 +220,18 @@ def _parse(blob: bytes) -> _Checkpoint:
     for key in (*_JSON_KEYS, "epoch_progress", "dataset"):  # the last two are optional
         if key in raw:
             meta[key] = json.loads(raw[key])
-    progress = meta.get("epoch_progress")
-    if progress is not None and not _valid_progress(progress):
+    if meta.get("epoch_progress") is not None and not _valid_progress(meta["epoch_progress"]):
         raise _Bad(f"corrupted metadata: epoch_progress={raw['epoch_progress']!r}")
-    for key in ("epoch", "step", "fit_seed"):
+    for key in _COUNTERS:
         if type(meta[key]) is not int:  # not a bool either
             raise _Bad(f"corrupted metadata: {key}={raw[key]!r} is not an integer")
     return _Checkpoint(meta, tensors)
 
 
 def _valid_progress(progress: Any) -> bool:
-    """An interrupted epoch's position as ``fit`` records it."""
-    kinds = {"step": int, "n": int, "batch_size": int, "seed": int, "shuffle": bool,
-             "loss_sum": float, "metric_sum": float}  # fmt: skip
-    return (
-        isinstance(progress, dict)
-        and set(progress) == set(kinds)
-        and all(
-            type(progress[k]) is t or (t is float and type(progress[k]) is int)
-            for k, t in kinds.items()
-        )  # fmt: skip
-        and progress["step"] > 0
-    )
+    if not (isinstance(progress, dict) and set(progress) == set(_PROGRESS)):
+        return False
+    return all(type(progress[k]) in t for k, t in _PROGRESS.items()) and progress["step"] > 0
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -270,7 +243,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _tensors(header: dict[str, Any], data: memoryview) -> dict[str, np.ndarray]:
     """The tensors, checking every entry and that they tile the data exactly."""
-    spans, tensors = [], {}
+    spans = []
     for name, info in header.items():
         if name == "__metadata__":
             continue
@@ -283,12 +256,9 @@ def _tensors(header: dict[str, Any], data: memoryview) -> dict[str, np.ndarray]:
         dtype, (begin, end) = np.dtype(_DTYPES[info["dtype"]]), info["data_offsets"]
         if end - begin != dtype.itemsize * int(np.prod(info["shape"], dtype=object)):
             raise _Bad(f"corrupted header: tensor {name!r} size does not match its shape")
-        spans.append((begin, end, name))
-        if end <= len(data):
-            arr = np.frombuffer(data[begin:end], dtype=dtype)
-            tensors[name] = arr.astype(dtype.newbyteorder("="), copy=True).reshape(info["shape"])
-    position = 0
-    for begin, end, name in sorted(spans):
+        spans.append((begin, end, name, dtype, info["shape"]))
+    tensors, position = {}, 0
+    for begin, end, name, dtype, shape in sorted(spans):
         if end > len(data):
             raise _Bad(
                 f"truncated: tensor {name!r} needs bytes {begin}..{end} of the "
@@ -297,15 +267,16 @@ def _tensors(header: dict[str, Any], data: memoryview) -> dict[str, np.ndarray]:
         if begin != position:
             raise _Bad(f"corrupted header: tensor {name!r} overlaps or leaves a gap")
         position = end
+        arr = np.frombuffer(data[begin:end], dtype=dtype)
+        tensors[name] = arr.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
     if position != len(data):
         raise _Bad(f"corrupted: {len(data) - position} bytes after the last tensor")
     return tensors
 
 
 def restore_from(model: Any, ckpt: _Checkpoint, path: str, what: str) -> None:
-    """Assign what ``ckpt`` (read from ``path``) holds to ``model`` as arrays
-    of its backend, after checking all of it against the model; ``model`` is
-    unchanged on failure.  ``what`` heads the message of an unexpected error."""
+    """Assign ``ckpt`` (read from ``path``) to ``model`` on its backend once all of it
+    is checked; ``model`` is unchanged on failure.  ``what`` heads unexpected errors."""
     meta, tensors = ckpt.meta, dict(ckpt.tensors)
     with problem(path, what):
         if len(model.params) != len(meta["config"]["layers"]):
@@ -313,8 +284,8 @@ def restore_from(model: Any, ckpt: _Checkpoint, path: str, what: str) -> None:
                 f"the checkpoint has {len(meta['config']['layers'])} layers, "
                 f"the model has {len(model.params)}"
             )
-        params = _layer_arrays(model, model.params, "params", "parameter", tensors)
-        state = _layer_arrays(model, model.state, "state", "state entry", tensors)
+        params = _layer_arrays(model, "params", "parameter", tensors)
+        state = _layer_arrays(model, "state", "state entry", tensors)
         optimizer = opt_state = None
         if meta["optimizer"] is not None:
             from . import optimizers
@@ -323,7 +294,7 @@ def restore_from(model: Any, ckpt: _Checkpoint, path: str, what: str) -> None:
                 optimizer = optimizers.get(meta["optimizer"])
                 init = optimizer.init(params)
                 expected = {n: tuple(a.shape) for n, a in tree_leaves(init, "opt.")}
-            opt_state = _rebuild(meta["opt_state"], "opt.", tensors, model.backend)
+            opt_state = _rebuild(meta["opt_state"], "opt.", tensors, model)
             found = {n: tuple(a.shape) for n, a in tree_leaves(opt_state, "opt.")}
             if found != expected:
                 raise _Bad(
@@ -336,57 +307,46 @@ def restore_from(model: Any, ckpt: _Checkpoint, path: str, what: str) -> None:
     model.state = state
     model.optimizer = optimizer
     model.opt_state = opt_state
-    model.epoch = meta["epoch"]
-    model.step = meta["step"]
-    model.fit_seed = meta["fit_seed"]
+    for key in _COUNTERS:
+        setattr(model, key, meta[key])
     model.epoch_progress = meta.get("epoch_progress")
 
 
-def _layer_arrays(model, tree, kind, what, tensors) -> list[dict[str, Any]]:
-    """``tree`` (the model's params or state) with every array taken from
-    ``tensors`` (``<kind>.<layer>.<name>``), checked against its shape and dtype."""
-    out = []
-    for i, layer in enumerate(tree):
-        new = {}
-        for name, current in layer.items():
-            key = f"{kind}.{i}.{name}"
-            arr = tensors.pop(key, None)
-            if arr is None:
-                raise _Bad(f"missing {what} {key}")
-            if arr.shape != tuple(current.shape):
-                raise _Bad(
-                    f"{what} {key} has shape {arr.shape} in the checkpoint "
-                    f"but the model expects {tuple(current.shape)}"
-                )
-            if arr.dtype.name != model.dtype:
-                raise _Bad(
-                    f"{what} {key} is {arr.dtype.name} in the checkpoint but "
-                    f"the model is {model.dtype}"
-                )
-            new[name] = model.backend.asarray(arr, dtype=arr.dtype.name)
-        out.append(new)
-    return out
+def _take(tensors: dict, name: str, what: str, shape: Any, dtype: str, model: Any) -> Any:
+    """``tensors.pop(name)`` on ``model``'s backend, checked against ``shape`` and ``dtype``."""
+    arr = tensors.pop(name, None)
+    if arr is None:
+        raise _Bad(f"missing {what} {name}")
+    shape = tuple(shape)
+    if arr.shape != shape:
+        raise _Bad(f"{what} {name} has shape {arr.shape} in the checkpoint, expected {shape}")
+    if arr.dtype.name != dtype:
+        raise _Bad(f"{what} {name} is {arr.dtype.name} in the checkpoint, expected {dtype}")
+    return model.backend.asarray(arr, dtype=dtype)
 
 
-def _rebuild(spec: Any, prefix: str, tensors: dict[str, np.ndarray], bk: Any) -> Any:
+def _layer_arrays(model: Any, kind: str, what: str, tensors: dict) -> list[dict[str, Any]]:
+    """The model's ``params`` or ``state`` (``kind``), each array taken from ``tensors``."""
+    return [
+        {
+            n: _take(tensors, f"{kind}.{i}.{n}", what, a.shape, model.dtype, model)
+            for n, a in layer.items()
+        }
+        for i, layer in enumerate(getattr(model, kind))
+    ]
+
+
+def _rebuild(spec: Any, prefix: str, tensors: dict[str, np.ndarray], model: Any) -> Any:
     """The optimizer state from its structure, taking its leaves from ``tensors``."""
     if spec is None:
         return None
     kind = spec["type"]
     if kind == "dict":
-        return {k: _rebuild(v, f"{prefix}{k}.", tensors, bk) for k, v in spec["items"].items()}
+        return {k: _rebuild(v, f"{prefix}{k}.", tensors, model) for k, v in spec["items"].items()}
     if kind in ("list", "tuple"):
-        items = [_rebuild(v, f"{prefix}{i}.", tensors, bk) for i, v in enumerate(spec["items"])]
+        items = [_rebuild(v, f"{prefix}{i}.", tensors, model) for i, v in enumerate(spec["items"])]
         return items if kind == "list" else tuple(items)
     if kind != "array":
         raise _Bad(f"corrupted optimizer state structure: {spec!r}")
-    name = prefix[:-1]
-    arr = tensors.pop(name, None)
-    if arr is None:
-        raise _Bad(f"missing optimizer state tensor {name}")
-    if arr.dtype.name != spec["dtype"] or list(arr.shape) != spec["shape"]:
-        raise _Bad(
-            f"optimizer state {name} is {arr.dtype.name}{list(arr.shape)}, "
-            f"expected {spec['dtype']}{spec['shape']}"
-        )
-    return bk.asarray(arr, dtype=arr.dtype.name)
+    what = "optimizer state tensor"
+    return _take(tensors, prefix[:-1], what, spec["shape"], spec["dtype"], model)

@@ -1,10 +1,6 @@
-"""Input checks that run before any device work, with errors that say what
-was wrong, what was expected and how to fix it.
-
-Every check gives the same exception type on every backend: the values are
-looked at on the host (or reduced to one flag on the device) before any
-step runs.  Inside ``jit`` (traced arrays) only shapes and dtypes are checked.
-"""
+"""Data checks before any step runs, the same error on every backend (values
+read on the host or reduced to one flag on the device; inside ``jit`` only shapes
+and dtypes), saying what was wrong, what was expected and how to fix it."""
 
 from __future__ import annotations
 
@@ -16,6 +12,8 @@ import numpy as np
 from . import backends
 
 Array = Any
+_INTEGER = ("int", "uint")  # the prefixes of integer dtype names
+_REAL = ("float16", "bfloat16", "float32", "float64", "bool")  # and the integers
 
 
 def host_view(a: Array) -> np.ndarray | None:
@@ -31,12 +29,8 @@ def _dtype_name(a: Array) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def _is_integer_name(name: str) -> bool:
-    return name.startswith(("int", "uint"))
-
-
 def _is_real_name(name: str) -> bool:
-    return name in ("float16", "bfloat16", "float32", "float64", "bool") or _is_integer_name(name)
+    return name in _REAL or name.startswith(_INTEGER)
 
 
 def _not_whole(host: np.ndarray) -> np.ndarray:
@@ -45,15 +39,13 @@ def _not_whole(host: np.ndarray) -> np.ndarray:
 
 
 def _first(mask: np.ndarray) -> tuple[tuple[int, ...], str]:
-    """The index of the first True in ``mask`` and how messages name it:
-    ``"2"`` for ``(2,)``, ``"(2, 1)"`` for ``(2, 1)``, ``"()"`` in a 0-d array."""
+    """The index of the first True in ``mask`` and its name in messages: "2" or "(2, 1)"."""
     pos = tuple(int(i) for i in np.argwhere(mask)[0])
     return pos, str(pos[0]) if len(pos) == 1 else str(pos)
 
 
 def _own_array(a: Any, backend: Any, where: str, what: str, expected: str = "") -> Array:
-    """``a`` if it is a NumPy array or an array of ``backend`` (a list or tuple
-    as a NumPy array), else a ``TypeError``; ``what`` is "input" or "targets"."""
+    """``a`` if a NumPy array (or a list, tuple) or an array of ``backend``, else a TypeError."""
     if isinstance(a, (list, tuple)):
         return np.asarray(a)
     if isinstance(a, np.ndarray):
@@ -76,8 +68,7 @@ def _own_array(a: Any, backend: Any, where: str, what: str, expected: str = "") 
 
 
 def check_labels(labels: Array, num_classes: int, where: str) -> None:
-    """Integer class labels of shape ``(n,)`` in ``[0, num_classes)``, else a
-    ``ValueError`` naming the number of classes and any first bad value."""
+    """Integer class labels of shape ``(n,)`` in ``[0, num_classes)``, else a ValueError."""
     shape = tuple(labels.shape)
     if len(shape) != 1:
         if len(shape) == 2 and shape[1] == 1:
@@ -95,7 +86,7 @@ def check_labels(labels: Array, num_classes: int, where: str) -> None:
         )
     classes = f"{num_classes} classes (valid labels are 0..{num_classes - 1})"
     name = _dtype_name(labels)
-    if not _is_integer_name(name):
+    if not name.startswith(_INTEGER):
         host = host_view(labels) if name.startswith(("float", "bfloat")) else None
         bad = np.flatnonzero(_not_whole(host)) if host is not None else ()
         if len(bad):
@@ -109,19 +100,16 @@ def check_labels(labels: Array, num_classes: int, where: str) -> None:
             "(values must be whole numbers)"
         )
     host = host_view(labels)
-    if host is None or host.size == 0:
-        return
-    bad = np.flatnonzero((host < 0) | (host >= num_classes))
-    if bad.size:
+    bad = () if host is None else np.flatnonzero((host < 0) | (host >= num_classes))
+    if len(bad):
         raise ValueError(
             f"{where}: label {host[bad[0]]} at position {bad[0]} is out of range for "
-            f"{classes}; {bad.size} bad label(s) in all"
+            f"{classes}; {len(bad)} bad label(s) in all"
         )
 
 
 def check_loss_inputs(loss: Any, y_true: Array, y_pred: Array) -> Array:
-    """Check shapes/dtypes for ``loss(y_true, y_pred)``; returns ``y_true``
-    ready for the maths (cast to ``y_pred``'s dtype unless labels)."""
+    """Check ``loss(y_true, y_pred)``'s inputs; ``y_true`` in ``y_pred``'s dtype unless labels."""
     name = type(loss).__name__
     pred_dtype = _dtype_name(y_pred)
     if pred_dtype not in ("float32", "float64"):
@@ -163,8 +151,7 @@ def check_input(x: Array, model: Any, where: str) -> None:
     """``x`` must be ``(n, *model.input_shape)`` with ``n >= 1``."""
     shape, expected = tuple(x.shape), model.input_shape
     if shape[1:] != expected:
-        first = model.layers[0]
-        if len(expected) == 1 and type(first).__name__ == "Dense" and len(shape) == 2:
+        if len(expected) == 1 and type(model.layers[0]).__name__ == "Dense" and len(shape) == 2:
             raise ValueError(
                 f"{where}: layer 0 (Dense) expects {expected[0]} input features, i.e. input of "
                 f"shape (n, {expected[0]}), received input of shape {shape}"
@@ -181,20 +168,14 @@ def check_input(x: Array, model: Any, where: str) -> None:
 
 
 def check_finite(a: Array, where: str, what: str = "input", original: Any = None) -> None:
-    """Raise ``ValueError`` naming the first NaN/Inf of the float array ``a``;
-    if it was finite in ``original`` (the data ``a`` was cast from), as an
-    overflow of the cast.  Skipped inside ``jit``; a device reads back one
-    flag unless something is wrong."""
-    # A finite sum proves every value finite in one pass (a sum that overflows
-    # falls through to the exact check).  A host data matrix is summed by BLAS,
-    # ``a @ ones`` (both cores, several times faster than a reduction).
+    """A ValueError naming the first NaN/Inf of ``a``, as an overflow of the cast if it
+    is finite in ``original`` (the data ``a`` was cast from)."""
+    # A finite sum proves every value finite in one pass (an overflow falls through to the
+    # exact check); a host matrix is summed by BLAS, ``a @ ones`` (faster than a reduction).
     if isinstance(a, np.ndarray):
         with np.errstate(over="ignore", invalid="ignore"):
-            if a.ndim == 2 and a.dtype.char in "fd":
-                total = np.add.reduce(a @ np.ones(a.shape[1], a.dtype))
-            else:
-                total = np.add.reduce(a, axis=None)
-            if np.isfinite(total) or np.isfinite(a).all():
+            rows = a @ np.ones(a.shape[1], a.dtype) if a.ndim == 2 and a.dtype.char in "fd" else a
+            if np.isfinite(np.add.reduce(rows, axis=None)) or np.isfinite(a).all():
                 return
         host = a
     else:
@@ -221,13 +202,9 @@ def check_finite(a: Array, where: str, what: str = "input", original: Any = None
     )
 
 
-def cast_finite(
-    a: Array, backend: backends.Backend, dtype: str, where: str, what: str = "input"
-) -> Array:
-    """A real-valued host or ``backend`` array (the caller checks both) cast to
-    ``dtype`` on ``backend``, refusing NaN/Inf and values the cast overflows.
-    Host data is checked after the copy: a NumPy check before a copy to JAX
-    left OpenBLAS's threads spinning, slowing XLA on 2 cores (bench/README.md)."""
+def cast_finite(a: Array, backend: backends.Backend, dtype: str, where: str, what: str) -> Array:
+    """A real host or ``backend`` array cast to ``dtype`` on ``backend``, refusing NaN/Inf
+    and overflows; checked after the copy (a NumPy check first slows XLA, bench/README.md)."""
     with np.errstate(over="ignore", invalid="ignore"):  # reported by check_finite
         if isinstance(a, np.ndarray):
             cast = backend.asarray(a if a.dtype == np.dtype(dtype) else a.astype(dtype))
@@ -237,15 +214,11 @@ def cast_finite(
     return cast
 
 
-def as_model_input(
-    x: Any, backend: backends.Backend, dtype: str, where: str, first_layer: Any = None
-) -> Array:
-    """Host data or a backend array -> checked ``dtype`` array on ``backend``
-    (:func:`cast_finite`); other than real dtypes raise ``TypeError``.  A first
-    layer taking integer indices (``integer_input``: Embedding) gets ``int32``
-    instead (:func:`as_indices`)."""
-    if getattr(first_layer, "integer_input", False):
-        return as_indices(x, backend, first_layer, where)
+def as_model_input(x: Any, backend: backends.Backend, dtype: str, where: str, layer: Any) -> Array:
+    """Host data or a backend array -> checked ``dtype`` array on ``backend``, or ``int32``
+    (:func:`as_indices`) if the first ``layer`` has ``integer_input`` (Embedding)."""
+    if getattr(layer, "integer_input", False):
+        return as_indices(x, backend, layer, where)
     x = _own_array(x, backend, where, "input", ", of shape (n, features)")
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "biuf":
@@ -261,19 +234,13 @@ def as_model_input(
 
 
 def check_indices(x: Array, input_dim: int, where: str) -> None:
-    """Integer indices must lie in ``[0, input_dim)``: a ``ValueError`` naming
-    the first bad value and its position otherwise (never a silent clamp, as
-    a gather on JAX would do).  Skipped inside ``jit``; on a device only one
-    flag is read back unless something is wrong."""
-    if isinstance(x, np.ndarray):
-        host = x
-    else:
-        backend = backends.backend_of(x)
-        if backend.is_traced(x):
+    """A ValueError naming the first index outside ``[0, input_dim)``, never a silent clamp."""
+    host = x
+    if not isinstance(x, np.ndarray):
+        bk = backends.backend_of(x)
+        if bk.is_traced(x) or not bool(bk.xp.any(_out_of_range(x, input_dim, bk.xp))):
             return
-        if not bool(backend.xp.any(_out_of_range(x, input_dim, backend.xp))):
-            return
-        host = backend.to_numpy(x)
+        host = bk.to_numpy(x)
     bad = _out_of_range(host, input_dim, np)
     if not bad.any():
         return
@@ -287,17 +254,14 @@ def check_indices(x: Array, input_dim: int, where: str) -> None:
 
 
 def _out_of_range(x: Array, input_dim: int, xp: Any) -> Array:
-    """``(x < 0) | (x >= input_dim)``, with no Python int beyond ``x``'s dtype
-    (JAX would wrap it, array-api-strict refuse it)."""
+    """``(x < 0) | (x >= input_dim)``, no int beyond ``x``'s dtype (JAX wraps, strict refuses)."""
     if xp.isdtype(x.dtype, "integral") and input_dim > int(xp.iinfo(x.dtype).max):
         return x < 0
     return (x < 0) | (x >= input_dim)
 
 
 def as_indices(x: Any, backend: backends.Backend, layer: Any, where: str) -> Array:
-    """Input of a model whose first layer takes integer indices (Embedding) ->
-    ``int32`` on ``backend``, in ``[0, layer.input_dim)``.  Float arrays are
-    accepted only if every value is whole; refusals name the first bad value."""
+    """Indices for a first layer like Embedding -> checked ``int32`` (floats only if whole)."""
     where = f"{where}: layer 0 ({type(layer).__name__})"
     x = _own_array(x, backend, where, "input", " holding integer indices")
     name = _dtype_name(x)
@@ -310,7 +274,7 @@ def as_indices(x: Any, backend: backends.Backend, layer: Any, where: str) -> Arr
                 f"{where}: expects integer indices, but input value {x[pos]} at position {at} "
                 "is not a whole number; pass integer indices, e.g. x.astype('int32')"
             )
-    elif not _is_integer_name(name):
+    elif not name.startswith(_INTEGER):
         shown = x.dtype if isinstance(x, np.ndarray) else name  # "<U3" rather than "str96"
         raise TypeError(
             f"{where}: expects integer indices, received dtype {shown}; pass integer "
@@ -323,8 +287,7 @@ def as_indices(x: Any, backend: backends.Backend, layer: Any, where: str) -> Arr
 
 
 def prepare_targets(model: Any, y: Any, loss: Any, n: int, where: str) -> Array:
-    """Targets ``y`` -> array on the model's backend, checked against ``loss``
-    and the model's output shape."""
+    """Targets -> array on the model's backend, checked against ``loss`` and the output shape."""
     backend = model.backend
     y = _own_array(y, backend, where, "targets")
     if len(y.shape) == 0 or y.shape[0] != n:
