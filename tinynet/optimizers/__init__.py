@@ -1,9 +1,6 @@
 """Optimizers as pure functions over the parameter tree: ``state =
-opt.init(params)``, then ``params, state = opt.update(grads, state, params)``.
-
-Each is its rule for one array (``rules.py``) lifted to the tree in one place
-(``base.py``, which also documents the common arguments).
-"""
+opt.init(params)``, then ``params, state = opt.update(grads, state, params)``
+(common arguments: ``base.py``)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
-"""The optimizer base: per-array update rules lifted to the parameter tree.
-
-The tree is a model's parameters, one dict per layer (``[{"W": W, "b": b},
-{}]``).  ``state`` holds arrays only, in plain dicts and lists (a pytree,
-saved as is by checkpoints): a 0-d int32 ``"step"`` counter and one tree per
-slot.  ``update`` is pure (it never writes into its inputs, reads no host
-values and branches only on configuration), so it runs inside ``jax.jit``;
-every parameter keeps its dtype.  The equations are Keras 3's.
+"""The optimizer base: per-array update rules lifted to the parameter tree
+(docs/DESIGN.md, section 4).  ``update`` is pure, keeps every parameter's dtype
+and runs inside ``jax.jit``; ``state`` is a pytree of arrays: a 0-d int32
+``"step"`` and one tree per slot.
 
 Common arguments: ``lr`` (alias ``learning_rate``) is a positive float, a
 :mod:`tinynet.schedules` schedule or a callable ``lr(step) -> 0-d array`` of
@@ -57,14 +53,12 @@ def _clip_by_global_norm(xp: Any, grads: Params, clipnorm: float) -> Params:
 
 
 class Optimizer:
-    """Base class.  Subclasses define:
-
-    * ``_hyper``: ``{name: check}`` of the other hyperparameters, passed to
-      ``__init__`` in this order, stored checked and listed in the config;
-    * ``_slots``: names of the per-parameter state trees (start: ``_slot_init``);
-    * ``_rate(xp, step, new_step, dtype)``: the step size (default: the lr);
-    * ``_leaf(xp, -rate, p, g, *slots) -> (new_p, *new_slots)``: the rule for
-      ONE array, which :meth:`update` lifts to the tree.
+    """Base class.  Subclasses define ``_hyper`` (``{name: check}`` of the other
+    hyperparameters: ``__init__``'s arguments in order, stored checked, in the
+    config), ``_slots`` (the per-parameter state trees, from ``_slot_init``),
+    ``_rate(xp, step, new_step, dtype)`` (the step size; default: the lr) and
+    ``_leaf(xp, -rate, p, g, *slots) -> (new_p, *new_slots)``, the rule for
+    ONE array; their ``__init__`` ends with ``self._frozen = True``.
     """
 
     _hyper: ClassVar[dict[str, Callable[[str, str, Any], Any]]] = {}
@@ -98,9 +92,6 @@ class Optimizer:
         self.weight_decay = non_negative(owner, "weight_decay", weight_decay)
         for (name, check), value in zip(self._hyper.items(), hyper, strict=True):
             setattr(self, name, check(owner, name, value))
-
-    def _freeze(self) -> None:
-        object.__setattr__(self, "_frozen", True)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if self.__dict__.get("_frozen", False):
@@ -153,6 +144,10 @@ class Optimizer:
                     tree[i][key] = new
         return new_params, {"step": new_step, **dict(zip(self._slots, new_slots, strict=True))}
 
+    def _settings(self) -> dict[str, Any]:
+        keys = ("lr", *self._hyper, "weight_decay", "clipnorm")
+        return {key: getattr(self, key) for key in keys}
+
     def get_config(self) -> dict[str, Any]:
         """A JSON-able dict: ``class_name``, ``lr`` and every hyperparameter."""
         lr = self.lr
@@ -163,9 +158,7 @@ class Optimizer:
                 f"{type(self).__name__}.get_config: the learning rate {lr!r} is a plain "
                 "callable and cannot be serialised; use a tinynet.schedules schedule"
             )
-        config = {"class_name": type(self).__name__, "lr": lr}
-        config.update((key, getattr(self, key)) for key in self._hyper)
-        return {**config, "weight_decay": self.weight_decay, "clipnorm": self.clipnorm}
+        return {"class_name": type(self).__name__, **self._settings(), "lr": lr}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Optimizer:
@@ -187,13 +180,9 @@ class Optimizer:
         return cls(**config)
 
     def __repr__(self) -> str:
-        args = [f"lr={self.lr!r}"]
-        args += [f"{k}={getattr(self, k)!r}" for k in self._hyper]
-        if self.weight_decay:
-            args.append(f"weight_decay={self.weight_decay!r}")
-        if self.clipnorm is not None:
-            args.append(f"clipnorm={self.clipnorm!r}")
-        return f"{type(self).__name__}({', '.join(args)})"
+        # weight_decay and clipnorm only when set
+        shown = [(k, v) for k, v in self._settings().items() if v or k in ("lr", *self._hyper)]
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown)})"
 
     def _lr_at(self, xp: Any, step: Array, dtype: Any) -> Any:
         """The learning rate for this update: a Python float or 0-d ``dtype`` array."""
