@@ -4,9 +4,7 @@
 losses), ``loss.grad(y_true, y_pred)`` is ``dL/dy_pred``.  As in Keras,
 probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` and categorical
 predictions renormalised to sum to 1; the gradients include both (0 where
-clipped).  A ``Softmax``/``Sigmoid`` last layer followed by the matching
-cross-entropy is fused (``core.fused_head``, as TF-Keras): its gradient is
-``probs - targets``, exact even where the clipped formula saturates.
+clipped).  The fused Softmax/Sigmoid head: docs/DESIGN.md, section 3.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import backends
+from . import arguments, backends
 from .layers.activations import log_softmax, sigmoid, softmax
 from .validation import check_labels, check_loss_inputs
 
@@ -176,9 +174,7 @@ class Huber(Loss):
     """Keras's Huber: ``0.5 e**2`` for ``|e| <= delta``, else ``delta (|e| - 0.5 delta)``."""
 
     def __init__(self, delta: float = 1.0) -> None:
-        if not isinstance(delta, (int, float)) or not delta > 0:
-            raise ValueError(f"Huber: delta must be a number > 0, received delta={delta!r}")
-        self.delta = float(delta)
+        self.delta = arguments.positive("Huber", "delta", delta)
 
     def value_and_grad(self, xp, y_true, y_pred):
         n = math.prod(y_pred.shape)

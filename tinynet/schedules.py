@@ -1,10 +1,7 @@
-"""Learning-rate schedules: ``schedule(step, dtype=None) -> lr``, a 0-d array.
-
-``step`` is the optimizer's step counter, 0 at the first update (a 0-d
-integer array; a Python int is placed on the current backend).  ``lr`` is
-computed in ``dtype`` (default: the backend's default float) with no host
-transfer or branching on values, so it runs inside ``jax.jit``.
-"""
+"""Learning-rate schedules: ``schedule(step, dtype=None) -> lr``, a 0-d array of
+``dtype`` (default: the backend's default float) at the optimizer's step counter
+``step`` (0 first; a 0-d integer array, or a Python int placed on the current
+backend), with no host transfer or branching on values, so it runs inside ``jax.jit``."""
 
 from __future__ import annotations
 

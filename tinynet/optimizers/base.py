@@ -41,17 +41,6 @@ def _per_dtype(compute: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda dtype: cache[dtype] if dtype in cache else cache.setdefault(dtype, compute(dtype))
 
 
-def _clip_by_global_norm(xp: Any, grads: Params, clipnorm: float) -> Params:
-    """``grads * min(1, clipnorm / global_norm)`` with no host round trip."""
-    flat = [xp.reshape(g, (-1,)) for layer in grads for g in layer.values()]
-    if not flat:
-        return grads
-    squares = [xp.vecdot(f, f) for f in flat]
-    # Exactly 1 when norm <= clipnorm, no division by zero, NaN norms propagate.
-    scale = clipnorm / xp.maximum(xp.sqrt(sum(squares[1:], squares[0])), clipnorm)
-    return [{k: g * _as_dtype(xp, scale, g.dtype) for k, g in layer.items()} for layer in grads]
-
-
 class Optimizer:
     """Base class.  Subclasses define ``_hyper`` (``{name: check}`` of the other
     hyperparameters: ``__init__``'s arguments in order, stored checked, in the
@@ -124,13 +113,19 @@ class Optimizer:
         step = state["step"]
         xp = backends.namespace(step)
         new_step = xp.asarray(step + 1)
-        if self.clipnorm is not None:
-            grads = _clip_by_global_norm(xp, grads, self.clipnorm)
+        if self.clipnorm is not None and any(grads):  # grads * min(1, clipnorm / global_norm)
+            flat = [xp.reshape(g, (-1,)) for layer in grads for g in layer.values()]
+            squares = [xp.vecdot(f, f) for f in flat]
+            # Exactly 1 when norm <= clipnorm, no division by zero, NaN norms propagate.
+            norm = xp.sqrt(sum(squares[1:], squares[0]))
+            scale = self.clipnorm / xp.maximum(norm, self.clipnorm)
+            grads = [
+                {k: g * _as_dtype(xp, scale, g.dtype) for k, g in layer.items()} for layer in grads
+            ]
         neg_rate = _per_dtype(lambda dtype: -self._rate(xp, step, new_step, dtype))
         keep = _per_dtype(lambda dtype: 1.0 - self._lr_at(xp, step, dtype) * self.weight_decay)
         slots = [state[name] for name in self._slots]
-        new_params: Params = [{} for _ in params]
-        new_slots: list[Params] = [[{} for _ in params] for _ in slots]
+        new: list[Params] = [[{} for _ in params] for _ in range(1 + len(slots))]  # params, slots
         for i, layer in enumerate(params):
             for key, p in layer.items():
                 g = _as_dtype(xp, grads[i][key], p.dtype)
@@ -139,10 +134,9 @@ class Optimizer:
                 out = self._leaf(xp, neg_rate(p.dtype), p, g, *[s[i][key] for s in slots])
                 if p.ndim == 0:  # NumPy turns 0-d results into scalars
                     out = tuple(xp.asarray(o) for o in out)
-                new_params[i][key] = out[0]
-                for tree, new in zip(new_slots, out[1:], strict=True):
-                    tree[i][key] = new
-        return new_params, {"step": new_step, **dict(zip(self._slots, new_slots, strict=True))}
+                for tree, value in zip(new, out, strict=True):
+                    tree[i][key] = value
+        return new[0], {"step": new_step, **dict(zip(self._slots, new[1:], strict=True))}
 
     def _settings(self) -> dict[str, Any]:
         keys = ("lr", *self._hyper, "weight_decay", "clipnorm")

@@ -22,12 +22,10 @@ def _ema(old: Array, new: Array, c: float) -> Array:
 class SGD(Optimizer):
     """SGD with optional momentum (slot ``velocity``) and time decay::
 
-        no momentum:  p = p - lr_t * g,  where lr_t = lr / (1 + decay * step)
-        momentum:     v = momentum * v - lr_t * g;  p = p + v
-        nesterov:     v as above;  p = p + momentum * v - lr_t * g
-
-    Equals ``optax.sgd`` for a constant rate (Keras scales each gradient by
-    the rate of its own step)."""
+    no momentum:  p = p - lr_t * g,  where lr_t = lr / (1 + decay * step)
+    momentum:     v = momentum * v - lr_t * g;  p = p + v
+    nesterov:     v as above;  p = p + momentum * v - lr_t * g
+    """
 
     _hyper = {"momentum": unit, "nesterov": boolean, "decay": non_negative}
     _default_lr = 0.01
@@ -162,8 +160,7 @@ class Adam(Optimizer):
         p     = p - alpha * m / (sqrt(v) + epsilon)
 
     Epsilon is added to ``sqrt`` of the *uncorrected* v (optax: of the corrected
-    v, as is its AMSGrad maximum).  ``1 - beta**t`` is ``-expm1(t * log(beta))``,
-    accurate in float32.
+    v, as is its AMSGrad maximum).
     """
 
     _hyper = {"beta_1": unit, "beta_2": unit, "epsilon": positive, "amsgrad": boolean}
@@ -183,7 +180,7 @@ class Adam(Optimizer):
         super().__init__(
             lr, learning_rate, clipnorm, weight_decay, beta_1, beta_2, epsilon, amsgrad
         )
-        # None: beta is 0, no bias correction.
+        # 1 - beta**t as -expm1(t * log(beta)), accurate in float32; None: beta 0, no correction
         self._log_b1 = math.log(self.beta_1) if self.beta_1 > 0 else None
         self._log_b2 = math.log(self.beta_2) if self.beta_2 > 0 else None
         self._slots = ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
