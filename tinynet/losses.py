@@ -4,8 +4,7 @@
 losses), ``loss.grad(y_true, y_pred)`` is ``dL/dy_pred``.  As in Keras,
 probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` and categorical
 predictions renormalised to sum to 1; the gradients include both (0 where
-clipped).  The fused Softmax/Sigmoid head: docs/DESIGN.md, section 3.
-"""
+clipped).  The fused Softmax/Sigmoid head: docs/DESIGN.md, section 3."""
 
 from __future__ import annotations
 

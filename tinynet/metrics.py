@@ -18,11 +18,8 @@ class Accuracy:
     argmax), ``"categorical"`` (argmax vs argmax) or ``"binary"`` (``y_pred >
     0.5`` vs ``y_true > 0.5``, elementwise)."""
 
-    name = "accuracy"
-
     def __init__(self, kind: str, from_logits: bool = False) -> None:
         self.kind = arguments.choice("Accuracy", "kind", kind, ("sparse", "categorical", "binary"))
-        self.from_logits = from_logits
         self._cut = 0.0 if from_logits else 0.5  # sigmoid(0) = 0.5
 
     def count(self, xp: Any, y_true: Array, y_out: Array) -> Array:

@@ -81,8 +81,7 @@ class StepDecay(Schedule):
 class ExponentialDecay(Schedule):
     """``initial * decay_rate ** (step / decay_steps)``, the exponent floored if
     ``staircase`` (Keras' ``ExponentialDecay``), as ``exp(p * log(decay_rate))``
-    with the log in double precision (Keras' float32 rate drifts by ~1e-4
-    relative after 10^4 steps)."""
+    with the log in double precision (Keras' float32 rate drifts)."""
 
     _checks = dict(initial=positive, decay_steps=positive, decay_rate=positive, staircase=boolean)
 

@@ -47,7 +47,7 @@ class Optimizer:
     config), ``_slots`` (the per-parameter state trees, from ``_slot_init``),
     ``_rate(xp, step, new_step, dtype)`` (the step size; default: the lr) and
     ``_leaf(xp, -rate, p, g, *slots) -> (new_p, *new_slots)``, the rule for
-    ONE array; their ``__init__`` ends with ``self._frozen = True``.
+    ONE array.  Public attributes are frozen once ``Optimizer.__init__`` ends.
     """
 
     _hyper: ClassVar[dict[str, Callable[[str, str, Any], Any]]] = {}
@@ -81,9 +81,10 @@ class Optimizer:
         self.weight_decay = non_negative(owner, "weight_decay", weight_decay)
         for (name, check), value in zip(self._hyper.items(), hyper, strict=True):
             setattr(self, name, check(owner, name, value))
+        self._frozen = True  # subclasses may still set private (derived) attributes
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if self.__dict__.get("_frozen", False):
+        if self.__dict__.get("_frozen", False) and not name.startswith("_"):
             raise AttributeError(
                 f"{type(self).__name__}: hyperparameters are fixed at construction "
                 f"(cannot set {name!r}); build a new optimizer, e.g. "

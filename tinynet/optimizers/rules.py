@@ -43,7 +43,6 @@ class SGD(Optimizer):
     ) -> None:
         super().__init__(lr, learning_rate, clipnorm, weight_decay, momentum, nesterov, decay)
         self._slots = ("velocity",) if self.momentum > 0 else ()
-        self._frozen = True
 
     def _rate(self, xp: Any, step: Array, new_step: Array, dtype: Any) -> Any:
         lr = self._lr_at(xp, step, dtype)
@@ -89,7 +88,6 @@ class Adagrad(Optimizer):
             lr, learning_rate, clipnorm, weight_decay, epsilon, initial_accumulator_value
         )
         self._slot_init = self.initial_accumulator_value
-        self._frozen = True
 
     def _leaf(self, xp: Any, neg_rate: Any, p: Array, g: Array, *slots: Array) -> tuple:
         acc = g * g
@@ -130,7 +128,6 @@ class RMSprop(Optimizer):
         )
         used = {"mean_square": True, "mean_grad": self.centered, "momentum": self.momentum > 0}
         self._slots = tuple(name for name, use in used.items() if use)
-        self._frozen = True
 
     def _leaf(self, xp: Any, neg_rate: Any, p: Array, g: Array, *slots: Array) -> tuple:
         ms = _ema(slots[0], g * g, 1.0 - self.rho)
@@ -160,8 +157,7 @@ class Adam(Optimizer):
         p     = p - alpha * m / (sqrt(v) + epsilon)
 
     Epsilon is added to ``sqrt`` of the *uncorrected* v (optax: of the corrected
-    v, as is its AMSGrad maximum).
-    """
+    v, as is its AMSGrad maximum)."""
 
     _hyper = {"beta_1": unit, "beta_2": unit, "epsilon": positive, "amsgrad": boolean}
 
@@ -184,7 +180,6 @@ class Adam(Optimizer):
         self._log_b1 = math.log(self.beta_1) if self.beta_1 > 0 else None
         self._log_b2 = math.log(self.beta_2) if self.beta_2 > 0 else None
         self._slots = ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
-        self._frozen = True
 
     def _rate(self, xp: Any, step: Array, new_step: Array, dtype: Any) -> Any:
         t = backends.backend_of(step).host_value(step) if self._lr_const is not None else None
