@@ -31,9 +31,8 @@ __all__ = [
 
 
 def one_hot(labels: Array, num_classes: int, dtype: Any = None) -> Array:
-    """``(n,)`` integer labels -> ``(n, num_classes)`` one-hot rows of ``dtype``
-    (default float32).  Labels outside ``[0, num_classes)`` raise
-    ``ValueError`` when the values can be inspected (outside ``jit``)."""
+    """``(n,)`` integer labels -> ``(n, num_classes)`` rows of ``dtype`` (default float32);
+    labels outside ``[0, num_classes)`` raise ``ValueError`` (unless inside ``jit``)."""
     xp = backends.namespace(labels)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(

@@ -23,9 +23,8 @@ _fraction = partial(arguments.real, requirement="in [0, 1]", ok=lambda v: 0.0 <=
 
 
 class Schedule:
-    """Base class.  Subclasses set ``_checks`` (``{argument: check}`` of the
-    constructor's arguments in order, stored checked as attributes of the same
-    name by :meth:`_set`) and define ``_value``."""
+    """Base class.  Subclasses set ``_checks`` (``{argument: check}`` in the
+    constructor's order, for :meth:`_set`) and define ``_value``."""
 
     _checks: ClassVar[dict[str, Callable[[str, str, Any], Any]]] = {}
 

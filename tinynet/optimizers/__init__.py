@@ -25,9 +25,8 @@ def _lookup(name: Any) -> type[Optimizer]:
 
 
 def get(identifier: str | Mapping[str, Any] | Optimizer) -> Optimizer:
-    """An optimizer from a name (``"sgd"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"``,
-    ``"adamw"``, any case; default settings), a :meth:`Optimizer.get_config`
-    dict, or an optimizer (returned as is)."""
+    """An optimizer from a name (``"adam"``, any case; default settings), a
+    :meth:`Optimizer.get_config` dict, or an optimizer (returned as is)."""
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, str):

@@ -5,11 +5,10 @@ and runs inside ``jax.jit``; ``state`` is a pytree of arrays: a 0-d int32
 
 Common arguments: ``lr`` (alias ``learning_rate``) is a positive float, a
 :mod:`tinynet.schedules` schedule or a callable ``lr(step) -> 0-d array`` of
-the step counter before the update (0 first).  ``weight_decay`` is
-decoupled, applied first as Keras 3 does: ``p = p * (1 - lr * weight_decay)``.
-``clipnorm`` clips the gradients by their *global* norm first, ``g *=
-clipnorm / max(norm, clipnorm)`` (Keras' ``global_clipnorm``, optax's
-``clip_by_global_norm``).  Hyperparameters are fixed at construction.
+the step counter before the update (0 first).  ``weight_decay`` is decoupled,
+applied first as Keras 3 does: ``p = p * (1 - lr * weight_decay)``.  ``clipnorm``
+clips the gradients by their *global* norm first, ``g *= clipnorm / max(norm,
+clipnorm)`` (Keras' ``global_clipnorm``).  Hyperparameters are fixed at construction.
 """
 
 from __future__ import annotations
@@ -19,12 +18,11 @@ from numbers import Real
 from typing import Any, ClassVar
 
 from .. import arguments, backends, schedules
-from ..schedules import Schedule
 
 Array = Any
 Params = list[dict[str, Array]]
 State = dict[str, Any]
-LearningRate = float | Schedule | Callable[[Array], Array]
+LearningRate = float | schedules.Schedule | Callable[[Array], Array]
 
 
 def non_negative(owner: str, name: str, value: Any) -> float:
@@ -47,8 +45,7 @@ class Optimizer:
     config), ``_slots`` (the per-parameter state trees, from ``_slot_init``),
     ``_rate(xp, step, new_step, dtype)`` (the step size; default: the lr) and
     ``_leaf(xp, -rate, p, g, *slots) -> (new_p, *new_slots)``, the rule for
-    ONE array.  Public attributes are frozen once ``Optimizer.__init__`` ends.
-    """
+    ONE array.  Public attributes are frozen once ``Optimizer.__init__`` ends."""
 
     _hyper: ClassVar[dict[str, Callable[[str, str, Any], Any]]] = {}
     _default_lr: ClassVar[float] = 0.001
@@ -66,7 +63,7 @@ class Optimizer:
                     f"received lr={lr!r} and learning_rate={learning_rate!r}"
                 )
             lr = learning_rate
-        if isinstance(lr, Schedule) or (callable(lr) and not isinstance(lr, Real)):
+        if callable(lr):  # a schedule or lr(step)
             self.lr: LearningRate = lr
             self._lr_const: float | None = None
         else:
@@ -146,7 +143,7 @@ class Optimizer:
     def get_config(self) -> dict[str, Any]:
         """A JSON-able dict: ``class_name``, ``lr`` and every hyperparameter."""
         lr = self.lr
-        if isinstance(lr, Schedule):
+        if isinstance(lr, schedules.Schedule):
             lr = lr.get_config()
         elif not isinstance(lr, float):
             raise TypeError(
@@ -184,7 +181,7 @@ class Optimizer:
         if self._lr_const is not None:
             return self._lr_const
         lr = self.lr
-        if isinstance(lr, Schedule):
+        if isinstance(lr, schedules.Schedule):
             return lr(step, dtype)
         value = lr(step)
         if isinstance(value, Real):

@@ -1,5 +1,4 @@
-"""The update rules, each for one array and its slots (``_leaf``), as Keras 3
-writes them; :class:`~tinynet.optimizers.base.Optimizer` lifts them to the tree."""
+"""The update rules, each for one array and its slots (``_leaf``), as Keras 3 writes them."""
 
 from __future__ import annotations
 
