@@ -19,7 +19,7 @@ __all__ = ["CosineDecay", "ExponentialDecay", "Schedule", "StepDecay", "get"]
 Array = Any
 _positive_int = partial(arguments.integer, requirement="a positive integer", ok=lambda v: v > 0)
 _count = partial(arguments.integer, requirement="a non-negative integer", ok=lambda v: v >= 0)
-_fraction = partial(arguments.real, requirement="in [0, 1]", ok=lambda v: 0.0 <= v <= 1.0)
+_ratio = partial(arguments.real, requirement="in [0, 1]", ok=lambda v: 0.0 <= v <= 1.0)
 
 
 class Schedule:
@@ -43,8 +43,7 @@ class Schedule:
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-able description: ``{"class_name": ..., <arguments>}``."""
-        config = {k: getattr(self, k) for k in self._checks}
-        return {"class_name": type(self).__name__, **config}
+        return {"class_name": type(self).__name__} | {k: getattr(self, k) for k in self._checks}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Schedule:
@@ -107,9 +106,7 @@ class CosineDecay(Schedule):
         lr = initial * ((1 - alpha) * 0.5 * (1 + cos(pi * t / decay_steps)) + alpha)
     """
 
-    _checks = dict(
-        initial=positive, decay_steps=_positive_int, alpha=_fraction, warmup_steps=_count
-    )
+    _checks = dict(initial=positive, decay_steps=_positive_int, alpha=_ratio, warmup_steps=_count)
 
     def __init__(
         self, initial: float, decay_steps: int, alpha: float = 0.0, warmup_steps: int = 0

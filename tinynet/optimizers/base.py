@@ -63,13 +63,10 @@ class Optimizer:
                     f"received lr={lr!r} and learning_rate={learning_rate!r}"
                 )
             lr = learning_rate
-        if callable(lr):  # a schedule or lr(step)
-            self.lr: LearningRate = lr
-            self._lr_const: float | None = None
-        else:
-            self.lr = self._lr_const = arguments.real(
-                owner, "lr", lr, "a positive number or a schedule", lambda v: v > 0
-            )
+        if not callable(lr):  # else a schedule or lr(step)
+            lr = arguments.real(owner, "lr", lr, "a positive number or a schedule", lambda v: v > 0)
+        self.lr: LearningRate = lr
+        self._lr_const: float | None = None if callable(lr) else lr
         self.clipnorm = clipnorm
         if clipnorm is not None:
             self.clipnorm = arguments.real(
@@ -180,10 +177,9 @@ class Optimizer:
         """The learning rate for this update: a Python float or 0-d ``dtype`` array."""
         if self._lr_const is not None:
             return self._lr_const
-        lr = self.lr
-        if isinstance(lr, schedules.Schedule):
-            return lr(step, dtype)
-        value = lr(step)
+        if isinstance(self.lr, schedules.Schedule):
+            return self.lr(step, dtype)
+        value = self.lr(step)
         if isinstance(value, Real):
             return float(value)
         return _as_dtype(xp, xp.asarray(value), dtype)
