@@ -4,17 +4,14 @@
 losses), ``loss.grad(y_true, y_pred)`` is ``dL/dy_pred``.  As in Keras,
 probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` and categorical
 predictions renormalised to sum to 1; the gradients include both (0 where
-clipped).  A ``Softmax``/``Sigmoid`` last layer followed by the matching
-cross-entropy is fused (``core.fused_head``, as TF-Keras): its gradient is
-``probs - targets``, exact even where the clipped formula saturates.
-"""
+clipped).  The fused Softmax/Sigmoid head: docs/DESIGN.md, section 3."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from . import backends
+from . import arguments, backends
 from .layers.activations import log_softmax, sigmoid, softmax
 from .validation import check_labels, check_loss_inputs
 
@@ -34,9 +31,8 @@ __all__ = [
 
 
 def one_hot(labels: Array, num_classes: int, dtype: Any = None) -> Array:
-    """``(n,)`` integer labels -> ``(n, num_classes)`` one-hot rows of ``dtype``
-    (default float32).  Labels outside ``[0, num_classes)`` raise
-    ``ValueError`` when the values can be inspected (outside ``jit``)."""
+    """``(n,)`` integer labels -> ``(n, num_classes)`` rows of ``dtype`` (default float32);
+    labels outside ``[0, num_classes)`` raise ``ValueError`` (unless inside ``jit``)."""
     xp = backends.namespace(labels)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(
@@ -176,9 +172,7 @@ class Huber(Loss):
     """Keras's Huber: ``0.5 e**2`` for ``|e| <= delta``, else ``delta (|e| - 0.5 delta)``."""
 
     def __init__(self, delta: float = 1.0) -> None:
-        if not isinstance(delta, (int, float)) or not delta > 0:
-            raise ValueError(f"Huber: delta must be a number > 0, received delta={delta!r}")
-        self.delta = float(delta)
+        self.delta = arguments.positive("Huber", "delta", delta)
 
     def value_and_grad(self, xp, y_true, y_pred):
         n = math.prod(y_pred.shape)

@@ -1,6 +1,6 @@
 """Accuracy as per-batch counts of correct predictions, summed on the device.
 ``y_out`` is probabilities, or logits when the last activation was fused into
-the loss (same argmax; a threshold ``t`` becomes ``log(t / (1 - t))``)."""
+the loss (same argmax; the binary threshold 0.5 becomes 0)."""
 
 from __future__ import annotations
 
@@ -16,17 +16,11 @@ Array = Any
 class Accuracy:
     """Fraction of correct predictions.  kind: ``"sparse"`` (integer labels vs
     argmax), ``"categorical"`` (argmax vs argmax) or ``"binary"`` (``y_pred >
-    threshold`` vs ``y_true > 0.5``, elementwise)."""
+    0.5`` vs ``y_true > 0.5``, elementwise)."""
 
-    name = "accuracy"
-
-    def __init__(self, kind: str, threshold: float = 0.5, from_logits: bool = False) -> None:
+    def __init__(self, kind: str, from_logits: bool = False) -> None:
         self.kind = arguments.choice("Accuracy", "kind", kind, ("sparse", "categorical", "binary"))
-        self.threshold = arguments.real(
-            "Accuracy", "threshold", threshold, "in (0, 1)", lambda v: 0.0 < v < 1.0
-        )
-        self.from_logits = from_logits
-        self._cut = math.log(threshold / (1.0 - threshold)) if from_logits else threshold
+        self._cut = 0.0 if from_logits else 0.5  # sigmoid(0) = 0.5
 
     def count(self, xp: Any, y_true: Array, y_out: Array) -> Array:
         """Number of correct predictions in the batch (0-d array)."""

@@ -1,30 +1,36 @@
-"""Learning-rate schedules: ``schedule(step, dtype=None) -> lr``, a 0-d array.
-
-``step`` is the optimizer's step counter, 0 at the first update (a 0-d
-integer array; a Python int is placed on the current backend).  ``lr`` is
-computed in ``dtype`` (default: the backend's default float) with no host
-transfer or branching on values, so it runs inside ``jax.jit``.
-"""
+"""Learning-rate schedules: ``schedule(step, dtype=None) -> lr``, a 0-d array of
+``dtype`` (default: the backend's default float) at the optimizer's step counter
+``step`` (0 first; a 0-d integer array, or a Python int placed on the current
+backend), with no host transfer or branching on values, so it runs inside ``jax.jit``."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from numbers import Integral
 from typing import Any, ClassVar
 
 from . import arguments, backends
+from .arguments import boolean, positive
 
 __all__ = ["CosineDecay", "ExponentialDecay", "Schedule", "StepDecay", "get"]
 
 Array = Any
+_positive_int = partial(arguments.integer, requirement="a positive integer", ok=lambda v: v > 0)
+_count = partial(arguments.integer, requirement="a non-negative integer", ok=lambda v: v >= 0)
+_ratio = partial(arguments.real, requirement="in [0, 1]", ok=lambda v: 0.0 <= v <= 1.0)
 
 
 class Schedule:
-    """Base class.  Subclasses set ``_config_keys`` (the constructor
-    arguments, stored as attributes of the same name) and define ``_value``."""
+    """Base class.  Subclasses set ``_checks`` (``{argument: check}`` in the
+    constructor's order, for :meth:`_set`) and define ``_value``."""
 
-    _config_keys: ClassVar[tuple[str, ...]] = ()
+    _checks: ClassVar[dict[str, Callable[[str, str, Any], Any]]] = {}
+
+    def _set(self, *values: Any) -> None:
+        for (key, check), value in zip(self._checks.items(), values, strict=True):
+            setattr(self, key, check(type(self).__name__, key, value))
 
     def __call__(self, step: Array | int, dtype: Any = None) -> Array:
         """The learning rate at ``step`` as a 0-d ``dtype`` array."""
@@ -37,22 +43,21 @@ class Schedule:
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-able description: ``{"class_name": ..., <arguments>}``."""
-        config = {k: getattr(self, k) for k in self._config_keys}
-        return {"class_name": type(self).__name__, **config}
+        return {"class_name": type(self).__name__} | {k: getattr(self, k) for k in self._checks}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Schedule:
         """Rebuild a schedule from :meth:`get_config` output (without class_name)."""
-        unknown = sorted(set(config) - set(cls._config_keys))
+        unknown = sorted(set(config) - set(cls._checks))
         if unknown:
             raise ValueError(
                 f"{cls.__name__}: unknown config key(s) {', '.join(unknown)}; "
-                f"valid keys are: {', '.join(cls._config_keys)}"
+                f"valid keys are: {', '.join(cls._checks)}"
             )
         return cls(**config)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._config_keys)
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._checks)
         return f"{type(self).__name__}({args})"
 
 
@@ -60,15 +65,10 @@ class StepDecay(Schedule):
     """``initial * gamma ** (step // step_size)`` (PyTorch's ``StepLR``), as
     ``exp(stages * log(gamma))`` with the log in double precision (accurate in float32)."""
 
-    _config_keys = ("initial", "step_size", "gamma")
+    _checks = dict(initial=positive, step_size=_positive_int, gamma=positive)
 
     def __init__(self, initial: float, step_size: int, gamma: float = 0.1) -> None:
-        name = type(self).__name__
-        self.initial = arguments.positive(name, "initial", initial)
-        self.step_size = arguments.integer(
-            name, "step_size", step_size, "a positive integer", lambda v: v > 0
-        )
-        self.gamma = arguments.positive(name, "gamma", gamma)
+        self._set(initial, step_size, gamma)
         self._log_gamma = math.log(self.gamma)
 
     def _value(self, xp: Any, step: Array, dtype: Any) -> Array:
@@ -79,21 +79,17 @@ class StepDecay(Schedule):
 class ExponentialDecay(Schedule):
     """``initial * decay_rate ** (step / decay_steps)``, the exponent floored if
     ``staircase`` (Keras' ``ExponentialDecay``), as ``exp(p * log(decay_rate))``
-    with the log in double precision (Keras' float32 rate drifts by ~1e-4
-    relative after 10^4 steps)."""
+    with the log in double precision (Keras' float32 rate drifts)."""
 
-    _config_keys = ("initial", "decay_steps", "decay_rate", "staircase")
+    _checks = dict(initial=positive, decay_steps=positive, decay_rate=positive, staircase=boolean)
 
     def __init__(
         self, initial: float, decay_steps: float, decay_rate: float, staircase: bool = False
     ) -> None:
-        name = type(self).__name__
-        self.initial = arguments.positive(name, "initial", initial)
-        steps = arguments.positive(name, "decay_steps", decay_steps)
-        self.decay_steps = int(steps) if isinstance(decay_steps, Integral) else steps
-        self.decay_rate = arguments.positive(name, "decay_rate", decay_rate)
+        self._set(initial, decay_steps, decay_rate, staircase)
+        if isinstance(decay_steps, Integral):
+            self.decay_steps = int(self.decay_steps)
         self._log_rate = math.log(self.decay_rate)
-        self.staircase = arguments.boolean(name, "staircase", staircase)
 
     def _value(self, xp: Any, step: Array, dtype: Any) -> Array:
         p = xp.astype(step, dtype) / float(self.decay_steps)
@@ -110,20 +106,12 @@ class CosineDecay(Schedule):
         lr = initial * ((1 - alpha) * 0.5 * (1 + cos(pi * t / decay_steps)) + alpha)
     """
 
-    _config_keys = ("initial", "decay_steps", "alpha", "warmup_steps")
+    _checks = dict(initial=positive, decay_steps=_positive_int, alpha=_ratio, warmup_steps=_count)
 
     def __init__(
         self, initial: float, decay_steps: int, alpha: float = 0.0, warmup_steps: int = 0
     ) -> None:
-        name = type(self).__name__
-        self.initial = arguments.positive(name, "initial", initial)
-        self.decay_steps = arguments.integer(
-            name, "decay_steps", decay_steps, "a positive integer", lambda v: v > 0
-        )
-        self.alpha = arguments.real(name, "alpha", alpha, "in [0, 1]", lambda v: 0.0 <= v <= 1.0)
-        self.warmup_steps = arguments.integer(
-            name, "warmup_steps", warmup_steps, "a non-negative integer", lambda v: v >= 0
-        )
+        self._set(initial, decay_steps, alpha, warmup_steps)
 
     def _cosine(self, xp: Any, t: Array) -> Array:
         cosine = 0.5 * (1.0 + xp.cos(math.pi * (t / float(self.decay_steps))))

@@ -1,9 +1,6 @@
 """Optimizers as pure functions over the parameter tree: ``state =
-opt.init(params)``, then ``params, state = opt.update(grads, state, params)``.
-
-Each is its rule for one array (``rules.py``) lifted to the tree in one place
-(``base.py``, which also documents the common arguments).
-"""
+opt.init(params)``, then ``params, state = opt.update(grads, state, params)``
+(common arguments: ``base.py``)."""
 
 from __future__ import annotations
 
@@ -28,9 +25,8 @@ def _lookup(name: Any) -> type[Optimizer]:
 
 
 def get(identifier: str | Mapping[str, Any] | Optimizer) -> Optimizer:
-    """An optimizer from a name (``"sgd"``, ``"adagrad"``, ``"rmsprop"``, ``"adam"``,
-    ``"adamw"``, any case; default settings), a :meth:`Optimizer.get_config`
-    dict, or an optimizer (returned as is)."""
+    """An optimizer from a name (``"adam"``, any case; default settings), a
+    :meth:`Optimizer.get_config` dict, or an optimizer (returned as is)."""
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, str):

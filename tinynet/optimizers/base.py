@@ -1,19 +1,14 @@
-"""The optimizer base: per-array update rules lifted to the parameter tree.
-
-The tree is a model's parameters, one dict per layer (``[{"W": W, "b": b},
-{}]``).  ``state`` holds arrays only, in plain dicts and lists (a pytree,
-saved as is by checkpoints): a 0-d int32 ``"step"`` counter and one tree per
-slot.  ``update`` is pure (it never writes into its inputs, reads no host
-values and branches only on configuration), so it runs inside ``jax.jit``;
-every parameter keeps its dtype.  The equations are Keras 3's.
+"""The optimizer base: per-array update rules lifted to the parameter tree
+(docs/DESIGN.md, section 4).  ``update`` is pure, keeps every parameter's dtype
+and runs inside ``jax.jit``; ``state`` is a pytree of arrays: a 0-d int32
+``"step"`` and one tree per slot.
 
 Common arguments: ``lr`` (alias ``learning_rate``) is a positive float, a
 :mod:`tinynet.schedules` schedule or a callable ``lr(step) -> 0-d array`` of
-the step counter before the update (0 first).  ``weight_decay`` is
-decoupled, applied first as Keras 3 does: ``p = p * (1 - lr * weight_decay)``.
-``clipnorm`` clips the gradients by their *global* norm first, ``g *=
-clipnorm / max(norm, clipnorm)`` (Keras' ``global_clipnorm``, optax's
-``clip_by_global_norm``).  Hyperparameters are fixed at construction.
+the step counter before the update (0 first).  ``weight_decay`` is decoupled,
+applied first as Keras 3 does: ``p = p * (1 - lr * weight_decay)``.  ``clipnorm``
+clips the gradients by their *global* norm first, ``g *= clipnorm / max(norm,
+clipnorm)`` (Keras' ``global_clipnorm``).  Hyperparameters are fixed at construction.
 """
 
 from __future__ import annotations
@@ -23,12 +18,11 @@ from numbers import Real
 from typing import Any, ClassVar
 
 from .. import arguments, backends, schedules
-from ..schedules import Schedule
 
 Array = Any
 Params = list[dict[str, Array]]
 State = dict[str, Any]
-LearningRate = float | Schedule | Callable[[Array], Array]
+LearningRate = float | schedules.Schedule | Callable[[Array], Array]
 
 
 def non_negative(owner: str, name: str, value: Any) -> float:
@@ -45,27 +39,13 @@ def _per_dtype(compute: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda dtype: cache[dtype] if dtype in cache else cache.setdefault(dtype, compute(dtype))
 
 
-def _clip_by_global_norm(xp: Any, grads: Params, clipnorm: float) -> Params:
-    """``grads * min(1, clipnorm / global_norm)`` with no host round trip."""
-    flat = [xp.reshape(g, (-1,)) for layer in grads for g in layer.values()]
-    if not flat:
-        return grads
-    squares = [xp.vecdot(f, f) for f in flat]
-    # Exactly 1 when norm <= clipnorm, no division by zero, NaN norms propagate.
-    scale = clipnorm / xp.maximum(xp.sqrt(sum(squares[1:], squares[0])), clipnorm)
-    return [{k: g * _as_dtype(xp, scale, g.dtype) for k, g in layer.items()} for layer in grads]
-
-
 class Optimizer:
-    """Base class.  Subclasses define:
-
-    * ``_hyper``: ``{name: check}`` of the other hyperparameters, passed to
-      ``__init__`` in this order, stored checked and listed in the config;
-    * ``_slots``: names of the per-parameter state trees (start: ``_slot_init``);
-    * ``_rate(xp, step, new_step, dtype)``: the step size (default: the lr);
-    * ``_leaf(xp, -rate, p, g, *slots) -> (new_p, *new_slots)``: the rule for
-      ONE array, which :meth:`update` lifts to the tree.
-    """
+    """Base class.  Subclasses define ``_hyper`` (``{name: check}`` of the other
+    hyperparameters: ``__init__``'s arguments in order, stored checked, in the
+    config), ``_slots`` (the per-parameter state trees, from ``_slot_init``),
+    ``_rate(xp, step, new_step, dtype)`` (the step size; default: the lr) and
+    ``_leaf(xp, -rate, p, g, *slots) -> (new_p, *new_slots)``, the rule for
+    ONE array.  Public attributes are frozen once ``Optimizer.__init__`` ends."""
 
     _hyper: ClassVar[dict[str, Callable[[str, str, Any], Any]]] = {}
     _default_lr: ClassVar[float] = 0.001
@@ -83,13 +63,10 @@ class Optimizer:
                     f"received lr={lr!r} and learning_rate={learning_rate!r}"
                 )
             lr = learning_rate
-        if isinstance(lr, Schedule) or (callable(lr) and not isinstance(lr, Real)):
-            self.lr: LearningRate = lr
-            self._lr_const: float | None = None
-        else:
-            self.lr = self._lr_const = arguments.real(
-                owner, "lr", lr, "a positive number or a schedule", lambda v: v > 0
-            )
+        if not callable(lr):  # else a schedule or lr(step)
+            lr = arguments.real(owner, "lr", lr, "a positive number or a schedule", lambda v: v > 0)
+        self.lr: LearningRate = lr
+        self._lr_const: float | None = None if callable(lr) else lr
         self.clipnorm = clipnorm
         if clipnorm is not None:
             self.clipnorm = arguments.real(
@@ -98,12 +75,10 @@ class Optimizer:
         self.weight_decay = non_negative(owner, "weight_decay", weight_decay)
         for (name, check), value in zip(self._hyper.items(), hyper, strict=True):
             setattr(self, name, check(owner, name, value))
-
-    def _freeze(self) -> None:
-        object.__setattr__(self, "_frozen", True)
+        self._frozen = True  # subclasses may still set private (derived) attributes
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if self.__dict__.get("_frozen", False):
+        if self.__dict__.get("_frozen", False) and not name.startswith("_"):
             raise AttributeError(
                 f"{type(self).__name__}: hyperparameters are fixed at construction "
                 f"(cannot set {name!r}); build a new optimizer, e.g. "
@@ -133,13 +108,19 @@ class Optimizer:
         step = state["step"]
         xp = backends.namespace(step)
         new_step = xp.asarray(step + 1)
-        if self.clipnorm is not None:
-            grads = _clip_by_global_norm(xp, grads, self.clipnorm)
+        if self.clipnorm is not None and any(grads):  # grads * min(1, clipnorm / global_norm)
+            flat = [xp.reshape(g, (-1,)) for layer in grads for g in layer.values()]
+            squares = [xp.vecdot(f, f) for f in flat]
+            # Exactly 1 when norm <= clipnorm, no division by zero, NaN norms propagate.
+            norm = xp.sqrt(sum(squares[1:], squares[0]))
+            scale = self.clipnorm / xp.maximum(norm, self.clipnorm)
+            grads = [
+                {k: g * _as_dtype(xp, scale, g.dtype) for k, g in layer.items()} for layer in grads
+            ]
         neg_rate = _per_dtype(lambda dtype: -self._rate(xp, step, new_step, dtype))
         keep = _per_dtype(lambda dtype: 1.0 - self._lr_at(xp, step, dtype) * self.weight_decay)
         slots = [state[name] for name in self._slots]
-        new_params: Params = [{} for _ in params]
-        new_slots: list[Params] = [[{} for _ in params] for _ in slots]
+        new: list[Params] = [[{} for _ in params] for _ in range(1 + len(slots))]  # params, slots
         for i, layer in enumerate(params):
             for key, p in layer.items():
                 g = _as_dtype(xp, grads[i][key], p.dtype)
@@ -148,24 +129,25 @@ class Optimizer:
                 out = self._leaf(xp, neg_rate(p.dtype), p, g, *[s[i][key] for s in slots])
                 if p.ndim == 0:  # NumPy turns 0-d results into scalars
                     out = tuple(xp.asarray(o) for o in out)
-                new_params[i][key] = out[0]
-                for tree, new in zip(new_slots, out[1:], strict=True):
-                    tree[i][key] = new
-        return new_params, {"step": new_step, **dict(zip(self._slots, new_slots, strict=True))}
+                for tree, value in zip(new, out, strict=True):
+                    tree[i][key] = value
+        return new[0], {"step": new_step, **dict(zip(self._slots, new[1:], strict=True))}
+
+    def _settings(self) -> dict[str, Any]:
+        keys = ("lr", *self._hyper, "weight_decay", "clipnorm")
+        return {key: getattr(self, key) for key in keys}
 
     def get_config(self) -> dict[str, Any]:
         """A JSON-able dict: ``class_name``, ``lr`` and every hyperparameter."""
         lr = self.lr
-        if isinstance(lr, Schedule):
+        if isinstance(lr, schedules.Schedule):
             lr = lr.get_config()
         elif not isinstance(lr, float):
             raise TypeError(
                 f"{type(self).__name__}.get_config: the learning rate {lr!r} is a plain "
                 "callable and cannot be serialised; use a tinynet.schedules schedule"
             )
-        config = {"class_name": type(self).__name__, "lr": lr}
-        config.update((key, getattr(self, key)) for key in self._hyper)
-        return {**config, "weight_decay": self.weight_decay, "clipnorm": self.clipnorm}
+        return {"class_name": type(self).__name__, **self._settings(), "lr": lr}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Optimizer:
@@ -187,22 +169,17 @@ class Optimizer:
         return cls(**config)
 
     def __repr__(self) -> str:
-        args = [f"lr={self.lr!r}"]
-        args += [f"{k}={getattr(self, k)!r}" for k in self._hyper]
-        if self.weight_decay:
-            args.append(f"weight_decay={self.weight_decay!r}")
-        if self.clipnorm is not None:
-            args.append(f"clipnorm={self.clipnorm!r}")
-        return f"{type(self).__name__}({', '.join(args)})"
+        # weight_decay and clipnorm only when set
+        shown = [(k, v) for k, v in self._settings().items() if v or k in ("lr", *self._hyper)]
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown)})"
 
     def _lr_at(self, xp: Any, step: Array, dtype: Any) -> Any:
         """The learning rate for this update: a Python float or 0-d ``dtype`` array."""
         if self._lr_const is not None:
             return self._lr_const
-        lr = self.lr
-        if isinstance(lr, Schedule):
-            return lr(step, dtype)
-        value = lr(step)
+        if isinstance(self.lr, schedules.Schedule):
+            return self.lr(step, dtype)
+        value = self.lr(step)
         if isinstance(value, Real):
             return float(value)
         return _as_dtype(xp, xp.asarray(value), dtype)

@@ -1,5 +1,4 @@
-"""The update rules, each for one array and its slots (``_leaf``), as Keras 3
-writes them; :class:`~tinynet.optimizers.base.Optimizer` lifts them to the tree."""
+"""The update rules, each for one array and its slots (``_leaf``), as Keras 3 writes them."""
 
 from __future__ import annotations
 
@@ -22,12 +21,10 @@ def _ema(old: Array, new: Array, c: float) -> Array:
 class SGD(Optimizer):
     """SGD with optional momentum (slot ``velocity``) and time decay::
 
-        no momentum:  p = p - lr_t * g,  where lr_t = lr / (1 + decay * step)
-        momentum:     v = momentum * v - lr_t * g;  p = p + v
-        nesterov:     v as above;  p = p + momentum * v - lr_t * g
-
-    Equals ``optax.sgd`` for a constant rate (Keras scales each gradient by
-    the rate of its own step)."""
+    no momentum:  p = p - lr_t * g,  where lr_t = lr / (1 + decay * step)
+    momentum:     v = momentum * v - lr_t * g;  p = p + v
+    nesterov:     v as above;  p = p + momentum * v - lr_t * g
+    """
 
     _hyper = {"momentum": unit, "nesterov": boolean, "decay": non_negative}
     _default_lr = 0.01
@@ -45,7 +42,6 @@ class SGD(Optimizer):
     ) -> None:
         super().__init__(lr, learning_rate, clipnorm, weight_decay, momentum, nesterov, decay)
         self._slots = ("velocity",) if self.momentum > 0 else ()
-        self._freeze()
 
     def _rate(self, xp: Any, step: Array, new_step: Array, dtype: Any) -> Any:
         lr = self._lr_at(xp, step, dtype)
@@ -91,7 +87,6 @@ class Adagrad(Optimizer):
             lr, learning_rate, clipnorm, weight_decay, epsilon, initial_accumulator_value
         )
         self._slot_init = self.initial_accumulator_value
-        self._freeze()
 
     def _leaf(self, xp: Any, neg_rate: Any, p: Array, g: Array, *slots: Array) -> tuple:
         acc = g * g
@@ -132,7 +127,6 @@ class RMSprop(Optimizer):
         )
         used = {"mean_square": True, "mean_grad": self.centered, "momentum": self.momentum > 0}
         self._slots = tuple(name for name, use in used.items() if use)
-        self._freeze()
 
     def _leaf(self, xp: Any, neg_rate: Any, p: Array, g: Array, *slots: Array) -> tuple:
         ms = _ema(slots[0], g * g, 1.0 - self.rho)
@@ -162,9 +156,7 @@ class Adam(Optimizer):
         p     = p - alpha * m / (sqrt(v) + epsilon)
 
     Epsilon is added to ``sqrt`` of the *uncorrected* v (optax: of the corrected
-    v, as is its AMSGrad maximum).  ``1 - beta**t`` is ``-expm1(t * log(beta))``,
-    accurate in float32.
-    """
+    v, as is its AMSGrad maximum)."""
 
     _hyper = {"beta_1": unit, "beta_2": unit, "epsilon": positive, "amsgrad": boolean}
 
@@ -183,11 +175,10 @@ class Adam(Optimizer):
         super().__init__(
             lr, learning_rate, clipnorm, weight_decay, beta_1, beta_2, epsilon, amsgrad
         )
-        # None: beta is 0, no bias correction.
+        # 1 - beta**t as -expm1(t * log(beta)), accurate in float32; None: beta 0, no correction
         self._log_b1 = math.log(self.beta_1) if self.beta_1 > 0 else None
         self._log_b2 = math.log(self.beta_2) if self.beta_2 > 0 else None
         self._slots = ("m", "v", "v_hat") if self.amsgrad else ("m", "v")
-        self._freeze()
 
     def _rate(self, xp: Any, step: Array, new_step: Array, dtype: Any) -> Any:
         t = backends.backend_of(step).host_value(step) if self._lr_const is not None else None
