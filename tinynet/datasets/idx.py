@@ -90,11 +90,9 @@ def _parse(stream: BinaryIO, fname: str, compressed: bool) -> np.ndarray:
 
 
 def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """The array in the IDX file at ``path`` (gzip-compressed or not, told by
-    its first bytes), in a native-byte-order dtype (``IDX_TYPES``).  Raises
-    ``FileNotFoundError`` for a missing file and ``ValueError`` naming the
-    file for a folder, a bad header, data shorter or longer than the header
-    declares (a truncated download), or a corrupt gzip stream."""
+    """The array in the IDX file at ``path`` (gzip-compressed or not, told by its
+    first bytes) in a native-byte-order dtype.  ``FileNotFoundError`` for a missing
+    file, else ``ValueError`` naming the file for anything it cannot read."""
     fname = os.fspath(path)
     if os.path.isdir(fname):
         raise ValueError(f"{fname} is a folder; give the path of an IDX file")
