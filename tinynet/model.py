@@ -73,8 +73,7 @@ class Sequential:
         self.opt_state = None
         self.epoch = 0  # epochs trained so far (fit continues counting)
         self.step = 0  # optimizer steps taken so far
-        # where an interrupted epoch stopped (its step, sums and what its
-        # batches depend on): the next fit call continues it exactly
+        # where an interrupted epoch stopped: the next fit call continues it exactly
         self.epoch_progress: dict | None = None
         self.fit_seed = 0  # seed of the data order / dropout of the last fit
         self.history = None
@@ -185,10 +184,9 @@ class Sequential:
     @classmethod
     def from_config(cls, config: dict[str, Any], backend: str | None = None) -> Sequential:
         layers = [from_config(c) for c in config["layers"]]
-        shape = config.get("input_shape")
         return cls(
             layers,
-            input_shape=None if shape is None else tuple(shape),
+            input_shape=config.get("input_shape"),
             dtype=config.get("dtype", "float32"),
             seed=config.get("seed", 0),
             backend=backend,

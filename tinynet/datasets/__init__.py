@@ -16,7 +16,7 @@ import numpy as np
 from .. import arguments
 from .fashion import fashion_mnist
 from .fashion import found as _fashion_found
-from .files import _features, load_npz, read_inputs  # noqa: F401  (the CLI's predict)
+from .files import Split, _features, load_npz, read_inputs  # noqa: F401  (the CLI's predict)
 from .idx import load_idx
 
 __all__ = [
@@ -32,8 +32,6 @@ __all__ = [
 ]
 
 BUILTIN = ("spiral", "digits", "fashion-mnist")  # the names --dataset takes
-
-Split = tuple[np.ndarray, np.ndarray]
 TEST_FRACTION = 0.2  # the test split held out of spiral and of an .npz with only x, y
 
 
@@ -63,15 +61,13 @@ def spiral(
     rng = np.random.default_rng(_seed(seed))
 
     x = np.empty((n * k, 2), dtype=np.float64)
-    y = np.empty(n * k, dtype=np.int64)
     r = np.linspace(0.0, 1.0, n)
     for c in range(k):
         rows = slice(c * n, (c + 1) * n)
         t = np.linspace(c * 4.0, (c + 1) * 4.0, n) + rng.standard_normal(n) * noise
         x[rows, 0] = r * np.sin(t * 2.5)
         x[rows, 1] = r * np.cos(t * 2.5)
-        y[rows] = c
-    return x.astype(np.float32), y
+    return x.astype(np.float32), np.repeat(np.arange(k, dtype=np.int64), n)
 
 
 def _split_positions(
@@ -171,8 +167,8 @@ class Dataset:
 
     name: str  # spiral, digits, fashion-mnist or the file's name
     spec: str  # what --dataset takes to load it again (recorded in checkpoints)
-    train: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
+    train: Split
+    test: Split
     note: str = ""  # how tinynet made the test split of a file without one
 
 
@@ -200,7 +196,6 @@ def by_name(spec: str | None) -> Dataset:
     train, test = load_npz(spec)
     name, note = Path(spec).name, ""
     if test is None:
-        # (train_test_split refuses a split that would come out empty)
         train, test = train_test_split(*train, test_fraction=TEST_FRACTION, seed=0)
         note = (
             f"{name} has no x_test/y_test: {len(test[0])} of its samples "

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import Split
 from .idx import load_idx
 
 __all__ = ["DEBIAN_FOLDER", "ENV_VAR", "FILES", "fashion_mnist", "find_folder"]
@@ -40,8 +41,6 @@ CLASS_NAMES = (
     "Bag",
     "Ankle boot",
 )
-
-Split = tuple[np.ndarray, np.ndarray]
 
 
 def _file_in(folder: Path, stem: str) -> Path | None:

@@ -1,8 +1,6 @@
-"""Reading IDX files, the format of MNIST and its relatives: two zero bytes,
-a type byte, the number of dimensions ``ndim``, ``ndim`` big-endian uint32
-sizes, then exactly ``prod(sizes)`` big-endian items of the type.  Nothing
-is unpickled: the bytes are read as numbers.
-"""
+"""Reading IDX files (MNIST's format): two zero bytes, a type byte, the number of
+dimensions ``ndim``, ``ndim`` big-endian uint32 sizes, then exactly ``prod(sizes)``
+big-endian items of the type.  Nothing is unpickled: the bytes are read as numbers."""
 
 from __future__ import annotations
 
