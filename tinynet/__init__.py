@@ -1,12 +1,12 @@
 """tinynet: a small neural-network library with hand-written backprop on the
-array API, running unchanged on NumPy, JAX and CuPy.
+array API (NumPy, JAX, array-api-strict, PyTorch, CuPy); see docs/DESIGN.md.
 
     import tinynet as tn
     model = tn.Sequential([tn.Dense(2, 64), tn.ReLU(), tn.Dense(64, 3), tn.Softmax()])
     model.fit(x, y, loss="sparse_categorical_crossentropy", optimizer=tn.optimizers.Adam(lr=0.01))
 
 Pick the backend with ``TINYNET_BACKEND=jax`` or :func:`set_backend`.
-Importing tinynet imports NumPy only; JAX or CuPy load when first used.
+Importing tinynet imports NumPy only; the others load when first used.
 """
 
 from __future__ import annotations
@@ -17,44 +17,7 @@ from . import callbacks, datasets, initializers, layers, losses, optimizers, ran
 from .backends import Backend, BackendUnavailableError, get_backend, set_backend, use_backend
 from .callbacks import EarlyStopping, History, ModelCheckpoint, TerminateOnNaN
 from .checkpoint import CheckpointError
-from .layers import (
-    ELU,
-    GELU,
-    AveragePooling1D,
-    AveragePooling2D,
-    AvgPool1D,
-    AvgPool2D,
-    BatchNorm,
-    BatchNormalization,
-    Conv1D,
-    Conv2D,
-    Dense,
-    Dropout,
-    Embedding,
-    Flatten,
-    GlobalAveragePooling1D,
-    GlobalAveragePooling2D,
-    GlobalAvgPool1D,
-    GlobalAvgPool2D,
-    GlobalMaxPool1D,
-    GlobalMaxPool2D,
-    GlobalMaxPooling1D,
-    GlobalMaxPooling2D,
-    Identity,
-    LayerNorm,
-    LayerNormalization,
-    LeakyReLU,
-    MaxPool1D,
-    MaxPool2D,
-    MaxPooling1D,
-    MaxPooling2D,
-    ReLU,
-    Reshape,
-    Sigmoid,
-    Softmax,
-    Softplus,
-    Tanh,
-)
+from .layers import *  # noqa: F403  (the layers, by their own and Keras's names)
 from .losses import one_hot
 from .model import Sequential, load
 from .version import __version__ as __version__
@@ -87,43 +50,8 @@ __all__ = [
     "TerminateOnNaN",
     "CheckpointError",
     "load",
-    "Dense",
-    "Dropout",
-    "Identity",
-    "Sigmoid",
-    "Tanh",
-    "ReLU",
-    "LeakyReLU",
-    "ELU",
-    "GELU",
-    "Softplus",
-    "Softmax",
-    "BatchNorm",
-    "BatchNormalization",
-    "LayerNorm",
-    "LayerNormalization",
-    "Embedding",
-    "AveragePooling1D",
-    "AveragePooling2D",
-    "AvgPool1D",
-    "AvgPool2D",
-    "Conv1D",
-    "Conv2D",
-    "Flatten",
-    "GlobalAveragePooling1D",
-    "GlobalAveragePooling2D",
-    "GlobalAvgPool1D",
-    "GlobalAvgPool2D",
-    "GlobalMaxPool1D",
-    "GlobalMaxPool2D",
-    "GlobalMaxPooling1D",
-    "GlobalMaxPooling2D",
-    "MaxPool1D",
-    "MaxPool2D",
-    "MaxPooling1D",
-    "MaxPooling2D",
-    "Reshape",
     "one_hot",
     "Sequential",
     "to_numpy",
 ]
+__all__ += layers.__all__

@@ -69,8 +69,7 @@ class EarlyStopping(Callback, _Monitor):
     ``min_delta`` for ``patience`` epochs in a row (Keras's rule: ``0`` and
     ``1`` both stop at the first such epoch; never at epoch 0).  With
     ``restore_best_weights=True`` the best epoch's parameters (the first
-    epoch's until one improves on it) are put back when training ends.
-    """
+    epoch's until one improves on it) are put back when training ends."""
 
     def __init__(
         self,
@@ -116,21 +115,17 @@ class EarlyStopping(Callback, _Monitor):
 
 
 class TerminateOnNaN(Callback):
-    """Stop as soon as the training loss becomes NaN or infinite: ``fit``
-    then checks every step (see its ``nan_guard``), keeps the parameters from
-    before the bad step and names the epoch, the step and the first layer
-    whose output or gradient went non-finite."""
+    """Stop as soon as the training loss becomes NaN or infinite: ``fit`` then
+    checks every step (its ``nan_guard``), keeps the parameters from before the
+    bad step and names its epoch, its step and the first layer gone non-finite."""
 
     nan_guard = True
 
 
 class ModelCheckpoint(Callback, _Monitor):
-    """Save the model (atomically) at the end of every epoch, or only when
-    ``monitor`` improved with ``save_best_only=True``.
-
-    ``path`` may contain ``{epoch}`` (1-based) and any logged value, e.g.
-    ``"ckpt-{epoch:03d}-{val_loss:.3f}.safetensors"``.
-    """
+    """Save the model (atomically) after every epoch, or only when ``monitor``
+    improved with ``save_best_only=True``.  ``path`` may contain ``{epoch}``
+    (1-based) and logged values: ``"ckpt-{epoch:03d}-{val_loss:.3f}.safetensors"``."""
 
     def __init__(
         self, path: str, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto"

@@ -19,17 +19,13 @@ DTYPES = ("float32", "float64")
 
 
 class Sequential:
-    """A stack of layers applied in order.
-
-    ``input_shape`` is one sample's shape, e.g. ``(784,)`` or ``(28, 28, 1)``
-    (optional after ``Dense(in_features, out_features)``); ``dtype``
-    (float32 or float64) is that of every parameter and computation; the
-    same ``seed`` gives bit-identical initial parameters on every backend.
-
-    ``model.params`` holds one dict per layer, ``model.state`` the layers'
-    non-trained state (e.g. batch-norm statistics); both are live: assign
-    ``model.params[i]["W"] = arr`` and the next call uses it.
-    """
+    """A stack of layers applied in order.  ``input_shape`` is one sample's shape,
+    e.g. ``(784,)`` or ``(28, 28, 1)`` (optional after ``Dense(in_features,
+    out_features)``); ``dtype`` (float32 or float64) is that of every parameter
+    and computation; the same ``seed`` gives bit-identical initial parameters on
+    every backend.  ``model.params`` holds one dict per layer, ``model.state``
+    the layers' non-trained state (e.g. batch-norm statistics); both are live:
+    assign ``model.params[i]["W"] = arr`` and the next call uses it."""
 
     def __init__(
         self,
@@ -77,8 +73,7 @@ class Sequential:
         self.opt_state = None
         self.epoch = 0  # epochs trained so far (fit continues counting)
         self.step = 0  # optimizer steps taken so far
-        # where an interrupted epoch stopped (its step, sums and what its
-        # batches depend on): the next fit call continues it exactly
+        # where an interrupted epoch stopped: the next fit call continues it exactly
         self.epoch_progress: dict | None = None
         self.fit_seed = 0  # seed of the data order / dropout of the last fit
         self.history = None
@@ -91,7 +86,6 @@ class Sequential:
 
     @property
     def input_features(self) -> int:
-        """The width of the input's last axis."""
         return self.input_shape[-1]
 
     @property
@@ -124,10 +118,8 @@ class Sequential:
         def convert(a):
             return target.asarray(backends.backend_of(a).to_numpy(a))
 
-        self.params = tree_map(convert, self.params)
-        self.state = tree_map(convert, self.state)
-        if self.opt_state is not None:
-            self.opt_state = tree_map(convert, self.opt_state)
+        trees = (self.params, self.state, self.opt_state)  # opt_state may be None
+        self.params, self.state, self.opt_state = tree_map(convert, trees)
         self.backend = target
         self._compiled.clear()
         return self
@@ -192,10 +184,9 @@ class Sequential:
     @classmethod
     def from_config(cls, config: dict[str, Any], backend: str | None = None) -> Sequential:
         layers = [from_config(c) for c in config["layers"]]
-        shape = config.get("input_shape")
         return cls(
             layers,
-            input_shape=None if shape is None else tuple(shape),
+            input_shape=config.get("input_shape"),
             dtype=config.get("dtype", "float32"),
             seed=config.get("seed", 0),
             backend=backend,
@@ -222,10 +213,9 @@ class Sequential:
 
 
 def load(path: Any, backend: str | None = None) -> Sequential:
-    """The model saved at ``path`` (with its state, optimizer and its state,
-    epoch, step and fit seed, bit-identical) on ``backend`` (default: the
-    current one).  Raises :class:`~tinynet.checkpoint.CheckpointError`
-    naming the file and what is wrong with it."""
+    """The model saved at ``path`` (state, optimizer and its state, epoch, step and
+    fit seed, bit-identical) on ``backend`` (default: the current one).  Raises
+    :class:`~tinynet.checkpoint.CheckpointError` naming the file and the problem."""
     target = backends.get_backend(backend)
     path = os.fspath(path)
     ckpt = checkpoint.read(path)

@@ -1,8 +1,5 @@
-"""The models ``tinynet train --model`` builds (``mlp`` on the flattened
-sample, ``cnn`` on channels-last images), and fitting a dataset's arrays to
-a model's input shape.  A checkpoint records the layers and input shape, so
-``evaluate`` and ``predict`` rebuild either without knowing which it is.
-"""
+"""The models ``tinynet train --model`` builds (``mlp``, ``cnn``), and fitting a
+dataset's arrays to a model's input shape."""
 
 from __future__ import annotations
 
@@ -21,26 +18,6 @@ SMALLEST_IMAGE = 4  # the cnn's two 2x2 poolings need at least 4x4 (with padding
 
 def _dense_init(activation: str) -> str:
     return "he_uniform" if activation == "relu" else "glorot_uniform"
-
-
-def build_mlp(
-    in_features: int,
-    classes: int,
-    hidden: Sequence[int],
-    activation: str = "relu",
-    dropout: float = 0.0,
-    dtype: str = "float32",
-    seed: int = 0,
-    backend: str | None = None,
-) -> Sequential:
-    """Dense + activation (+ Dropout) per hidden width, then Dense + Softmax."""
-    stack: list[tl.Layer] = []
-    for h in hidden:
-        stack += [tl.Dense(h, init=_dense_init(activation)), tl.activation(activation)]
-        if dropout:
-            stack.append(tl.Dropout(dropout))
-    stack += [tl.Dense(classes), tl.Softmax()]
-    return Sequential(stack, input_shape=(in_features,), dtype=dtype, seed=seed, backend=backend)
 
 
 def cnn_padding(height: int, width: int) -> str:
@@ -64,11 +41,8 @@ def build_cnn(
     BatchNorm, activation and MaxPool2D(2), then Flatten, Dense(128),
     activation, Dropout(0.25), Dense(classes), Softmax.  Raises
     ``ValueError`` for samples that are not images of at least 4x4 pixels.
-
-    No conv bias: the BatchNorm after it subtracts the batch mean.  Momentum
-    0.9 (PyTorch's): with Keras's 0.99 the moving statistics lag the weights
-    (digits, 3 epochs: 0.30 test accuracy).  BatchNorm and dropout reach
-    0.91 on Fashion-MNIST in 10 epochs (0.9017 without).
+    No conv bias (the BatchNorm subtracts the batch mean); BatchNorm momentum
+    0.9, PyTorch's: with Keras's 0.99 the moving statistics lag the weights.
     """
     shape = tuple(input_shape)
     if len(shape) != 3:
@@ -115,10 +89,17 @@ def build(
     backend: str | None = None,
 ) -> Sequential:
     """The ``--model kind`` (``mlp`` or ``cnn``) for samples of ``sample_shape``;
-    ``hidden`` and ``dropout`` shape the mlp only."""
+    ``hidden`` and ``dropout`` shape the mlp only: Dense + activation (+ Dropout)
+    per hidden width on the flattened sample, then Dense + Softmax."""
     if kind == "mlp":
-        features = math.prod(sample_shape)
-        return build_mlp(features, classes, hidden, activation, dropout, dtype, seed, backend)
+        stack: list[tl.Layer] = []
+        for h in hidden:
+            stack += [tl.Dense(h, init=_dense_init(activation)), tl.activation(activation)]
+            if dropout:
+                stack.append(tl.Dropout(dropout))
+        stack += [tl.Dense(classes), tl.Softmax()]
+        shape = (math.prod(sample_shape),)
+        return Sequential(stack, input_shape=shape, dtype=dtype, seed=seed, backend=backend)
     if kind == "cnn":
         return build_cnn(sample_shape, classes, activation, dtype, seed, backend)
     raise ValueError(f"unknown model {kind!r}; use one of {', '.join(MODELS)}")

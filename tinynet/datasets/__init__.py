@@ -1,7 +1,6 @@
-"""Small datasets as host NumPy arrays (features float32 ``(n, features)``
-or channels-last images, labels int64 ``(n,)``); nothing is downloaded,
-nothing unpickled, and scikit-learn is imported only inside :func:`digits`.
-"""
+"""Small datasets as host NumPy arrays (features float32 ``(n, features)`` or
+channels-last images, labels int64 ``(n,)``); nothing is downloaded or
+unpickled, and scikit-learn is imported only inside :func:`digits`."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import numpy as np
 from .. import arguments
 from .fashion import fashion_mnist
 from .fashion import found as _fashion_found
-from .files import _features, load_npz, read_inputs  # noqa: F401  (the CLI's predict)
+from .files import Split, _features, load_npz, read_inputs  # noqa: F401  (the CLI's predict)
 from .idx import load_idx
 
 __all__ = [
@@ -33,8 +32,6 @@ __all__ = [
 ]
 
 BUILTIN = ("spiral", "digits", "fashion-mnist")  # the names --dataset takes
-
-Split = tuple[np.ndarray, np.ndarray]
 TEST_FRACTION = 0.2  # the test split held out of spiral and of an .npz with only x, y
 
 
@@ -57,24 +54,20 @@ def spiral(
 ) -> Split:
     """``(x, y)``: ``classes`` interleaved spiral arms of ``samples_per_class``
     points each (class ``c`` in rows ``c*N .. (c+1)*N - 1``), the noise from
-    ``np.random.default_rng(seed)``.  Raises ``ValueError`` for a
-    non-positive or non-integer count, a negative or non-finite ``noise`` or
-    a negative ``seed``."""
+    ``np.random.default_rng(seed)``.  ``ValueError`` for an invalid argument."""
     n = _positive_int("samples_per_class", samples_per_class)
     k = _positive_int("classes", classes)
     noise = arguments.non_negative("", "noise", noise)
     rng = np.random.default_rng(_seed(seed))
 
     x = np.empty((n * k, 2), dtype=np.float64)
-    y = np.empty(n * k, dtype=np.int64)
     r = np.linspace(0.0, 1.0, n)
     for c in range(k):
         rows = slice(c * n, (c + 1) * n)
         t = np.linspace(c * 4.0, (c + 1) * 4.0, n) + rng.standard_normal(n) * noise
         x[rows, 0] = r * np.sin(t * 2.5)
         x[rows, 1] = r * np.cos(t * 2.5)
-        y[rows] = c
-    return x.astype(np.float32), y
+    return x.astype(np.float32), np.repeat(np.arange(k, dtype=np.int64), n)
 
 
 def _split_positions(
@@ -103,9 +96,8 @@ def train_test_split(
 ) -> tuple[Split, Split]:
     """``((x_train, y_train), (x_test, y_test))``, rows shuffled by
     ``np.random.default_rng(seed)``; with ``stratify`` each class of the 1-D
-    integer labels ``y`` keeps its proportion.  Raises ``ValueError`` if
-    ``x`` and ``y`` differ in length, ``test_fraction`` is not in (0, 1),
-    ``seed`` is negative, or a split would come out empty."""
+    integer labels ``y`` keeps its proportion.  ``ValueError`` for invalid
+    arguments, ``x`` and ``y`` of different lengths or an empty split."""
     x = np.asarray(x)
     y = np.asarray(y)
     fraction = _fraction(test_fraction)
@@ -138,10 +130,8 @@ def _fixed_order(n: int) -> np.ndarray:
 
 def digits(test_fraction: float = 0.2, images: bool = False) -> tuple[Split, Split]:
     """scikit-learn's bundled 8x8 digits, ``x`` in ``[0, 1]`` of shape ``(n, 64)``
-    (``(n, 8, 8, 1)`` with ``images``), split the same on every machine and
-    stratified.  Raises ``ImportError`` (with the install command) without
-    scikit-learn and ``ValueError`` for a ``test_fraction`` outside (0, 1).
-    """
+    (``(n, 8, 8, 1)`` with ``images``), split stratified, the same on every
+    machine.  ``ImportError`` (with the install command) without scikit-learn."""
     fraction = _fraction(test_fraction)
     try:
         from sklearn.datasets import load_digits
@@ -177,28 +167,25 @@ class Dataset:
 
     name: str  # spiral, digits, fashion-mnist or the file's name
     spec: str  # what --dataset takes to load it again (recorded in checkpoints)
-    train: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
+    train: Split
+    test: Split
     note: str = ""  # how tinynet made the test split of a file without one
 
 
 def by_name(spec: str | None) -> Dataset:
-    """The data of ``tinynet train --dataset SPEC``: a name of ``BUILTIN`` or
-    an ``.npz`` path (its test split, or one held out here); ``None`` is
-    digits where scikit-learn is installed, else spiral.  ``ValueError`` for
-    anything else, ``FileNotFoundError`` for Fashion-MNIST not found."""
+    """The data of ``tinynet train --dataset SPEC``: a name of ``BUILTIN`` or an
+    ``.npz`` path (its test split, or one held out here); ``None`` is digits
+    where scikit-learn is installed, else spiral.  ``ValueError`` for anything
+    else, ``FileNotFoundError`` for Fashion-MNIST not found."""
     if spec is None:
         spec = "digits" if "digits" in available() else "spiral"
     if spec == "spiral":
         x, y = spiral(samples_per_class=300, classes=3, noise=0.2, seed=0)
-        train, test = train_test_split(x, y, test_fraction=TEST_FRACTION, seed=0)
-        return Dataset("spiral", spec, train, test)
+        return Dataset(spec, spec, *train_test_split(x, y, test_fraction=TEST_FRACTION, seed=0))
     if spec == "digits":
-        train, test = digits(images=True)
-        return Dataset("digits", spec, train, test)
+        return Dataset(spec, spec, *digits(images=True))
     if spec == "fashion-mnist":
-        train, test = fashion_mnist()
-        return Dataset("fashion-mnist", spec, train, test)
+        return Dataset(spec, spec, *fashion_mnist())
     if not (spec.endswith(".npz") or os.path.exists(spec)):
         raise ValueError(
             f"unknown dataset {spec!r}; use spiral, digits (needs scikit-learn), "
@@ -209,7 +196,6 @@ def by_name(spec: str | None) -> Dataset:
     train, test = load_npz(spec)
     name, note = Path(spec).name, ""
     if test is None:
-        # (train_test_split refuses a split that would come out empty)
         train, test = train_test_split(*train, test_fraction=TEST_FRACTION, seed=0)
         note = (
             f"{name} has no x_test/y_test: {len(test[0])} of its samples "

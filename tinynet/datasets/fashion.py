@@ -1,12 +1,8 @@
-"""Fashion-MNIST (Zalando's 28x28 grey-scale clothing images, 10 classes)
-from IDX files already on this machine, plain or gzip-compressed; nothing
-is ever downloaded.
-
-The four files are looked for in the folder given, else in ``TINYNET_DATA``
-when set (and only there: a folder you name is never silently replaced by
-another copy), each directly or in a ``fashion-mnist/`` subfolder; else in
-the folder of the Debian/Ubuntu package ``dataset-fashion-mnist``.
-"""
+"""Fashion-MNIST (28x28 grey-scale clothing images, 10 classes) from IDX files
+already on this machine, plain or gzip-compressed; nothing is downloaded.  The
+files are looked for in the folder given, else only in ``TINYNET_DATA`` when
+set (each directly or in a ``fashion-mnist/`` subfolder), else in the folder of
+the Debian/Ubuntu package ``dataset-fashion-mnist``."""
 
 from __future__ import annotations
 
@@ -15,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import Split
 from .idx import load_idx
 
 __all__ = ["DEBIAN_FOLDER", "ENV_VAR", "FILES", "fashion_mnist", "find_folder"]
@@ -45,32 +42,23 @@ CLASS_NAMES = (
     "Ankle boot",
 )
 
-Split = tuple[np.ndarray, np.ndarray]
-
 
 def _file_in(folder: Path, stem: str) -> Path | None:
     return next((p for p in (folder / f"{stem}.gz", folder / stem) if p.is_file()), None)
 
 
-def _candidates(path: str | os.PathLike[str] | None) -> tuple[list[Path], str]:
-    """The folders to try, in order, and how they were chosen (for errors)."""
+def find_folder(path: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """The paths of the four Fashion-MNIST files, by stem (``FILES``).  Raises
+    ``FileNotFoundError`` saying where it looked (and which files a folder
+    holding only some lacks) and how to get the files."""
     env = os.environ.get(ENV_VAR)
     if path is not None:
         base, why = Path(path), f"the folder given, {os.fspath(path)}"
     elif env:
         base, why = Path(env), f"{ENV_VAR}={env}"
     else:
-        return [Path(DEBIAN_FOLDER)], f"the {DEBIAN_PACKAGE} package's folder"
-    return [base, base / SUBFOLDER], why
-
-
-def find_folder(path: str | os.PathLike[str] | None = None) -> dict[str, Path]:
-    """The paths of the four Fashion-MNIST files, by stem (``FILES``).
-
-    Raises ``FileNotFoundError`` saying where it looked (and which files
-    were missing from a folder holding only some) and how to get the files.
-    """
-    folders, why = _candidates(path)
+        base, why = None, f"the {DEBIAN_PACKAGE} package's folder"
+    folders = [Path(DEBIAN_FOLDER)] if base is None else [base, base / SUBFOLDER]
     partial = []
     for folder in folders:
         found = {stem: _file_in(folder, stem) for stem in FILES}
@@ -124,19 +112,14 @@ def _split(images_path: Path, labels_path: Path, n: int) -> Split:
 
 
 def fashion_mnist(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split]:
-    """Fashion-MNIST's published splits (60,000 and 10,000 images) as
-    ``((x_train, y_train), (x_test, y_test))``: ``x`` float32 pixel / 255 of
-    shape ``(n, 28, 28, 1)``, ``y`` int64 in ``0..9`` (``CLASS_NAMES``).
-    ``path``: a folder with the four ``FILES``; by default, see the module.
-
-    Raises ``FileNotFoundError`` saying where it looked and how to get the
-    files; ``ValueError`` naming the file for a corrupt file, a wrong number
-    of samples, image/label counts that disagree or a label outside 0..9.
-    """
-    files = find_folder(path)
-    train = _split(files[FILES[0]], files[FILES[1]], SAMPLES["train"])
-    test = _split(files[FILES[2]], files[FILES[3]], SAMPLES["t10k"])
-    return train, test
+    """The published splits (60,000 and 10,000 images) as ``((x_train, y_train),
+    (x_test, y_test))``: ``x`` float32 pixel / 255 of shape ``(n, 28, 28, 1)``,
+    ``y`` int64 in ``0..9`` (``CLASS_NAMES``); ``path`` a folder with the four
+    ``FILES`` (default: see the module).  Raises ``FileNotFoundError`` (see
+    :func:`find_folder`), else ``ValueError`` naming the file for a corrupt or
+    incomplete file, image/label counts that disagree or a label outside 0..9."""
+    files = list(find_folder(path).values())  # in the order of FILES
+    return _split(*files[:2], SAMPLES["train"]), _split(*files[2:], SAMPLES["t10k"])
 
 
 def found() -> bool:

@@ -143,17 +143,12 @@ def load_npz(
     y_test_key: str | None = "y_test",
 ) -> tuple[Split, Split | None]:
     """``((x_train, y_train), (x_test, y_test))`` from an ``.npz`` file: the
-    default keys (the ``mnist.npz`` layout), else ``x, y`` with a ``None``
-    test split when the file has none of them; ``x_test_key=None,
-    y_test_key=None`` reads a training split only.
-
-    ``x`` becomes float32 ``(n, features)`` (``uint8`` scaled by 1/255, other
-    dtypes not, so both splits must agree on ``uint8``); ``y`` int64 from
-    indices, whole floats, an ``(n, 1)`` column or one-hot rows.  Raises
-    ``FileNotFoundError`` for a missing file, else ``ValueError`` naming the
-    file and array for anything unreadable or invalid (pickled data are
-    refused, never unpickled).
-    """
+    default keys (``mnist.npz``'s layout), else ``x, y`` and a ``None`` test
+    split; ``x_test_key=y_test_key=None`` reads a training split only.  ``x``
+    becomes float32 ``(n, features)`` (only ``uint8`` scaled by 1/255, so both
+    splits must agree on it), ``y`` int64 (from indices, whole floats, a column
+    or one-hot rows).  Raises ``FileNotFoundError`` for a missing file, else
+    ``ValueError`` naming file and array (pickled data are never unpickled)."""
     fname = os.fspath(path)
     if not os.path.exists(fname):
         raise FileNotFoundError(f"dataset file not found: {fname}")
@@ -185,8 +180,6 @@ def load_npz(
             loaded = np.load(fh, allow_pickle=False)
         except _LOAD_ERRORS as exc:
             raise ValueError(f"{fname} is not a readable .npz archive: {exc}") from exc
-        if not isinstance(loaded, np.lib.npyio.NpzFile):  # pragma: no cover - magic checked
-            raise ValueError(f"{fname} is not an .npz archive")
         keys = [x_key, y_key] + ([] if x_test_key is None else [x_test_key, y_test_key])
         with loaded as npz:
             arrays, keys = _read_arrays(npz, fname, keys)
@@ -210,13 +203,9 @@ def load_npz(
 
 
 def read_inputs(path: str, key: str | None = None) -> tuple[np.ndarray, str]:
-    """The raw array ``tinynet predict`` reads from a ``.npy`` file or an
-    ``.npz`` archive (its array ``key``, else ``x``, else ``x_test``), and
-    how to name it in messages.
-
-    Raises ``ValueError`` naming the file for a missing file, a folder, a
-    file of another kind, pickled data (never unpickled) or a missing key.
-    """
+    """``(array, name for messages)``: what ``tinynet predict`` reads from a ``.npy``
+    file or an ``.npz`` archive (its array ``key``, else ``x``, else ``x_test``).
+    Raises ``ValueError`` naming the file for anything it cannot read."""
     try:
         with open(path, "rb") as f:
             magic = f.read(len(_NPY_MAGIC))

@@ -1,8 +1,6 @@
-"""Reading IDX files, the format of MNIST and its relatives: two zero bytes,
-a type byte, the number of dimensions ``ndim``, ``ndim`` big-endian uint32
-sizes, then exactly ``prod(sizes)`` big-endian items of the type.  Nothing
-is unpickled: the bytes are read as numbers.
-"""
+"""Reading IDX files (MNIST's format): two zero bytes, a type byte, the number of
+dimensions ``ndim``, ``ndim`` big-endian uint32 sizes, then exactly ``prod(sizes)``
+big-endian items of the type.  Nothing is unpickled: the bytes are read as numbers."""
 
 from __future__ import annotations
 
@@ -90,11 +88,9 @@ def _parse(stream: BinaryIO, fname: str, compressed: bool) -> np.ndarray:
 
 
 def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    """The array in the IDX file at ``path`` (gzip-compressed or not, told by
-    its first bytes), in a native-byte-order dtype (``IDX_TYPES``).  Raises
-    ``FileNotFoundError`` for a missing file and ``ValueError`` naming the
-    file for a folder, a bad header, data shorter or longer than the header
-    declares (a truncated download), or a corrupt gzip stream."""
+    """The array in the IDX file at ``path`` (gzip-compressed or not, told by its
+    first bytes) in a native-byte-order dtype.  ``FileNotFoundError`` for a missing
+    file, else ``ValueError`` naming the file for anything it cannot read."""
     fname = os.fspath(path)
     if os.path.isdir(fname):
         raise ValueError(f"{fname} is a folder; give the path of an IDX file")
