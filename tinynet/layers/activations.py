@@ -69,8 +69,6 @@ class ReLU(Layer):
 class LeakyReLU(Layer):
     """``y = x`` for ``x > 0``, else ``alpha * x`` (Keras's default alpha=0.3)."""
 
-    config_keys = ("alpha",)
-
     def __init__(self, alpha: float = 0.3) -> None:
         self.alpha = arguments.non_negative("LeakyReLU", "alpha", alpha)
 
@@ -86,8 +84,6 @@ class LeakyReLU(Layer):
 
 class ELU(Layer):
     """``y = x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
-
-    config_keys = ("alpha",)
 
     def __init__(self, alpha: float = 1.0) -> None:
         self.alpha = arguments.non_negative("ELU", "alpha", alpha)

@@ -1,24 +1,10 @@
-"""The layer protocol (docs/DESIGN.md, section 2).
-
-A layer holds hyperparameters only.  Its parameters and state are dicts of
-arrays owned by the model (``{}`` for layers without), so that a training
-step is a pure function of arrays:
-
-``output_shape(input_shape) -> output_shape``
-    shapes without the batch axis; a refusal is a ``ValueError`` phrased to
-    follow the layer's name ("expects 784 input features but ...", which
-    ``Sequential`` prefixes with "layer 2 (Dense)").
-``init(key, input_shape, dtype) -> (output_shape, params, state)``
-    ``key`` a :mod:`tinynet.random` key; ``state`` the non-trained arrays.
-``forward(params, state, x, ops, training, key) -> (y, state, backward)``
-    ``x`` of shape ``(batch, *input_shape)``, ``ops`` the backend's ops
-    (``ops.xp`` its array namespace); ``backward(dy, need_dx=True)`` returns
-    ``(dx, grads)``, ``grads`` shaped like ``params`` and ``dx`` None without
-    ``need_dx`` (the first layer with parameters needs no input gradient).
-"""
+"""The layer protocol: ``output_shape``, ``init``, ``forward`` returning its
+``backward`` (docs/DESIGN.md, section 2).  A layer holds hyperparameters only;
+its parameters and state are dicts of arrays owned by the model."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 Array = Any
@@ -48,7 +34,6 @@ class Layer:
     has_params = False  # True if init makes trained parameters
     needs_key = False  # True if the forward draws random numbers (Dropout)
     regularized = False  # True if penalty() adds to the loss
-    config_keys: tuple[str, ...] = ()  # the attributes get_config saves
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape)
@@ -64,9 +49,12 @@ class Layer:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
-        """JSON-able hyperparameters; ``layers.from_config`` rebuilds the layer."""
+        """JSON-able hyperparameters; ``layers.from_config`` rebuilds the layer.
+
+        By default the constructor's arguments, read from the attributes of the same names.
+        """
         config: dict[str, Any] = {"type": type(self).__name__}
-        for name in self.config_keys:
+        for name in inspect.signature(type(self)).parameters:
             value = getattr(self, name)
             config[name] = list(value) if isinstance(value, tuple) else value
         return config

@@ -84,15 +84,6 @@ class _Conv(Layer):
     rank = 2
     paddings: tuple[str, ...] = ("valid", "same")
     has_params = True
-    config_keys = (
-        "filters",
-        "kernel_size",
-        "strides",
-        "padding",
-        "dilation_rate",
-        "use_bias",
-        "kernel_initializer",
-    )
 
     def __init__(
         self,

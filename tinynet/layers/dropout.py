@@ -18,7 +18,6 @@ class Dropout(Layer):
     """
 
     needs_key = True
-    config_keys = ("rate",)
 
     def __init__(self, rate: float) -> None:
         self.rate = arguments.real(

@@ -48,8 +48,6 @@ class BatchNorm(_Normalization):
     (zeros), ``moving_var`` (ones); all ``(features,)``.
     """
 
-    config_keys = ("momentum", "epsilon")
-
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3) -> None:
         self.momentum = arguments.real(
             "BatchNorm", "momentum", momentum, "in [0, 1]", lambda v: 0 <= v <= 1
@@ -108,8 +106,6 @@ class LayerNorm(_Normalization):
     sample (each position of a sequence) normalised over its last axis, then
     ``* gamma + beta``, with ``epsilon`` added to the variance; no state.
     Parameters ``gamma`` (ones) and ``beta`` (zeros) of shape ``(features,)``."""
-
-    config_keys = ("epsilon",)
 
     def __init__(self, epsilon: float = 1e-3) -> None:
         self.epsilon = arguments.positive("LayerNorm", "epsilon", epsilon)

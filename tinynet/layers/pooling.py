@@ -19,7 +19,6 @@ from .conv import check_rank, crop, padding_widths, spatial_axes, window_tuple
 class _Pool(Layer):
     rank = 2
     kind = "max"
-    config_keys = ("pool_size", "strides", "padding")
 
     def __init__(self, pool_size: Any = 2, strides: Any = None, padding: str = "valid") -> None:
         name = type(self).__name__
