@@ -1,15 +1,5 @@
-"""Weight initialisers ``fn(key, shape, dtype) -> array`` on the key's backend.
-
-Fans as Keras computes them: ``(fan_in, fan_out)`` for a Dense kernel ``W``
-``(in, out)``, both ``shape[0]`` for a vector, and for rank > 2 the leading
-dimensions are a receptive field multiplying both fans.
-
-The normal initialisers are Keras's truncated normal: draws beyond 2
-``stddev`` are redrawn, and ``stddev`` is divided by the standard deviation
-of a standard normal truncated to [-2, 2] so the variance is the intended
-one.  Without data-dependent shapes: :data:`TRUNCATION_ROUNDS` candidates
-per entry, the first inside [-2, 2] kept, an entry with none (``0.0455**8 ~
-2e-11``) clipped to +-2.  The uniform initialisers are bit-identical on
+"""Weight initialisers ``fn(key, shape, dtype) -> array`` on the key's backend,
+with Keras's fans and truncated normals.  The uniform ones are bit-identical on
 every backend (see :mod:`tinynet.random`), the normal ones agree to a few ulps.
 """
 
@@ -45,7 +35,8 @@ _TRUNCATED_STD = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2]
 
 
 def compute_fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a weight shape, as Keras computes them."""
+    """``(fan_in, fan_out)`` as Keras: ``(in, out)`` for a Dense ``W``, ``shape[0]``
+    twice for a vector; for rank > 2 the leading axes (receptive field) multiply both."""
     shape = tuple(int(d) for d in shape)
     if len(shape) == 0:
         return 1, 1
@@ -65,6 +56,8 @@ def _fan(shape: tuple[int, ...], which: str) -> int:
 
 
 def _truncated(key: Array, shape: tuple[int, ...], dt: Any, stddev: float) -> Array:
+    """Keras's truncated normal without data-dependent shapes: of TRUNCATION_ROUNDS
+    draws per entry the first inside [-2, 2] is kept; none (p ~ 2e-11): clipped."""
     xp = backends.namespace(key)
     size = math.prod(shape)
     draws = tnrandom.normal(key, (TRUNCATION_ROUNDS, max(size, 1)), dt)
@@ -136,6 +129,11 @@ _REGISTRY: dict[str, Initializer] = {
     for fn in (glorot_uniform, glorot_normal, he_uniform, he_normal, uniform, zeros, ones)
 }
 _REGISTRY["random_uniform"] = uniform  # Keras's RandomUniform
+
+
+def resolve(init: str | Initializer) -> tuple[str, Initializer]:
+    """``(name, fn)``: the name a layer's config saves, and :func:`get`'s function."""
+    return (init if isinstance(init, str) else getattr(init, "__name__", str(init))), get(init)
 
 
 def get(name_or_fn: str | Initializer) -> Initializer:

@@ -99,18 +99,12 @@ LAYER_TYPES: dict[str, type[Layer]] = {
     if isinstance(cls, type) and issubclass(cls, Layer) and cls is not Layer
 }
 
-ACTIVATIONS = {
-    "identity": Identity,
-    "linear": Identity,
-    "sigmoid": Sigmoid,
-    "tanh": Tanh,
-    "relu": ReLU,
-    "leaky_relu": LeakyReLU,
-    "elu": ELU,
-    "gelu": GELU,
-    "softplus": Softplus,
-    "softmax": Softmax,
+# each activation by its class name in lower case, and Keras's "linear" and "leaky_relu"
+ACTIVATIONS: dict[str, type[Layer]] = {
+    cls.__name__.lower(): cls
+    for cls in (Identity, Sigmoid, Tanh, ReLU, ELU, GELU, Softplus, Softmax)
 }
+ACTIVATIONS.update(linear=Identity, leaky_relu=LeakyReLU)
 
 
 def from_config(config: dict[str, Any]) -> Layer:

@@ -1,8 +1,5 @@
-"""Activation layers, each forward next to its hand-written backward.
-
-All are elementwise except :class:`Softmax` (over the last axis), in the
-numerically stable forms: nothing overflows for inputs of +-1e4 in float32.
-"""
+"""Activation layers, each forward next to its backward, in numerically stable
+forms: nothing overflows for inputs of +-1e4 in float32."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
 """Convolution layers :class:`Conv1D` and :class:`Conv2D` (Keras's, channels-last)
-and the window helpers they share with the pooling layers.
-
-The maths is ``ops.conv`` / ``ops.conv_backward``; a layer checks its
-arguments, pads its input and adds the bias.
-"""
+and the window helpers they share with the pooling layers (maths: ``ops.conv``)."""
 
 from __future__ import annotations
 
@@ -80,9 +76,46 @@ def crop(dx: Array, widths: tuple[tuple[int, int], ...]) -> Array:
     return dx[(slice(None), *spans, ...)]
 
 
-class _Conv(Layer):
+class _Windowed(Layer):
+    """What convolution and pooling share: a ``window`` slid with ``strides`` and
+    ``dilation_rate`` over inputs padded as ``padding`` says."""
+
     rank = 2
     paddings: tuple[str, ...] = ("valid", "same")
+    too_large = ("kernel", "kernel_size or dilation_rate,")  # the window's name; the fix
+    window: Shape
+    strides: Shape
+    dilation_rate: Shape
+    padding: str
+
+    def _padding(self, padding: Any) -> str:
+        value = padding.lower() if isinstance(padding, str) else padding
+        return arguments.choice(type(self).__name__, "padding", value, self.paddings)
+
+    def _widths(self, spatial: Shape) -> tuple[tuple[int, int], ...]:
+        return padding_widths(spatial, self.window, self.strides, self.dilation_rate, self.padding)
+
+    def _spatial_output(self, input_shape: Shape) -> Shape:
+        """The output's spatial shape; refuses a window larger than its (padded) input."""
+        spatial = spatial_axes(input_shape, self.rank)
+        padded = tuple(n + b + a for n, (b, a) in zip(spatial, self._widths(spatial), strict=True))
+        spans = tuple((k - 1) * d + 1 for k, d in zip(self.window, self.dilation_rate, strict=True))
+        if any(n < span for n, span in zip(padded, spans, strict=True)):
+            name, fix = self.too_large
+            dilated = ""
+            if spans != self.window:
+                dilated = f" (dilated by {self.dilation_rate}: {spans})"
+            raise ValueError(
+                f"has a {name} {self.window}{dilated} larger than its input "
+                f"{spatial}{' (padded)' if padded != spatial else ''}; use a smaller "
+                f"{fix} or padding='same'"
+            )
+        return tuple(
+            (n - span) // s + 1 for n, span, s in zip(padded, spans, self.strides, strict=True)
+        )
+
+
+class _Conv(_Windowed):
     has_params = True
 
     def __init__(
@@ -99,12 +132,10 @@ class _Conv(Layer):
         self.filters = arguments.integer(
             name, "filters", filters, "a positive integer", lambda v: v > 0
         )
-        self.kernel_size = window_tuple(name, "kernel_size", kernel_size, rank)
+        self.window = self.kernel_size = window_tuple(name, "kernel_size", kernel_size, rank)
         self.strides = window_tuple(name, "strides", strides, rank)
         self.dilation_rate = window_tuple(name, "dilation_rate", dilation_rate, rank)
-        self.padding = arguments.choice(
-            name, "padding", padding.lower() if isinstance(padding, str) else padding, self.paddings
-        )
+        self.padding = self._padding(padding)
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(
                 f"{name}: strides > 1 cannot be combined with dilation_rate > 1 (as in Keras), "
@@ -112,36 +143,10 @@ class _Conv(Layer):
                 "use one of them"
             )
         self.use_bias = arguments.boolean(name, "use_bias", use_bias)
-        init = kernel_initializer
-        self.kernel_initializer = (
-            init if isinstance(init, str) else getattr(init, "__name__", str(init))
-        )
-        self._init = initializers.get(init)
-
-    def _widths(self, spatial: Shape) -> tuple[tuple[int, int], ...]:
-        return padding_widths(
-            spatial, self.kernel_size, self.strides, self.dilation_rate, self.padding
-        )
+        self.kernel_initializer, self._init = initializers.resolve(kernel_initializer)
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        spatial = spatial_axes(input_shape, self.rank)
-        padded = tuple(n + b + a for n, (b, a) in zip(spatial, self._widths(spatial), strict=True))
-        spans = tuple(
-            (k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation_rate, strict=True)
-        )
-        if any(n < span for n, span in zip(padded, spans, strict=True)):
-            dilated = ""
-            if spans != self.kernel_size:
-                dilated = f" (dilated by {self.dilation_rate}: {spans})"
-            raise ValueError(
-                f"has a kernel {self.kernel_size}{dilated} larger than its input "
-                f"{spatial}{' (padded)' if padded != spatial else ''}; use a smaller "
-                "kernel_size or dilation_rate, or padding='same'"
-            )
-        out = tuple(
-            (n - span) // s + 1 for n, span, s in zip(padded, spans, self.strides, strict=True)
-        )
-        return (*out, self.filters)
+        return (*self._spatial_output(input_shape), self.filters)
 
     def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
         out = self.output_shape(input_shape)

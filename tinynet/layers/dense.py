@@ -64,8 +64,7 @@ class Dense(Layer):
             if in_features is None
             else arguments.integer("Dense", "in_features", in_features, positive, lambda v: v > 0)
         )
-        self.init_name = init if isinstance(init, str) else getattr(init, "__name__", str(init))
-        self._init = initializers.get(init)
+        self.init_name, self._init = initializers.resolve(init)
         self.weight_l1 = arguments.non_negative("Dense", "weight_l1", weight_l1)
         self.weight_l2 = arguments.non_negative("Dense", "weight_l2", weight_l2)
         self.bias_l1 = arguments.non_negative("Dense", "bias_l1", bias_l1)

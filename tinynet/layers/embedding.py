@@ -22,10 +22,8 @@ class Embedding(Layer):
         init: initialiser name or function for ``W`` ``(input_dim,
             output_dim)`` (Keras's default ``"uniform"``: U[-0.05, 0.05)).
 
-    It takes the model's raw integer input, so it comes first; an index out
-    of range is refused naming its value and position instead of a gather's
-    silent clamp (docs/DESIGN.md, section 2).  ``W``'s gradient adds ``dy``'s
-    rows into the rows they were taken from; the input has none.
+    It takes the model's raw integer input, so it comes first; an index out of
+    range is refused instead of clamped (docs/DESIGN.md, section 2).
     """
 
     has_params = True
@@ -40,8 +38,7 @@ class Embedding(Layer):
         self.output_dim = arguments.integer(
             "Embedding", "output_dim", output_dim, positive, lambda v: v > 0
         )
-        self.init_name = init if isinstance(init, str) else getattr(init, "__name__", str(init))
-        self._init = initializers.get(init)
+        self.init_name, self._init = initializers.resolve(init)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return (*input_shape, self.output_dim)
