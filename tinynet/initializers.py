@@ -1,15 +1,12 @@
 """Weight initialisers ``fn(key, shape, dtype) -> array`` on the key's backend,
 with Keras's fans and truncated normals.  The uniform ones are bit-identical on
-every backend (see :mod:`tinynet.random`), the normal ones agree to a few ulps.
-"""
+every backend (see :mod:`tinynet.random`), the normal ones agree to a few ulps."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from typing import Any
-
-import array_api_compat
 
 from . import backends
 from . import random as tnrandom
@@ -107,11 +104,7 @@ def uniform(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array
 def _filled(key: Array, shape: tuple[int, ...], dtype: Any, make: str) -> Array:
     xp = backends.namespace(key)
     dt = tnrandom._dtype(key, dtype, ("float32", "float64"))
-    try:
-        device = array_api_compat.device(key)
-    except Exception:  # pragma: no cover - depends on library version
-        device = None
-    return getattr(xp, make)(tuple(shape), dtype=dt, device=device)
+    return getattr(xp, make)(tuple(shape), dtype=dt, device=tnrandom._device(key))
 
 
 def zeros(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
