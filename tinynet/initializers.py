@@ -11,19 +11,6 @@ from typing import Any
 from . import backends
 from . import random as tnrandom
 
-__all__ = [
-    "TRUNCATION_ROUNDS",
-    "compute_fans",
-    "get",
-    "glorot_normal",
-    "glorot_uniform",
-    "he_normal",
-    "he_uniform",
-    "ones",
-    "uniform",
-    "zeros",
-]
-
 Array = Any
 Initializer = Callable[[Array, tuple[int, ...], Any], Array]
 
@@ -117,11 +104,10 @@ def ones(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
     return _filled(key, shape, dtype, "ones")
 
 
-_REGISTRY: dict[str, Initializer] = {
-    fn.__name__: fn
-    for fn in (glorot_uniform, glorot_normal, he_uniform, he_normal, uniform, zeros, ones)
-}
+_INITIALIZERS = (glorot_uniform, glorot_normal, he_uniform, he_normal, uniform, zeros, ones)
+_REGISTRY: dict[str, Initializer] = {fn.__name__: fn for fn in _INITIALIZERS}
 _REGISTRY["random_uniform"] = uniform  # Keras's RandomUniform
+__all__ = ["TRUNCATION_ROUNDS", "compute_fans", "get", *(fn.__name__ for fn in _INITIALIZERS)]
 
 
 def resolve(init: str | Initializer) -> tuple[str, Initializer]:

@@ -29,25 +29,6 @@ def window_tuple(owner: str, name: str, value: Any, rank: int) -> tuple[int, ...
     return tuple(int(v) for v in value)
 
 
-def padding_widths(
-    spatial: Shape, window: Shape, strides: Shape, dilation: Shape, padding: str
-) -> tuple[tuple[int, int], ...]:
-    """``(before, after)`` per spatial axis as Keras pads: none for ``"valid"``;
-    for ``"same"`` what ``ceil(n / stride)`` outputs need, the smaller half
-    before; for ``"causal"`` ``(k - 1) * dilation`` before."""
-    widths = []
-    for n, k, s, d in zip(spatial, window, strides, dilation, strict=True):
-        span = (k - 1) * d + 1
-        if padding == "same":
-            total = max((-(-n // s) - 1) * s + span - n, 0)
-            widths.append((total // 2, total - total // 2))
-        elif padding == "causal":
-            widths.append((span - 1, 0))
-        else:
-            widths.append((0, 0))
-    return tuple(widths)
-
-
 def check_rank(owner: str, x_shape: Shape, rank: int) -> None:
     """Refuse a batch (a forward on raw arrays) whose rank is not ``rank + 2``."""
     if len(x_shape) != rank + 2:
@@ -93,7 +74,20 @@ class _Windowed(Layer):
         return arguments.choice(type(self).__name__, "padding", value, self.paddings)
 
     def _widths(self, spatial: Shape) -> tuple[tuple[int, int], ...]:
-        return padding_widths(spatial, self.window, self.strides, self.dilation_rate, self.padding)
+        """``(before, after)`` per spatial axis as Keras pads: none for ``"valid"``;
+        for ``"same"`` what ``ceil(n / stride)`` outputs need, the smaller half
+        before; for ``"causal"`` ``(k - 1) * dilation`` before."""
+        widths = []
+        for n, k, s, d in zip(spatial, self.window, self.strides, self.dilation_rate, strict=True):
+            span = (k - 1) * d + 1
+            if self.padding == "same":
+                total = max((-(-n // s) - 1) * s + span - n, 0)
+                widths.append((total // 2, total - total // 2))
+            elif self.padding == "causal":
+                widths.append((span - 1, 0))
+            else:
+                widths.append((0, 0))
+        return tuple(widths)
 
     def _spatial_output(self, input_shape: Shape) -> Shape:
         """The output's spatial shape; refuses a window larger than its (padded) input."""

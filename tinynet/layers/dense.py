@@ -110,10 +110,8 @@ class Dense(Layer):
 
     def penalty(self, params: Params, xp: Any) -> tuple[Array, Params]:
         value, grads = 0.0, {}
-        for name, l1, l2 in (
-            ("W", self.weight_l1, self.weight_l2),
-            ("b", self.bias_l1, self.bias_l2),
-        ):
+        strengths = {"W": (self.weight_l1, self.weight_l2), "b": (self.bias_l1, self.bias_l2)}
+        for name, (l1, l2) in strengths.items():
             p = params[name]
             g = xp.zeros_like(p)
             if l1:
