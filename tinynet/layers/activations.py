@@ -97,12 +97,11 @@ class ELU(Layer):
         return xp.where(positive, x, negative_part), state, backward
 
 
-_GELU_C = math.sqrt(2.0 / math.pi)
-
-
 class GELU(Layer):
     """GELU, tanh form: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``
     (the array API has no ``erf`` for the exact form)."""
+
+    _C = math.sqrt(2.0 / math.pi)
 
     def forward(self, params, state, x, ops, training=False, key=None):
         xp = ops.xp
@@ -110,10 +109,10 @@ class GELU(Layer):
         # cubic is taken of the clipped input: no overflow for huge |x|.
         xc = xp.clip(x, -10.0, 10.0)
         x2 = xc * xc
-        t = xp.tanh(_GELU_C * (xc + 0.044715 * x2 * xc))
+        t = xp.tanh(self._C * (xc + 0.044715 * x2 * xc))
 
         def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
-            dt = (1.0 - t * t) * (_GELU_C * (1.0 + 3 * 0.044715 * x2))
+            dt = (1.0 - t * t) * (self._C * (1.0 + 3 * 0.044715 * x2))
             return dy * (0.5 * (1.0 + t) + 0.5 * x * dt), _NO_GRADS
 
         return 0.5 * x * (1.0 + t), state, backward

@@ -7,6 +7,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from .. import arguments
+
 Array = Any
 Params = dict[str, Array]
 Shape = tuple[int, ...]
@@ -16,6 +18,10 @@ _NO_GRADS: Params = {}
 
 def identity_backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
     return dy, _NO_GRADS
+
+
+def positive_int(owner: str, name: str, value: Any) -> int:
+    return arguments.integer(owner, name, value, "a positive integer", lambda v: v > 0)
 
 
 def features(input_shape: Shape) -> int:

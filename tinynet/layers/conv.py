@@ -7,7 +7,7 @@ from numbers import Integral
 from typing import Any
 
 from .. import arguments, initializers
-from .base import Array, Layer, Params, Shape
+from .base import Array, Layer, Params, Shape, positive_int
 
 LAYOUTS = {1: "(batch, steps, channels)", 2: "(batch, height, width, channels)"}
 
@@ -59,15 +59,11 @@ def crop(dx: Array, widths: tuple[tuple[int, int], ...]) -> Array:
 
 class _Windowed(Layer):
     """What convolution and pooling share: a ``window`` slid with ``strides`` and
-    ``dilation_rate`` over inputs padded as ``padding`` says."""
+    ``dilation_rate`` over inputs padded as ``padding`` says (the subclass sets all four)."""
 
     rank = 2
     paddings: tuple[str, ...] = ("valid", "same")
     too_large = ("kernel", "kernel_size or dilation_rate,")  # the window's name; the fix
-    window: Shape
-    strides: Shape
-    dilation_rate: Shape
-    padding: str
 
     def _padding(self, padding: Any) -> str:
         value = padding.lower() if isinstance(padding, str) else padding
@@ -123,9 +119,7 @@ class _Conv(_Windowed):
         kernel_initializer: Any = "glorot_uniform",
     ) -> None:
         name, rank = type(self).__name__, self.rank
-        self.filters = arguments.integer(
-            name, "filters", filters, "a positive integer", lambda v: v > 0
-        )
+        self.filters = positive_int(name, "filters", filters)
         self.window = self.kernel_size = window_tuple(name, "kernel_size", kernel_size, rank)
         self.strides = window_tuple(name, "strides", strides, rank)
         self.dilation_rate = window_tuple(name, "dilation_rate", dilation_rate, rank)

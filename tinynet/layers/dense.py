@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from .. import arguments, initializers
-from .base import Array, Layer, Params, Shape, features
+from .base import Array, Layer, Params, Shape, features, positive_int
 
 
 class Dense(Layer):
-    """Fully connected layer on the last axis: ``(batch, ..., in_features)``
-    -> ``(batch, ..., units)``.
-
-    ``Dense(units)`` takes its input width from the layer before it (or the
-    model's ``input_shape``); ``Dense(in_features, out_features)`` states it
-    and is checked against it.
+    """Fully connected layer on the last axis: ``(batch, ..., in_features)`` ->
+    ``(batch, ..., units)``.  ``Dense(units)`` takes ``in_features`` from the
+    layer before it (or the model's ``input_shape``); ``Dense(in_features,
+    out_features)`` states it, and it is checked.
 
     Args:
         units: output width (``out_features``).
@@ -57,12 +55,9 @@ class Dense(Layer):
             out_features = units
         if out_features is None:
             raise ValueError("Dense: pass the output width, e.g. Dense(64)")
-        positive = "a positive integer"
-        self.units = arguments.integer("Dense", "units", out_features, positive, lambda v: v > 0)
+        self.units = positive_int("Dense", "units", out_features)
         self.in_features = (
-            None
-            if in_features is None
-            else arguments.integer("Dense", "in_features", in_features, positive, lambda v: v > 0)
+            None if in_features is None else positive_int("Dense", "in_features", in_features)
         )
         self.init_name, self._init = initializers.resolve(init)
         self.weight_l1 = arguments.non_negative("Dense", "weight_l1", weight_l1)
