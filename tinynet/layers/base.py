@@ -55,13 +55,13 @@ class Layer:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
-        """JSON-able hyperparameters; ``layers.from_config`` rebuilds the layer.
-
-        By default the constructor's arguments, read from the attributes of the same names.
-        """
+        """JSON-able hyperparameters (by default the constructor's arguments kept as
+        attributes of the same names); ``layers.from_config`` rebuilds the layer."""
         config: dict[str, Any] = {"type": type(self).__name__}
         for name in inspect.signature(type(self)).parameters:
-            value = getattr(self, name)
+            if name not in vars(self):  # a subclass's argument kept under another name
+                continue
+            value = vars(self)[name]
             config[name] = list(value) if isinstance(value, tuple) else value
         return config
 
