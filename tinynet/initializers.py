@@ -1,17 +1,6 @@
-"""Weight initialisers ``fn(key, shape, dtype) -> array`` on the key's backend.
-
-Fans as Keras computes them: ``(fan_in, fan_out)`` for a Dense kernel ``W``
-``(in, out)``, both ``shape[0]`` for a vector, and for rank > 2 the leading
-dimensions are a receptive field multiplying both fans.
-
-The normal initialisers are Keras's truncated normal: draws beyond 2
-``stddev`` are redrawn, and ``stddev`` is divided by the standard deviation
-of a standard normal truncated to [-2, 2] so the variance is the intended
-one.  Without data-dependent shapes: :data:`TRUNCATION_ROUNDS` candidates
-per entry, the first inside [-2, 2] kept, an entry with none (``0.0455**8 ~
-2e-11``) clipped to +-2.  The uniform initialisers are bit-identical on
-every backend (see :mod:`tinynet.random`), the normal ones agree to a few ulps.
-"""
+"""Weight initialisers ``fn(key, shape, dtype) -> array`` on the key's backend,
+with Keras's fans and truncated normals.  The uniform ones are bit-identical on
+every backend (see :mod:`tinynet.random`), the normal ones agree to a few ulps."""
 
 from __future__ import annotations
 
@@ -19,23 +8,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import array_api_compat
-
 from . import backends
 from . import random as tnrandom
-
-__all__ = [
-    "TRUNCATION_ROUNDS",
-    "compute_fans",
-    "get",
-    "glorot_normal",
-    "glorot_uniform",
-    "he_normal",
-    "he_uniform",
-    "ones",
-    "uniform",
-    "zeros",
-]
 
 Array = Any
 Initializer = Callable[[Array, tuple[int, ...], Any], Array]
@@ -45,7 +19,8 @@ _TRUNCATED_STD = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2]
 
 
 def compute_fans(shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a weight shape, as Keras computes them."""
+    """``(fan_in, fan_out)`` as Keras: ``(in, out)`` for a Dense ``W``, ``shape[0]``
+    twice for a vector; for rank > 2 the leading axes (receptive field) multiply both."""
     shape = tuple(int(d) for d in shape)
     if len(shape) == 0:
         return 1, 1
@@ -65,6 +40,8 @@ def _fan(shape: tuple[int, ...], which: str) -> int:
 
 
 def _truncated(key: Array, shape: tuple[int, ...], dt: Any, stddev: float) -> Array:
+    """Keras's truncated normal without data-dependent shapes: of TRUNCATION_ROUNDS
+    draws per entry the first inside [-2, 2] is kept; none (p ~ 2e-11): clipped."""
     xp = backends.namespace(key)
     size = math.prod(shape)
     draws = tnrandom.normal(key, (TRUNCATION_ROUNDS, max(size, 1)), dt)
@@ -114,11 +91,7 @@ def uniform(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array
 def _filled(key: Array, shape: tuple[int, ...], dtype: Any, make: str) -> Array:
     xp = backends.namespace(key)
     dt = tnrandom._dtype(key, dtype, ("float32", "float64"))
-    try:
-        device = array_api_compat.device(key)
-    except Exception:  # pragma: no cover - depends on library version
-        device = None
-    return getattr(xp, make)(tuple(shape), dtype=dt, device=device)
+    return getattr(xp, make)(tuple(shape), dtype=dt, device=tnrandom._device(key))
 
 
 def zeros(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
@@ -131,11 +104,15 @@ def ones(key: Array, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
     return _filled(key, shape, dtype, "ones")
 
 
-_REGISTRY: dict[str, Initializer] = {
-    fn.__name__: fn
-    for fn in (glorot_uniform, glorot_normal, he_uniform, he_normal, uniform, zeros, ones)
-}
+_INITIALIZERS = (glorot_uniform, glorot_normal, he_uniform, he_normal, uniform, zeros, ones)
+_REGISTRY: dict[str, Initializer] = {fn.__name__: fn for fn in _INITIALIZERS}
 _REGISTRY["random_uniform"] = uniform  # Keras's RandomUniform
+__all__ = ["TRUNCATION_ROUNDS", "compute_fans", "get", *(fn.__name__ for fn in _INITIALIZERS)]
+
+
+def resolve(init: str | Initializer) -> tuple[str, Initializer]:
+    """``(name, fn)``: the name a layer's config saves, and :func:`get`'s function."""
+    return (init if isinstance(init, str) else getattr(init, "__name__", str(init))), get(init)
 
 
 def get(name_or_fn: str | Initializer) -> Initializer:

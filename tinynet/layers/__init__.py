@@ -39,6 +39,15 @@ from .pooling import (
 )
 from .reshape import Flatten, Reshape
 
+# every layer class, by family: from_config's table and the start of __all__
+_CORE = (Dense, Dropout, BatchNorm, LayerNorm, Embedding, Conv1D, Conv2D, Flatten, Reshape)
+_ACTIVATIONS = (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, GELU, Softplus, Softmax)
+_POOLING = (MaxPool1D, MaxPool2D, AvgPool1D, AvgPool2D)
+_GLOBAL_POOLING = (GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D)
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.__name__: cls for cls in (*_CORE, *_ACTIVATIONS, *_POOLING, *_GLOBAL_POOLING)
+}
+
 # Keras's names for the same layers
 BatchNormalization, LayerNormalization = BatchNorm, LayerNorm
 MaxPooling1D, MaxPooling2D = MaxPool1D, MaxPool2D
@@ -47,32 +56,9 @@ GlobalAveragePooling1D, GlobalAveragePooling2D = GlobalAvgPool1D, GlobalAvgPool2
 GlobalMaxPooling1D, GlobalMaxPooling2D = GlobalMaxPool1D, GlobalMaxPool2D
 
 __all__ = [
-    "Dense",
-    "Dropout",
-    "Identity",
-    "Sigmoid",
-    "Tanh",
-    "ReLU",
-    "LeakyReLU",
-    "ELU",
-    "GELU",
-    "Softplus",
-    "Softmax",
-    "BatchNorm",
+    *LAYER_TYPES,
     "BatchNormalization",
-    "LayerNorm",
     "LayerNormalization",
-    "Embedding",
-    "Conv1D",
-    "Conv2D",
-    "MaxPool1D",
-    "MaxPool2D",
-    "AvgPool1D",
-    "AvgPool2D",
-    "GlobalAvgPool1D",
-    "GlobalAvgPool2D",
-    "GlobalMaxPool1D",
-    "GlobalMaxPool2D",
     "MaxPooling1D",
     "MaxPooling2D",
     "AveragePooling1D",
@@ -81,8 +67,6 @@ __all__ = [
     "GlobalAveragePooling2D",
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
-    "Flatten",
-    "Reshape",
     "Layer",
     "from_config",
     "activation",
@@ -92,25 +76,12 @@ __all__ = [
     "softplus",
 ]
 
-# every layer class above by its own name (an alias adds no entry); from_config's table
-LAYER_TYPES: dict[str, type[Layer]] = {
-    cls.__name__: cls
-    for cls in map(globals().get, __all__)
-    if isinstance(cls, type) and issubclass(cls, Layer) and cls is not Layer
+# each activation by its class name in lower case, and Keras's "linear" and "leaky_relu"
+ACTIVATIONS: dict[str, type[Layer]] = {
+    cls.__name__.lower(): cls
+    for cls in (Identity, Sigmoid, Tanh, ReLU, ELU, GELU, Softplus, Softmax)
 }
-
-ACTIVATIONS = {
-    "identity": Identity,
-    "linear": Identity,
-    "sigmoid": Sigmoid,
-    "tanh": Tanh,
-    "relu": ReLU,
-    "leaky_relu": LeakyReLU,
-    "elu": ELU,
-    "gelu": GELU,
-    "softplus": Softplus,
-    "softmax": Softmax,
-}
+ACTIVATIONS.update(linear=Identity, leaky_relu=LeakyReLU)
 
 
 def from_config(config: dict[str, Any]) -> Layer:

@@ -1,8 +1,5 @@
-"""Activation layers, each forward next to its hand-written backward.
-
-All are elementwise except :class:`Softmax` (over the last axis), in the
-numerically stable forms: nothing overflows for inputs of +-1e4 in float32.
-"""
+"""Activation layers, each forward next to its backward, in numerically stable
+forms: nothing overflows for inputs of +-1e4 in float32."""
 
 from __future__ import annotations
 
@@ -69,8 +66,6 @@ class ReLU(Layer):
 class LeakyReLU(Layer):
     """``y = x`` for ``x > 0``, else ``alpha * x`` (Keras's default alpha=0.3)."""
 
-    config_keys = ("alpha",)
-
     def __init__(self, alpha: float = 0.3) -> None:
         self.alpha = arguments.non_negative("LeakyReLU", "alpha", alpha)
 
@@ -87,8 +82,6 @@ class LeakyReLU(Layer):
 class ELU(Layer):
     """``y = x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
 
-    config_keys = ("alpha",)
-
     def __init__(self, alpha: float = 1.0) -> None:
         self.alpha = arguments.non_negative("ELU", "alpha", alpha)
 
@@ -104,12 +97,11 @@ class ELU(Layer):
         return xp.where(positive, x, negative_part), state, backward
 
 
-_GELU_C = math.sqrt(2.0 / math.pi)
-
-
 class GELU(Layer):
     """GELU, tanh form: ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x**3)))``
     (the array API has no ``erf`` for the exact form)."""
+
+    _C = math.sqrt(2.0 / math.pi)
 
     def forward(self, params, state, x, ops, training=False, key=None):
         xp = ops.xp
@@ -117,10 +109,10 @@ class GELU(Layer):
         # cubic is taken of the clipped input: no overflow for huge |x|.
         xc = xp.clip(x, -10.0, 10.0)
         x2 = xc * xc
-        t = xp.tanh(_GELU_C * (xc + 0.044715 * x2 * xc))
+        t = xp.tanh(self._C * (xc + 0.044715 * x2 * xc))
 
         def backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
-            dt = (1.0 - t * t) * (_GELU_C * (1.0 + 3 * 0.044715 * x2))
+            dt = (1.0 - t * t) * (self._C * (1.0 + 3 * 0.044715 * x2))
             return dy * (0.5 * (1.0 + t) + 0.5 * x * dt), _NO_GRADS
 
         return 0.5 * x * (1.0 + t), state, backward

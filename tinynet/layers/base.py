@@ -1,25 +1,13 @@
-"""The layer protocol (docs/DESIGN.md, section 2).
-
-A layer holds hyperparameters only.  Its parameters and state are dicts of
-arrays owned by the model (``{}`` for layers without), so that a training
-step is a pure function of arrays:
-
-``output_shape(input_shape) -> output_shape``
-    shapes without the batch axis; a refusal is a ``ValueError`` phrased to
-    follow the layer's name ("expects 784 input features but ...", which
-    ``Sequential`` prefixes with "layer 2 (Dense)").
-``init(key, input_shape, dtype) -> (output_shape, params, state)``
-    ``key`` a :mod:`tinynet.random` key; ``state`` the non-trained arrays.
-``forward(params, state, x, ops, training, key) -> (y, state, backward)``
-    ``x`` of shape ``(batch, *input_shape)``, ``ops`` the backend's ops
-    (``ops.xp`` its array namespace); ``backward(dy, need_dx=True)`` returns
-    ``(dx, grads)``, ``grads`` shaped like ``params`` and ``dx`` None without
-    ``need_dx`` (the first layer with parameters needs no input gradient).
-"""
+"""The layer protocol: ``output_shape``, ``init``, ``forward`` returning its
+``backward`` (docs/DESIGN.md, section 2).  A layer holds hyperparameters only;
+its parameters and state are dicts of arrays owned by the model."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
+
+from .. import arguments
 
 Array = Any
 Params = dict[str, Array]
@@ -30,6 +18,10 @@ _NO_GRADS: Params = {}
 
 def identity_backward(dy: Array, need_dx: bool = True) -> tuple[Array, Params]:
     return dy, _NO_GRADS
+
+
+def positive_int(owner: str, name: str, value: Any) -> int:
+    return arguments.integer(owner, name, value, "a positive integer", lambda v: v > 0)
 
 
 def features(input_shape: Shape) -> int:
@@ -48,7 +40,6 @@ class Layer:
     has_params = False  # True if init makes trained parameters
     needs_key = False  # True if the forward draws random numbers (Dropout)
     regularized = False  # True if penalty() adds to the loss
-    config_keys: tuple[str, ...] = ()  # the attributes get_config saves
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape)
@@ -64,10 +55,13 @@ class Layer:
         raise NotImplementedError
 
     def get_config(self) -> dict[str, Any]:
-        """JSON-able hyperparameters; ``layers.from_config`` rebuilds the layer."""
+        """JSON-able hyperparameters (by default the constructor's arguments kept as
+        attributes of the same names); ``layers.from_config`` rebuilds the layer."""
         config: dict[str, Any] = {"type": type(self).__name__}
-        for name in self.config_keys:
-            value = getattr(self, name)
+        for name in inspect.signature(type(self)).parameters:
+            if name not in vars(self):  # a subclass's argument kept under another name
+                continue
+            value = vars(self)[name]
             config[name] = list(value) if isinstance(value, tuple) else value
         return config
 

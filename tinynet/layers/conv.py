@@ -1,9 +1,5 @@
 """Convolution layers :class:`Conv1D` and :class:`Conv2D` (Keras's, channels-last)
-and the window helpers they share with the pooling layers.
-
-The maths is ``ops.conv`` / ``ops.conv_backward``; a layer checks its
-arguments, pads its input and adds the bias.
-"""
+and the window helpers they share with the pooling layers (maths: ``ops.conv``)."""
 
 from __future__ import annotations
 
@@ -11,7 +7,7 @@ from numbers import Integral
 from typing import Any
 
 from .. import arguments, initializers
-from .base import Array, Layer, Params, Shape
+from .base import Array, Layer, Params, Shape, positive_int
 
 LAYOUTS = {1: "(batch, steps, channels)", 2: "(batch, height, width, channels)"}
 
@@ -31,25 +27,6 @@ def window_tuple(owner: str, name: str, value: Any, rank: int) -> tuple[int, ...
             f"{owner}: {name} must be a positive integer{many}, received {name}={value!r}"
         )
     return tuple(int(v) for v in value)
-
-
-def padding_widths(
-    spatial: Shape, window: Shape, strides: Shape, dilation: Shape, padding: str
-) -> tuple[tuple[int, int], ...]:
-    """``(before, after)`` per spatial axis as Keras pads: none for ``"valid"``;
-    for ``"same"`` what ``ceil(n / stride)`` outputs need, the smaller half
-    before; for ``"causal"`` ``(k - 1) * dilation`` before."""
-    widths = []
-    for n, k, s, d in zip(spatial, window, strides, dilation, strict=True):
-        span = (k - 1) * d + 1
-        if padding == "same":
-            total = max((-(-n // s) - 1) * s + span - n, 0)
-            widths.append((total // 2, total - total // 2))
-        elif padding == "causal":
-            widths.append((span - 1, 0))
-        else:
-            widths.append((0, 0))
-    return tuple(widths)
 
 
 def check_rank(owner: str, x_shape: Shape, rank: int) -> None:
@@ -80,19 +57,56 @@ def crop(dx: Array, widths: tuple[tuple[int, int], ...]) -> Array:
     return dx[(slice(None), *spans, ...)]
 
 
-class _Conv(Layer):
+class _Windowed(Layer):
+    """What convolution and pooling share: a ``window`` slid with ``strides`` and
+    ``dilation_rate`` over inputs padded as ``padding`` says (the subclass sets all four)."""
+
     rank = 2
     paddings: tuple[str, ...] = ("valid", "same")
+    too_large = ("kernel", "kernel_size or dilation_rate,")  # the window's name; the fix
+
+    def _padding(self, padding: Any) -> str:
+        value = padding.lower() if isinstance(padding, str) else padding
+        return arguments.choice(type(self).__name__, "padding", value, self.paddings)
+
+    def _widths(self, spatial: Shape) -> tuple[tuple[int, int], ...]:
+        """``(before, after)`` per spatial axis as Keras pads: none for ``"valid"``;
+        for ``"same"`` what ``ceil(n / stride)`` outputs need, the smaller half
+        before; for ``"causal"`` ``(k - 1) * dilation`` before."""
+        widths = []
+        for n, k, s, d in zip(spatial, self.window, self.strides, self.dilation_rate, strict=True):
+            span = (k - 1) * d + 1
+            if self.padding == "same":
+                total = max((-(-n // s) - 1) * s + span - n, 0)
+                widths.append((total // 2, total - total // 2))
+            elif self.padding == "causal":
+                widths.append((span - 1, 0))
+            else:
+                widths.append((0, 0))
+        return tuple(widths)
+
+    def _spatial_output(self, input_shape: Shape) -> Shape:
+        """The output's spatial shape; refuses a window larger than its (padded) input."""
+        spatial = spatial_axes(input_shape, self.rank)
+        padded = tuple(n + b + a for n, (b, a) in zip(spatial, self._widths(spatial), strict=True))
+        spans = tuple((k - 1) * d + 1 for k, d in zip(self.window, self.dilation_rate, strict=True))
+        if any(n < span for n, span in zip(padded, spans, strict=True)):
+            name, fix = self.too_large
+            dilated = ""
+            if spans != self.window:
+                dilated = f" (dilated by {self.dilation_rate}: {spans})"
+            raise ValueError(
+                f"has a {name} {self.window}{dilated} larger than its input "
+                f"{spatial}{' (padded)' if padded != spatial else ''}; use a smaller "
+                f"{fix} or padding='same'"
+            )
+        return tuple(
+            (n - span) // s + 1 for n, span, s in zip(padded, spans, self.strides, strict=True)
+        )
+
+
+class _Conv(_Windowed):
     has_params = True
-    config_keys = (
-        "filters",
-        "kernel_size",
-        "strides",
-        "padding",
-        "dilation_rate",
-        "use_bias",
-        "kernel_initializer",
-    )
 
     def __init__(
         self,
@@ -105,15 +119,11 @@ class _Conv(Layer):
         kernel_initializer: Any = "glorot_uniform",
     ) -> None:
         name, rank = type(self).__name__, self.rank
-        self.filters = arguments.integer(
-            name, "filters", filters, "a positive integer", lambda v: v > 0
-        )
-        self.kernel_size = window_tuple(name, "kernel_size", kernel_size, rank)
+        self.filters = positive_int(name, "filters", filters)
+        self.window = self.kernel_size = window_tuple(name, "kernel_size", kernel_size, rank)
         self.strides = window_tuple(name, "strides", strides, rank)
         self.dilation_rate = window_tuple(name, "dilation_rate", dilation_rate, rank)
-        self.padding = arguments.choice(
-            name, "padding", padding.lower() if isinstance(padding, str) else padding, self.paddings
-        )
+        self.padding = self._padding(padding)
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(
                 f"{name}: strides > 1 cannot be combined with dilation_rate > 1 (as in Keras), "
@@ -121,36 +131,10 @@ class _Conv(Layer):
                 "use one of them"
             )
         self.use_bias = arguments.boolean(name, "use_bias", use_bias)
-        init = kernel_initializer
-        self.kernel_initializer = (
-            init if isinstance(init, str) else getattr(init, "__name__", str(init))
-        )
-        self._init = initializers.get(init)
-
-    def _widths(self, spatial: Shape) -> tuple[tuple[int, int], ...]:
-        return padding_widths(
-            spatial, self.kernel_size, self.strides, self.dilation_rate, self.padding
-        )
+        self.kernel_initializer, self._init = initializers.resolve(kernel_initializer)
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        spatial = spatial_axes(input_shape, self.rank)
-        padded = tuple(n + b + a for n, (b, a) in zip(spatial, self._widths(spatial), strict=True))
-        spans = tuple(
-            (k - 1) * d + 1 for k, d in zip(self.kernel_size, self.dilation_rate, strict=True)
-        )
-        if any(n < span for n, span in zip(padded, spans, strict=True)):
-            dilated = ""
-            if spans != self.kernel_size:
-                dilated = f" (dilated by {self.dilation_rate}: {spans})"
-            raise ValueError(
-                f"has a kernel {self.kernel_size}{dilated} larger than its input "
-                f"{spatial}{' (padded)' if padded != spatial else ''}; use a smaller "
-                "kernel_size or dilation_rate, or padding='same'"
-            )
-        out = tuple(
-            (n - span) // s + 1 for n, span, s in zip(padded, spans, self.strides, strict=True)
-        )
-        return (*out, self.filters)
+        return (*self._spatial_output(input_shape), self.filters)
 
     def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
         out = self.output_shape(input_shape)

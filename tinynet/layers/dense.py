@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from .. import arguments, initializers
-from .base import Array, Layer, Params, Shape, features
+from .base import Array, Layer, Params, Shape, features, positive_int
 
 
 class Dense(Layer):
-    """Fully connected layer on the last axis: ``(batch, ..., in_features)``
-    -> ``(batch, ..., units)``.
-
-    ``Dense(units)`` takes its input width from the layer before it (or the
-    model's ``input_shape``); ``Dense(in_features, out_features)`` states it
-    and is checked against it.
+    """Fully connected layer on the last axis: ``(batch, ..., in_features)`` ->
+    ``(batch, ..., units)``.  ``Dense(units)`` takes ``in_features`` from the
+    layer before it (or the model's ``input_shape``); ``Dense(in_features,
+    out_features)`` states it, and it is checked.
 
     Args:
         units: output width (``out_features``).
@@ -57,15 +55,11 @@ class Dense(Layer):
             out_features = units
         if out_features is None:
             raise ValueError("Dense: pass the output width, e.g. Dense(64)")
-        positive = "a positive integer"
-        self.units = arguments.integer("Dense", "units", out_features, positive, lambda v: v > 0)
+        self.units = positive_int("Dense", "units", out_features)
         self.in_features = (
-            None
-            if in_features is None
-            else arguments.integer("Dense", "in_features", in_features, positive, lambda v: v > 0)
+            None if in_features is None else positive_int("Dense", "in_features", in_features)
         )
-        self.init_name = init if isinstance(init, str) else getattr(init, "__name__", str(init))
-        self._init = initializers.get(init)
+        self.init_name, self._init = initializers.resolve(init)
         self.weight_l1 = arguments.non_negative("Dense", "weight_l1", weight_l1)
         self.weight_l2 = arguments.non_negative("Dense", "weight_l2", weight_l2)
         self.bias_l1 = arguments.non_negative("Dense", "bias_l1", bias_l1)
@@ -111,10 +105,8 @@ class Dense(Layer):
 
     def penalty(self, params: Params, xp: Any) -> tuple[Array, Params]:
         value, grads = 0.0, {}
-        for name, l1, l2 in (
-            ("W", self.weight_l1, self.weight_l2),
-            ("b", self.bias_l1, self.bias_l2),
-        ):
+        strengths = {"W": (self.weight_l1, self.weight_l2), "b": (self.bias_l1, self.bias_l2)}
+        for name, (l1, l2) in strengths.items():
             p = params[name]
             g = xp.zeros_like(p)
             if l1:

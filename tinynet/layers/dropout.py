@@ -7,18 +7,15 @@ from .base import _NO_GRADS, Layer, identity_backward
 
 
 class Dropout(Layer):
-    """Randomly zero inputs during training; the identity at evaluation.
+    """Randomly zero inputs during training (a mask drawn from the step's key, the
+    same bits on every backend); the identity at evaluation.
 
     Args:
         rate: the probability of DROPPING an input (Keras's convention, not
             stax's keep rate); kept inputs are scaled by ``1 / (1 - rate)``.
-
-    The mask comes from the step's key (:func:`tinynet.random.bernoulli`):
-    bit-identical on every backend, and a compiled step stays pure.
     """
 
     needs_key = True
-    config_keys = ("rate",)
 
     def __init__(self, rate: float) -> None:
         self.rate = arguments.real(

@@ -6,9 +6,7 @@ import math
 from typing import Any
 
 from .. import arguments, initializers, validation
-from .base import Array, Layer, Params, Shape
-
-_INT32_LIMIT = 2**31 - 1  # fit/predict hand the indices over as int32
+from .base import Array, Layer, Params, Shape, positive_int
 
 
 class Embedding(Layer):
@@ -22,26 +20,20 @@ class Embedding(Layer):
         init: initialiser name or function for ``W`` ``(input_dim,
             output_dim)`` (Keras's default ``"uniform"``: U[-0.05, 0.05)).
 
-    It takes the model's raw integer input, so it comes first; an index out
-    of range is refused naming its value and position instead of a gather's
-    silent clamp (docs/DESIGN.md, section 2).  ``W``'s gradient adds ``dy``'s
-    rows into the rows they were taken from; the input has none.
+    It takes the model's raw integer input, so it comes first; an index out of
+    range is refused instead of clamped (docs/DESIGN.md, section 2).
     """
 
     has_params = True
     integer_input = True  # validation keeps the model's input integer
 
     def __init__(self, input_dim: int, output_dim: int, init: str = "uniform") -> None:
-        positive = "a positive integer"
         self.input_dim = arguments.integer(
-            "Embedding", "input_dim", input_dim, f"{positive} below 2**31",
-            lambda v: 0 < v <= _INT32_LIMIT,
+            "Embedding", "input_dim", input_dim, "a positive integer below 2**31",
+            lambda v: 0 < v < 2**31,  # fit and predict hand the indices over as int32
         )  # fmt: skip
-        self.output_dim = arguments.integer(
-            "Embedding", "output_dim", output_dim, positive, lambda v: v > 0
-        )
-        self.init_name = init if isinstance(init, str) else getattr(init, "__name__", str(init))
-        self._init = initializers.get(init)
+        self.output_dim = positive_int("Embedding", "output_dim", output_dim)
+        self.init_name, self._init = initializers.resolve(init)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return (*input_shape, self.output_dim)
@@ -59,11 +51,10 @@ class Embedding(Layer):
                 "input integer) or pass x.astype('int32')"
             )
         validation.check_indices(x, self.input_dim, "Embedding")
-        W = params["W"]
         flat = xp.reshape(x, (-1,))
         if flat.dtype not in (xp.int32, xp.int64):  # torch gathers with int32/int64 only
             flat = xp.astype(flat, xp.int64)
-        y = xp.reshape(xp.take(W, flat, axis=0), (*x.shape, self.output_dim))
+        y = xp.reshape(xp.take(params["W"], flat, axis=0), (*x.shape, self.output_dim))
 
         def backward(dy: Array, need_dx: bool = True) -> tuple[None, Params]:
             rows = xp.reshape(dy, (math.prod(x.shape), self.output_dim))
@@ -72,9 +63,5 @@ class Embedding(Layer):
         return y, state, backward
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            "type": "Embedding",
-            "input_dim": self.input_dim,
-            "output_dim": self.output_dim,
-            "init": self.init_name,
-        }
+        dims = {"input_dim": self.input_dim, "output_dim": self.output_dim}
+        return {"type": "Embedding", **dims, "init": self.init_name}

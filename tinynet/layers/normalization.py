@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import arguments, initializers
+from .. import arguments
+from ..initializers import ones, zeros
 from .base import Array, Layer, Params, Shape, features
 
 
@@ -29,11 +30,8 @@ class _Normalization(Layer):
         return tuple(input_shape)
 
     def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
-        width = features(input_shape)
-        params = {
-            "gamma": initializers.ones(key, (width,), dtype),
-            "beta": initializers.zeros(key, (width,), dtype),
-        }
+        width = (features(input_shape),)
+        params = {"gamma": ones(key, width, dtype), "beta": zeros(key, width, dtype)}
         return tuple(input_shape), params, {}
 
 
@@ -48,8 +46,6 @@ class BatchNorm(_Normalization):
     (zeros), ``moving_var`` (ones); all ``(features,)``.
     """
 
-    config_keys = ("momentum", "epsilon")
-
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3) -> None:
         self.momentum = arguments.real(
             "BatchNorm", "momentum", momentum, "in [0, 1]", lambda v: 0 <= v <= 1
@@ -58,10 +54,8 @@ class BatchNorm(_Normalization):
 
     def init(self, key: Array, input_shape: Shape, dtype: Any) -> tuple[Shape, Params, Params]:
         shape, params, _ = super().init(key, input_shape, dtype)
-        state = {
-            "moving_mean": initializers.zeros(key, shape[-1:], dtype),
-            "moving_var": initializers.ones(key, shape[-1:], dtype),
-        }
+        width = shape[-1:]
+        state = {"moving_mean": zeros(key, width, dtype), "moving_var": ones(key, width, dtype)}
         return shape, params, state
 
     def forward(self, params, state, x, ops, training=False, key=None):
@@ -108,8 +102,6 @@ class LayerNorm(_Normalization):
     sample (each position of a sequence) normalised over its last axis, then
     ``* gamma + beta``, with ``epsilon`` added to the variance; no state.
     Parameters ``gamma`` (ones) and ``beta`` (zeros) of shape ``(features,)``."""
-
-    config_keys = ("epsilon",)
 
     def __init__(self, epsilon: float = 1e-3) -> None:
         self.epsilon = arguments.positive("LayerNorm", "epsilon", epsilon)

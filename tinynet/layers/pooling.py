@@ -1,10 +1,6 @@
-"""Pooling layers (Keras's, channels-last): the maximum or mean of windows,
-and of all spatial positions (the global ones).
-
-A maximum's gradient goes to ONE element, the first maximum in row-major
-order (as PyTorch and XLA).  With ``padding="same"`` the padding never wins
-a maximum and a mean counts the real elements only, as in Keras.
-"""
+"""Pooling layers (Keras's, channels-last): the maximum or mean of windows, and
+of all spatial positions (the global ones).  With ``padding="same"`` the padding
+never wins a maximum and a mean counts the real elements only, as in Keras."""
 
 from __future__ import annotations
 
@@ -13,44 +9,24 @@ from typing import Any
 
 from .. import arguments
 from .base import _NO_GRADS, Array, Layer, Params, Shape
-from .conv import check_rank, crop, padding_widths, spatial_axes, window_tuple
+from .conv import _Windowed, check_rank, crop, spatial_axes, window_tuple
 
 
-class _Pool(Layer):
-    rank = 2
+class _Pool(_Windowed):
     kind = "max"
-    config_keys = ("pool_size", "strides", "padding")
+    too_large = ("pool_size", "pool_size")
 
     def __init__(self, pool_size: Any = 2, strides: Any = None, padding: str = "valid") -> None:
         name = type(self).__name__
-        self.pool_size = window_tuple(name, "pool_size", pool_size, self.rank)
+        self.window = self.pool_size = window_tuple(name, "pool_size", pool_size, self.rank)
         self.strides = (
             self.pool_size if strides is None else window_tuple(name, "strides", strides, self.rank)
         )
-        self.padding = arguments.choice(
-            name, "padding", padding.lower() if isinstance(padding, str) else padding,
-            ("valid", "same"),
-        )  # fmt: skip
-
-    def _widths(self, spatial: Shape) -> tuple[tuple[int, int], ...]:
-        ones = (1,) * self.rank
-        return padding_widths(spatial, self.pool_size, self.strides, ones, self.padding)
+        self.dilation_rate = (1,) * self.rank
+        self.padding = self._padding(padding)
 
     def output_shape(self, input_shape: Shape) -> Shape:
-        spatial = spatial_axes(input_shape, self.rank)
-        if self.padding == "same":
-            out = tuple(-(-n // s) for n, s in zip(spatial, self.strides, strict=True))
-        else:
-            if any(n < k for n, k in zip(spatial, self.pool_size, strict=True)):
-                raise ValueError(
-                    f"has a pool_size {self.pool_size} larger than its input {spatial}; "
-                    "use a smaller pool_size or padding='same'"
-                )
-            out = tuple(
-                (n - k) // s + 1
-                for n, k, s in zip(spatial, self.pool_size, self.strides, strict=True)
-            )
-        return (*out, input_shape[-1])
+        return (*self._spatial_output(input_shape), input_shape[-1])
 
     def forward(self, params, state, x, ops, training=False, key=None):
         check_rank(type(self).__name__, x.shape, self.rank)

@@ -14,8 +14,6 @@ class Reshape(Layer):
     positive ints (no batch axis) with at most one -1, inferred from the
     others, e.g. ``(28, 28, 1)`` or ``(-1, 4)``."""
 
-    config_keys = ("target_shape",)
-
     def __init__(self, target_shape: Any) -> None:
         if isinstance(target_shape, Integral) and not isinstance(target_shape, bool):
             target_shape = (target_shape,)
@@ -62,8 +60,6 @@ class Reshape(Layer):
 class Flatten(Reshape):
     """``(batch, d1, d2, ...)`` -> ``(batch, d1 * d2 * ...)`` in row-major order
     (Keras's channels-last ``Flatten``); ``(batch,)`` becomes ``(batch, 1)``."""
-
-    config_keys = ()
 
     def __init__(self) -> None:
         super().__init__(-1)
