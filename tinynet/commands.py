@@ -1,8 +1,5 @@
-"""What each ``tinynet`` subcommand does (the parser is in :mod:`tinynet.options`).
-
-Every user mistake raises :class:`~tinynet.options.CLIError` (or ``ValueError``)
-naming the input and the fix, before any training starts where it can.
-"""
+"""What each ``tinynet`` subcommand does; a user mistake raises ``CLIError`` (or
+``ValueError``) naming the input and the fix, before any training where it can."""
 
 from __future__ import annotations
 
@@ -116,9 +113,8 @@ def _build_model(args: Any, data: datasets.Dataset, classes: int) -> Any:
 
 
 class EpochLines(Callback):
-    """The lines ``fit(verbose=1)`` prints after each epoch, without its
-    progress bar: a bar redrawn with carriage returns leaves fragments in a
-    log file."""
+    """``fit(verbose=1)``'s epoch lines without its bar (whose carriage returns
+    leave fragments in a log file)."""
 
     def on_epoch_end(self, model: Any, epoch: int, logs: dict[str, float]) -> None:
         parts = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
@@ -380,17 +376,10 @@ def compare_backends(args: Any) -> int:
     from .compare import format_report, verdict
 
     _check_model_flags(args)
+    shared = ("model", "hidden", "activation", "dtype", "seed", "batch_size", "backends", "dropout")
+    optimizer = _optimizer(args.optimizer, args.lr, args.dataset)
     report = main_compare(
-        args.dataset,
-        model=args.model,
-        hidden=args.hidden,
-        activation=args.activation,
-        dtype=args.dtype,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        backends=args.backends,
-        dropout=args.dropout,
-        optimizer=_optimizer(args.optimizer, args.lr, args.dataset),
+        args.dataset, optimizer=optimizer, **{k: getattr(args, k) for k in shared}
     )
     print(format_report(report))
     passed, line = verdict(report)
@@ -418,11 +407,9 @@ def main_compare(
     dropout: float = 0.0,
     optimizer: Any = "adam",
 ) -> Any:
-    """A :class:`tinynet.compare.CompareReport` of the first training step (the
-    batch and Dropout masks ``fit`` with ``seed`` starts with) of ``tinynet
-    train``'s ``model`` for ``dataset`` (a name, a ``PATH.npz``, an ``(x, y)``
-    pair of samples and integer labels, or ``None``: train's default) across
-    ``backends``.  ``None`` and an optimizer's name get train's defaults."""
+    """The :class:`~tinynet.compare.CompareReport` of ``fit``'s first step (batch and
+    Dropout masks) of train's ``model`` for ``dataset`` (a name, ``PATH.npz``, an
+    ``(x, y)`` pair or ``None``); ``None`` and an optimizer's name get train's defaults."""
     import tinynet as tn
 
     name = None
@@ -455,10 +442,11 @@ def main_compare(
     except ValueError as err:
         raise ValueError(f"model {model!r} on {name or 'the given samples'}: {err}") from None
     x = models.fit_to(x, net.input_shape)  # flat rows for an mlp
-    epoch_key = random.fold_in(random.key(seed, "numpy"), 0)
-    order = random.permutation(random.fold_in(epoch_key, 0x5EED), x.shape[0])
-    rows = order[: min(batch_size, x.shape[0])]
     from .compare import compare_backends
+    from .fit_loop import epoch_setup
+
+    order, _ = epoch_setup(random.key(seed, "numpy"), 0, x.shape[0], True, False)
+    rows = order[: min(batch_size, x.shape[0])]
 
     return compare_backends(
         net, x[rows], y[rows], LOSS, backends, optimizer, dtype=dtype, seed=seed

@@ -1,11 +1,6 @@
-"""Where do two backends' numbers part ways?  One training step, layer by layer.
-
-:func:`compare_backends` runs one training step of a model on every backend that
-loads here, with the same parameters, batch and Dropout masks (those of ``fit``'s
-first step), and compares each intermediate (``output``, ``loss``, ``grad_input``,
-``grad_<param>``, ``updated_<param>``, in the order computed) with the same step
-in float64 on NumPy as ``max_abs = max |a - ref|`` and ``max_rel = max_abs / max
-|ref|``: the max norm stays meaningful where reference elements are zero.
+"""One training step on every backend, compared layer by layer with the same
+step in float64 on NumPy as ``max_abs = max |a - ref|`` and ``max_rel = max_abs
+/ max |ref|`` (the max norm stays meaningful where reference elements are zero).
 """
 
 from __future__ import annotations
@@ -19,18 +14,16 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import backends as registry  # `backends` is a parameter name here
-from . import core, random
+from . import core, random, to_numpy
 from .tree import tree_map
 
 __all__ = ["CompareReport", "Row", "compare_backends", "format_report", "step_key", "verdict"]
 
 REFERENCE = "numpy float64"
-# The largest max_rel (max |a - ref| / max |ref|) that passes, per dtype: for
-# outputs, the loss and gradients, and for the parameters after the optimizer
-# update.  Over one step of train's MLP float32 rounding gives ~1e-6 and
-# float64 ~1e-14, but Adam divides each gradient element by its magnitude
-# plus epsilon (1e-7), so a float32 gradient element near 1e-7 moves its
-# update by a visible fraction of a step: up to ~1e-3 measured over 75 seeds.
+# The largest max_rel that passes, per dtype, and after the optimizer update.
+# One step of train's MLP rounds to ~1e-6 in float32 (~1e-14 in float64), but
+# Adam divides each gradient element by its magnitude plus epsilon (1e-7): a
+# float32 element near 1e-7 moves its update visibly (~1e-3 over 75 seeds).
 TOLERANCES = {"float32": 1e-4, "float64": 1e-10}
 UPDATE_TOLERANCES = {"float32": 1e-2, "float64": 1e-10}
 
@@ -49,12 +42,9 @@ class Row(NamedTuple):
 
 @dataclass
 class CompareReport:
-    """The result of :func:`compare_backends`.
-
-    ``rows`` hold every comparison (:class:`Row`); a backend that could not run
-    has a single row with quantity ``"unavailable"`` (or ``"error"``), NaN
-    differences and the reason in ``note``, and is also listed in ``skipped``.
-    """
+    """Every :class:`Row` of :func:`compare_backends`; a backend that could not run
+    has one ``"unavailable"`` (or ``"error"``) row, NaN differences, the reason in
+    ``note`` and in ``skipped``."""
 
     rows: list[Row]
     dtype: str
@@ -121,12 +111,6 @@ def _make_step(layers: Sequence[Any], loss: Any, optimizer: Any, ops: Any) -> Ca
     return step
 
 
-def _host(a: Any) -> np.ndarray:
-    if isinstance(a, np.ndarray):
-        return a
-    return registry.backend_of(a).to_numpy(a)
-
-
 def _run(
     model: Any, backend: Any, dtype: str, host: tuple, loss: Any, optimizer: Any, seed: int | None
 ) -> dict:
@@ -151,7 +135,7 @@ def _run(
         opt_state = optimizer.init(params) if optimizer is not None else None
         step = backend.jit(_make_step(model.layers, loss, optimizer, backend))
         out = step(params, state, x, y, key, opt_state)
-    return tree_map(lambda a: np.asarray(_host(a), dtype=np.float64), out)
+    return tree_map(lambda a: np.asarray(to_numpy(a), dtype=np.float64), out)
 
 
 def _diff(a: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
@@ -206,22 +190,14 @@ def compare_backends(
     dtype: str | None = None,
     seed: int | None = None,
 ) -> CompareReport:
-    """Run one training step of ``model`` on ``(x, y)`` on every backend and
-    compare each layer's output and gradients with a NumPy float64 reference.
-
-    Args:
-        model: a :class:`tinynet.Sequential` on any backend; it is not changed.
-        x, y: one batch (host NumPy arrays or arrays of any backend); ``y`` as
-            ``fit`` takes it for ``loss``.
-        loss: a :mod:`tinynet.losses` instance or name.
-        backends: names to compare (default: all; those that cannot load
-            here get an ``unavailable`` row with the reason).
-        optimizer: also compare the parameters after one update of this
-            optimizer (instance, name or config), started from a fresh state.
-        dtype: the dtype the backends compute in (default: the model's).
-        seed: the ``fit`` seed whose first step's Dropout masks are used
-            (default: ``model.fit_seed``); ignored without Dropout.
-
+    """One training step of ``model`` (a :class:`tinynet.Sequential` on any backend,
+    left unchanged) on the batch ``(x, y)`` (host or any backend's arrays, ``y`` as
+    ``fit`` takes it for ``loss``, a :mod:`tinynet.losses` instance or name) on each
+    of ``backends`` (default: all; those that cannot load here get an ``unavailable``
+    row with the reason), compared with a NumPy float64 reference.  ``optimizer``
+    (instance, name or config): also compare the parameters after one update from a
+    fresh state.  ``dtype``: the backends' (default: the model's).  ``seed``: the
+    ``fit`` seed whose first step's Dropout masks are used (default: ``model.fit_seed``).
     Returns a :class:`CompareReport`; :func:`format_report` renders it.
     """
     from . import optimizers
@@ -244,9 +220,9 @@ def compare_backends(
     has_key = any(layer.needs_key for layer in model.layers)
     seed = (model.fit_seed if seed is None else seed) if has_key else None
 
-    x_host = np.asarray(_host(x) if not isinstance(x, (list, tuple)) else x)
-    y_host = np.asarray(_host(y) if not isinstance(y, (list, tuple)) else y)
-    host = (tree_map(_host, model.params), tree_map(_host, model.state), x_host, y_host)
+    x_host = np.asarray(x if isinstance(x, (list, tuple)) else to_numpy(x))
+    y_host = np.asarray(y if isinstance(y, (list, tuple)) else to_numpy(y))
+    host = (tree_map(to_numpy, model.params), tree_map(to_numpy, model.state), x_host, y_host)
     ref = _run(model, registry.load("numpy"), "float64", host, loss, optimizer, seed)
     report = CompareReport(
         rows=[],
