@@ -15,6 +15,7 @@ import numpy as np
 
 from . import backends as registry  # `backends` is a parameter name here
 from . import core, random, to_numpy
+from .fit_loop import epoch_setup
 from .tree import tree_map
 
 __all__ = ["CompareReport", "Row", "compare_backends", "format_report", "step_key", "verdict"]
@@ -86,8 +87,8 @@ class CompareReport:
 def step_key(seed: int, backend: registry.Backend, epoch: int = 0, step: int = 0) -> Any:
     """The key ``fit(seed=seed)`` gives training step ``step`` of epoch ``epoch``
     (layer ``i`` of the model draws with ``fold_in(step_key, i)``)."""
-    epoch_key = random.fold_in(random.key(seed, backend), epoch)
-    return random.fold_in(random.fold_in(epoch_key, 0xD0), step)
+    _, key = epoch_setup(random.key(seed, backend), epoch, 0, False, True)
+    return random.fold_in(key, step)
 
 
 def _make_step(layers: Sequence[Any], loss: Any, optimizer: Any, ops: Any) -> Callable:

@@ -1,9 +1,5 @@
-"""The ``tinynet`` command line's options: the parser, its defaults (which
-``compare-backends`` shares with ``train``) and :class:`CLIError`.
-
-Nothing here imports an array library beyond what ``import tinynet`` does,
-so ``tinynet --help`` never loads JAX.
-"""
+"""The ``tinynet`` command line's parser, its defaults (``compare-backends``
+shares train's) and :class:`CLIError`; it imports no array library (fast ``--help``)."""
 
 from __future__ import annotations
 
@@ -23,20 +19,14 @@ SCHEDULES = ("constant", "cosine")
 HIDDEN = (128, 64)
 BATCH_SIZE = 32
 
-# Where a dataset has its own defaults.  Fashion-MNIST: 784-256-128-10,
-# batches of 128 and Adam at 1e-3 (the usual Keras recipe for it; 3e-3 with
-# batches of 32 suits the 1,438 digits).  On both the rate decays along a
-# cosine to 0 by the last step: with a constant rate the test accuracy at the
-# end fluctuates with the last batches (the cnn's BatchNorm statistics most:
-# 0.94 against 0.997 on digits with seed 1), the decay settles it.
+# A dataset's own defaults.  Fashion-MNIST: 784-256-128-10, batches of 128 and
+# Adam at 1e-3 (the usual Keras recipe; 3e-3 with batches of 32 suits the 1,438
+# digits).  On both the rate decays along a cosine to 0 by the last step: with a
+# constant rate the final test accuracy fluctuates with the last batches (the
+# cnn's BatchNorm statistics most: 0.94 against 0.997 on digits, seed 1).
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "digits": {"schedule": "cosine"},
-    "fashion-mnist": {
-        "hidden": (256, 128),
-        "batch_size": 128,
-        "adam_lr": 0.001,
-        "schedule": "cosine",
-    },
+    "digits": dict(schedule="cosine"),
+    "fashion-mnist": dict(hidden=(256, 128), batch_size=128, adam_lr=0.001, schedule="cosine"),
 }
 
 
@@ -63,17 +53,14 @@ def default_lr(optimizer: str, dataset: str | None = None) -> float:
 
 
 def default_hidden(dataset: str | None) -> list[int]:
-    """``--hidden``'s default for ``dataset``."""
     return list(_for_dataset(dataset, "hidden", HIDDEN))
 
 
 def default_schedule(dataset: str | None) -> str:
-    """``--schedule``'s default for ``dataset``."""
     return _for_dataset(dataset, "schedule", "constant")
 
 
 def default_batch_size(dataset: str | None) -> int:
-    """``--batch-size``'s default for ``dataset``."""
     return _for_dataset(dataset, "batch_size", BATCH_SIZE)
 
 
@@ -144,8 +131,7 @@ def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``train`` that ``compare-backends`` shares, so that it builds
-    train's model with train's defaults; None where that depends on the dataset."""
+    """Train's flags that ``compare-backends`` shares (None: depends on the dataset)."""
     parser.add_argument(
         "--dataset",
         help="spiral, digits, fashion-mnist (from its IDX files: apt-get install "
