@@ -92,24 +92,12 @@ def _check_model_flags(args: Any) -> None:
         raise CLIError(f"{given} shapes the mlp; --model cnn has fixed layers, drop {given}")
 
 
-def _build_model(args: Any, data: datasets.Dataset, classes: int) -> Any:
-    """``--model`` for ``data``, with ``--hidden``/``--dropout`` for the mlp only."""
-    _check_model_flags(args)
+def _build_model(kind: str, x: np.ndarray, classes: int, where: str, **options: Any) -> Any:
+    """:func:`tinynet.models.build` for samples like ``x``; a refusal names ``where``."""
     try:
-        return models.build(
-            args.model,
-            data.train[0].shape[1:],
-            classes,
-            hidden=args.hidden or default_hidden(data.name),
-            activation=args.activation,
-            dropout=args.dropout,
-            dtype=args.dtype,
-            seed=args.seed,
-        )
+        return models.build(kind, x.shape[1:], classes, **options)
     except ValueError as err:
-        if args.model != "cnn":
-            raise
-        raise CLIError(f"--model cnn on {data.name}: {err}") from None
+        raise ValueError(f"{where}: {err}") from None
 
 
 class EpochLines(Callback):
@@ -146,7 +134,11 @@ def train(args: Any) -> int:
         )
     (x_train, y_train), (x_test, y_test) = data.train, data.test
     classes = int(max(y_train.max(), y_test.max())) + 1
-    model = _build_model(args, data, classes)
+    _check_model_flags(args)
+    hidden = args.hidden or default_hidden(data.name)
+    options = {k: getattr(args, k) for k in ("activation", "dropout", "dtype", "seed")}
+    where = f"--model {args.model} on {data.name}"
+    model = _build_model(args.model, x_train, classes, where, hidden=hidden, **options)
     x_train = models.fit_to(x_train, model.input_shape)  # flat rows for an mlp
     test = models.fit_to(x_test, model.input_shape), y_test
     lr = args.lr or default_lr(args.optimizer, data.name)
@@ -262,8 +254,9 @@ def evaluate(args: Any) -> int:
 def _takes(model: Any) -> str:
     if len(model.input_shape) == 1:
         return f"{model.input_features} input features"
-    size = math.prod(model.input_shape)
-    return f"images of shape {model.input_shape} (or rows of {size} features)"
+    return (
+        f"images of shape {model.input_shape} (or rows of {math.prod(model.input_shape)} features)"
+    )
 
 
 def _has(sample_shape: tuple[int, ...]) -> str:
@@ -314,31 +307,6 @@ def predict(args: Any) -> int:
     return 0
 
 
-def _print_extras() -> None:
-    """One line per extra of tinynet's package metadata: installed or what is missing."""
-    try:
-        requires = metadata.requires("tinynet") or []
-    except metadata.PackageNotFoundError:
-        print("  unknown: tinynet is not installed as a package (pip install -e .)")
-        return
-    extras: dict[str, list[str]] = {}
-    for requirement in requires:
-        found = re.match(r"\s*([\w.-]+)[^;]*;.*extra\s*==\s*['\"]([\w.-]+)['\"]", requirement)
-        if found:
-            extras.setdefault(found[2], []).append(found[1])
-    for extra, packages in extras.items():
-        versions, missing = [], []
-        for package in packages:
-            try:
-                versions.append(f"{package} {metadata.version(package)}")
-            except metadata.PackageNotFoundError:
-                missing.append(package)
-        status = (
-            f"missing {', '.join(missing)}" if missing else f"installed ({', '.join(versions)})"
-        )
-        print(f"  {extra:7s} {status}")
-
-
 def info(args: Any) -> int:
     import tinynet as tn
 
@@ -368,7 +336,27 @@ def info(args: Any) -> int:
                 f"computes on {backend.device}"
             )
     print("extras (pip install 'tinynet[EXTRA]'):")
-    _print_extras()
+    try:  # one line per extra of tinynet's package metadata: installed or what is missing
+        requires = metadata.requires("tinynet") or []
+    except metadata.PackageNotFoundError:
+        print("  unknown: tinynet is not installed as a package (pip install -e .)")
+        return 0
+    extras: dict[str, list[str]] = {}
+    for requirement in requires:
+        found = re.match(r"\s*([\w.-]+)[^;]*;.*extra\s*==\s*['\"]([\w.-]+)['\"]", requirement)
+        if found:
+            extras.setdefault(found[2], []).append(found[1])
+    for extra, packages in extras.items():
+        versions, missing = [], []
+        for package in packages:
+            try:
+                versions.append(f"{package} {metadata.version(package)}")
+            except metadata.PackageNotFoundError:
+                missing.append(package)
+        status = (
+            f"missing {', '.join(missing)}" if missing else f"installed ({', '.join(versions)})"
+        )
+        print(f"  {extra:7s} {status}")
     return 0
 
 
@@ -427,20 +415,9 @@ def main_compare(
         raise ValueError("main_compare: y must be 1-D integer class labels")
     batch_size = arguments.count("main_compare", "batch_size", batch_size)
     classes = int(y.max()) + 1
-    try:
-        net = models.build(
-            model,
-            x.shape[1:],
-            classes,
-            hidden=hidden,
-            activation=activation,
-            dropout=dropout,
-            dtype=dtype,
-            seed=seed,
-            backend="numpy",
-        )
-    except ValueError as err:
-        raise ValueError(f"model {model!r} on {name or 'the given samples'}: {err}") from None
+    where = f"model {model!r} on {name or 'the given samples'}"
+    options = dict(hidden=hidden, activation=activation, dropout=dropout, dtype=dtype, seed=seed)
+    net = _build_model(model, x, classes, where, backend="numpy", **options)
     x = models.fit_to(x, net.input_shape)  # flat rows for an mlp
     from .compare import compare_backends
     from .fit_loop import epoch_setup
