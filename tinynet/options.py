@@ -75,27 +75,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _hidden(text: str) -> list[int]:
-    pieces = [s.strip() for s in text.split(",")]
-    if not all(p.isdigit() and int(p) > 0 for p in pieces):
-        raise argparse.ArgumentTypeError(
-            f"takes one or more positive layer widths separated by commas, "
-            f"like 128,64; received {text!r}"
-        )
-    return [int(p) for p in pieces]
-
-
-def _checked(convert: type, ok: Callable[[Any], bool], message: str) -> Callable[[str], Any]:
+def _checked(
+    convert: Callable[[str], Any], ok: Callable[[Any], bool], message: str
+) -> Callable[[str], Any]:
     """An argparse type: ``convert(text)`` if ``ok`` accepts it, else ``message``."""
 
     def parse(text: str) -> Any:
         try:
             value = convert(text)
+            if ok(value):
+                return value
         except ValueError:
-            value = math.nan  # which no ``ok`` accepts
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"{message}, received {text!r}")
-        return value
+            pass
+        raise argparse.ArgumentTypeError(f"{message}, received {text!r}")
 
     return parse
 
@@ -106,16 +98,16 @@ _integer = _checked(  # a seed or an index
     int, lambda v: -(2**63) <= v < 2**63, "expected an integer (64-bit), like 0 or 42"
 )
 _rate = _checked(float, lambda v: 0 <= v < 1, "expected a number in [0, 1)")
-
-
-def _backend_list(text: str) -> list[str]:
-    names = [s.strip().lower() for s in text.split(",") if s.strip()]
-    bad = [n for n in names if n not in BACKENDS]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(
-            f"--backends takes comma-separated names from {', '.join(BACKENDS)}; received {text!r}"
-        )
-    return names
+_hidden = _checked(
+    lambda text: [int(p) if p.strip().isdigit() else 0 for p in text.split(",")],  # 0 refused
+    lambda widths: min(widths) > 0,
+    "expected one or more positive layer widths separated by commas (like 128,64)",
+)
+_backend_list = _checked(
+    lambda text: [s.strip().lower() for s in text.split(",") if s.strip()],
+    lambda names: bool(names) and set(names) <= set(BACKENDS),
+    f"expected comma-separated names from {', '.join(BACKENDS)}",
+)
 
 
 def _add_backend_arguments(parser: argparse.ArgumentParser) -> None:
