@@ -328,13 +328,10 @@ def info(args: Any) -> int:
             backend, problem = backends.probe(candidate)
         except ValueError as err:  # a TINYNET_DEVICE this backend does not know
             backend, problem = None, str(err)
-        if backend is None:
-            print(f"  {candidate:7s} unavailable: {problem}")
-        else:
-            print(
-                f"  {candidate:7s} {backend.version:10s} {backend.description}, "
-                f"computes on {backend.device}"
-            )
+        status = f"unavailable: {problem}"
+        if backend is not None:
+            status = f"{backend.version:10s} {backend.description}, computes on {backend.device}"
+        print(f"  {candidate:7s} {status}")
     print("extras (pip install 'tinynet[EXTRA]'):")
     try:  # one line per extra of tinynet's package metadata: installed or what is missing
         requires = metadata.requires("tinynet") or []

@@ -119,7 +119,7 @@ def _run(
     x, y); every result as a host float64 array."""
     from .validation import as_model_input, prepare_targets
 
-    params_host, state_host, x_host, y_host = host
+    x_host, y_host = host[2:]
     like = SimpleNamespace(
         backend=backend,
         dtype=dtype,
@@ -129,9 +129,7 @@ def _run(
     with backend.scope():
         x = as_model_input(x_host, backend, dtype, "compare_backends", model.layers[0])
         y = prepare_targets(like, y_host, loss, x_host.shape[0], "compare_backends")
-        params, state = tree_map(
-            lambda a: backend.asarray(a.astype(dtype)), (params_host, state_host)
-        )
+        params, state = tree_map(lambda a: backend.asarray(a.astype(dtype)), host[:2])
         key = step_key(seed, backend) if seed is not None else None
         opt_state = optimizer.init(params) if optimizer is not None else None
         step = backend.jit(_make_step(model.layers, loss, optimizer, backend))
@@ -146,8 +144,7 @@ def _diff(a: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     if a.size == 0:
         return 0.0, 0.0
     with np.errstate(invalid="ignore", over="ignore"):
-        delta = np.abs(a - ref)
-        max_abs = float(np.max(delta))
+        max_abs = float(np.max(np.abs(a - ref)))
         scale = float(np.max(np.abs(ref)))
     if math.isnan(max_abs) or math.isnan(scale):
         return math.nan, math.nan
@@ -161,9 +158,8 @@ def _rows(name: str, layers: Sequence[Any], loss: Any, got: dict, ref: dict) -> 
     rows = []
 
     def add(layer: int | None, kind: str, quantity: str, a: Any, r: Any) -> None:
-        if a is None or r is None:
-            return
-        rows.append(Row(name, layer, kind, quantity, *_diff(a, r)))
+        if a is not None and r is not None:
+            rows.append(Row(name, layer, kind, quantity, *_diff(a, r)))
 
     types = [type(layer).__name__ for layer in layers]
     for i, kind in enumerate(types):
@@ -225,13 +221,8 @@ def compare_backends(
     y_host = np.asarray(y if isinstance(y, (list, tuple)) else to_numpy(y))
     host = (tree_map(to_numpy, model.params), tree_map(to_numpy, model.state), x_host, y_host)
     ref = _run(model, registry.load("numpy"), "float64", host, loss, optimizer, seed)
-    report = CompareReport(
-        rows=[],
-        dtype=dtype,
-        batch_size=int(x_host.shape[0]),
-        optimizer=repr(optimizer) if optimizer is not None else None,
-        dropout_seed=seed,
-    )
+    described = None if optimizer is None else repr(optimizer)
+    report = CompareReport([], dtype, int(x_host.shape[0]), optimizer=described, dropout_seed=seed)
     report.losses["reference"] = float(ref["loss"])
     for name in names:
         backend, why = registry.probe(name)
