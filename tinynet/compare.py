@@ -281,18 +281,14 @@ def format_report(report: CompareReport) -> str:
         lines.append("  ".join(padded).rstrip())
     if report.compared:
         lines.append("")
-        for name in report.compared:
-            worst = report.worst(name)
-            if worst.max_rel == 0.0:
-                lines.append(f"{name}: every quantity equals the reference bit for bit")
-                continue
-            where = (
-                "the loss" if worst.layer is None else f"layer {worst.layer} ({worst.layer_type})"
-            )
-            lines.append(
-                f"{name}: largest relative difference {_num(worst.max_rel)} "
-                f"in {worst.quantity} of {where}"
-            )
+    for name in report.compared:
+        worst = report.worst(name)
+        where = "the loss" if worst.layer is None else f"layer {worst.layer} ({worst.layer_type})"
+        if worst.max_rel == 0.0:
+            lines.append(f"{name}: every quantity equals the reference bit for bit")
+        else:
+            largest = f"largest relative difference {_num(worst.max_rel)}"
+            lines.append(f"{name}: {largest} in {worst.quantity} of {where}")
     for name, why in report.skipped.items():
         lines.append(f"{name}: skipped: {why}")
     return "\n".join(lines)

@@ -16,14 +16,7 @@ def _finite(a: Any) -> bool:
 
 
 def first_nonfinite(
-    model: Any,
-    loss: Any,
-    x: Any,
-    y: Any,
-    order: Any,
-    step: int,
-    batch_size: int,
-    step_key: Any = None,
+    model: Any, loss: Any, x: Any, y: Any, order: Any, step: int, batch_size: int, step_key: Any
 ) -> str:
     """Describe what is first non-finite in batch ``step`` of an epoch whose row
     order is ``order`` (``None``: as in ``x``): the input batch, each layer's parameters

@@ -110,7 +110,8 @@ _backend_list = _checked(
 )
 
 
-# Every flag's --help text ("command flag" where commands differ).
+# Every argument's --help text ("command flag" where commands differ), and the
+# description of compare-backends.
 HELP = {
     "--backend": "array backend (default: $TINYNET_BACKEND or numpy)",
     "--device": "device of a backend with devices, e.g. cpu, cuda, cuda:1, mps (torch) or gpu "
@@ -153,6 +154,7 @@ HELP = {
     "'x_test'; choose another with --key)",
     "--key": "the array of an .npz INPUT to predict",
     "--output": "also write the model outputs (n, classes) to this .npy file",
+    "bench args": "arguments for bench/train_step.py (e.g. --quick)",
     "--backends": "comma-separated backends to compare (default: all; unavailable ones are "
     "listed with the reason)",
     "compare-backends": "One training step of train's model (train's flags and defaults; with "
@@ -238,7 +240,5 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--backends", type=_backend_list, help=HELP["--backends"])
 
     bench = sub.add_parser("bench", help="run bench/train_step.py (from a source checkout)")
-    bench.add_argument(
-        "args", nargs=argparse.REMAINDER, help="arguments for bench/train_step.py (e.g. --quick)"
-    )
+    bench.add_argument("args", nargs=argparse.REMAINDER, help=HELP["bench args"])
     return parser
