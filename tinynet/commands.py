@@ -254,9 +254,8 @@ def evaluate(args: Any) -> int:
 def _takes(model: Any) -> str:
     if len(model.input_shape) == 1:
         return f"{model.input_features} input features"
-    return (
-        f"images of shape {model.input_shape} (or rows of {math.prod(model.input_shape)} features)"
-    )
+    size = math.prod(model.input_shape)
+    return f"images of shape {model.input_shape} (or rows of {size} features)"
 
 
 def _has(sample_shape: tuple[int, ...]) -> str:
