@@ -194,7 +194,8 @@ def compare_backends(
     row with the reason), compared with a NumPy float64 reference.  ``optimizer``
     (instance, name or config): also compare the parameters after one update from a
     fresh state.  ``dtype``: the backends' (default: the model's).  ``seed``: the
-    ``fit`` seed whose first step's Dropout masks are used (default: ``model.fit_seed``).
+    ``fit`` seed whose first step's Dropout masks are used (default: ``model.fit_seed``;
+    ignored without Dropout).
     Returns a :class:`CompareReport`; :func:`format_report` renders it.
     """
     from . import optimizers
