@@ -1,7 +1,5 @@
-"""The ``tinynet`` command line: train, evaluate, predict, info,
-compare-backends, bench.  The parser is in :mod:`tinynet.options`, what each
-command does in :mod:`tinynet.commands`; this is the entry point and the
-one place that turns errors into one line and an exit status."""
+"""The ``tinynet`` entry point: the one place that turns errors into one line and
+an exit status (the parser is in :mod:`.options`, the commands in :mod:`.commands`)."""
 
 from __future__ import annotations
 
@@ -11,9 +9,12 @@ import signal
 import sys
 
 from . import commands
+from .backends import BackendUnavailableError
+from .checkpoint import CheckpointError
 from .options import CLIError, build_parser
 
 __all__ = ["build_parser", "main"]
+_LIBRARY_ERRORS = (CheckpointError, BackendUnavailableError)  # user errors too
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +49,7 @@ def _main(argv: list[str] | None) -> int:
         return getattr(commands, args.command.replace("-", "_"))(args)
     except BrokenPipeError:
         raise
-    except (CLIError, ValueError, TypeError, OSError, ImportError) as err:
+    except (CLIError, ValueError, TypeError, OSError, ImportError, *_LIBRARY_ERRORS) as err:
         if os.environ.get("TINYNET_DEBUG"):
             raise
         print(f"tinynet {args.command}: error: {_one_line(err)}", file=sys.stderr)
@@ -57,12 +58,6 @@ def _main(argv: list[str] | None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a burst of Ctrl-C: no traceback
         print(f"tinynet {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # CheckpointError, BackendUnavailableError, ...
-        name = type(err).__name__
-        if name in ("CheckpointError", "BackendUnavailableError"):
-            print(f"tinynet {args.command}: error: {_one_line(err)}", file=sys.stderr)
-            return 2
-        raise
 
 
 def _one_line(err: BaseException) -> str:

@@ -1,8 +1,5 @@
-"""What each ``tinynet`` subcommand does (the parser is in :mod:`tinynet.options`).
-
-Every user mistake raises :class:`~tinynet.options.CLIError` (or ``ValueError``)
-naming the input and the fix, before any training starts where it can.
-"""
+"""What each ``tinynet`` subcommand does; a user mistake raises ``CLIError`` (or
+``ValueError``) naming the input and the fix, before any training where it can."""
 
 from __future__ import annotations
 
@@ -95,30 +92,17 @@ def _check_model_flags(args: Any) -> None:
         raise CLIError(f"{given} shapes the mlp; --model cnn has fixed layers, drop {given}")
 
 
-def _build_model(args: Any, data: datasets.Dataset, classes: int) -> Any:
-    """``--model`` for ``data``, with ``--hidden``/``--dropout`` for the mlp only."""
-    _check_model_flags(args)
+def _build_model(kind: str, x: np.ndarray, classes: int, where: str, **options: Any) -> Any:
+    """:func:`tinynet.models.build` for samples like ``x``; a refusal names ``where``."""
     try:
-        return models.build(
-            args.model,
-            data.train[0].shape[1:],
-            classes,
-            hidden=args.hidden or default_hidden(data.name),
-            activation=args.activation,
-            dropout=args.dropout,
-            dtype=args.dtype,
-            seed=args.seed,
-        )
+        return models.build(kind, x.shape[1:], classes, **options)
     except ValueError as err:
-        if args.model != "cnn":
-            raise
-        raise CLIError(f"--model cnn on {data.name}: {err}") from None
+        raise ValueError(f"{where}: {err}") from None
 
 
 class EpochLines(Callback):
-    """The lines ``fit(verbose=1)`` prints after each epoch, without its
-    progress bar: a bar redrawn with carriage returns leaves fragments in a
-    log file."""
+    """``fit(verbose=1)``'s epoch lines without its bar (whose carriage returns
+    leave fragments in a log file)."""
 
     def on_epoch_end(self, model: Any, epoch: int, logs: dict[str, float]) -> None:
         parts = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
@@ -150,7 +134,11 @@ def train(args: Any) -> int:
         )
     (x_train, y_train), (x_test, y_test) = data.train, data.test
     classes = int(max(y_train.max(), y_test.max())) + 1
-    model = _build_model(args, data, classes)
+    _check_model_flags(args)
+    hidden = args.hidden or default_hidden(data.name)
+    options = {k: getattr(args, k) for k in ("activation", "dropout", "dtype", "seed")}
+    where = f"--model {args.model} on {data.name}"
+    model = _build_model(args.model, x_train, classes, where, hidden=hidden, **options)
     x_train = models.fit_to(x_train, model.input_shape)  # flat rows for an mlp
     test = models.fit_to(x_test, model.input_shape), y_test
     lr = args.lr or default_lr(args.optimizer, data.name)
@@ -318,31 +306,6 @@ def predict(args: Any) -> int:
     return 0
 
 
-def _print_extras() -> None:
-    """One line per extra of tinynet's package metadata: installed or what is missing."""
-    try:
-        requires = metadata.requires("tinynet") or []
-    except metadata.PackageNotFoundError:
-        print("  unknown: tinynet is not installed as a package (pip install -e .)")
-        return
-    extras: dict[str, list[str]] = {}
-    for requirement in requires:
-        found = re.match(r"\s*([\w.-]+)[^;]*;.*extra\s*==\s*['\"]([\w.-]+)['\"]", requirement)
-        if found:
-            extras.setdefault(found[2], []).append(found[1])
-    for extra, packages in extras.items():
-        versions, missing = [], []
-        for package in packages:
-            try:
-                versions.append(f"{package} {metadata.version(package)}")
-            except metadata.PackageNotFoundError:
-                missing.append(package)
-        status = (
-            f"missing {', '.join(missing)}" if missing else f"installed ({', '.join(versions)})"
-        )
-        print(f"  {extra:7s} {status}")
-
-
 def info(args: Any) -> int:
     import tinynet as tn
 
@@ -364,15 +327,32 @@ def info(args: Any) -> int:
             backend, problem = backends.probe(candidate)
         except ValueError as err:  # a TINYNET_DEVICE this backend does not know
             backend, problem = None, str(err)
-        if backend is None:
-            print(f"  {candidate:7s} unavailable: {problem}")
-        else:
-            print(
-                f"  {candidate:7s} {backend.version:10s} {backend.description}, "
-                f"computes on {backend.device}"
-            )
+        status = f"unavailable: {problem}"
+        if backend is not None:
+            status = f"{backend.version:10s} {backend.description}, computes on {backend.device}"
+        print(f"  {candidate:7s} {status}")
     print("extras (pip install 'tinynet[EXTRA]'):")
-    _print_extras()
+    try:  # one line per extra of tinynet's package metadata: installed or what is missing
+        requires = metadata.requires("tinynet") or []
+    except metadata.PackageNotFoundError:
+        print("  unknown: tinynet is not installed as a package (pip install -e .)")
+        return 0
+    extras: dict[str, list[str]] = {}
+    for requirement in requires:
+        found = re.match(r"\s*([\w.-]+)[^;]*;.*extra\s*==\s*['\"]([\w.-]+)['\"]", requirement)
+        if found:
+            extras.setdefault(found[2], []).append(found[1])
+    for extra, packages in extras.items():
+        versions, missing = [], []
+        for package in packages:
+            try:
+                versions.append(f"{package} {metadata.version(package)}")
+            except metadata.PackageNotFoundError:
+                missing.append(package)
+        status = (
+            f"missing {', '.join(missing)}" if missing else f"installed ({', '.join(versions)})"
+        )
+        print(f"  {extra:7s} {status}")
     return 0
 
 
@@ -380,17 +360,10 @@ def compare_backends(args: Any) -> int:
     from .compare import format_report, verdict
 
     _check_model_flags(args)
+    shared = ("model", "hidden", "activation", "dtype", "seed", "batch_size", "backends", "dropout")
+    optimizer = _optimizer(args.optimizer, args.lr, args.dataset)
     report = main_compare(
-        args.dataset,
-        model=args.model,
-        hidden=args.hidden,
-        activation=args.activation,
-        dtype=args.dtype,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        backends=args.backends,
-        dropout=args.dropout,
-        optimizer=_optimizer(args.optimizer, args.lr, args.dataset),
+        args.dataset, optimizer=optimizer, **{k: getattr(args, k) for k in shared}
     )
     print(format_report(report))
     passed, line = verdict(report)
@@ -418,11 +391,9 @@ def main_compare(
     dropout: float = 0.0,
     optimizer: Any = "adam",
 ) -> Any:
-    """A :class:`tinynet.compare.CompareReport` of the first training step (the
-    batch and Dropout masks ``fit`` with ``seed`` starts with) of ``tinynet
-    train``'s ``model`` for ``dataset`` (a name, a ``PATH.npz``, an ``(x, y)``
-    pair of samples and integer labels, or ``None``: train's default) across
-    ``backends``.  ``None`` and an optimizer's name get train's defaults."""
+    """The :class:`~tinynet.compare.CompareReport` of ``fit``'s first step (batch and
+    Dropout masks) of train's ``model`` for ``dataset`` (a name, ``PATH.npz``, an
+    ``(x, y)`` pair or ``None``); ``None`` and an optimizer's name get train's defaults."""
     import tinynet as tn
 
     name = None
@@ -440,25 +411,15 @@ def main_compare(
         raise ValueError("main_compare: y must be 1-D integer class labels")
     batch_size = arguments.count("main_compare", "batch_size", batch_size)
     classes = int(y.max()) + 1
-    try:
-        net = models.build(
-            model,
-            x.shape[1:],
-            classes,
-            hidden=hidden,
-            activation=activation,
-            dropout=dropout,
-            dtype=dtype,
-            seed=seed,
-            backend="numpy",
-        )
-    except ValueError as err:
-        raise ValueError(f"model {model!r} on {name or 'the given samples'}: {err}") from None
+    where = f"model {model!r} on {name or 'the given samples'}"
+    options = dict(hidden=hidden, activation=activation, dropout=dropout, dtype=dtype, seed=seed)
+    net = _build_model(model, x, classes, where, backend="numpy", **options)
     x = models.fit_to(x, net.input_shape)  # flat rows for an mlp
-    epoch_key = random.fold_in(random.key(seed, "numpy"), 0)
-    order = random.permutation(random.fold_in(epoch_key, 0x5EED), x.shape[0])
-    rows = order[: min(batch_size, x.shape[0])]
     from .compare import compare_backends
+    from .fit_loop import epoch_setup
+
+    order, _ = epoch_setup(random.key(seed, "numpy"), 0, x.shape[0], True, False)
+    rows = order[: min(batch_size, x.shape[0])]
 
     return compare_backends(
         net, x[rows], y[rows], LOSS, backends, optimizer, dtype=dtype, seed=seed

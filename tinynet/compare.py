@@ -1,11 +1,6 @@
-"""Where do two backends' numbers part ways?  One training step, layer by layer.
-
-:func:`compare_backends` runs one training step of a model on every backend that
-loads here, with the same parameters, batch and Dropout masks (those of ``fit``'s
-first step), and compares each intermediate (``output``, ``loss``, ``grad_input``,
-``grad_<param>``, ``updated_<param>``, in the order computed) with the same step
-in float64 on NumPy as ``max_abs = max |a - ref|`` and ``max_rel = max_abs / max
-|ref|``: the max norm stays meaningful where reference elements are zero.
+"""One training step on every backend, compared layer by layer with the same
+step in float64 on NumPy as ``max_abs = max |a - ref|`` and ``max_rel = max_abs
+/ max |ref|`` (the max norm stays meaningful where reference elements are zero).
 """
 
 from __future__ import annotations
@@ -19,18 +14,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import backends as registry  # `backends` is a parameter name here
-from . import core, random
+from . import core, random, to_numpy
+from .fit_loop import epoch_setup
 from .tree import tree_map
 
 __all__ = ["CompareReport", "Row", "compare_backends", "format_report", "step_key", "verdict"]
 
 REFERENCE = "numpy float64"
-# The largest max_rel (max |a - ref| / max |ref|) that passes, per dtype: for
-# outputs, the loss and gradients, and for the parameters after the optimizer
-# update.  Over one step of train's MLP float32 rounding gives ~1e-6 and
-# float64 ~1e-14, but Adam divides each gradient element by its magnitude
-# plus epsilon (1e-7), so a float32 gradient element near 1e-7 moves its
-# update by a visible fraction of a step: up to ~1e-3 measured over 75 seeds.
+# The largest max_rel that passes, per dtype, and after the optimizer update.
+# One step of train's MLP rounds to ~1e-6 in float32 (~1e-14 in float64), but
+# Adam divides each gradient element by its magnitude plus epsilon (1e-7): a
+# float32 element near 1e-7 moves its update visibly (~1e-3 over 75 seeds).
 TOLERANCES = {"float32": 1e-4, "float64": 1e-10}
 UPDATE_TOLERANCES = {"float32": 1e-2, "float64": 1e-10}
 
@@ -49,12 +43,9 @@ class Row(NamedTuple):
 
 @dataclass
 class CompareReport:
-    """The result of :func:`compare_backends`.
-
-    ``rows`` hold every comparison (:class:`Row`); a backend that could not run
-    has a single row with quantity ``"unavailable"`` (or ``"error"``), NaN
-    differences and the reason in ``note``, and is also listed in ``skipped``.
-    """
+    """Every :class:`Row` of :func:`compare_backends`; a backend that could not run
+    has one ``"unavailable"`` (or ``"error"``) row, NaN differences, the reason in
+    ``note`` and in ``skipped``."""
 
     rows: list[Row]
     dtype: str
@@ -96,8 +87,8 @@ class CompareReport:
 def step_key(seed: int, backend: registry.Backend, epoch: int = 0, step: int = 0) -> Any:
     """The key ``fit(seed=seed)`` gives training step ``step`` of epoch ``epoch``
     (layer ``i`` of the model draws with ``fold_in(step_key, i)``)."""
-    epoch_key = random.fold_in(random.key(seed, backend), epoch)
-    return random.fold_in(random.fold_in(epoch_key, 0xD0), step)
+    _, key = epoch_setup(random.key(seed, backend), epoch, 0, False, True)
+    return random.fold_in(key, step)
 
 
 def _make_step(layers: Sequence[Any], loss: Any, optimizer: Any, ops: Any) -> Callable:
@@ -121,12 +112,6 @@ def _make_step(layers: Sequence[Any], loss: Any, optimizer: Any, ops: Any) -> Ca
     return step
 
 
-def _host(a: Any) -> np.ndarray:
-    if isinstance(a, np.ndarray):
-        return a
-    return registry.backend_of(a).to_numpy(a)
-
-
 def _run(
     model: Any, backend: Any, dtype: str, host: tuple, loss: Any, optimizer: Any, seed: int | None
 ) -> dict:
@@ -134,7 +119,7 @@ def _run(
     x, y); every result as a host float64 array."""
     from .validation import as_model_input, prepare_targets
 
-    params_host, state_host, x_host, y_host = host
+    x_host, y_host = host[2:]
     like = SimpleNamespace(
         backend=backend,
         dtype=dtype,
@@ -144,14 +129,12 @@ def _run(
     with backend.scope():
         x = as_model_input(x_host, backend, dtype, "compare_backends", model.layers[0])
         y = prepare_targets(like, y_host, loss, x_host.shape[0], "compare_backends")
-        params, state = tree_map(
-            lambda a: backend.asarray(a.astype(dtype)), (params_host, state_host)
-        )
+        params, state = tree_map(lambda a: backend.asarray(a.astype(dtype)), host[:2])
         key = step_key(seed, backend) if seed is not None else None
         opt_state = optimizer.init(params) if optimizer is not None else None
         step = backend.jit(_make_step(model.layers, loss, optimizer, backend))
         out = step(params, state, x, y, key, opt_state)
-    return tree_map(lambda a: np.asarray(_host(a), dtype=np.float64), out)
+    return tree_map(lambda a: np.asarray(to_numpy(a), dtype=np.float64), out)
 
 
 def _diff(a: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
@@ -161,8 +144,7 @@ def _diff(a: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     if a.size == 0:
         return 0.0, 0.0
     with np.errstate(invalid="ignore", over="ignore"):
-        delta = np.abs(a - ref)
-        max_abs = float(np.max(delta))
+        max_abs = float(np.max(np.abs(a - ref)))
         scale = float(np.max(np.abs(ref)))
     if math.isnan(max_abs) or math.isnan(scale):
         return math.nan, math.nan
@@ -176,9 +158,8 @@ def _rows(name: str, layers: Sequence[Any], loss: Any, got: dict, ref: dict) -> 
     rows = []
 
     def add(layer: int | None, kind: str, quantity: str, a: Any, r: Any) -> None:
-        if a is None or r is None:
-            return
-        rows.append(Row(name, layer, kind, quantity, *_diff(a, r)))
+        if a is not None and r is not None:
+            rows.append(Row(name, layer, kind, quantity, *_diff(a, r)))
 
     types = [type(layer).__name__ for layer in layers]
     for i, kind in enumerate(types):
@@ -206,22 +187,15 @@ def compare_backends(
     dtype: str | None = None,
     seed: int | None = None,
 ) -> CompareReport:
-    """Run one training step of ``model`` on ``(x, y)`` on every backend and
-    compare each layer's output and gradients with a NumPy float64 reference.
-
-    Args:
-        model: a :class:`tinynet.Sequential` on any backend; it is not changed.
-        x, y: one batch (host NumPy arrays or arrays of any backend); ``y`` as
-            ``fit`` takes it for ``loss``.
-        loss: a :mod:`tinynet.losses` instance or name.
-        backends: names to compare (default: all; those that cannot load
-            here get an ``unavailable`` row with the reason).
-        optimizer: also compare the parameters after one update of this
-            optimizer (instance, name or config), started from a fresh state.
-        dtype: the dtype the backends compute in (default: the model's).
-        seed: the ``fit`` seed whose first step's Dropout masks are used
-            (default: ``model.fit_seed``); ignored without Dropout.
-
+    """One training step of ``model`` (a :class:`tinynet.Sequential` on any backend,
+    left unchanged) on the batch ``(x, y)`` (host or any backend's arrays, ``y`` as
+    ``fit`` takes it for ``loss``, a :mod:`tinynet.losses` instance or name) on each
+    of ``backends`` (default: all; those that cannot load here get an ``unavailable``
+    row with the reason), compared with a NumPy float64 reference.  ``optimizer``
+    (instance, name or config): also compare the parameters after one update from a
+    fresh state.  ``dtype``: the backends' (default: the model's).  ``seed``: the
+    ``fit`` seed whose first step's Dropout masks are used (default: ``model.fit_seed``;
+    ignored without Dropout).
     Returns a :class:`CompareReport`; :func:`format_report` renders it.
     """
     from . import optimizers
@@ -244,17 +218,12 @@ def compare_backends(
     has_key = any(layer.needs_key for layer in model.layers)
     seed = (model.fit_seed if seed is None else seed) if has_key else None
 
-    x_host = np.asarray(_host(x) if not isinstance(x, (list, tuple)) else x)
-    y_host = np.asarray(_host(y) if not isinstance(y, (list, tuple)) else y)
-    host = (tree_map(_host, model.params), tree_map(_host, model.state), x_host, y_host)
+    x_host = np.asarray(x if isinstance(x, (list, tuple)) else to_numpy(x))
+    y_host = np.asarray(y if isinstance(y, (list, tuple)) else to_numpy(y))
+    host = (tree_map(to_numpy, model.params), tree_map(to_numpy, model.state), x_host, y_host)
     ref = _run(model, registry.load("numpy"), "float64", host, loss, optimizer, seed)
-    report = CompareReport(
-        rows=[],
-        dtype=dtype,
-        batch_size=int(x_host.shape[0]),
-        optimizer=repr(optimizer) if optimizer is not None else None,
-        dropout_seed=seed,
-    )
+    described = None if optimizer is None else repr(optimizer)
+    report = CompareReport([], dtype, int(x_host.shape[0]), optimizer=described, dropout_seed=seed)
     report.losses["reference"] = float(ref["loss"])
     for name in names:
         backend, why = registry.probe(name)
@@ -313,18 +282,14 @@ def format_report(report: CompareReport) -> str:
         lines.append("  ".join(padded).rstrip())
     if report.compared:
         lines.append("")
-        for name in report.compared:
-            worst = report.worst(name)
-            if worst.max_rel == 0.0:
-                lines.append(f"{name}: every quantity equals the reference bit for bit")
-                continue
-            where = (
-                "the loss" if worst.layer is None else f"layer {worst.layer} ({worst.layer_type})"
-            )
-            lines.append(
-                f"{name}: largest relative difference {_num(worst.max_rel)} "
-                f"in {worst.quantity} of {where}"
-            )
+    for name in report.compared:
+        worst = report.worst(name)
+        where = "the loss" if worst.layer is None else f"layer {worst.layer} ({worst.layer_type})"
+        if worst.max_rel == 0.0:
+            lines.append(f"{name}: every quantity equals the reference bit for bit")
+        else:
+            largest = f"largest relative difference {_num(worst.max_rel)}"
+            lines.append(f"{name}: {largest} in {worst.quantity} of {where}")
     for name, why in report.skipped.items():
         lines.append(f"{name}: skipped: {why}")
     return "\n".join(lines)

@@ -16,22 +16,11 @@ def _finite(a: Any) -> bool:
 
 
 def first_nonfinite(
-    model: Any,
-    loss: Any,
-    x: Any,
-    y: Any,
-    order: Any,
-    step: int,
-    batch_size: int,
-    step_key: Any = None,
+    model: Any, loss: Any, x: Any, y: Any, order: Any, step: int, batch_size: int, step_key: Any
 ) -> str:
-    """Describe the first layer whose forward output, or (going backwards)
-    whose gradient, is non-finite for batch ``step`` of an epoch (checked in
-    this order: the input batch, each layer's parameters and forward output,
-    the loss, the layers' regularisation penalties, the gradients).
-
-    ``order`` is the epoch's row order (``None``: ``x`` is already in order).
-    """
+    """Describe what is first non-finite in batch ``step`` of an epoch whose row
+    order is ``order`` (``None``: as in ``x``): the input batch, each layer's parameters
+    and forward output, the loss, the penalties, the gradients (last layer first)."""
     ops = model.backend
     xp = ops.xp
     start = step * batch_size

@@ -1,7 +1,4 @@
-"""Training curves (and decision regions for 2-D data) as a PNG.
-
-Needs matplotlib (``pip install 'tinynet[plot]'``); imported only here.
-"""
+"""Training curves (and decision regions for 2-D data) as an image, with matplotlib."""
 
 from __future__ import annotations
 
@@ -30,17 +27,14 @@ def check_path(path: str) -> None:
 
     extension = os.path.splitext(path)[1].lower()
     if extension[1:] not in FigureCanvasBase.get_supported_filetypes():
-        what = f"{extension} is not an image type matplotlib writes" if extension else None
-        what = what or "the name has no file extension"
+        what = f"{extension} is not an image type matplotlib writes"
+        what = what if extension else "the name has no file extension"
         raise ValueError(f"--plot {path}: {what}; use a name ending in .png, .pdf or .svg")
 
 
 def plot_training(history: Any, path: str, model: Any = None, data: tuple | None = None) -> None:
-    """Write loss and accuracy per epoch (train and validation) to ``path``.
-
-    If ``model`` and 2-D ``data=(x, y)`` are given, a third panel shows the
-    model's decision regions with the data on top.
-    """
+    """Write loss and accuracy per epoch (train and validation) to ``path``; with
+    ``model`` and 2-D ``data=(x, y)``, a third panel of its decision regions."""
     plt = _pyplot()
     h = history.history
     regions = model is not None and data is not None and data[0].shape[1] == 2
