@@ -68,7 +68,7 @@ class DataParallel:
         return a if self._impl is None else self._impl.put_data(a)
 
     def replicate(self, tree: Any) -> Any:
-        """Parameters / optimizer state / keys, replicated on every device."""
+        """The arrays of ``tree`` (parameters, data, keys) replicated on every device."""
         return tree if self._impl is None else self._impl.replicate(tree)
 
     def shard_batch(self, a: Any) -> Any:
