@@ -1,14 +1,9 @@
-"""Data-parallel training on JAX: ``fit(..., devices=N)`` (see docs/parallel.md).
+"""Data-parallel training on JAX: ``fit(..., devices=N)``; see docs/parallel.md.
 
-Parameters and optimizer state are replicated, every batch is split along
-its rows over a 1-D device mesh, and XLA inserts the all-reduces that average
-the gradients: the same numbers as on one device, up to the order of
-floating-point additions.  Several processes (hosts): call :func:`initialize`
-first thing in every process, then ``fit(..., devices=device_count())`` with
-the FULL data set in every process.
-
-``python -m tinynet.parallel`` trains a small model on 1 and on N devices
-and prints how far the results are apart (a self-check; the tests' worker).
+Several processes (hosts): call :func:`initialize` first thing in every
+process, then ``fit(..., devices=device_count())`` with the FULL data set in
+every process.  ``python -m tinynet.parallel`` trains a small model on 1 and
+on N devices and prints how far the results are apart (the tests' worker).
 """
 
 from __future__ import annotations
@@ -41,14 +36,11 @@ def initialize(
     ``jax.distributed.initialize`` (CPU: gloo over TCP); process 0 serves on
     ``bind_address`` (default: the coordinator's); ``timeout`` in seconds.
     """
-    if not isinstance(coordinator, str) or coordinator.count(":") < 1:
-        raise ValueError(
-            f"coordinator must be 'HOST:PORT' (process 0's address), received {coordinator!r}"
-        )
-    host, _, port = coordinator.rpartition(":")
+    host, _, port = coordinator.rpartition(":") if isinstance(coordinator, str) else ("", "", "")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(
-            f"coordinator must be 'HOST:PORT' with a port in 1..65535, received {coordinator!r}"
+            "coordinator must be 'HOST:PORT' (process 0's address) with a port in 1..65535, "
+            f"received {coordinator!r}"
         )
     num_processes = arguments.count("", "num_processes", num_processes, 1)
     process_id = arguments.count("", "process_id", process_id, 0)
@@ -140,11 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add = parser.add_argument
     add("--devices", help="comma-separated device counts to try (default: all devices)")
-    add(
-        "--dtype",
-        default="float32,float64",
-        help="comma-separated dtypes (default: float32,float64)",
-    )
+    add("--dtype", default="float32,float64", help="comma-separated dtypes (default: %(default)s)")
     add("--coordinator", metavar="HOST:PORT", help="multi-process run: process 0's address")
     add("--num-processes", type=int, default=1)
     add("--process-id", type=int, default=0)
@@ -155,11 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--steps-per-execution", type=lambda v: v if v == "auto" else int(v), default="auto")
     add("--seed", type=int, default=0)
     add("--no-reference", action="store_true", help="skip the single-device reference run")
-    add(
-        "--json",
-        action="store_true",
-        help="print one JSON object with every run (histories, parameters)",
-    )
+    add("--json", action="store_true", help="print every run (histories, parameters) as JSON")
     args = parser.parse_args(argv)
 
     if args.coordinator is not None:
