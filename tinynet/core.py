@@ -1,10 +1,7 @@
 """The functional core: a model's forward, gradients and training step as
-pure functions of arrays, built once from its layers and the backend's ops.
-
-Nothing here touches the host, so ``ops.jit`` can compile a whole training
-step into one program.  ``state`` (e.g. batch-norm statistics) is a list of
-dicts parallel to ``params``; a layer's forward returns its new state.
-"""
+pure functions of arrays (nothing touches the host, so ``ops.jit`` compiles
+a whole step), built once from its layers and the backend's ops; see
+docs/DESIGN.md, section 3."""
 
 from __future__ import annotations
 
@@ -38,14 +35,10 @@ def _body_and_head(layers: Sequence[Layer], loss: Loss) -> tuple[tuple[Layer, ..
     return (tuple(layers), loss) if head is None else (tuple(layers[:-1]), head)
 
 
-def _keys(layers: Sequence[Layer]) -> frozenset[int]:
-    return frozenset(i for i, layer in enumerate(layers) if layer.needs_key)
-
-
 def make_forward(layers: Sequence[Layer], ops: Any) -> Callable[..., tuple]:
     """``forward(params, state, x, key=None, training=False) -> (y, state)``."""
     layers = tuple(layers)
-    keyed = _keys(layers)
+    keyed = frozenset(i for i, layer in enumerate(layers) if layer.needs_key)
 
     def forward(params, state, x, key=None, training=False):
         h, new_state = x, list(state)
@@ -60,16 +53,12 @@ def make_forward(layers: Sequence[Layer], ops: Any) -> Callable[..., tuple]:
 def make_loss_and_grads(
     layers: Sequence[Layer], loss: Loss, ops: Any, record: bool = False
 ) -> Callable[..., tuple]:
-    """``fn(params, state, x, y, key=None, training=True) -> (loss, grads, state, out)``.
-
-    ``grads`` has the structure of ``params``; ``out`` is the head's input (the
-    logits when the last activation is fused into the loss); both include the
-    layers' penalties.  With ``record`` a fifth item holds every layer's output
-    and input gradient and the head's input gradient (for ``compare-backends``).
-    """
+    """``fn(params, state, x, y, key=None, training=True) -> (loss, grads, state, out)``:
+    ``out`` is the head's input (the logits if the loss is fused); with ``record``
+    a fifth item holds every layer's output and input gradient (``compare-backends``)."""
     layers = tuple(layers)
     body, head = _body_and_head(layers, loss)
-    keyed = _keys(body)
+    keyed = frozenset(i for i, layer in enumerate(body) if layer.needs_key)
     regularized = tuple((i, layer) for i, layer in enumerate(layers) if layer.regularized)
     n_layers = len(layers)
     # The first layer with parameters needs no input gradient (nor any before it).

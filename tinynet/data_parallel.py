@@ -19,11 +19,9 @@ def _impl():
 
 
 class DataParallel:
-    """Data parallelism over ``devices`` devices of ``backend`` (all devices of
-    all processes in a multi-process run); ``where`` names the caller in error
-    messages.  Two objects for the same devices compare equal, so ``fit``
-    reuses its compiled steps.  With one device every method is the identity.
-    """
+    """Data parallelism over ``devices`` devices of ``backend`` (of all processes);
+    ``where`` names the caller in errors.  Equal for the same devices (``fit``
+    reuses its compiled steps); with one device every method is the identity."""
 
     def __init__(self, backend: backends.Backend, devices: int, where: str = "fit"):
         self.devices = arguments.count("", "devices", devices)
@@ -33,16 +31,14 @@ class DataParallel:
             self._impl: Any = backend.device_mesh(self.devices)  # None for one device
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from None
-
-    def _key(self) -> tuple:
         ids = self._impl.device_ids if self._impl is not None else ()
-        return (self.backend.name, self.devices, ids)
+        self._key = (backend.name, self.devices, ids)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, DataParallel) and self._key() == other._key()
+        return isinstance(other, DataParallel) and self._key == other._key
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(self._key)
 
     def __repr__(self) -> str:
         if self._impl is None:

@@ -1,10 +1,5 @@
-"""One ``fit`` call's epochs: blocks of steps, the progress bar, the NaN guard.
-
-A *block* is a run of steps with no host work in between (one compiled loop
-on JAX), each step taking its batch out of the whole data set by a step
-counter; the loss and metric sums stay on the device and are read once per
-block.  See docs/DESIGN.md, section 5.
-"""
+"""One ``fit`` call's epochs: blocks of steps, the progress bar, the NaN guard
+(see docs/DESIGN.md, section 5)."""
 
 from __future__ import annotations
 
@@ -75,9 +70,8 @@ class FitLoop:
         self._blocks: dict[Any, Any] = model._cached(cache_key + ("blocks",), dict)
 
     def _step(self, size: int, shuffled: bool) -> tuple:
-        """``(step, guard)`` for batches of ``size`` rows: ``step(carry, data)``,
-        ``carry = (params, state, opt_state, sums, i)``, ``data = (x, y, order,
-        key)``, trains on batch ``i`` (of the rows in ``order`` if shuffled)."""
+        """``(step, guard)`` for batches of ``size`` rows: ``step((params, state,
+        opt_state, sums, i), (x, y, order, key))`` trains on batch ``i``."""
         cache = (size, shuffled, self.nan_guard)
         found = self._blocks.get(cache)
         if found is not None:
@@ -111,10 +105,8 @@ class FitLoop:
     def run_epoch(
         self, x, y, epoch: int, verbose: int, interrupt: dict, resume: dict | None = None
     ) -> dict[str, float]:
-        """One epoch of steps; returns its logs (mean loss and metric over
-        the steps taken).  ``resume`` (``model.epoch_progress``): continue
-        the epoch after its first ``resume["step"]`` steps, with their sums.
-        Interrupted, the epoch leaves ``self.progress`` for such a resume."""
+        """One epoch's logs (means over the steps taken), continuing after the
+        ``resume`` progress if given; interrupted, it leaves ``self.progress``."""
         model, ops = self.model, self.ops
         n, bs = x.shape[0], self.batch_size
         n_full, last = divmod(n, bs)
@@ -131,7 +123,13 @@ class FitLoop:
         if self.parallel is not None:  # every input of a block on the device mesh
             placed = self.parallel.replicate(placed)
         order, step_key, sums, i = placed
-        bar = _progress(verbose, n_steps, epoch)
+        bar = None
+        if verbose:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=n_steps, desc=f"epoch {epoch + 1}", unit="step", leave=False, mininterval=0.2
+            )
         sync_every = max(1, n_steps // SYNCS_PER_EPOCH)
         block = self.steps_per_execution
         if block == "auto":
@@ -177,9 +175,8 @@ class FitLoop:
         return mean_logs(ops, self.metric, carry[3], min(done * bs, n), y)
 
     def _report(self, bad_loss: bool, epoch, done, x, y, order, key) -> None:
-        """Name the first non-finite value of step ``done`` (1-based) of an
-        epoch, run again eagerly from the model's current params (those from
-        before that step)."""
+        """Name the first non-finite value of step ``done`` (1-based), run again
+        eagerly from the model's params (those from before that step)."""
         from .diagnostics import first_nonfinite
 
         what = "loss" if bad_loss else "parameters after the update"
@@ -193,9 +190,8 @@ class FitLoop:
 
 
 def _guard(ops):
-    """The NaN guard's check of a step's result: 0 fine, 1 non-finite loss,
-    2 non-finite parameters after the update (``ops.run_block`` then keeps
-    the carry from before that step)."""
+    """The NaN guard's check of a step's carry: 0 fine, 1 non-finite loss,
+    2 non-finite parameters after the update."""
     xp = ops.xp
 
     def guard(carry):
@@ -206,11 +202,3 @@ def _guard(ops):
         return bad_loss + 2 * bad_params * (1 - bad_loss)
 
     return guard
-
-
-def _progress(verbose: int, total: int, epoch: int):
-    if not verbose:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"epoch {epoch + 1}", unit="step", leave=False, mininterval=0.2)

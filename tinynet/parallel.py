@@ -28,14 +28,12 @@ def initialize(
     bind_address: str | None = None,
     timeout: int = 300,
 ) -> None:
-    """Join a data-parallel run over ``num_processes`` processes (hosts).
-
-    Call it in every process before anything else touches JAX, with the same
-    ``coordinator`` (``"HOST:PORT"`` of process 0, reachable from all) and
-    ``process_id`` 0, 1, ..., ``num_processes - 1``.  Wraps
-    ``jax.distributed.initialize`` (CPU: gloo over TCP); process 0 serves on
-    ``bind_address`` (default: the coordinator's); ``timeout`` in seconds.
-    """
+    """Join a data-parallel run over ``num_processes`` processes (hosts): call it
+    in every process before anything else touches JAX, with the same ``coordinator``
+    (``"HOST:PORT"`` of process 0, reachable from all) and ``process_id`` 0, 1, ...
+    ``num_processes - 1``.  Wraps ``jax.distributed.initialize`` (CPU: gloo over
+    TCP); process 0 serves on ``bind_address`` (default: the coordinator's);
+    ``timeout`` in seconds."""
     host, _, port = coordinator.rpartition(":") if isinstance(coordinator, str) else ("", "", "")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(

@@ -124,13 +124,9 @@ def _words(key: Array, shape: tuple[int, ...]) -> tuple[Any, Array, Array]:
 
 
 def threefry_2x32(keypair: Any, count: Array) -> Array:
-    """The Threefry-2x32-20 block function, as ``jax.extend.random.threefry_2x32``.
-
-    ``keypair``: a uint32 key (2,), or a pair of uint32 scalars or ints; ``count``:
-    uint32 of any shape, flattened and padded with a zero to even length ``2h``:
-    ``(count[:h], count[h:])`` are the counters, the output words come back
-    concatenated, unpadded, in ``count.shape``.
-    """
+    """The Threefry-2x32-20 block function, as ``jax.extend.random.threefry_2x32``:
+    ``keypair`` a uint32 key (2,) or a pair of uint32 scalars or ints, ``count``
+    uint32 of any shape (its flat halves are the counters), output of its shape."""
     if isinstance(keypair, (tuple, list)):
         if len(keypair) != 2:
             raise ValueError(f"a threefry keypair has 2 words, got {len(keypair)}")
@@ -148,8 +144,7 @@ def threefry_2x32(keypair: Any, count: Array) -> Array:
     if n % 2:
         flat = xp.concat([flat, xp.zeros((1,), dtype=xp.uint32, device=_device(count))])
     h = flat.shape[0] // 2
-    block = _compiled(_block, count)
-    y0, y1 = block(keypair[0:1], keypair[1:2], flat[:h], flat[h:])
+    y0, y1 = _compiled(_block, count)(keypair[0:1], keypair[1:2], flat[:h], flat[h:])
     return xp.reshape(xp.concat([y0, y1])[:n], tuple(count.shape))
 
 
@@ -310,10 +305,8 @@ def _permutation(key: Array, n: int) -> Array:
 
 
 def permutation(key: Array, n: int) -> Array:
-    """A random permutation of ``range(n)`` (int64): the rows in increasing
-    order of their 64-bit draws ``(w0 << 32) | w1`` but for the low ``b =
-    bit_length(n - 1)`` bits, ties (probability ~ n**2 / 2**(65 - b)) going to
-    the smaller index."""
+    """A random permutation of ``range(n)`` (int64): the rows sorted by their
+    64-bit draws (:func:`bits`) but for the low ``bit_length(n - 1)`` bits."""
     n = operator.index(n)
     if n < 0:
         raise ValueError(f"permutation needs n >= 0, got {n}")
@@ -333,8 +326,7 @@ def _normal(key: Array, shape: tuple[int, ...], dt: Any) -> Array:
 
 def normal(key: Array, shape: Shape = (), dtype: Any = "float32") -> Array:
     """Standard normal draws by Box--Muller, ``sqrt(-2 log1p(-u1)) * cos(2 pi u2)``
-    with ``u1, u2`` uniform on ``split(key)``; tails end near 5.6 (float32) /
-    8.5 (float64) sigma."""
+    with ``u1, u2`` uniform on ``split(key)`` (tails end near 5.6 / 8.5 sigma)."""
     shape = _shape(key, shape)
     dt = _dtype(key, dtype, ("float32", "float64"))
     return _compiled(_normal, key, static_argnums=(1, 2))(key, shape, dt)
