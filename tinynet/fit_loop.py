@@ -95,7 +95,13 @@ class FitLoop:
             params, state, opt_state, sums = fit_step(params, state, opt_state, sums, xb, yb, k)
             return params, state, opt_state, sums, i + 1
 
-        found = self._blocks[cache] = (step, _guard(ops) if self.nan_guard else None)
+        def guard(carry):  # 0 fine, 1 non-finite loss, 2 non-finite params after the update
+            bad_loss = xp.astype(~xp.isfinite(carry[3][0]), xp.int32)
+            leaves = [p for layer in carry[0] for p in layer.values()]
+            bad_params = xp.astype(~ops.all_finite(leaves), xp.int32)
+            return bad_loss + 2 * bad_params * (1 - bad_loss)
+
+        found = self._blocks[cache] = (step, guard if self.nan_guard else None)
         return found
 
     def where(self, n: int) -> dict:
@@ -151,8 +157,15 @@ class FitLoop:
             model.params, model.state, model.opt_state = carry[:3]
             model.step += advance
             done += advance
-            if status:
-                self._report(status == 1, epoch, done + 1, x, y, order, step_key)
+            if status:  # name the first non-finite value, the step re-run eagerly
+                from .diagnostics import first_nonfinite
+
+                what = "loss" if status == 1 else "parameters after the update"
+                where = first_nonfinite(model, self.loss, x, y, order, done, bs, step_key=step_key)
+                self.nan_report = (
+                    f"non-finite {what} at epoch {epoch + 1}, step {done + 1} ({where}); "
+                    "training stopped and the parameters from before that step were kept"
+                )
                 break
             if bar is not None and (done % sync_every == 0 or done == n_steps):
                 logs = mean_logs(ops, self.metric, carry[3], min(done * bs, n), y)
@@ -173,32 +186,3 @@ class FitLoop:
                 **self.where(n),
             }
         return mean_logs(ops, self.metric, carry[3], min(done * bs, n), y)
-
-    def _report(self, bad_loss: bool, epoch, done, x, y, order, key) -> None:
-        """Name the first non-finite value of step ``done`` (1-based), run again
-        eagerly from the model's params (those from before that step)."""
-        from .diagnostics import first_nonfinite
-
-        what = "loss" if bad_loss else "parameters after the update"
-        where = first_nonfinite(
-            self.model, self.loss, x, y, order, done - 1, self.batch_size, step_key=key
-        )
-        self.nan_report = (
-            f"non-finite {what} at epoch {epoch + 1}, step {done} ({where}); "
-            "training stopped and the parameters from before that step were kept"
-        )
-
-
-def _guard(ops):
-    """The NaN guard's check of a step's carry: 0 fine, 1 non-finite loss,
-    2 non-finite parameters after the update."""
-    xp = ops.xp
-
-    def guard(carry):
-        params, sums = carry[0], carry[3]
-        bad_loss = xp.astype(~xp.isfinite(sums[0]), xp.int32)
-        leaves = [p for layer in params for p in layer.values()]
-        bad_params = xp.astype(~ops.all_finite(leaves), xp.int32)
-        return bad_loss + 2 * bad_params * (1 - bad_loss)
-
-    return guard

@@ -14,6 +14,8 @@ import math
 import sys
 from typing import Any
 
+import numpy as np
+
 from . import arguments, backends
 from .data_parallel import DataParallel, _impl
 
@@ -73,8 +75,6 @@ def device_count() -> int:
 
 
 def _train(devices: int | None, dtype: str, args: argparse.Namespace) -> dict[str, Any]:
-    import numpy as np
-
     import tinynet as tn
 
     x, y = tn.datasets.spiral(
@@ -111,8 +111,6 @@ def _train(devices: int | None, dtype: str, args: argparse.Namespace) -> dict[st
 
 def _max_rel_diff(run: dict[str, Any], base: dict[str, Any]) -> float:
     """Largest ``|a - b| / max|b|`` over the loss history and every parameter."""
-    import numpy as np
-
     pairs = [(run["history"][k], base["history"][k]) for k in base["history"]]
     pairs += [(p[k], q[k]) for p, q in zip(run["params"], base["params"], strict=True) for k in q]
     worst = 0.0

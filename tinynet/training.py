@@ -203,8 +203,7 @@ def fit(
     for cb in callbacks:
         cb.on_train_end(model, logs)
     if parallel is not None:
-        # Back on one device of this process: predict / evaluate / a later fit
-        # would otherwise mix mesh arrays with single-device ones.
+        # Back on one device of this process, for predict, evaluate or a later fit.
         trained = (model.params, model.state, model.opt_state)
         model.params, model.state, model.opt_state = parallel.gather(trained)
     history.stopped_early = model.stop_reason
