@@ -77,9 +77,8 @@ def device_count() -> int:
 def _train(devices: int | None, dtype: str, args: argparse.Namespace) -> dict[str, Any]:
     import tinynet as tn
 
-    x, y = tn.datasets.spiral(
-        samples_per_class=math.ceil(args.samples / 3), classes=3, noise=0.2, seed=0
-    )
+    per_class = math.ceil(args.samples / 3)
+    x, y = tn.datasets.spiral(samples_per_class=per_class, classes=3, noise=0.2, seed=0)
     rows = np.random.default_rng(0).permutation(x.shape[0])[: args.samples]
     x, y = x[rows].astype(dtype), y[rows]
     layers = [tn.Dense(2, 16), tn.ReLU()]
@@ -152,12 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"info": info, "runs": []}
     for dtype in [s.strip() for s in args.dtype.split(",") if s.strip()]:
         base = None
-        if not args.no_reference:
-            base = _train(None, dtype, args)
-            base["max_rel_diff"] = 0.0
-            out["runs"].append(base)
-        for n in counts:
+        for n in ([] if args.no_reference else [None]) + counts:  # None: the reference run
             run = _train(n, dtype, args)
+            if n is None:
+                base = run
             run["max_rel_diff"] = _max_rel_diff(run, base) if base is not None else None
             out["runs"].append(run)
     if args.json:

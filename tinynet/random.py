@@ -1,11 +1,7 @@
-"""Counter-based random numbers (Threefry-2x32-20) on the Python array API.
-
-A key is a ``uint32`` array of shape ``(2,)``; every function runs on the
-key's backend (on JAX inside ``jax.jit``, one compiled sampler per shape).
-``threefry_2x32``, ``key``, ``split``, ``fold_in``, ``bits`` and ``uniform``
-equal ``jax.random``'s bit for bit, on every backend; ``normal`` is a few
-ulps apart between libraries (their ``log1p``, ``sqrt``, ``cos``).
-"""
+"""Counter-based random numbers (Threefry-2x32-20) on the array API: a key is a
+``uint32`` array (2,); every function runs on the key's backend (jitted on JAX).
+``threefry_2x32``, ``key``, ``split``, ``fold_in``, ``bits`` and ``uniform`` equal
+``jax.random``'s bit for bit; all but ``normal`` are bit-identical on every backend."""
 
 from __future__ import annotations
 

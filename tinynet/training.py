@@ -76,9 +76,8 @@ def fit(
 ) -> History:
     """Train ``model`` on ``(x, y)`` and return a :class:`History`.
 
-    On JAX the steps donate the buffers of the parameters, state and
-    optimizer state (old references become deleted arrays); keep a copy
-    with ``model.snapshot_params()``.
+    On JAX the steps donate the parameter, state and optimizer buffers (old
+    references become deleted arrays): keep a copy with ``model.snapshot_params()``.
 
     Args:
         x: ``(n, in_features)`` host NumPy array or array of the model's backend.
