@@ -1,6 +1,5 @@
-"""``fit(..., devices=N)``'s helper: validation, placement and the batch
-split of data-parallel training on a JAX device mesh (see
-:mod:`tinynet.parallel` for the user-facing side and ``docs/parallel.md``)."""
+"""``fit(..., devices=N)``'s helper: validation, placement and the batch split on
+a JAX device mesh (:mod:`tinynet.parallel` is the user-facing side)."""
 
 from __future__ import annotations
 

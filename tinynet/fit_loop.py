@@ -32,9 +32,8 @@ def metric_for(model: Any, loss: Any):
 
 
 def epoch_setup(run_key: Any, epoch: int, n: int, shuffle: bool, has_key: bool) -> tuple:
-    """An epoch's ``(row order or None, step key or None)`` from the fit's key
-    (host NumPy arrays: ``tinynet.random`` gives the same bits everywhere).
-    Step ``s`` of the epoch draws with ``fold_in(step_key, s)``."""
+    """An epoch's ``(row order or None, step key or None)`` from the fit's key, as
+    host NumPy arrays; step ``s`` draws with ``fold_in(step_key, s)``."""
     epoch_key = random.fold_in(run_key, epoch)
     order = random.permutation(random.fold_in(epoch_key, 0x5EED), n) if shuffle else None
     return order, (random.fold_in(epoch_key, 0xD0) if has_key else None)

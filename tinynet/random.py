@@ -43,8 +43,7 @@ def _device(x: Array) -> Any:
 
 
 def _compiled(fn: Callable, like: Array, **jit_kwargs: Any) -> Callable:
-    """``fn`` compiled by the backend of ``like`` (``ops.jit``: ``fn`` itself
-    on eager backends), once per function and backend."""
+    """``fn`` compiled by ``like``'s backend (``ops.jit``), once per function and backend."""
     backend = backends.backend_of(like)
     compiled = _COMPILED.get((fn, backend.name))
     if compiled is None:
@@ -53,14 +52,12 @@ def _compiled(fn: Callable, like: Array, **jit_kwargs: Any) -> Callable:
 
 
 def _block(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
-    """Threefry-2x32-20 (the backend's ``ops.threefry2x32``): key ``(k0, k1)``,
-    counter ``(x0, x1)``, broadcastable 1-d ``uint32`` arrays -> two words."""
+    """Threefry-2x32-20 (``ops.threefry2x32``) on broadcastable 1-d uint32 arrays."""
     return backends.backend_of(x1).threefry2x32(k0, k1, x0, x1)
 
 
 def _block_int(k0: int, k1: int, x0: int, x1: int) -> tuple[int, int]:
-    """:func:`_block` for one counter on Python ints (host keys): one Python
-    loop instead of ~115 NumPy operations on 1-element arrays."""
+    """:func:`_block` on Python ints (host keys): faster than ~115 tiny NumPy ops."""
     ks = (k0, k1, k0 ^ k1 ^ THREEFRY_PARITY)
     x0 = (x0 + k0) & _M32
     x1 = (x1 + k1) & _M32
@@ -112,8 +109,7 @@ def _dtype(key: Array, dtype: Any, allowed: tuple[str, ...]) -> Any:
 
 
 def _words(key: Array, shape: tuple[int, ...]) -> tuple[Any, Array, Array]:
-    """The namespace and the two flat output words for counters ``(0, i)``,
-    ``i < prod(shape)``: JAX's partitionable layout (C-order index ``i``)."""
+    """The namespace and the flat output words of counters ``(0, i)``, ``i < prod(shape)``."""
     xp = backends.namespace(key)
     lo = xp.arange(math.prod(shape), dtype=xp.uint32, device=_device(key))
     return xp, *_block(key[0:1], key[1:2], xp.zeros_like(lo), lo)

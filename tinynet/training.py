@@ -18,8 +18,6 @@ from .losses import Loss
 from .losses import get as get_loss
 from .validation import as_model_input, check_input, prepare_data
 
-Array = Any
-
 
 def _in_scope(fn):
     """Run ``fn(model, ...)`` inside the model backend's scope (on JAX:
@@ -262,7 +260,7 @@ def evaluate(
 
 
 @_in_scope
-def predict(model: Any, x: Any, batch_size: int | None = None) -> Array:
+def predict(model: Any, x: Any, batch_size: int | None = None) -> Any:
     """Model outputs for ``x``, an array of the model's backend."""
     if batch_size is not None:
         batch_size = arguments.count("", "batch_size", batch_size)
