@@ -21,9 +21,8 @@ _FUSED = {
 
 
 def fused_head(layers: Sequence[Layer], loss: Loss) -> Loss | None:
-    """The from-logits loss replacing ``Softmax`` + (sparse) categorical CE or
-    ``Sigmoid`` + binary CE at the end of ``layers``, else None: a stable
-    log-softmax / log-sigmoid, with the gradient ``probs - targets``."""
+    """The from-logits loss replacing a last ``Softmax`` + (sparse) categorical CE or
+    ``Sigmoid`` + binary CE (stable, gradient ``probs - targets``), else None."""
     if getattr(loss, "from_logits", True) or type(loss) not in _FUSED.get(type(layers[-1]), ()):
         return None
     return type(loss)(from_logits=True)
@@ -111,8 +110,7 @@ def make_fit_step(
     layers: Sequence[Layer], loss: Loss, optimizer: Any, ops: Any, metric: Any = None
 ) -> Callable[..., tuple]:
     """``step(params, state, opt_state, sums, x, y, key) -> (params, state, opt_state, sums)``:
-    a train step that also adds the batch's loss (times its size) and metric
-    count to ``sums = (loss_sum, metric_sum)``, 0-d arrays kept on the device."""
+    adding the batch's loss times its size and its metric count to the 0-d ``sums``."""
     loss_and_grads = make_loss_and_grads(layers, loss, ops)
     update = optimizer.update
     xp = ops.xp

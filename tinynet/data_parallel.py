@@ -18,9 +18,8 @@ def _impl():
 
 
 class DataParallel:
-    """Data parallelism over ``devices`` devices of ``backend`` (of all processes);
-    ``where`` names the caller in errors.  Equal for the same devices (``fit``
-    reuses its compiled steps); with one device every method is the identity."""
+    """Data parallelism over ``devices`` devices of ``backend`` (``where``: the caller,
+    in errors); equal for the same devices; with one device every method is the identity."""
 
     def __init__(self, backend: backends.Backend, devices: int, where: str = "fit"):
         self.devices = arguments.count("", "devices", devices)

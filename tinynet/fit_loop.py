@@ -57,8 +57,6 @@ class FitLoop:
         self.has_key = any(layer.needs_key for layer in model.layers)
         self.metric = metric_for(model, loss)
         self.loss = loss
-        self.interrupted = False
-        self.progress: dict | None = None  # where an interrupted epoch stopped
         self.nan_report: str | None = None
         optimizer = model.optimizer
         cache_key = ("fit", loss, id(optimizer), optimizer, self.metric is not None, parallel)
@@ -176,7 +174,7 @@ class FitLoop:
         if bar is not None:
             bar.close()
         self.interrupted = interrupt["hit"] and done < n_steps and self.nan_report is None
-        self.progress = None
+        self.progress: dict | None = None  # where an interrupted epoch stopped
         if self.interrupted and done:
             self.progress = {
                 "step": done,

@@ -1,10 +1,6 @@
-"""Data-parallel training on JAX: ``fit(..., devices=N)``; see docs/parallel.md.
-
-Several processes (hosts): call :func:`initialize` first thing in every
-process, then ``fit(..., devices=device_count())`` with the FULL data set in
-every process.  ``python -m tinynet.parallel`` trains a small model on 1 and
-on N devices and prints how far the results are apart (the tests' worker).
-"""
+"""Data-parallel training on JAX, ``fit(..., devices=N)``, over one or several
+processes (see docs/parallel.md).  ``python -m tinynet.parallel`` trains a small
+model on 1 and on N devices and prints how far apart the results are."""
 
 from __future__ import annotations
 
@@ -30,12 +26,12 @@ def initialize(
     bind_address: str | None = None,
     timeout: int = 300,
 ) -> None:
-    """Join a data-parallel run over ``num_processes`` processes (hosts): call it
-    in every process before anything else touches JAX, with the same ``coordinator``
-    (``"HOST:PORT"`` of process 0, reachable from all) and ``process_id`` 0, 1, ...
-    ``num_processes - 1``.  Wraps ``jax.distributed.initialize`` (CPU: gloo over
-    TCP); process 0 serves on ``bind_address`` (default: the coordinator's);
-    ``timeout`` in seconds."""
+    """Join a run of ``num_processes`` processes (``jax.distributed.initialize``):
+    call it in every process before anything else touches JAX, with the same
+    ``coordinator`` (``"HOST:PORT"`` of process 0), ``process_id`` 0, 1, ...
+    ``num_processes - 1``; process 0 serves on ``bind_address`` (default: the
+    coordinator's), ``timeout`` in seconds.  Then ``fit(..., devices=device_count())``
+    with the FULL data set in every process."""
     host, _, port = coordinator.rpartition(":") if isinstance(coordinator, str) else ("", "", "")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(

@@ -141,9 +141,8 @@ def threefry_2x32(keypair: Any, count: Array) -> Array:
 
 
 def key(seed: int, backend: backends.Backend | str | None = None) -> Array:
-    """The key ``[seed >> 32, seed & 0xffffffff]`` of a 64-bit two's complement
-    seed (``ValueError`` outside ``[-2**63, 2**63)``), as ``jax.random.PRNGKey``
-    with x64, on ``backend`` (a Backend or its name; default the current one)."""
+    """The key ``[seed >> 32, seed & 0xffffffff]`` of a seed in ``[-2**63, 2**63)``, as
+    ``jax.random.PRNGKey`` with x64, on ``backend`` (a Backend, a name or None: current)."""
     seed = operator.index(seed)
     if not -(2**63) <= seed < 2**63:
         raise ValueError(f"seed must be a 64-bit signed integer, got {seed}")
@@ -280,8 +279,7 @@ def bernoulli(key: Array, p: float | Array = 0.5, shape: Shape | None = None) ->
         shape = () if is_num else tuple(p.shape)
     shape = _shape(key, shape)
     u = uniform(key, shape if shape else (1,), "float32" if is_num else p.dtype)
-    xp = backends.namespace(key, p)
-    return xp.reshape(u < p, shape)
+    return backends.namespace(key, p).reshape(u < p, shape)
 
 
 def _permutation(key: Array, n: int) -> Array:

@@ -11,8 +11,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from . import arguments, core
+from . import arguments, core, optimizers
 from .callbacks import Callback, History
+from .data_parallel import DataParallel
 from .fit_loop import FitLoop, mean_logs, metric_for
 from .losses import Loss
 from .losses import get as get_loss
@@ -20,8 +21,7 @@ from .validation import as_model_input, check_input, prepare_data
 
 
 def _in_scope(fn):
-    """Run ``fn(model, ...)`` inside the model backend's scope (on JAX:
-    float64 enabled for tinynet's own computations only)."""
+    """Run ``fn(model, ...)`` inside the model backend's scope (JAX: float64 on)."""
 
     @functools.wraps(fn)
     def call(model, *args, **kwargs):
@@ -106,8 +106,6 @@ def fit(
             processes, see docs/parallel.md), with the same results as on one
             device; ``batch_size`` must be a multiple of it.
     """
-    from . import optimizers
-
     if loss is None:
         raise ValueError(
             "fit: pass loss=..., e.g. loss='sparse_categorical_crossentropy' for integer labels"
@@ -152,8 +150,6 @@ def fit(
 
     parallel = None
     if devices is not None:
-        from .data_parallel import DataParallel
-
         parallel = DataParallel(model.backend, devices)
         parallel.check_batch_size(batch_size, x.shape[0])
         x, y, x_val, y_val = parallel.replicate((x, y, x_val, y_val))
@@ -210,8 +206,7 @@ def fit(
 
 
 def _resume_point(model: Any, loop: FitLoop, n: int) -> dict | None:
-    """``model.epoch_progress`` if this fit call continues that epoch; a
-    ``ValueError`` if it would see other batches than the interrupted run."""
+    """``model.epoch_progress`` to continue, or None; ValueError if the batches differ."""
     progress = model.epoch_progress
     if progress is None:
         return None
