@@ -1,10 +1,7 @@
 """The functional core: a model's forward, gradients and training step as
-pure functions of arrays, built once from its layers and the backend's ops.
-
-Nothing here touches the host, so ``ops.jit`` can compile a whole training
-step into one program.  ``state`` (e.g. batch-norm statistics) is a list of
-dicts parallel to ``params``; a layer's forward returns its new state.
-"""
+pure functions of arrays (nothing touches the host, so ``ops.jit`` compiles
+a whole step), built once from its layers and the backend's ops; see
+docs/DESIGN.md, section 3."""
 
 from __future__ import annotations
 
@@ -24,9 +21,8 @@ _FUSED = {
 
 
 def fused_head(layers: Sequence[Layer], loss: Loss) -> Loss | None:
-    """The from-logits loss replacing ``Softmax`` + (sparse) categorical CE or
-    ``Sigmoid`` + binary CE at the end of ``layers``, else None: a stable
-    log-softmax / log-sigmoid, with the gradient ``probs - targets``."""
+    """The from-logits loss replacing a last ``Softmax`` + (sparse) categorical CE or
+    ``Sigmoid`` + binary CE (stable, gradient ``probs - targets``), else None."""
     if getattr(loss, "from_logits", True) or type(loss) not in _FUSED.get(type(layers[-1]), ()):
         return None
     return type(loss)(from_logits=True)
@@ -38,14 +34,10 @@ def _body_and_head(layers: Sequence[Layer], loss: Loss) -> tuple[tuple[Layer, ..
     return (tuple(layers), loss) if head is None else (tuple(layers[:-1]), head)
 
 
-def _keys(layers: Sequence[Layer]) -> frozenset[int]:
-    return frozenset(i for i, layer in enumerate(layers) if layer.needs_key)
-
-
 def make_forward(layers: Sequence[Layer], ops: Any) -> Callable[..., tuple]:
     """``forward(params, state, x, key=None, training=False) -> (y, state)``."""
     layers = tuple(layers)
-    keyed = _keys(layers)
+    keyed = frozenset(i for i, layer in enumerate(layers) if layer.needs_key)
 
     def forward(params, state, x, key=None, training=False):
         h, new_state = x, list(state)
@@ -60,16 +52,12 @@ def make_forward(layers: Sequence[Layer], ops: Any) -> Callable[..., tuple]:
 def make_loss_and_grads(
     layers: Sequence[Layer], loss: Loss, ops: Any, record: bool = False
 ) -> Callable[..., tuple]:
-    """``fn(params, state, x, y, key=None, training=True) -> (loss, grads, state, out)``.
-
-    ``grads`` has the structure of ``params``; ``out`` is the head's input (the
-    logits when the last activation is fused into the loss); both include the
-    layers' penalties.  With ``record`` a fifth item holds every layer's output
-    and input gradient and the head's input gradient (for ``compare-backends``).
-    """
+    """``fn(params, state, x, y, key=None, training=True) -> (loss, grads, state, out)``:
+    ``out`` is the head's input (the logits if the loss is fused); with ``record``
+    a fifth item holds every layer's output and input gradient (``compare-backends``)."""
     layers = tuple(layers)
     body, head = _body_and_head(layers, loss)
-    keyed = _keys(body)
+    keyed = frozenset(i for i, layer in enumerate(body) if layer.needs_key)
     regularized = tuple((i, layer) for i, layer in enumerate(layers) if layer.regularized)
     n_layers = len(layers)
     # The first layer with parameters needs no input gradient (nor any before it).
@@ -122,8 +110,7 @@ def make_fit_step(
     layers: Sequence[Layer], loss: Loss, optimizer: Any, ops: Any, metric: Any = None
 ) -> Callable[..., tuple]:
     """``step(params, state, opt_state, sums, x, y, key) -> (params, state, opt_state, sums)``:
-    a train step that also adds the batch's loss (times its size) and metric
-    count to ``sums = (loss_sum, metric_sum)``, 0-d arrays kept on the device."""
+    adding the batch's loss times its size and its metric count to the 0-d ``sums``."""
     loss_and_grads = make_loss_and_grads(layers, loss, ops)
     update = optimizer.update
     xp = ops.xp

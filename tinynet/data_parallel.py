@@ -1,6 +1,5 @@
-"""``fit(..., devices=N)``'s helper: validation, placement and the batch
-split of data-parallel training on a JAX device mesh (see
-:mod:`tinynet.parallel` for the user-facing side and ``docs/parallel.md``)."""
+"""``fit(..., devices=N)``'s helper: validation, placement and the batch split on
+a JAX device mesh (:mod:`tinynet.parallel` is the user-facing side)."""
 
 from __future__ import annotations
 
@@ -19,11 +18,8 @@ def _impl():
 
 
 class DataParallel:
-    """Data parallelism over ``devices`` devices of ``backend`` (all devices of
-    all processes in a multi-process run); ``where`` names the caller in error
-    messages.  Two objects for the same devices compare equal, so ``fit``
-    reuses its compiled steps.  With one device every method is the identity.
-    """
+    """Data parallelism over ``devices`` devices of ``backend`` (``where``: the caller,
+    in errors); equal for the same devices; with one device every method is the identity."""
 
     def __init__(self, backend: backends.Backend, devices: int, where: str = "fit"):
         self.devices = arguments.count("", "devices", devices)
@@ -33,16 +29,14 @@ class DataParallel:
             self._impl: Any = backend.device_mesh(self.devices)  # None for one device
         except ValueError as err:
             raise ValueError(f"{where}: {err}") from None
-
-    def _key(self) -> tuple:
         ids = self._impl.device_ids if self._impl is not None else ()
-        return (self.backend.name, self.devices, ids)
+        self._key = (backend.name, self.devices, ids)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, DataParallel) and self._key() == other._key()
+        return isinstance(other, DataParallel) and self._key == other._key
 
     def __hash__(self) -> int:
-        return hash(self._key())
+        return hash(self._key)
 
     def __repr__(self) -> str:
         if self._impl is None:
@@ -68,7 +62,7 @@ class DataParallel:
         return a if self._impl is None else self._impl.put_data(a)
 
     def replicate(self, tree: Any) -> Any:
-        """Parameters / optimizer state / keys, replicated on every device."""
+        """The arrays of ``tree`` (parameters, data, keys) replicated on every device."""
         return tree if self._impl is None else self._impl.replicate(tree)
 
     def shard_batch(self, a: Any) -> Any:

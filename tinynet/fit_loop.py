@@ -1,10 +1,5 @@
-"""One ``fit`` call's epochs: blocks of steps, the progress bar, the NaN guard.
-
-A *block* is a run of steps with no host work in between (one compiled loop
-on JAX), each step taking its batch out of the whole data set by a step
-counter; the loss and metric sums stay on the device and are read once per
-block.  See docs/DESIGN.md, section 5.
-"""
+"""One ``fit`` call's epochs: blocks of steps, the progress bar, the NaN guard
+(see docs/DESIGN.md, section 5)."""
 
 from __future__ import annotations
 
@@ -37,9 +32,8 @@ def metric_for(model: Any, loss: Any):
 
 
 def epoch_setup(run_key: Any, epoch: int, n: int, shuffle: bool, has_key: bool) -> tuple:
-    """An epoch's ``(row order or None, step key or None)`` from the fit's key
-    (host NumPy arrays: ``tinynet.random`` gives the same bits everywhere).
-    Step ``s`` of the epoch draws with ``fold_in(step_key, s)``."""
+    """An epoch's ``(row order or None, step key or None)`` from the fit's key, as
+    host NumPy arrays; step ``s`` draws with ``fold_in(step_key, s)``."""
     epoch_key = random.fold_in(run_key, epoch)
     order = random.permutation(random.fold_in(epoch_key, 0x5EED), n) if shuffle else None
     return order, (random.fold_in(epoch_key, 0xD0) if has_key else None)
@@ -63,8 +57,6 @@ class FitLoop:
         self.has_key = any(layer.needs_key for layer in model.layers)
         self.metric = metric_for(model, loss)
         self.loss = loss
-        self.interrupted = False
-        self.progress: dict | None = None  # where an interrupted epoch stopped
         self.nan_report: str | None = None
         optimizer = model.optimizer
         cache_key = ("fit", loss, id(optimizer), optimizer, self.metric is not None, parallel)
@@ -75,9 +67,8 @@ class FitLoop:
         self._blocks: dict[Any, Any] = model._cached(cache_key + ("blocks",), dict)
 
     def _step(self, size: int, shuffled: bool) -> tuple:
-        """``(step, guard)`` for batches of ``size`` rows: ``step(carry, data)``,
-        ``carry = (params, state, opt_state, sums, i)``, ``data = (x, y, order,
-        key)``, trains on batch ``i`` (of the rows in ``order`` if shuffled)."""
+        """``(step, guard)`` for batches of ``size`` rows: ``step((params, state,
+        opt_state, sums, i), (x, y, order, key))`` trains on batch ``i``."""
         cache = (size, shuffled, self.nan_guard)
         found = self._blocks.get(cache)
         if found is not None:
@@ -101,7 +92,13 @@ class FitLoop:
             params, state, opt_state, sums = fit_step(params, state, opt_state, sums, xb, yb, k)
             return params, state, opt_state, sums, i + 1
 
-        found = self._blocks[cache] = (step, _guard(ops) if self.nan_guard else None)
+        def guard(carry):  # 0 fine, 1 non-finite loss, 2 non-finite params after the update
+            bad_loss = xp.astype(~xp.isfinite(carry[3][0]), xp.int32)
+            leaves = [p for layer in carry[0] for p in layer.values()]
+            bad_params = xp.astype(~ops.all_finite(leaves), xp.int32)
+            return bad_loss + 2 * bad_params * (1 - bad_loss)
+
+        found = self._blocks[cache] = (step, guard if self.nan_guard else None)
         return found
 
     def where(self, n: int) -> dict:
@@ -111,10 +108,8 @@ class FitLoop:
     def run_epoch(
         self, x, y, epoch: int, verbose: int, interrupt: dict, resume: dict | None = None
     ) -> dict[str, float]:
-        """One epoch of steps; returns its logs (mean loss and metric over
-        the steps taken).  ``resume`` (``model.epoch_progress``): continue
-        the epoch after its first ``resume["step"]`` steps, with their sums.
-        Interrupted, the epoch leaves ``self.progress`` for such a resume."""
+        """One epoch's logs (means over the steps taken), continuing after the
+        ``resume`` progress if given; interrupted, it leaves ``self.progress``."""
         model, ops = self.model, self.ops
         n, bs = x.shape[0], self.batch_size
         n_full, last = divmod(n, bs)
@@ -131,7 +126,13 @@ class FitLoop:
         if self.parallel is not None:  # every input of a block on the device mesh
             placed = self.parallel.replicate(placed)
         order, step_key, sums, i = placed
-        bar = _progress(verbose, n_steps, epoch)
+        bar = None
+        if verbose:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=n_steps, desc=f"epoch {epoch + 1}", unit="step", leave=False, mininterval=0.2
+            )
         sync_every = max(1, n_steps // SYNCS_PER_EPOCH)
         block = self.steps_per_execution
         if block == "auto":
@@ -153,8 +154,15 @@ class FitLoop:
             model.params, model.state, model.opt_state = carry[:3]
             model.step += advance
             done += advance
-            if status:
-                self._report(status == 1, epoch, done + 1, x, y, order, step_key)
+            if status:  # name the first non-finite value, the step re-run eagerly
+                from .diagnostics import first_nonfinite
+
+                what = "loss" if status == 1 else "parameters after the update"
+                where = first_nonfinite(model, self.loss, x, y, order, done, bs, step_key=step_key)
+                self.nan_report = (
+                    f"non-finite {what} at epoch {epoch + 1}, step {done + 1} ({where}); "
+                    "training stopped and the parameters from before that step were kept"
+                )
                 break
             if bar is not None and (done % sync_every == 0 or done == n_steps):
                 logs = mean_logs(ops, self.metric, carry[3], min(done * bs, n), y)
@@ -166,7 +174,7 @@ class FitLoop:
         if bar is not None:
             bar.close()
         self.interrupted = interrupt["hit"] and done < n_steps and self.nan_report is None
-        self.progress = None
+        self.progress: dict | None = None  # where an interrupted epoch stopped
         if self.interrupted and done:
             self.progress = {
                 "step": done,
@@ -175,42 +183,3 @@ class FitLoop:
                 **self.where(n),
             }
         return mean_logs(ops, self.metric, carry[3], min(done * bs, n), y)
-
-    def _report(self, bad_loss: bool, epoch, done, x, y, order, key) -> None:
-        """Name the first non-finite value of step ``done`` (1-based) of an
-        epoch, run again eagerly from the model's current params (those from
-        before that step)."""
-        from .diagnostics import first_nonfinite
-
-        what = "loss" if bad_loss else "parameters after the update"
-        where = first_nonfinite(
-            self.model, self.loss, x, y, order, done - 1, self.batch_size, step_key=key
-        )
-        self.nan_report = (
-            f"non-finite {what} at epoch {epoch + 1}, step {done} ({where}); "
-            "training stopped and the parameters from before that step were kept"
-        )
-
-
-def _guard(ops):
-    """The NaN guard's check of a step's result: 0 fine, 1 non-finite loss,
-    2 non-finite parameters after the update (``ops.run_block`` then keeps
-    the carry from before that step)."""
-    xp = ops.xp
-
-    def guard(carry):
-        params, sums = carry[0], carry[3]
-        bad_loss = xp.astype(~xp.isfinite(sums[0]), xp.int32)
-        leaves = [p for layer in params for p in layer.values()]
-        bad_params = xp.astype(~ops.all_finite(leaves), xp.int32)
-        return bad_loss + 2 * bad_params * (1 - bad_loss)
-
-    return guard
-
-
-def _progress(verbose: int, total: int, epoch: int):
-    if not verbose:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"epoch {epoch + 1}", unit="step", leave=False, mininterval=0.2)

@@ -1,15 +1,6 @@
-"""Data-parallel training on JAX: ``fit(..., devices=N)`` (see docs/parallel.md).
-
-Parameters and optimizer state are replicated, every batch is split along
-its rows over a 1-D device mesh, and XLA inserts the all-reduces that average
-the gradients: the same numbers as on one device, up to the order of
-floating-point additions.  Several processes (hosts): call :func:`initialize`
-first thing in every process, then ``fit(..., devices=device_count())`` with
-the FULL data set in every process.
-
-``python -m tinynet.parallel`` trains a small model on 1 and on N devices
-and prints how far the results are apart (a self-check; the tests' worker).
-"""
+"""Data-parallel training on JAX, ``fit(..., devices=N)``, over one or several
+processes (see docs/parallel.md).  ``python -m tinynet.parallel`` trains a small
+model on 1 and on N devices and prints how far apart the results are."""
 
 from __future__ import annotations
 
@@ -18,6 +9,8 @@ import json
 import math
 import sys
 from typing import Any
+
+import numpy as np
 
 from . import arguments, backends
 from .data_parallel import DataParallel, _impl
@@ -33,22 +26,17 @@ def initialize(
     bind_address: str | None = None,
     timeout: int = 300,
 ) -> None:
-    """Join a data-parallel run over ``num_processes`` processes (hosts).
-
-    Call it in every process before anything else touches JAX, with the same
-    ``coordinator`` (``"HOST:PORT"`` of process 0, reachable from all) and
-    ``process_id`` 0, 1, ..., ``num_processes - 1``.  Wraps
-    ``jax.distributed.initialize`` (CPU: gloo over TCP); process 0 serves on
-    ``bind_address`` (default: the coordinator's); ``timeout`` in seconds.
-    """
-    if not isinstance(coordinator, str) or coordinator.count(":") < 1:
-        raise ValueError(
-            f"coordinator must be 'HOST:PORT' (process 0's address), received {coordinator!r}"
-        )
-    host, _, port = coordinator.rpartition(":")
+    """Join a run of ``num_processes`` processes (``jax.distributed.initialize``):
+    call it in every process before anything else touches JAX, with the same
+    ``coordinator`` (``"HOST:PORT"`` of process 0), ``process_id`` 0, 1, ...
+    ``num_processes - 1``; process 0 serves on ``bind_address`` (default: the
+    coordinator's), ``timeout`` in seconds.  Then ``fit(..., devices=device_count())``
+    with the FULL data set in every process."""
+    host, _, port = coordinator.rpartition(":") if isinstance(coordinator, str) else ("", "", "")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(
-            f"coordinator must be 'HOST:PORT' with a port in 1..65535, received {coordinator!r}"
+            "coordinator must be 'HOST:PORT' (process 0's address) with a port in 1..65535, "
+            f"received {coordinator!r}"
         )
     num_processes = arguments.count("", "num_processes", num_processes, 1)
     process_id = arguments.count("", "process_id", process_id, 0)
@@ -83,13 +71,10 @@ def device_count() -> int:
 
 
 def _train(devices: int | None, dtype: str, args: argparse.Namespace) -> dict[str, Any]:
-    import numpy as np
-
     import tinynet as tn
 
-    x, y = tn.datasets.spiral(
-        samples_per_class=math.ceil(args.samples / 3), classes=3, noise=0.2, seed=0
-    )
+    per_class = math.ceil(args.samples / 3)
+    x, y = tn.datasets.spiral(samples_per_class=per_class, classes=3, noise=0.2, seed=0)
     rows = np.random.default_rng(0).permutation(x.shape[0])[: args.samples]
     x, y = x[rows].astype(dtype), y[rows]
     layers = [tn.Dense(2, 16), tn.ReLU()]
@@ -121,8 +106,6 @@ def _train(devices: int | None, dtype: str, args: argparse.Namespace) -> dict[st
 
 def _max_rel_diff(run: dict[str, Any], base: dict[str, Any]) -> float:
     """Largest ``|a - b| / max|b|`` over the loss history and every parameter."""
-    import numpy as np
-
     pairs = [(run["history"][k], base["history"][k]) for k in base["history"]]
     pairs += [(p[k], q[k]) for p, q in zip(run["params"], base["params"], strict=True) for k in q]
     worst = 0.0
@@ -140,11 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add = parser.add_argument
     add("--devices", help="comma-separated device counts to try (default: all devices)")
-    add(
-        "--dtype",
-        default="float32,float64",
-        help="comma-separated dtypes (default: float32,float64)",
-    )
+    add("--dtype", default="float32,float64", help="comma-separated dtypes (default: %(default)s)")
     add("--coordinator", metavar="HOST:PORT", help="multi-process run: process 0's address")
     add("--num-processes", type=int, default=1)
     add("--process-id", type=int, default=0)
@@ -155,11 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--steps-per-execution", type=lambda v: v if v == "auto" else int(v), default="auto")
     add("--seed", type=int, default=0)
     add("--no-reference", action="store_true", help="skip the single-device reference run")
-    add(
-        "--json",
-        action="store_true",
-        help="print one JSON object with every run (histories, parameters)",
-    )
+    add("--json", action="store_true", help="print every run (histories, parameters) as JSON")
     args = parser.parse_args(argv)
 
     if args.coordinator is not None:
@@ -172,12 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"info": info, "runs": []}
     for dtype in [s.strip() for s in args.dtype.split(",") if s.strip()]:
         base = None
-        if not args.no_reference:
-            base = _train(None, dtype, args)
-            base["max_rel_diff"] = 0.0
-            out["runs"].append(base)
-        for n in counts:
+        for n in ([] if args.no_reference else [None]) + counts:  # None: the reference run
             run = _train(n, dtype, args)
+            if n is None:
+                base = run
             run["max_rel_diff"] = _max_rel_diff(run, base) if base is not None else None
             out["runs"].append(run)
     if args.json:

@@ -1,16 +1,7 @@
-"""Counter-based random numbers (Threefry-2x32-20) on the Python array API.
-
-A key is a ``uint32`` array of shape ``(2,)``; every function runs on the
-key's backend (on JAX also inside ``jax.jit``) with its ``ops.threefry2x32``,
-then only masks, xor, or, exact products by powers of two and casts, and no
-data-dependent control flow.  ``threefry_2x32``, ``key``, ``split``,
-``fold_in``, ``bits`` and ``uniform`` on ``[0, 1)`` equal ``jax.random``'s bit
-for bit (default partitionable ``threefry2x32``; ``key`` for seeds in
-``[0, 2**32)`` or with x64).  All but ``normal`` (each library's ``log1p``,
-``sqrt`` and ``cos``: a few ulps apart) are bit-identical on every backend.
-On JAX a sampler runs as one compiled function per shape: eager JAX would
-compile each of the ~150 small ``uint32`` operations of a Threefry block.
-"""
+"""Counter-based random numbers (Threefry-2x32-20) on the array API: a key is a
+``uint32`` array (2,); every function runs on the key's backend (jitted on JAX).
+``threefry_2x32``, ``key``, ``split``, ``fold_in``, ``bits`` and ``uniform`` equal
+``jax.random``'s bit for bit; all but ``normal`` are bit-identical on every backend."""
 
 from __future__ import annotations
 
@@ -52,8 +43,7 @@ def _device(x: Array) -> Any:
 
 
 def _compiled(fn: Callable, like: Array, **jit_kwargs: Any) -> Callable:
-    """``fn`` compiled by the backend of ``like`` (``ops.jit``: ``fn`` itself
-    on eager backends), once per function and backend."""
+    """``fn`` compiled by ``like``'s backend (``ops.jit``), once per function and backend."""
     backend = backends.backend_of(like)
     compiled = _COMPILED.get((fn, backend.name))
     if compiled is None:
@@ -62,14 +52,12 @@ def _compiled(fn: Callable, like: Array, **jit_kwargs: Any) -> Callable:
 
 
 def _block(k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
-    """Threefry-2x32-20 (the backend's ``ops.threefry2x32``): key ``(k0, k1)``,
-    counter ``(x0, x1)``, broadcastable 1-d ``uint32`` arrays -> two words."""
+    """Threefry-2x32-20 (``ops.threefry2x32``) on broadcastable 1-d uint32 arrays."""
     return backends.backend_of(x1).threefry2x32(k0, k1, x0, x1)
 
 
 def _block_int(k0: int, k1: int, x0: int, x1: int) -> tuple[int, int]:
-    """:func:`_block` for one counter on Python ints (host keys): one Python
-    loop instead of ~115 NumPy operations on 1-element arrays."""
+    """:func:`_block` on Python ints (host keys): faster than ~115 tiny NumPy ops."""
     ks = (k0, k1, k0 ^ k1 ^ THREEFRY_PARITY)
     x0 = (x0 + k0) & _M32
     x1 = (x1 + k1) & _M32
@@ -93,7 +81,9 @@ def _check_key(key: Array) -> Any:
     return xp
 
 
-def _shape(shape: Shape) -> tuple[int, ...]:
+def _shape(key: Array, shape: Shape) -> tuple[int, ...]:
+    """Check the key (:func:`_check_key`) and return ``shape`` as a tuple."""
+    _check_key(key)
     if isinstance(shape, int):
         shape = (shape,)
     dims = tuple(operator.index(d) for d in shape)
@@ -118,22 +108,17 @@ def _dtype(key: Array, dtype: Any, allowed: tuple[str, ...]) -> Any:
     return dt
 
 
-def _words(key: Array, size: int) -> tuple[Array, Array]:
-    """The two output words (1-d, ``size``) for counters ``(0, i)``, ``i < size``:
-    JAX's partitionable layout, flat C-order index ``i`` -> counter ``(i >> 32, i)``."""
+def _words(key: Array, shape: tuple[int, ...]) -> tuple[Any, Array, Array]:
+    """The namespace and the flat output words of counters ``(0, i)``, ``i < prod(shape)``."""
     xp = backends.namespace(key)
-    lo = xp.arange(size, dtype=xp.uint32, device=_device(key))
-    return _block(key[0:1], key[1:2], xp.zeros_like(lo), lo)
+    lo = xp.arange(math.prod(shape), dtype=xp.uint32, device=_device(key))
+    return xp, *_block(key[0:1], key[1:2], xp.zeros_like(lo), lo)
 
 
 def threefry_2x32(keypair: Any, count: Array) -> Array:
-    """The Threefry-2x32-20 block function, as ``jax.extend.random.threefry_2x32``.
-
-    ``keypair``: a uint32 key (2,), or a pair of uint32 scalars or ints; ``count``:
-    uint32 of any shape, flattened and padded with a zero to even length ``2h``:
-    ``(count[:h], count[h:])`` are the counters, the output words come back
-    concatenated, unpadded, in ``count.shape``.
-    """
+    """The Threefry-2x32-20 block function, as ``jax.extend.random.threefry_2x32``:
+    ``keypair`` a uint32 key (2,) or a pair of uint32 scalars or ints, ``count``
+    uint32 of any shape (its flat halves are the counters), output of its shape."""
     if isinstance(keypair, (tuple, list)):
         if len(keypair) != 2:
             raise ValueError(f"a threefry keypair has 2 words, got {len(keypair)}")
@@ -151,15 +136,13 @@ def threefry_2x32(keypair: Any, count: Array) -> Array:
     if n % 2:
         flat = xp.concat([flat, xp.zeros((1,), dtype=xp.uint32, device=_device(count))])
     h = flat.shape[0] // 2
-    block = _compiled(_block, count)
-    y0, y1 = block(keypair[0:1], keypair[1:2], flat[:h], flat[h:])
+    y0, y1 = _compiled(_block, count)(keypair[0:1], keypair[1:2], flat[:h], flat[h:])
     return xp.reshape(xp.concat([y0, y1])[:n], tuple(count.shape))
 
 
 def key(seed: int, backend: backends.Backend | str | None = None) -> Array:
-    """The key ``[seed >> 32, seed & 0xffffffff]`` of a 64-bit two's complement
-    seed (``ValueError`` outside ``[-2**63, 2**63)``), as ``jax.random.PRNGKey``
-    with x64, on ``backend`` (a Backend or its name; default the current one)."""
+    """The key ``[seed >> 32, seed & 0xffffffff]`` of a seed in ``[-2**63, 2**63)``, as
+    ``jax.random.PRNGKey`` with x64, on ``backend`` (a Backend, a name or None: current)."""
     seed = operator.index(seed)
     if not -(2**63) <= seed < 2**63:
         raise ValueError(f"seed must be a 64-bit signed integer, got {seed}")
@@ -170,15 +153,13 @@ def key(seed: int, backend: backends.Backend | str | None = None) -> Array:
 
 
 def _split(key: Array, shape: tuple[int, ...]) -> Array:
-    xp = backends.namespace(key)
-    w0, w1 = _words(key, math.prod(shape))
+    xp, w0, w1 = _words(key, shape)
     return xp.reshape(xp.stack([w0, w1], axis=1), (*shape, 2))
 
 
 def split(key: Array, num: Shape = 2) -> Array:
     """``num`` new keys, shape (num, 2) (or ``(*num, 2)`` for a shape), as ``jax.random.split``."""
-    _check_key(key)
-    shape = _shape(num)
+    shape = _shape(key, num)
     return _compiled(_split, key, static_argnums=1)(key, shape)
 
 
@@ -193,33 +174,26 @@ def fold_in(key: Array, data: int | Array) -> Array:
     the block of counter ``(0, data)``, as ``jax.random.fold_in``."""
     xp = _check_key(key)
     backend = backends.backend_of(key)
-    if (
-        not isinstance(data, numbers.Integral)
-        and tuple(getattr(data, "shape", (1,))) == ()
-        and backends.backend_of(data) is backend
-    ):
-        host = backend.host_value(data)  # a 0-d array in host memory: its int
-        if isinstance(host, int):
-            data = host
-    if isinstance(data, numbers.Integral):  # Python or NumPy integer
-        data = int(data)
-        if not 0 <= data < 2**32:
-            raise ValueError(f"fold_in data must be in [0, 2**32), got {data}")
-        k0 = backend.host_value(key[0])
-        if k0 is not None:  # a key in host memory (NumPy, strict): Python ints
-            y = _block_int(k0, backend.host_value(key[1]), 0, data)
-            return xp.asarray(y, dtype=xp.uint32, device=_device(key))
-        d = xp.asarray([data], dtype=xp.uint32, device=_device(key))
-    else:
+    if not isinstance(data, numbers.Integral):  # not a Python or NumPy integer
         if backends.namespace(key, data) is not xp or tuple(data.shape) != ():
             raise TypeError("fold_in data must be an int or a 0-d integer array like the key")
-        d = xp.reshape(xp.astype(data, xp.uint32), (1,))
+        host = backend.host_value(data)  # a 0-d array in host memory: its int
+        if not isinstance(host, int):
+            return _compiled(_fold_in, key)(key, xp.reshape(xp.astype(data, xp.uint32), (1,)))
+        data = host
+    data = int(data)
+    if not 0 <= data < 2**32:
+        raise ValueError(f"fold_in data must be in [0, 2**32), got {data}")
+    k0 = backend.host_value(key[0])
+    if k0 is not None:  # a key in host memory (NumPy, strict): Python ints
+        y = _block_int(k0, backend.host_value(key[1]), 0, data)
+        return xp.asarray(y, dtype=xp.uint32, device=_device(key))
+    d = xp.asarray([data], dtype=xp.uint32, device=_device(key))
     return _compiled(_fold_in, key)(key, d)
 
 
 def _bits(key: Array, shape: tuple[int, ...], dt: Any) -> Array:
-    xp = backends.namespace(key)
-    w0, w1 = _words(key, math.prod(shape))
+    xp, w0, w1 = _words(key, shape)
     if dt == xp.uint64:
         out = (xp.astype(w0, dt) * 2**32) | xp.astype(w1, dt)  # w0 << 32 | w1
     elif dt == xp.uint32:
@@ -232,8 +206,7 @@ def _bits(key: Array, shape: tuple[int, ...], dt: Any) -> Array:
 def bits(key: Array, shape: Shape = (), dtype: Any = "uint32") -> Array:
     """Random unsigned integers of ``shape``, as ``jax.random.bits``: uint32
     ``w0 ^ w1``, uint8/uint16 its low bits, uint64 ``w0 << 32 | w1``."""
-    _check_key(key)
-    shape = _shape(shape)
+    shape = _shape(key, shape)
     dt = _dtype(key, dtype, ("uint8", "uint16", "uint32", "uint64"))
     return _compiled(_bits, key, static_argnums=(1, 2))(key, shape, dt)
 
@@ -243,16 +216,9 @@ def _f32(x: float) -> float:
     return struct.unpack("<f", struct.pack("<f", x))[0]
 
 
-def _below(x: float, is32: bool) -> float:
-    """The largest float32/float64 strictly below ``x`` (a value of that dtype)."""
-    dt = np.float32 if is32 else np.float64
-    return float(np.nextafter(dt(x), dt(-np.inf)))
-
-
 def _uniform(key: Array, shape: tuple[int, ...], dt: Any, low: float, high: float) -> Array:
     """:func:`uniform` after validation: ``low < high`` already rounded to ``dt``."""
-    xp = backends.namespace(key)
-    w0, w1 = _words(key, math.prod(shape))
+    xp, w0, w1 = _words(key, shape)
     f64, is32 = xp.float64, dt == xp.float32
     unit = (low, high) == (0.0, 1.0)
     span = _f32(high - low) if is32 else high - low
@@ -274,27 +240,23 @@ def _uniform(key: Array, shape: tuple[int, ...], dt: Any, low: float, high: floa
             sh = math.ldexp(math.floor(m * 2.0**26), e - 26)  # top 26 bits of span
             sl = span - sh  # the other 27 bits, exact
             out = (uh * sh + low) + ((ul * sl + ul * sh) + uh * sl)
-    if not unit:
-        out = xp.clip(out, low, _below(high, is32))  # rounding must not reach high
+    if not unit:  # rounding must not reach high: clip to the float just below it
+        below = np.float32 if is32 else np.float64
+        out = xp.clip(out, low, float(np.nextafter(below(high), below(-np.inf))))
     return xp.reshape(out, shape)
 
 
 def uniform(
     key: Array, shape: Shape = (), dtype: Any = "float32", low: float = 0.0, high: float = 1.0
 ) -> Array:
-    """Floats in ``[low, high)`` of ``shape``; bit-identical on every backend.
+    """Floats in ``[low, high)`` of ``shape``, bit-identical on every backend.
 
-    ``u = k * 2**-23`` (float32: ``k`` the top 23 bits of a 32-bit draw) or
-    ``k * 2**-52`` (float64: 52 bits of a 64-bit draw), exactly
-    ``jax.random.uniform`` on [0, 1).  ``low < high`` are Python numbers,
-    rounded to ``dtype``.  ``u * span + low`` uses only exact products, so a
-    compiler's fused multiply-add (XLA's) cannot change it: float32 computes
-    it in float64 (equal to JAX on CPU but for a rare double rounding),
-    float64 sums the four products of 26/27-bit halves of ``u`` and ``span``
-    in a fixed order (within ~2 ulp).  The result is clipped into ``[low, high)``.
+    On [0, 1) exactly ``jax.random.uniform``: the top 23 (float32) or 52
+    (float64) bits of a draw.  ``low < high`` are Python numbers rounded to
+    ``dtype``; ``u * span + low`` uses only exact products (no fused
+    multiply-add can change it) and is clipped into ``[low, high)``.
     """
-    _check_key(key)
-    shape = _shape(shape)
+    shape = _shape(key, shape)
     dt = _dtype(key, dtype, ("float32", "float64"))
     if not (isinstance(low, numbers.Real) and isinstance(high, numbers.Real)):
         raise TypeError(f"low and high must be Python numbers, got {low!r}, {high!r}")
@@ -315,16 +277,14 @@ def bernoulli(key: Array, p: float | Array = 0.5, shape: Shape | None = None) ->
     is_num = isinstance(p, (int, float))
     if shape is None:
         shape = () if is_num else tuple(p.shape)
-    shape = _shape(shape)
+    shape = _shape(key, shape)
     u = uniform(key, shape if shape else (1,), "float32" if is_num else p.dtype)
-    xp = backends.namespace(key, p)
-    return xp.reshape(u < p, shape)
+    return backends.namespace(key, p).reshape(u < p, shape)
 
 
 def _permutation(key: Array, n: int) -> Array:
     xp = backends.namespace(key)
-    w0, w1 = _words(key, n)
-    draws = (xp.astype(w0, xp.uint64) * 2**32) | xp.astype(w1, xp.uint64)  # w0 << 32 | w1
+    draws = _bits(key, (n,), xp.uint64)  # w0 << 32 | w1
     # The index packed into the low b bits: one sort of distinct uint64 values
     # instead of an argsort, several times faster on XLA's CPU sort and NumPy.
     b = max(1, (n - 1).bit_length())
@@ -335,15 +295,12 @@ def _permutation(key: Array, n: int) -> Array:
 
 
 def permutation(key: Array, n: int) -> Array:
-    """A random permutation of ``range(n)`` (int64): the rows in increasing
-    order of their 64-bit draws ``(w0 << 32) | w1`` but for the low ``b =
-    bit_length(n - 1)`` bits, ties (probability ~ n**2 / 2**(65 - b)) going to
-    the smaller index."""
-    _check_key(key)
+    """A random permutation of ``range(n)`` (int64): the rows sorted by their
+    64-bit draws (:func:`bits`) but for the low ``bit_length(n - 1)`` bits."""
     n = operator.index(n)
     if n < 0:
         raise ValueError(f"permutation needs n >= 0, got {n}")
-    _shape((n,))
+    _shape(key, (n,))
     return _compiled(_permutation, key, static_argnums=1)(key, n)
 
 
@@ -359,9 +316,7 @@ def _normal(key: Array, shape: tuple[int, ...], dt: Any) -> Array:
 
 def normal(key: Array, shape: Shape = (), dtype: Any = "float32") -> Array:
     """Standard normal draws by Box--Muller, ``sqrt(-2 log1p(-u1)) * cos(2 pi u2)``
-    with ``u1, u2`` uniform on ``split(key)``; tails end near 5.6 (float32) /
-    8.5 (float64) sigma."""
-    _check_key(key)
-    shape = _shape(shape)
+    with ``u1, u2`` uniform on ``split(key)`` (tails end near 5.6 / 8.5 sigma)."""
+    shape = _shape(key, shape)
     dt = _dtype(key, dtype, ("float32", "float64"))
     return _compiled(_normal, key, static_argnums=(1, 2))(key, shape, dt)

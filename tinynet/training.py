@@ -11,19 +11,17 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from . import arguments, core
+from . import arguments, core, optimizers
 from .callbacks import Callback, History
+from .data_parallel import DataParallel
 from .fit_loop import FitLoop, mean_logs, metric_for
 from .losses import Loss
 from .losses import get as get_loss
 from .validation import as_model_input, check_input, prepare_data
 
-Array = Any
-
 
 def _in_scope(fn):
-    """Run ``fn(model, ...)`` inside the model backend's scope (on JAX:
-    float64 enabled for tinynet's own computations only)."""
+    """Run ``fn(model, ...)`` inside the model backend's scope (JAX: float64 on)."""
 
     @functools.wraps(fn)
     def call(model, *args, **kwargs):
@@ -76,9 +74,8 @@ def fit(
 ) -> History:
     """Train ``model`` on ``(x, y)`` and return a :class:`History`.
 
-    On JAX the steps donate the buffers of the parameters, state and
-    optimizer state (old references become deleted arrays); keep a copy
-    with ``model.snapshot_params()``.
+    On JAX the steps donate the parameter, state and optimizer buffers (old
+    references become deleted arrays): keep a copy with ``model.snapshot_params()``.
 
     Args:
         x: ``(n, in_features)`` host NumPy array or array of the model's backend.
@@ -98,23 +95,17 @@ def fit(
             (0, or the seed a loaded checkpoint was trained with).
         callbacks: e.g. ``EarlyStopping``, ``TerminateOnNaN``, ``ModelCheckpoint``.
         verbose: 1 shows a tqdm progress bar per epoch; 0 is silent.
-        steps_per_execution: steps per dispatch of a compiled loop on JAX
-            (same maths either way).  ``"auto"``: all full batches between two
-            progress-bar reads, at most 10 per epoch (the whole epoch with
-            ``verbose=0``); an integer: fixed blocks of that many, as in Keras.
-            Ctrl-C stops after the running block (pass an integer for a shorter
-            wait); eager backends stop between two steps.
-        nan_guard: check every step for a non-finite loss or parameters; on
-            the first one, keep the parameters from before it and stop, naming
-            the epoch, step and first non-finite layer (on with TerminateOnNaN).
-            The stopped epoch's logs average the kept steps (NaN if none).
+        steps_per_execution: steps per dispatch of a compiled loop on JAX (same
+            maths): an integer, as in Keras, or ``"auto"``: all full batches
+            between two progress-bar reads (at most 10 per epoch, the whole epoch
+            with ``verbose=0``).  Ctrl-C stops after the running block on JAX.
+        nan_guard: stop at the first step with a non-finite loss or parameters,
+            keeping the parameters from before it and naming the epoch, step and
+            layer (on with TerminateOnNaN); that epoch's logs average the kept steps.
         devices: JAX only: data-parallel training on this many devices (of all
-            processes after ``tinynet.parallel.initialize``), with the same
-            results as on one device; ``batch_size`` must be a multiple of it.
-            See docs/parallel.md.
+            processes, see docs/parallel.md), with the same results as on one
+            device; ``batch_size`` must be a multiple of it.
     """
-    from . import optimizers
-
     if loss is None:
         raise ValueError(
             "fit: pass loss=..., e.g. loss='sparse_categorical_crossentropy' for integer labels"
@@ -123,13 +114,10 @@ def fit(
     epochs = arguments.count("", "epochs", epochs, 0)
     batch_size = arguments.count("", "batch_size", batch_size)
     if not (isinstance(steps_per_execution, str) and steps_per_execution == "auto"):
-        try:
-            steps_per_execution = arguments.count("", "steps_per_execution", steps_per_execution)
-        except ValueError:
-            raise ValueError(
-                "steps_per_execution must be an integer >= 1 or 'auto', received "
-                f"steps_per_execution={steps_per_execution!r}"
-            ) from None
+        requirement = "an integer >= 1 or 'auto'"
+        steps_per_execution = arguments.integer(
+            "", "steps_per_execution", steps_per_execution, requirement, lambda v: v >= 1
+        )
     if not isinstance(validation_split, (int, float)) or not 0.0 <= validation_split < 1.0:
         raise ValueError(f"validation_split must be in [0, 1), received {validation_split!r}")
     seed = arguments.seed("fit", model.fit_seed if seed is None else seed)
@@ -162,13 +150,9 @@ def fit(
 
     parallel = None
     if devices is not None:
-        from .data_parallel import DataParallel
-
         parallel = DataParallel(model.backend, devices)
         parallel.check_batch_size(batch_size, x.shape[0])
-        x, y = parallel.put_data(x), parallel.put_data(y)
-        if x_val is not None:
-            x_val, y_val = parallel.put_data(x_val), parallel.put_data(y_val)
+        x, y, x_val, y_val = parallel.replicate((x, y, x_val, y_val))
         trained = (model.params, model.state, model.opt_state)
         model.params, model.state, model.opt_state = parallel.replicate(trained)
     loop = FitLoop(model, loss, batch_size, steps_per_execution, nan_guard, seed, shuffle, parallel)
@@ -212,8 +196,7 @@ def fit(
     for cb in callbacks:
         cb.on_train_end(model, logs)
     if parallel is not None:
-        # Back on one device of this process: predict / evaluate / a later fit
-        # would otherwise mix mesh arrays with single-device ones.
+        # Back on one device of this process, for predict, evaluate or a later fit.
         trained = (model.params, model.state, model.opt_state)
         model.params, model.state, model.opt_state = parallel.gather(trained)
     history.stopped_early = model.stop_reason
@@ -223,8 +206,7 @@ def fit(
 
 
 def _resume_point(model: Any, loop: FitLoop, n: int) -> dict | None:
-    """``model.epoch_progress`` if this fit call continues that epoch; a
-    ``ValueError`` if it would see other batches than the interrupted run."""
+    """``model.epoch_progress`` to continue, or None; ValueError if the batches differ."""
     progress = model.epoch_progress
     if progress is None:
         return None
@@ -265,16 +247,15 @@ def evaluate(
         ("eval", loss, metric is not None),
         lambda: ops.jit(core.make_eval_step(model.layers, loss, ops, metric)),
     )
-    n, sums = x.shape[0], None
-    for a in range(0, n, batch_size):
-        b = min(a + batch_size, n)
-        v, c = step(model.params, model.state, x[a:b, ...], y[a:b, ...])
+    sums = None
+    for rows in _batches(x.shape[0], batch_size):
+        v, c = step(model.params, model.state, x[rows, ...], y[rows, ...])
         sums = (v, c) if sums is None else (sums[0] + v, sums[1] + c)
-    return mean_logs(ops, metric, sums, n, y)
+    return mean_logs(ops, metric, sums, x.shape[0], y)
 
 
 @_in_scope
-def predict(model: Any, x: Any, batch_size: int | None = None) -> Array:
+def predict(model: Any, x: Any, batch_size: int | None = None) -> Any:
     """Model outputs for ``x``, an array of the model's backend."""
     if batch_size is not None:
         batch_size = arguments.count("", "batch_size", batch_size)
@@ -284,12 +265,12 @@ def predict(model: Any, x: Any, batch_size: int | None = None) -> Array:
     forward = model._cached(
         "predict", lambda: ops.jit(lambda p, s, x: core.make_forward(model.layers, ops)(p, s, x)[0])
     )
-    n = x.shape[0]
-    if batch_size is None or batch_size >= n:
+    if batch_size is None or batch_size >= x.shape[0]:
         return forward(model.params, model.state, x)
-    return ops.xp.concat(
-        [
-            forward(model.params, model.state, x[a : min(a + batch_size, n), ...])
-            for a in range(0, n, batch_size)
-        ]
-    )
+    batches = _batches(x.shape[0], batch_size)
+    return ops.xp.concat([forward(model.params, model.state, x[rows, ...]) for rows in batches])
+
+
+def _batches(n: int, size: int) -> list[slice]:
+    """The row slices of ``n`` rows in batches of ``size`` (the last may be smaller)."""
+    return [slice(a, min(a + size, n)) for a in range(0, n, size)]
