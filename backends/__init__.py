@@ -1,11 +1,5 @@
-"""Backends: one ops object per array library (``tinynet.backends``).
-
-New arrays go to the backend chosen by :func:`use_backend`, else
-:func:`set_backend`, else ``TINYNET_BACKEND`` (default numpy).  Computation
-asks :func:`backend_of` instead, so mixing libraries is an error, not a silent
-copy.  jax, cupy and torch also take a device (``device=``, ``TINYNET_DEVICE``),
-one ops object per device.  Backends load lazily: the import loads numpy only.
-"""
+"""Backends (``tinynet.backends``): one ops object per array library and device,
+loaded lazily; see docs/DESIGN.md, section 1."""
 
 from __future__ import annotations
 
@@ -36,6 +30,8 @@ BACKEND_NAMES = ("numpy", "jax", "cupy", "strict", "torch")
 ENV_VAR = "TINYNET_BACKEND"
 DEVICE_ENV_VAR = "TINYNET_DEVICE"
 WITH_DEVICES = ("jax", "cupy", "torch")  # the backends that place arrays on a chosen device
+# the package each backend imports, for the error when it is missing
+PACKAGES = {"jax": "jax", "cupy": "cupy-cuda12x", "strict": "array-api-strict", "torch": "torch"}
 
 
 class BackendUnavailableError(RuntimeError):
@@ -87,7 +83,10 @@ def load(name: str, device: Any = None) -> Backend:
         with _lock:
             if key not in _loaded:
                 module = importlib.import_module(f"{__name__}._{name}")
-                fresh = module.load() if device is None else module.load(device)
+                try:
+                    fresh = module.load() if device is None else module.load(device)
+                except ImportError:
+                    raise missing_package(name, PACKAGES[name]) from None
                 # "cuda" and "cuda:0" are one device: one ops object
                 _loaded[key] = _by_device.setdefault((name, str(fresh.device)), fresh)
     return _loaded[key]
@@ -179,21 +178,15 @@ _type_cache: dict[type, Any] = {}
 
 def _torch_backend(a: Any) -> Backend:
     """The torch ops object of the tensor's device."""
-    found = _by_device.get(("torch", str(a.device)))
-    return found if found is not None else load("torch", a.device)
+    return _by_device.get(("torch", str(a.device))) or load("torch", a.device)
 
 
 def _backend_for_type(tp: type, example: Any) -> Any:
     import array_api_compat as compat
 
-    if compat.is_numpy_array(example):
-        return load("numpy")
-    if compat.is_jax_array(example):
-        return load("jax")
-    if compat.is_cupy_array(example):
-        return load("cupy")
-    if compat.is_torch_array(example):
-        return _torch_backend
+    for name in ("numpy", "jax", "cupy", "torch"):
+        if getattr(compat, f"is_{name}_array")(example):
+            return _torch_backend if name == "torch" else load(name)
     if tp.__module__.split(".", 1)[0] == "array_api_strict":
         return load("strict")
     raise TypeError(

@@ -1,11 +1,5 @@
-"""JAX backend (CPU, GPU, TPU), compiled by XLA through :meth:`JaxOps.jit`.
-
-float64 without a global switch: every tinynet computation runs inside
-:meth:`JaxOps.scope` (``jax.enable_x64``, thread-local): compiled functions on
-every call, the model's entry points around their eager work.  Every array
-tinynet makes has an explicit dtype, so a float32 model stays float32, and
-so does the user's own ``jnp.ones(2)``.
-"""
+"""JAX backend (CPU, GPU, TPU), compiled by XLA through :meth:`JaxOps.jit`; float64
+only inside :meth:`JaxOps.scope` (``jax.enable_x64``), never process-wide."""
 
 from __future__ import annotations
 
@@ -15,13 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from . import BackendUnavailableError, missing_package
+from . import BackendUnavailableError
 from .ops import Ops
 
-# matmul_tn (a Dense layer's weight gradient ``x.T @ dy``): XLA's CPU runtime
-# hands a dot with a transposed left operand to Eigen, slow on small ones; up
-# to this many multiplications a broadcast product summed over the batch is
-# one fused reduction (bench/README.md).  They round differently (tested).
+# matmul_tn on the CPU: up to this many multiplications, a broadcast product summed
+# over the batch beats XLA's slow transposed dot (bench/README.md); rounding differs.
 TN_MAX_PRODUCTS = 1 << 16
 
 
@@ -70,14 +62,10 @@ class JaxOps(Ops):
         return self._jax.lax.fori_loop(0, n, lambda i, c: body(c), carry)
 
     def run_block(self, step, n, carry, data, guard=None, stop=None):
-        """One compiled program per ``step`` and ``guard`` (donating the carry)
-        runs the whole block, its trip count an argument; ``stop`` is only
-        consulted after the block.  With the guard, a bad step and every step
-        after it keep their inputs (one status read per block).
-
-        A step with a convolution on the CPU is compiled alone and run by a
-        Python loop that consults ``stop``: XLA's CPU runtime runs
-        convolutions in a loop body many times slower (jax-ml/jax#12868)."""
+        """One compiled program per ``step`` and ``guard`` runs the block (``stop`` only
+        read after it); a bad step and every later one keep their inputs.  On the
+        CPU a step with a convolution is compiled alone and looped in Python:
+        XLA runs convolutions in a loop body many times slower (jax-ml/jax#12868)."""
         by_guard = self._blocks.setdefault(step, {})
         if guard not in by_guard:
             by_guard[guard] = self._block_program(step, guard, carry, data)
@@ -190,8 +178,7 @@ def _has_conv(jaxpr: Any) -> bool:
 
 
 def _device(jax: Any, spec: str) -> Any:
-    """The JAX device for ``cpu``, ``gpu``/``cuda``/``rocm``, ``tpu``, each
-    with an optional ``:N`` (this process's N-th device of that platform)."""
+    """The JAX device for ``cpu``, ``gpu``/``cuda``/``rocm`` or ``tpu``, with an optional ``:N``."""
     platform, _, index = spec.partition(":")
     platform = {"cuda": "gpu", "rocm": "gpu"}.get(platform, platform)
     if platform not in ("cpu", "gpu", "tpu") or (index and not index.isdigit()):
@@ -213,10 +200,8 @@ def _device(jax: Any, spec: str) -> Any:
 
 
 def load(device: str | None = None) -> JaxOps:
-    try:
-        import jax
-    except ImportError:
-        raise missing_package("jax", "jax") from None
+    import jax
+
     # after jax.distributed.initialize: this process's first device
     device = jax.local_devices()[0] if device is None else _device(jax, device)
     n = len(jax.local_devices(backend=device.platform))

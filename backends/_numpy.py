@@ -1,11 +1,5 @@
-"""NumPy backend (CPU): ``xp`` is ``numpy`` itself (NumPy >= 2 implements the
-array API), as the ``array_api_compat`` wrapper would add a Python call per op.
-
-On first load, glibc is asked to keep freed memory in its heap (``mallopt``)
-rather than return blocks above 128 KiB to the OS and page-fault them back on
-the next step, which dominates a step at MNIST size.  This trades memory for
-speed; ``TINYNET_MALLOC_TUNE=0`` turns it off.
-"""
+"""NumPy backend (CPU): ``xp`` is ``numpy`` itself (no compat wrapper's extra call
+per op).  First load tunes glibc's malloc (docs/DESIGN.md, section 1)."""
 
 from __future__ import annotations
 
@@ -21,7 +15,8 @@ MALLOC_ENV = "TINYNET_MALLOC_TUNE"
 
 
 def tune_allocator() -> bool:
-    """Keep freed memory in glibc's heap; True if it was done."""
+    """Keep freed memory in glibc's heap rather than page-faulting it back every
+    step (memory for speed; ``TINYNET_MALLOC_TUNE=0``: off); True if done."""
     if os.environ.get(MALLOC_ENV, "1") == "0" or not sys.platform.startswith("linux"):
         return False
     import ctypes

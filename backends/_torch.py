@@ -1,17 +1,6 @@
-"""PyTorch backend (CPU, CUDA/ROCm, Apple MPS) through ``array_api_compat.torch``.
-
-Eager like NumPy: tinynet computes its own backward, so its calls run under
-``torch.no_grad()`` (:meth:`TorchOps.scope`, every :meth:`TorchOps.jit`
-function); nothing process-wide changes.  On the CPU, first use tunes glibc's
-malloc as the NumPy backend does.  ``TINYNET_TORCH_COMPILE=1`` runs fit's
-steps compiled by ``torch.compile`` (it pays on small models); if compiling
-fails, one warning, then eager training.
-
-Devices: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (default CUDA, else MPS, else
-the CPU; MPS has no float64).  Host data goes through NumPy, so dtypes follow
-NumPy (Python floats -> float64).  On a GPU, where a read waits for the
-queue, :meth:`TorchOps.rows` and the NaN guard keep their values on the device.
-"""
+"""PyTorch backend (CPU, CUDA/ROCm, Apple MPS) through ``array_api_compat.torch``:
+eager, under ``torch.no_grad()``; ``TINYNET_TORCH_COMPILE=1`` compiles fit's steps.
+Devices, dtypes and overrides: docs/DESIGN.md, section 1."""
 
 from __future__ import annotations
 
@@ -23,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import BackendUnavailableError, missing_package
+from . import BackendUnavailableError
 from .ops import THREEFRY_PARITY, THREEFRY_ROTATIONS, Ops
 
 _M32 = 0xFFFFFFFF
@@ -94,8 +83,7 @@ class TorchOps(Ops):
         return self._torch.no_grad()
 
     def jit(self, fn, **kwargs):
-        """``fn`` under ``torch.no_grad()``, not compiled (``jax.jit``'s
-        keyword arguments are ignored)."""
+        """``fn`` under ``torch.no_grad()``, not compiled (``jax.jit``'s keywords ignored)."""
         return self._torch.no_grad()(fn)
 
     def synchronize(self):
@@ -112,10 +100,8 @@ class TorchOps(Ops):
         return self._torch.index_select(x, 0, index)
 
     def run_block(self, step, n, carry, data, guard=None, stop=None):
-        """The portable loop, but off host memory the NaN guard's status stays
-        on the device (read once per block): a bad step and every step after
-        it keep their inputs, as on JAX.  With :attr:`compile_steps`, ``step``
-        runs compiled by ``torch.compile``."""
+        """The portable loop, but off host memory the guard's status stays on the
+        device (a bad step and every later one keep their inputs, as on JAX)."""
         if self.compile_steps:
             step = self._compiled_step(step)
         if guard is None or self.host_memory:
@@ -131,8 +117,7 @@ class TorchOps(Ops):
         return carry, status
 
     def _compiled_step(self, step):
-        """``step`` compiled by ``torch.compile`` (once per step function); on
-        a compilation failure one warning, then ``step`` itself from now on."""
+        """``step`` compiled by ``torch.compile``; if that fails, one warning, then eager."""
         found = self._compiled.get(step)
         if found is not None:
             return found
@@ -162,9 +147,8 @@ class TorchOps(Ops):
         self._compiled[step] = run
         return run
 
-    # Convolution and pooling by torch's kernels (oneDNN on the CPU) on
-    # channels-first views of tinynet's channels-last data (the layers pad
-    # before calling).  1-D pooling runs as 2-D with a height of 1.
+    # torch's kernels on channels-first views of the channels-last data;
+    # 1-D pooling runs as 2-D with a height of 1.
 
     def conv(self, x, W, strides, dilation):
         y = self._conv_fn[W.ndim - 2](
@@ -191,8 +175,7 @@ class TorchOps(Ops):
         return (_channels_last(dx) if need_dx else None), dW
 
     def max_pool(self, x, window, strides):
-        """``which`` is torch's form: each maximum's index into the flattened
-        spatial axes, which torch's backward takes as it is."""
+        """``which``: torch's indices into the flattened spatial axes, as its backward takes."""
         if len(window) > 2:
             return super().max_pool(x, window, strides)
         torch = self._torch
@@ -201,9 +184,8 @@ class TorchOps(Ops):
         y, which = torch.nn.functional.max_pool2d(
             _channels_first(x2), _pair(window), s, return_indices=True
         )
-        # A NaN maximum sends the gradient to the window's first element, as
-        # the portable op does; where reads are free, one maximum over y (much
-        # cheaper than isnan) tells whether there is any NaN.
+        # A NaN maximum's gradient goes to the window's first element (as portable);
+        # where reads are free, one amax (cheaper than isnan) tells if there is any.
         if y.is_floating_point() and y.numel():
             if not self._reads_free() or torch.isnan(y.amax()):
                 rows = torch.arange(y.shape[2], device=y.device) * (s[0] * x2.shape[2])
@@ -229,11 +211,8 @@ class TorchOps(Ops):
         dx = _channels_last(dx)
         return dx if len(x_shape) == 4 else dx[:, 0]
 
-    # (ReLU's backward by aten.threshold_backward was below the 10% bar: portable.)
-
     def threefry2x32(self, k0, k1, x0, x1):
-        """In int64 with a mask after every add and shift: exact (values stay
-        below 2**33 before masking), where torch's uint32 cannot add or shift."""
+        """In int64, masked after every add and shift (exact; torch's uint32 cannot)."""
         torch = self._torch
         i64 = torch.int64
         k0, k1 = k0.to(i64), k1.to(i64)
@@ -277,10 +256,8 @@ def _pair(window: tuple) -> tuple:
 
 
 def _namespace(torch: Any, compat: Any) -> Any:
-    """``array_api_compat.torch`` with ``maximum``/``minimum`` of a float
-    tensor and a Python number as ``clamp_min``/``clamp_max`` (same NaN and
-    signed-zero results): compat makes a tensor of the number on every call
-    (ReLU's ``maximum(x, 0.0)``), which also splits a ``torch.compile`` graph."""
+    """``array_api_compat.torch`` with ``maximum``/``minimum`` of a float tensor and
+    a number as ``clamp_min``/``clamp_max`` (same results; no tensor per call)."""
     xp = types.ModuleType(compat.__name__, compat.__doc__)
     xp.__dict__.update(vars(compat))
 
@@ -298,8 +275,7 @@ def _namespace(torch: Any, compat: Any) -> Any:
 
 
 def _select(torch: Any, good: Any, new: Any, old: Any) -> Any:
-    """``new`` where ``good`` (a 0-d bool tensor) else ``old``, leaf by leaf
-    over the carry's nested tuples, lists and dicts."""
+    """``new`` where ``good`` (0-d bool) else ``old``, leaf by leaf over the carry."""
     if isinstance(new, torch.Tensor):
         return torch.where(good, new, old)
     if isinstance(new, dict):
@@ -310,10 +286,8 @@ def _select(torch: Any, good: Any, new: Any, old: Any) -> Any:
 
 
 def _device(torch: Any, spec: str | None) -> Any:
-    """A canonical ``torch.device`` for ``cpu``, ``cuda``, ``cuda:N``, ``mps``,
-    or the default for None: CUDA if present, else MPS, else the CPU."""
-    mps = getattr(torch.backends, "mps", None)
-    has_mps = mps is not None and mps.is_available()
+    """The ``torch.device`` for ``cpu``, ``cuda``, ``cuda:N``, ``mps``, or the default."""
+    has_mps = torch.backends.mps.is_available()
     if spec is None:
         if torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device())
@@ -352,11 +326,8 @@ def _device(torch: Any, spec: str | None) -> Any:
 
 
 def load(device: str | None = None) -> TorchOps:
-    try:
-        import torch
-    except ImportError:
-        raise missing_package("torch", "torch") from None
     import array_api_compat.torch as compat
+    import torch
 
     device = _device(torch, device)
     if device.type == "cuda":
