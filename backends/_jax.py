@@ -28,13 +28,11 @@ class JaxOps(Ops):
         self._blocks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def asarray(self, data, dtype=None):
-        if dtype is not None:
-            dtype = self.dtype(dtype)
-        with self.scope():
-            if isinstance(data, (np.ndarray, np.generic, int, float)):
-                # device_put: several times cheaper than jnp.asarray(..., device=)
-                return self._jax.device_put(np.asarray(data, dtype=dtype), self.device)
-            return self.xp.asarray(data, dtype=dtype, device=self.device)
+        if not isinstance(data, (np.ndarray, np.generic, int, float)):
+            return super().asarray(data, dtype)
+        dtype = None if dtype is None else self.dtype(dtype)
+        with self.scope():  # device_put: several times cheaper than jnp.asarray(..., device=)
+            return self._jax.device_put(np.asarray(data, dtype=dtype), self.device)
 
     def is_traced(self, a):
         return isinstance(a, self._jax.core.Tracer)
@@ -93,11 +91,8 @@ class JaxOps(Ops):
             if guard is not None:  # the status, on the device(s) of the (replicated) parameters
                 where = jax.tree_util.tree_leaves(carry)[0].sharding
                 carry = (carry, jax.device_put(np.int32(0), where))
-            if per_step:
-                for _ in range(n):
-                    if stop is not None and stop():
-                        break
-                    carry = program(carry, data)
+            if per_step:  # the portable Python loop over the compiled step
+                carry = Ops.run_block(self, program, n, carry, data, stop=stop)[0]
             else:
                 carry = program(carry, n, data)
             return carry if guard is not None else (carry, 0)

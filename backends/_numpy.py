@@ -38,9 +38,7 @@ class NumpyOps(Ops):
     host_memory = True
 
     def asarray(self, data, dtype=None):
-        if dtype is not None:
-            dtype = self.dtype(dtype)
-        return np.asarray(data, dtype=dtype)
+        return np.asarray(data, dtype=None if dtype is None else self.dtype(dtype))
 
     def ignore_fp_errors(self):
         return np.errstate(all="ignore")

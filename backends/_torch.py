@@ -50,8 +50,7 @@ class TorchOps(Ops):
 
     def asarray(self, data, dtype=None):
         torch = self._torch
-        if dtype is not None:
-            dtype = self.dtype(dtype)
+        dtype = None if dtype is None else self.dtype(dtype)
         if isinstance(data, torch.Tensor):
             if data.device == self.device and (dtype is None or data.dtype == dtype):
                 return data
@@ -75,9 +74,7 @@ class TorchOps(Ops):
         return a.device  # compat's lookup is lru_cached, which torch.compile warns about
 
     def host_value(self, a):
-        if self._torch.compiler.is_compiling():
-            return None  # a read would split the compiled graph
-        return super().host_value(a)
+        return a.item() if self._reads_free() else None  # compiling: a read splits the graph
 
     def scope(self):
         return self._torch.no_grad()
@@ -103,7 +100,9 @@ class TorchOps(Ops):
         """The portable loop, but off host memory the guard's status stays on the
         device (a bad step and every later one keep their inputs, as on JAX)."""
         if self.compile_steps:
-            step = self._compiled_step(step)
+            if step not in self._compiled:
+                self._compiled[step] = self._compiled_step(step)
+            step = self._compiled[step]
         if guard is None or self.host_memory:
             return super().run_block(step, n, carry, data, guard, stop)
         torch = self._torch
@@ -118,9 +117,6 @@ class TorchOps(Ops):
 
     def _compiled_step(self, step):
         """``step`` compiled by ``torch.compile``; if that fails, one warning, then eager."""
-        found = self._compiled.get(step)
-        if found is not None:
-            return found
         compiled = self._torch.compile(step, dynamic=False)
 
         def run(carry, data):
@@ -144,7 +140,6 @@ class TorchOps(Ops):
                 )
                 return step(carry, data)
 
-        self._compiled[step] = run
         return run
 
     # torch's kernels on channels-first views of the channels-last data;

@@ -58,8 +58,7 @@ class Ops:
 
     def asarray(self, data: Any, dtype: Any = None) -> Array:
         """Host data (lists, NumPy arrays) or an array of this backend -> array here."""
-        if dtype is not None:
-            dtype = self.dtype(dtype)
+        dtype = None if dtype is None else self.dtype(dtype)
         if isinstance(data, np.generic):
             data = np.asarray(data)
         with self.scope():
@@ -262,9 +261,11 @@ class Ops:
 
     def sum_pool(self, x: Array, window: tuple, strides: tuple) -> Array:
         """The sum of every window (average pooling divides it)."""
-        if window == strides:
-            tile_axes = tuple(range(2, 2 * len(window) + 1, 2))
-            return self.xp.sum(self._tiles(x, window), axis=tile_axes)
+        if window == strides:  # x cropped to whole windows, as tiles (see _tile_shape)
+            out = tuple(n // k for n, k in zip(x.shape[1:-1], window, strict=True))
+            x = x[(slice(None), *(slice(0, o * k) for o, k in zip(out, window, strict=True)), ...)]
+            tiles = self.xp.reshape(x, _tile_shape((x.shape[0], *out, x.shape[-1]), window))
+            return self.xp.sum(tiles, axis=tuple(range(2, 2 * len(window) + 1, 2)))
         return self.xp.sum(self.im2col(x, window, strides, (1,) * len(window)), axis=-2)
 
     def sum_pool_backward(self, dy: Array, x_shape: tuple, window: tuple, strides: tuple) -> Array:
@@ -289,14 +290,8 @@ class Ops:
         spread = xp.reshape(spread, (*x.shape[:axis], n * stride, *x.shape[axis + 1 :]))
         return spread[(slice(None),) * axis + (slice(0, (n - 1) * stride + 1), ...)]
 
-    def _tiles(self, x: Array, window: tuple) -> Array:
-        """``x`` cropped to whole windows, in the layout of :func:`_tile_shape`."""
-        out = tuple(n // k for n, k in zip(x.shape[1:-1], window, strict=True))
-        x = x[(slice(None), *(slice(0, o * k) for o, k in zip(out, window, strict=True)), ...)]
-        return self.xp.reshape(x, _tile_shape((x.shape[0], *out, x.shape[-1]), window))
-
     def _untile(self, tiles: Array, x_shape: tuple, window: tuple) -> Array:
-        """The inverse of :meth:`_tiles`, zeros where the crop cut."""
+        """Tiles (see :meth:`sum_pool`) back to ``x_shape``, zeros where the crop cut."""
         out = tiles.shape[1:-1:2]
         spatial = tuple(o * k for o, k in zip(out, window, strict=True))
         dx = self.xp.reshape(tiles, (tiles.shape[0], *spatial, tiles.shape[-1]))
