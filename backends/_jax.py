@@ -60,10 +60,9 @@ class JaxOps(Ops):
         return self._jax.lax.fori_loop(0, n, lambda i, c: body(c), carry)
 
     def run_block(self, step, n, carry, data, guard=None, stop=None):
-        """One compiled program per ``step`` and ``guard`` runs the block (``stop`` only
-        read after it); a bad step and every later one keep their inputs.  On the
-        CPU a step with a convolution is compiled alone and looped in Python:
-        XLA runs convolutions in a loop body many times slower (jax-ml/jax#12868)."""
+        """One compiled program per ``step`` and ``guard`` runs the block (``stop`` read
+        after it).  On the CPU a step with a convolution is compiled alone and looped in
+        Python: XLA runs convolutions in a loop body much slower (jax-ml/jax#12868)."""
         by_guard = self._blocks.setdefault(step, {})
         if guard not in by_guard:
             by_guard[guard] = self._block_program(step, guard, carry, data)
@@ -139,8 +138,7 @@ class JaxOps(Ops):
         out = self.xp.zeros((rows, values.shape[1]), dtype=values.dtype)
         return out.at[indices].add(values)
 
-    # XLA's own convolution (it beat im2col + dot on a whole CNN step); the
-    # backward is its VJP on the saved input (XLA prunes the unused forward).
+    # XLA's convolution (beat im2col + dot); the backward is its VJP on the saved input.
 
     def conv(self, x, W, strides, dilation):
         return self._conv(x, W, strides, dilation), x

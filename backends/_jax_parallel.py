@@ -1,7 +1,5 @@
-"""Data parallelism on JAX: every ``jax.sharding`` / ``jax.distributed`` use of
-tinynet (:mod:`tinynet.parallel` is the user-facing side).  Everything is
-replicated over a 1-D mesh and the jitted step splits each batch's rows over
-it; XLA all-reduces where the maths sums over the batch."""
+"""Data parallelism on JAX, every ``jax.sharding`` / ``jax.distributed`` use of tinynet
+(:mod:`tinynet.parallel` is the user-facing side; docs/DESIGN.md tells the design)."""
 
 from __future__ import annotations
 
@@ -119,11 +117,10 @@ class JaxDataParallel:
 
     def gather(self, tree: Any, device: Any) -> Any:
         """Arrays of ``tree`` as single-device arrays on ``device`` (of this process)."""
-
-        def one(a: Any) -> Any:
-            return jax.device_put(_local_value(a), device) if isinstance(a, jax.Array) else a
-
-        return jax.tree_util.tree_map(one, tree)
+        return jax.tree_util.tree_map(
+            lambda a: jax.device_put(_local_value(a), device) if isinstance(a, jax.Array) else a,
+            tree,
+        )
 
     def describe(self) -> str:
         platform = self.mesh.devices.flat[0].platform

@@ -1,6 +1,5 @@
-"""PyTorch backend (CPU, CUDA/ROCm, Apple MPS) through ``array_api_compat.torch``:
-eager, under ``torch.no_grad()``; ``TINYNET_TORCH_COMPILE=1`` compiles fit's steps.
-Devices, dtypes and overrides: docs/DESIGN.md, section 1."""
+"""PyTorch backend (CPU, CUDA/ROCm, Apple MPS) through ``array_api_compat.torch``, eager
+under ``torch.no_grad()`` (``TINYNET_TORCH_COMPILE=1``: see docs/DESIGN.md, section 1)."""
 
 from __future__ import annotations
 
@@ -142,8 +141,7 @@ class TorchOps(Ops):
 
         return run
 
-    # torch's kernels on channels-first views of the channels-last data;
-    # 1-D pooling runs as 2-D with a height of 1.
+    # torch's kernels on channels-first views; 1-D pooling runs as 2-D of height 1.
 
     def conv(self, x, W, strides, dilation):
         y = self._conv_fn[W.ndim - 2](
@@ -174,7 +172,7 @@ class TorchOps(Ops):
         if len(window) > 2:
             return super().max_pool(x, window, strides)
         torch = self._torch
-        x2 = _two_d(x)
+        x2 = x if x.ndim == 4 else x[:, None]  # 1-D as 2-D of height 1
         s = _pair(strides)
         y, which = torch.nn.functional.max_pool2d(
             _channels_first(x2), _pair(window), s, return_indices=True
@@ -194,7 +192,7 @@ class TorchOps(Ops):
             return super().max_pool_backward(dy, which, x_shape, window, strides)
         x2_shape = tuple(x_shape) if len(x_shape) == 4 else (x_shape[0], 1, *x_shape[1:])
         dx = self._torch.ops.aten.max_pool2d_with_indices_backward(
-            _channels_first(_two_d(dy)),
+            _channels_first(dy if dy.ndim == 4 else dy[:, None]),
             _channels_first(dy.new_empty(x2_shape)),  # only its shape and layout are read
             list(_pair(window)),
             list(_pair(strides)),
@@ -238,11 +236,6 @@ def _channels_last(x: Any) -> Any:
 def _torch_kernel(W: Any) -> Any:
     """``(*window, channels, filters)`` viewed as ``(filters, channels, *window)``."""
     return W.permute(W.ndim - 1, W.ndim - 2, *range(W.ndim - 2))
-
-
-def _two_d(x: Any) -> Any:
-    """1-D channels-last data as 2-D with a height of 1; 2-D data unchanged."""
-    return x if x.ndim == 4 else x[:, None]
 
 
 def _pair(window: tuple) -> tuple:

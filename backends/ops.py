@@ -164,8 +164,7 @@ class Ops:
         onehot = xp.astype(targets[:, None] == indices[None, :], values.dtype)
         return onehot @ values
 
-    # Windows of channels-last ``x`` (padded by the layers); one int per spatial axis
-    # in ``window``, ``strides``, ``dilation``; a window's P elements row-major.
+    # Windows of channels-last ``x``: one int per spatial axis; P elements, row-major.
 
     def pad(self, x: Array, widths: tuple, value: float = 0.0) -> Array:
         """``x`` with ``widths[i] = (before, after)`` entries of ``value`` on axis ``i + 1``."""
