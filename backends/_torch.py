@@ -141,20 +141,22 @@ class TorchOps(Ops):
 
         return run
 
-    # torch's kernels on channels-first views; 1-D pooling runs as 2-D of height 1.
+    # torch's kernels on channels-first views (``movedim``: no copy) of the channels-last
+    # data, W as (filters, channels, *window); 1-D pooling runs as 2-D of height 1.
 
     def conv(self, x, W, strides, dilation):
+        kernel = W.movedim((-1, -2), (0, 1))
         y = self._conv_fn[W.ndim - 2](
-            _channels_first(x), _torch_kernel(W), stride=tuple(strides), dilation=tuple(dilation)
+            x.movedim(-1, 1), kernel, stride=tuple(strides), dilation=tuple(dilation)
         )
-        return _channels_last(y), x
+        return y.movedim(1, -1), x
 
     def conv_backward(self, dy, saved, x_shape, W, strides, dilation, need_dx=True):
         rank = W.ndim - 2
         dx, dW, _ = self._torch.ops.aten.convolution_backward(
-            _channels_first(dy),
-            _channels_first(saved),
-            _torch_kernel(W),
+            dy.movedim(-1, 1),
+            saved.movedim(-1, 1),
+            W.movedim((-1, -2), (0, 1)),
             None,  # no bias
             list(strides),
             [0] * rank,  # padding
@@ -165,7 +167,7 @@ class TorchOps(Ops):
             [need_dx, True, False],  # dx only when asked, dW, no bias gradient
         )
         dW = dW.permute(*range(2, rank + 2), 1, 0).contiguous()  # -> (*window, channels, filters)
-        return (_channels_last(dx) if need_dx else None), dW
+        return (dx.movedim(1, -1) if need_dx else None), dW
 
     def max_pool(self, x, window, strides):
         """``which``: torch's indices into the flattened spatial axes, as its backward takes."""
@@ -175,7 +177,7 @@ class TorchOps(Ops):
         x2 = x if x.ndim == 4 else x[:, None]  # 1-D as 2-D of height 1
         s = _pair(strides)
         y, which = torch.nn.functional.max_pool2d(
-            _channels_first(x2), _pair(window), s, return_indices=True
+            x2.movedim(-1, 1), _pair(window), s, return_indices=True
         )
         # A NaN maximum's gradient goes to the window's first element (as portable);
         # where reads are free, one amax (cheaper than isnan) tells if there is any.
@@ -184,7 +186,7 @@ class TorchOps(Ops):
                 rows = torch.arange(y.shape[2], device=y.device) * (s[0] * x2.shape[2])
                 cols = torch.arange(y.shape[3], device=y.device) * s[1]
                 which = torch.where(torch.isnan(y), rows[:, None] + cols[None, :], which)
-        y = _channels_last(y)
+        y = y.movedim(1, -1)
         return (y if x.ndim == 4 else y[:, 0]), which
 
     def max_pool_backward(self, dy, which, x_shape, window, strides):
@@ -192,8 +194,8 @@ class TorchOps(Ops):
             return super().max_pool_backward(dy, which, x_shape, window, strides)
         x2_shape = tuple(x_shape) if len(x_shape) == 4 else (x_shape[0], 1, *x_shape[1:])
         dx = self._torch.ops.aten.max_pool2d_with_indices_backward(
-            _channels_first(dy if dy.ndim == 4 else dy[:, None]),
-            _channels_first(dy.new_empty(x2_shape)),  # only its shape and layout are read
+            (dy if dy.ndim == 4 else dy[:, None]).movedim(-1, 1),
+            dy.new_empty(x2_shape).movedim(-1, 1),  # only its shape and layout are read
             list(_pair(window)),
             list(_pair(strides)),
             [0, 0],  # padding
@@ -201,7 +203,7 @@ class TorchOps(Ops):
             False,  # ceil_mode
             which,
         )
-        dx = _channels_last(dx)
+        dx = dx.movedim(1, -1)
         return dx if len(x_shape) == 4 else dx[:, 0]
 
     def threefry2x32(self, k0, k1, x0, x1):
@@ -221,21 +223,6 @@ class TorchOps(Ops):
             x0.add_(ks[(i + 1) % 3]).bitwise_and_(_M32)
             x1.add_(ks[(i + 2) % 3] + (i + 1)).bitwise_and_(_M32)
         return x0.to(torch.uint32), x1.to(torch.uint32)
-
-
-def _channels_first(x: Any) -> Any:
-    """``(batch, *spatial, channels)`` viewed as ``(batch, channels, *spatial)``."""
-    return x.permute(0, x.ndim - 1, *range(1, x.ndim - 1))
-
-
-def _channels_last(x: Any) -> Any:
-    """``(batch, channels, *spatial)`` viewed as ``(batch, *spatial, channels)``."""
-    return x.permute(0, *range(2, x.ndim), 1)
-
-
-def _torch_kernel(W: Any) -> Any:
-    """``(*window, channels, filters)`` viewed as ``(filters, channels, *window)``."""
-    return W.permute(W.ndim - 1, W.ndim - 2, *range(W.ndim - 2))
 
 
 def _pair(window: tuple) -> tuple:
