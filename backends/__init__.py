@@ -1,5 +1,4 @@
-"""Backends (``tinynet.backends``): one ops object per array library and device,
-loaded lazily; see docs/DESIGN.md, section 1."""
+"""Backends (``tinynet.backends``): one lazily loaded ops object per library and device."""
 
 from __future__ import annotations
 

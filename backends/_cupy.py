@@ -1,5 +1,4 @@
-"""CuPy backend (NVIDIA GPU) through ``array_api_compat.cupy``: the portable ops
-(untested here, no GPU; ``strict`` and ``jax`` exercise the same calls)."""
+"""CuPy backend (NVIDIA GPU) through ``array_api_compat.cupy``: the portable ops (no GPU tests)."""
 
 from __future__ import annotations
 

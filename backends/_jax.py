@@ -1,5 +1,4 @@
-"""JAX backend (CPU, GPU, TPU), compiled by XLA through :meth:`JaxOps.jit`; float64
-only inside :meth:`JaxOps.scope` (``jax.enable_x64``), never process-wide."""
+"""JAX backend (CPU, GPU, TPU), compiled by XLA; float64 only inside :meth:`JaxOps.scope`."""
 
 from __future__ import annotations
 
@@ -60,9 +59,8 @@ class JaxOps(Ops):
         return self._jax.lax.fori_loop(0, n, lambda i, c: body(c), carry)
 
     def run_block(self, step, n, carry, data, guard=None, stop=None):
-        """One compiled program per ``step`` and ``guard`` runs the block (``stop`` read
-        after it).  On the CPU a step with a convolution is compiled alone and looped in
-        Python: XLA runs convolutions in a loop body much slower (jax-ml/jax#12868)."""
+        """One compiled program per ``step`` and ``guard`` runs the block (``stop`` read after
+        it); on the CPU a step with a convolution runs compiled alone (jax-ml/jax#12868)."""
         by_guard = self._blocks.setdefault(step, {})
         if guard not in by_guard:
             by_guard[guard] = self._block_program(step, guard, carry, data)

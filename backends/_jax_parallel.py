@@ -1,5 +1,4 @@
-"""Data parallelism on JAX, every ``jax.sharding`` / ``jax.distributed`` use of tinynet
-(:mod:`tinynet.parallel` is the user-facing side; docs/DESIGN.md tells the design)."""
+"""Data parallelism on JAX: all of tinynet's ``jax.sharding`` and ``jax.distributed``."""
 
 from __future__ import annotations
 
@@ -95,8 +94,7 @@ class JaxDataParallel:
         self.multi_process = jax.process_count() > 1
 
     def put_data(self, a: Any) -> Any:
-        """``a`` (a whole data set) replicated on every device of the mesh; each step
-        gathers its rows everywhere, then splits them.  Non-arrays unchanged."""
+        """``a`` (a whole data set) replicated on every device of the mesh; others unchanged."""
         if not isinstance(a, jax.Array) or getattr(a, "sharding", None) == self.replicated:
             return a
         if not self.multi_process:
@@ -110,8 +108,7 @@ class JaxDataParallel:
         return jax.tree_util.tree_map(self.put_data, tree)
 
     def shard_batch(self, a: Any) -> Any:
-        """Split ``a`` (inside ``jit``) along axis 0 over the mesh; a batch not a
-        multiple of the device count (the ragged last one) stays replicated."""
+        """Split ``a``'s rows over the mesh (inside ``jit``); a ragged batch stays replicated."""
         spec = self.split if a.shape[0] % self.n == 0 else self.replicated
         return jax.lax.with_sharding_constraint(a, spec)
 

@@ -1,5 +1,4 @@
-"""NumPy backend (CPU): ``xp`` is ``numpy`` itself (no compat wrapper's extra call
-per op).  First load tunes glibc's malloc (docs/DESIGN.md, section 1)."""
+"""NumPy backend (CPU): ``xp`` is ``numpy`` itself; first load tunes glibc's malloc."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ MALLOC_ENV = "TINYNET_MALLOC_TUNE"
 
 
 def tune_allocator() -> bool:
-    """Keep freed memory in glibc's heap rather than page-faulting it back every
-    step (memory for speed; ``TINYNET_MALLOC_TUNE=0``: off); True if done."""
+    """Keep freed memory in glibc's heap (``TINYNET_MALLOC_TUNE=0``: don't); True if done."""
     if os.environ.get(MALLOC_ENV, "1") == "0" or not sys.platform.startswith("linux"):
         return False
     import ctypes
@@ -26,10 +24,9 @@ def tune_allocator() -> bool:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
-    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-    mallopt(M_MMAP_THRESHOLD, 256 * 1024 * 1024)
-    mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024)
-    mallopt(M_TOP_PAD, 64 * 1024 * 1024)
+    # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD (malloc.h), in MiB
+    for param, mib in ((-3, 256), (-1, 512), (-2, 64)):
+        mallopt(param, mib * 1024 * 1024)
     return True
 
 
@@ -50,8 +47,7 @@ class NumpyOps(Ops):
         return out
 
     def max_pool(self, x, window, strides):
-        # The first maximum's index counted with in-place ufuncs rather than
-        # one `where` per window element over fresh arrays (same results).
+        # in-place ufuncs, not one `where` per window element over fresh arrays (same results)
         views = _window_views(x, window, strides, (1,) * len(window))
         y = views[0].copy()
         for view in views[1:]:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import BackendUnavailableError
+from ._numpy import tune_allocator
 from .ops import THREEFRY_PARITY, THREEFRY_ROTATIONS, Ops
 
 _M32 = 0xFFFFFFFF
@@ -27,8 +28,7 @@ class TorchOps(Ops):
         self.host_memory = device.type == "cpu"
         self.compile_steps = os.environ.get(COMPILE_ENV, "0") not in ("", "0")
         self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        functional = torch.nn.functional
-        self._conv_fn = {1: functional.conv1d, 2: functional.conv2d, 3: functional.conv3d}
+        self._conv_fn = {n: getattr(torch.nn.functional, f"conv{n}d") for n in (1, 2, 3)}
 
     def _reads_free(self) -> bool:
         """Reading a value costs nothing: host memory, not inside torch.compile."""
@@ -96,8 +96,7 @@ class TorchOps(Ops):
         return self._torch.index_select(x, 0, index)
 
     def run_block(self, step, n, carry, data, guard=None, stop=None):
-        """The portable loop, but off host memory the guard's status stays on the
-        device (a bad step and every later one keep their inputs, as on JAX)."""
+        """The portable loop; off host memory the guard's status stays on the device."""
         if self.compile_steps:
             if step not in self._compiled:
                 self._compiled[step] = self._compiled_step(step)
@@ -141,8 +140,7 @@ class TorchOps(Ops):
 
         return run
 
-    # torch's kernels on channels-first views (``movedim``: no copy) of the channels-last
-    # data, W as (filters, channels, *window); 1-D pooling runs as 2-D of height 1.
+    # torch's kernels on channels-first views (no copy); 1-D pooling as 2-D of height 1.
 
     def conv(self, x, W, strides, dilation):
         kernel = W.movedim((-1, -2), (0, 1))
@@ -179,8 +177,7 @@ class TorchOps(Ops):
         y, which = torch.nn.functional.max_pool2d(
             x2.movedim(-1, 1), _pair(window), s, return_indices=True
         )
-        # A NaN maximum's gradient goes to the window's first element (as portable);
-        # where reads are free, one amax (cheaper than isnan) tells if there is any.
+        # a NaN maximum's gradient to the window's first element; amax (cheap) finds any NaN
         if y.is_floating_point() and y.numel():
             if not self._reads_free() or torch.isnan(y.amax()):
                 rows = torch.arange(y.shape[2], device=y.device) * (s[0] * x2.shape[2])
@@ -231,8 +228,8 @@ def _pair(window: tuple) -> tuple:
 
 
 def _namespace(torch: Any, compat: Any) -> Any:
-    """``array_api_compat.torch`` with ``maximum``/``minimum`` of a float tensor and
-    a number as ``clamp_min``/``clamp_max`` (same results; no tensor per call)."""
+    """``array_api_compat.torch``, ``maximum``/``minimum`` with a number as ``clamp_min``/``_max``
+    on float tensors (same results; compat makes a tensor of the number on every call)."""
     xp = types.ModuleType(compat.__name__, compat.__doc__)
     xp.__dict__.update(vars(compat))
 
@@ -311,7 +308,5 @@ def load(device: str | None = None) -> TorchOps:
         description = f"Apple GPU {device} (MPS)"
     else:
         description = "CPU"
-        from ._numpy import tune_allocator
-
         tune_allocator()  # torch's CPU tensors come from glibc's malloc too
     return TorchOps(torch, _namespace(torch, compat), device, description)

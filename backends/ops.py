@@ -1,5 +1,4 @@
-"""The ops object, one per backend: ``xp`` and the portable array-API version of
-every op tinynet needs beyond the standard (docs/DESIGN.md, section 1)."""
+"""The ops object: ``xp`` and the portable version of every extra op (docs/DESIGN.md)."""
 
 from __future__ import annotations
 
