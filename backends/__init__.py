@@ -1,11 +1,4 @@
-"""Backends: one ops object per array library (``tinynet.backends``).
-
-New arrays go to the backend chosen by :func:`use_backend`, else
-:func:`set_backend`, else ``TINYNET_BACKEND`` (default numpy).  Computation
-asks :func:`backend_of` instead, so mixing libraries is an error, not a silent
-copy.  jax, cupy and torch also take a device (``device=``, ``TINYNET_DEVICE``),
-one ops object per device.  Backends load lazily: the import loads numpy only.
-"""
+"""Backends (``tinynet.backends``): one lazily loaded ops object per library and device."""
 
 from __future__ import annotations
 
@@ -36,6 +29,8 @@ BACKEND_NAMES = ("numpy", "jax", "cupy", "strict", "torch")
 ENV_VAR = "TINYNET_BACKEND"
 DEVICE_ENV_VAR = "TINYNET_DEVICE"
 WITH_DEVICES = ("jax", "cupy", "torch")  # the backends that place arrays on a chosen device
+# the package each backend imports, for the error when it is missing
+PACKAGES = {"jax": "jax", "cupy": "cupy-cuda12x", "strict": "array-api-strict", "torch": "torch"}
 
 
 class BackendUnavailableError(RuntimeError):
@@ -59,8 +54,7 @@ def _check_name(name: Any, source: str) -> str:
 
 
 def _check_device(name: str, device: Any, source: str = "(passed in code)") -> str | None:
-    """``device`` as a stripped lower-case string, or None for the default
-    (always for a CPU-only backend, which refuses other devices)."""
+    """``device`` stripped and lower-case; None for the default and CPU-only backends."""
     if device is None:
         return None
     device = str(device)  # also a torch.device, a JAX device
@@ -77,9 +71,8 @@ def _check_device(name: str, device: Any, source: str = "(passed in code)") -> s
 
 
 def load(name: str, device: Any = None) -> Backend:
-    """The backend ``name`` on ``device`` (None: see :func:`current_device`),
-    importing its library on first use.  ``ValueError`` for an unknown name or
-    device, :class:`BackendUnavailableError` when it cannot run here."""
+    """The backend ``name`` on ``device`` (None: :func:`current_device`), imported on first
+    use; ``ValueError`` if unknown, :class:`BackendUnavailableError` if it cannot run."""
     name = _check_name(name, "(passed in code)")
     device = current_device(name) if device is None else _check_device(name, device)
     key = name if device is None else f"{name}@{device}"
@@ -87,7 +80,10 @@ def load(name: str, device: Any = None) -> Backend:
         with _lock:
             if key not in _loaded:
                 module = importlib.import_module(f"{__name__}._{name}")
-                fresh = module.load() if device is None else module.load(device)
+                try:
+                    fresh = module.load() if device is None else module.load(device)
+                except ImportError:
+                    raise missing_package(name, PACKAGES[name]) from None
                 # "cuda" and "cuda:0" are one device: one ops object
                 _loaded[key] = _by_device.setdefault((name, str(fresh.device)), fresh)
     return _loaded[key]
@@ -120,8 +116,7 @@ _global_devices: dict[str, str] = {}  # set_backend(name, device=...) per backen
 
 
 def current_device(name: str) -> str | None:
-    """The device chosen for ``name`` by a ``use_backend`` context, else
-    ``set_backend``, else ``TINYNET_DEVICE``; None for the backend's default."""
+    """The device for ``name`` from ``use_backend``, ``set_backend`` or ``TINYNET_DEVICE``."""
     for chosen, device in reversed(_contexts.stack):
         if chosen == name and device is not None:
             return device
@@ -172,28 +167,16 @@ def use_backend(name: str, device: Any = None) -> Iterator[Backend]:
         stack.pop()
 
 
-# array type -> the Backend of its arrays, or a function of the array for a
-# library whose arrays of one type live on several devices (torch)
+# array type -> the Backend of its arrays, or "torch" (its tensors live on several devices)
 _type_cache: dict[type, Any] = {}
-
-
-def _torch_backend(a: Any) -> Backend:
-    """The torch ops object of the tensor's device."""
-    found = _by_device.get(("torch", str(a.device)))
-    return found if found is not None else load("torch", a.device)
 
 
 def _backend_for_type(tp: type, example: Any) -> Any:
     import array_api_compat as compat
 
-    if compat.is_numpy_array(example):
-        return load("numpy")
-    if compat.is_jax_array(example):
-        return load("jax")
-    if compat.is_cupy_array(example):
-        return load("cupy")
-    if compat.is_torch_array(example):
-        return _torch_backend
+    for name in ("numpy", "jax", "cupy", "torch"):
+        if getattr(compat, f"is_{name}_array")(example):
+            return name if name == "torch" else load(name)
     if tp.__module__.split(".", 1)[0] == "array_api_strict":
         return load("strict")
     raise TypeError(
@@ -204,17 +187,17 @@ def _backend_for_type(tp: type, example: Any) -> Any:
 
 
 def backend_of(a: Any) -> Backend:
-    """The backend an array belongs to (``TypeError`` for non-arrays); a torch
-    tensor's is the ops object of its device."""
+    """The backend an array belongs to (a torch tensor: of its device); else ``TypeError``."""
     backend = _type_cache.get(type(a))
     if backend is None:
         backend = _type_cache[type(a)] = _backend_for_type(type(a), a)
-    return backend if isinstance(backend, Ops) else backend(a)
+    if isinstance(backend, Ops):
+        return backend
+    return _by_device.get(("torch", str(a.device))) or load("torch", a.device)
 
 
 def namespace(*arrays: Any) -> Any:
-    """The ``xp`` shared by ``arrays`` (Python scalars and None ignored);
-    ``TypeError`` if libraries or devices are mixed."""
+    """The ``xp`` shared by ``arrays`` (scalars, None ignored); mixed ones: ``TypeError``."""
     found: Backend | None = None
     for a in arrays:
         if a is None or isinstance(a, (int, float, bool)):

@@ -1,11 +1,4 @@
-"""JAX backend (CPU, GPU, TPU), compiled by XLA through :meth:`JaxOps.jit`.
-
-float64 without a global switch: every tinynet computation runs inside
-:meth:`JaxOps.scope` (``jax.enable_x64``, thread-local): compiled functions on
-every call, the model's entry points around their eager work.  Every array
-tinynet makes has an explicit dtype, so a float32 model stays float32, and
-so does the user's own ``jnp.ones(2)``.
-"""
+"""JAX backend (CPU, GPU, TPU), compiled by XLA; float64 only inside :meth:`JaxOps.scope`."""
 
 from __future__ import annotations
 
@@ -15,13 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from . import BackendUnavailableError, missing_package
+from . import BackendUnavailableError
 from .ops import Ops
 
-# matmul_tn (a Dense layer's weight gradient ``x.T @ dy``): XLA's CPU runtime
-# hands a dot with a transposed left operand to Eigen, slow on small ones; up
-# to this many multiplications a broadcast product summed over the batch is
-# one fused reduction (bench/README.md).  They round differently (tested).
+# matmul_tn on the CPU: up to this many multiplications, a broadcast product summed
+# over the batch beats XLA's slow transposed dot (bench/README.md); rounding differs.
 TN_MAX_PRODUCTS = 1 << 16
 
 
@@ -36,13 +27,11 @@ class JaxOps(Ops):
         self._blocks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def asarray(self, data, dtype=None):
-        if dtype is not None:
-            dtype = self.dtype(dtype)
-        with self.scope():
-            if isinstance(data, (np.ndarray, np.generic, int, float)):
-                # device_put: several times cheaper than jnp.asarray(..., device=)
-                return self._jax.device_put(np.asarray(data, dtype=dtype), self.device)
-            return self.xp.asarray(data, dtype=dtype, device=self.device)
+        if not isinstance(data, (np.ndarray, np.generic, int, float)):
+            return super().asarray(data, dtype)
+        dtype = None if dtype is None else self.dtype(dtype)
+        with self.scope():  # device_put: several times cheaper than jnp.asarray(..., device=)
+            return self._jax.device_put(np.asarray(data, dtype=dtype), self.device)
 
     def is_traced(self, a):
         return isinstance(a, self._jax.core.Tracer)
@@ -70,14 +59,8 @@ class JaxOps(Ops):
         return self._jax.lax.fori_loop(0, n, lambda i, c: body(c), carry)
 
     def run_block(self, step, n, carry, data, guard=None, stop=None):
-        """One compiled program per ``step`` and ``guard`` (donating the carry)
-        runs the whole block, its trip count an argument; ``stop`` is only
-        consulted after the block.  With the guard, a bad step and every step
-        after it keep their inputs (one status read per block).
-
-        A step with a convolution on the CPU is compiled alone and run by a
-        Python loop that consults ``stop``: XLA's CPU runtime runs
-        convolutions in a loop body many times slower (jax-ml/jax#12868)."""
+        """One compiled program per ``step`` and ``guard`` runs the block (``stop`` read after
+        it); on the CPU a step with a convolution runs compiled alone (jax-ml/jax#12868)."""
         by_guard = self._blocks.setdefault(step, {})
         if guard not in by_guard:
             by_guard[guard] = self._block_program(step, guard, carry, data)
@@ -105,11 +88,8 @@ class JaxOps(Ops):
             if guard is not None:  # the status, on the device(s) of the (replicated) parameters
                 where = jax.tree_util.tree_leaves(carry)[0].sharding
                 carry = (carry, jax.device_put(np.int32(0), where))
-            if per_step:
-                for _ in range(n):
-                    if stop is not None and stop():
-                        break
-                    carry = program(carry, data)
+            if per_step:  # the portable Python loop over the compiled step
+                carry = Ops.run_block(self, program, n, carry, data, stop=stop)[0]
             else:
                 carry = program(carry, n, data)
             return carry if guard is not None else (carry, 0)
@@ -156,8 +136,7 @@ class JaxOps(Ops):
         out = self.xp.zeros((rows, values.shape[1]), dtype=values.dtype)
         return out.at[indices].add(values)
 
-    # XLA's own convolution (it beat im2col + dot on a whole CNN step); the
-    # backward is its VJP on the saved input (XLA prunes the unused forward).
+    # XLA's convolution (beat im2col + dot); the backward is its VJP on the saved input.
 
     def conv(self, x, W, strides, dilation):
         return self._conv(x, W, strides, dilation), x
@@ -190,8 +169,7 @@ def _has_conv(jaxpr: Any) -> bool:
 
 
 def _device(jax: Any, spec: str) -> Any:
-    """The JAX device for ``cpu``, ``gpu``/``cuda``/``rocm``, ``tpu``, each
-    with an optional ``:N`` (this process's N-th device of that platform)."""
+    """The JAX device for ``cpu``, ``gpu``/``cuda``/``rocm`` or ``tpu``, with an optional ``:N``."""
     platform, _, index = spec.partition(":")
     platform = {"cuda": "gpu", "rocm": "gpu"}.get(platform, platform)
     if platform not in ("cpu", "gpu", "tpu") or (index and not index.isdigit()):
@@ -213,10 +191,8 @@ def _device(jax: Any, spec: str) -> Any:
 
 
 def load(device: str | None = None) -> JaxOps:
-    try:
-        import jax
-    except ImportError:
-        raise missing_package("jax", "jax") from None
+    import jax
+
     # after jax.distributed.initialize: this process's first device
     device = jax.local_devices()[0] if device is None else _device(jax, device)
     n = len(jax.local_devices(backend=device.platform))

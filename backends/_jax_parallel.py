@@ -1,12 +1,4 @@
-"""Data parallelism on JAX (every ``jax.sharding`` / ``jax.distributed`` use
-of tinynet; :mod:`tinynet.parallel` is the user-facing side).
-
-The training step is not rewritten: parameters, optimizer state, data and
-keys are replicated over a 1-D mesh, and inside the jitted step the batch is
-constrained to split its rows over the ``"batch"`` axis.  XLA's SPMD
-partitioner all-reduces wherever the maths sums over the batch, so results
-equal one device's up to the order of the additions.
-"""
+"""Data parallelism on JAX: all of tinynet's ``jax.sharding`` and ``jax.distributed``."""
 
 from __future__ import annotations
 
@@ -26,14 +18,9 @@ def initialize(
     *,
     bind_address: str | None = None,
     timeout: int = 300,
-    local_device_ids: list[int] | None = None,
 ) -> None:
-    """``jax.distributed.initialize`` for a run over several processes.
-
-    CPU collectives must be chosen before the CPU client starts: gloo unless
-    the user picked another.  Process 0's coordinator service binds to
-    ``bind_address``, by default the coordinator address, not every interface.
-    """
+    """``jax.distributed.initialize`` (CPU collectives: gloo unless chosen before);
+    process 0 binds to ``bind_address``, by default the coordinator's address."""
     if jax.distributed.is_initialized():
         raise RuntimeError(
             "tinynet.parallel.initialize was already called in this process "
@@ -46,7 +33,6 @@ def initialize(
             coordinator_address=coordinator,
             num_processes=num_processes,
             process_id=process_id,
-            local_device_ids=local_device_ids,
             cluster_detection_method="deactivate",
             initialization_timeout=timeout,
             coordinator_bind_address=bind_address or coordinator,
@@ -108,9 +94,7 @@ class JaxDataParallel:
         self.multi_process = jax.process_count() > 1
 
     def put_data(self, a: Any) -> Any:
-        """``a`` replicated on every device of the mesh (a whole data set:
-        each step gathers its batch rows everywhere, and the batch constraint
-        keeps each device's share of the work); non-arrays unchanged."""
+        """``a`` (a whole data set) replicated on every device of the mesh; others unchanged."""
         if not isinstance(a, jax.Array) or getattr(a, "sharding", None) == self.replicated:
             return a
         if not self.multi_process:
@@ -124,19 +108,16 @@ class JaxDataParallel:
         return jax.tree_util.tree_map(self.put_data, tree)
 
     def shard_batch(self, a: Any) -> Any:
-        """Split ``a`` (inside ``jit``) along axis 0 over the mesh; a batch
-        whose size is not a multiple of the device count (the ragged last
-        batch of an epoch) is computed replicated instead: same maths."""
+        """Split ``a``'s rows over the mesh (inside ``jit``); a ragged batch stays replicated."""
         spec = self.split if a.shape[0] % self.n == 0 else self.replicated
         return jax.lax.with_sharding_constraint(a, spec)
 
     def gather(self, tree: Any, device: Any) -> Any:
         """Arrays of ``tree`` as single-device arrays on ``device`` (of this process)."""
-
-        def one(a: Any) -> Any:
-            return jax.device_put(_local_value(a), device) if isinstance(a, jax.Array) else a
-
-        return jax.tree_util.tree_map(one, tree)
+        return jax.tree_util.tree_map(
+            lambda a: jax.device_put(_local_value(a), device) if isinstance(a, jax.Array) else a,
+            tree,
+        )
 
     def describe(self) -> str:
         platform = self.mesh.devices.flat[0].platform
@@ -158,7 +139,6 @@ def _local_value(a: Any) -> Any:
 
 
 def batch_split_in_hlo(fn: Any, *args: Any) -> dict[str, Any]:
-    """The number of all-reduce ops (the gradient averaging) in the compiled
-    ``jit(fn)(*args)``, and its text, for tests."""
+    """The all-reduce count of the compiled ``jit(fn)(*args)``, and its text (tests)."""
     text = jax.jit(fn).lower(*args).compile().as_text()
     return {"all_reduce": text.count("all-reduce("), "hlo": text}

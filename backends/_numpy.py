@@ -1,11 +1,4 @@
-"""NumPy backend (CPU): ``xp`` is ``numpy`` itself (NumPy >= 2 implements the
-array API), as the ``array_api_compat`` wrapper would add a Python call per op.
-
-On first load, glibc is asked to keep freed memory in its heap (``mallopt``)
-rather than return blocks above 128 KiB to the OS and page-fault them back on
-the next step, which dominates a step at MNIST size.  This trades memory for
-speed; ``TINYNET_MALLOC_TUNE=0`` turns it off.
-"""
+"""NumPy backend (CPU): ``xp`` is ``numpy`` itself; first load tunes glibc's malloc."""
 
 from __future__ import annotations
 
@@ -21,7 +14,7 @@ MALLOC_ENV = "TINYNET_MALLOC_TUNE"
 
 
 def tune_allocator() -> bool:
-    """Keep freed memory in glibc's heap; True if it was done."""
+    """Keep freed memory in glibc's heap (``TINYNET_MALLOC_TUNE=0``: don't); True if done."""
     if os.environ.get(MALLOC_ENV, "1") == "0" or not sys.platform.startswith("linux"):
         return False
     import ctypes
@@ -31,10 +24,9 @@ def tune_allocator() -> bool:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
-    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
-    mallopt(M_MMAP_THRESHOLD, 256 * 1024 * 1024)
-    mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024)
-    mallopt(M_TOP_PAD, 64 * 1024 * 1024)
+    # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD (malloc.h), in MiB
+    for param, mib in ((-3, 256), (-1, 512), (-2, 64)):
+        mallopt(param, mib * 1024 * 1024)
     return True
 
 
@@ -43,9 +35,7 @@ class NumpyOps(Ops):
     host_memory = True
 
     def asarray(self, data, dtype=None):
-        if dtype is not None:
-            dtype = self.dtype(dtype)
-        return np.asarray(data, dtype=dtype)
+        return np.asarray(data, dtype=None if dtype is None else self.dtype(dtype))
 
     def ignore_fp_errors(self):
         return np.errstate(all="ignore")
@@ -57,8 +47,7 @@ class NumpyOps(Ops):
         return out
 
     def max_pool(self, x, window, strides):
-        # The first maximum's index counted with in-place ufuncs rather than
-        # one `where` per window element over fresh arrays (same results).
+        # in-place ufuncs, not one `where` per window element over fresh arrays (same results)
         views = _window_views(x, window, strides, (1,) * len(window))
         y = views[0].copy()
         for view in views[1:]:

@@ -1,17 +1,5 @@
-"""PyTorch backend (CPU, CUDA/ROCm, Apple MPS) through ``array_api_compat.torch``.
-
-Eager like NumPy: tinynet computes its own backward, so its calls run under
-``torch.no_grad()`` (:meth:`TorchOps.scope`, every :meth:`TorchOps.jit`
-function); nothing process-wide changes.  On the CPU, first use tunes glibc's
-malloc as the NumPy backend does.  ``TINYNET_TORCH_COMPILE=1`` runs fit's
-steps compiled by ``torch.compile`` (it pays on small models); if compiling
-fails, one warning, then eager training.
-
-Devices: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (default CUDA, else MPS, else
-the CPU; MPS has no float64).  Host data goes through NumPy, so dtypes follow
-NumPy (Python floats -> float64).  On a GPU, where a read waits for the
-queue, :meth:`TorchOps.rows` and the NaN guard keep their values on the device.
-"""
+"""PyTorch backend (CPU, CUDA/ROCm, Apple MPS) through ``array_api_compat.torch``, eager
+under ``torch.no_grad()`` (``TINYNET_TORCH_COMPILE=1``: see docs/DESIGN.md, section 1)."""
 
 from __future__ import annotations
 
@@ -23,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from . import BackendUnavailableError, missing_package
+from . import BackendUnavailableError
+from ._numpy import tune_allocator
 from .ops import THREEFRY_PARITY, THREEFRY_ROTATIONS, Ops
 
 _M32 = 0xFFFFFFFF
@@ -39,8 +28,7 @@ class TorchOps(Ops):
         self.host_memory = device.type == "cpu"
         self.compile_steps = os.environ.get(COMPILE_ENV, "0") not in ("", "0")
         self._compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        functional = torch.nn.functional
-        self._conv_fn = {1: functional.conv1d, 2: functional.conv2d, 3: functional.conv3d}
+        self._conv_fn = {n: getattr(torch.nn.functional, f"conv{n}d") for n in (1, 2, 3)}
 
     def _reads_free(self) -> bool:
         """Reading a value costs nothing: host memory, not inside torch.compile."""
@@ -61,8 +49,7 @@ class TorchOps(Ops):
 
     def asarray(self, data, dtype=None):
         torch = self._torch
-        if dtype is not None:
-            dtype = self.dtype(dtype)
+        dtype = None if dtype is None else self.dtype(dtype)
         if isinstance(data, torch.Tensor):
             if data.device == self.device and (dtype is None or data.dtype == dtype):
                 return data
@@ -86,16 +73,13 @@ class TorchOps(Ops):
         return a.device  # compat's lookup is lru_cached, which torch.compile warns about
 
     def host_value(self, a):
-        if self._torch.compiler.is_compiling():
-            return None  # a read would split the compiled graph
-        return super().host_value(a)
+        return a.item() if self._reads_free() else None  # compiling: a read splits the graph
 
     def scope(self):
         return self._torch.no_grad()
 
     def jit(self, fn, **kwargs):
-        """``fn`` under ``torch.no_grad()``, not compiled (``jax.jit``'s
-        keyword arguments are ignored)."""
+        """``fn`` under ``torch.no_grad()``, not compiled (``jax.jit``'s keywords ignored)."""
         return self._torch.no_grad()(fn)
 
     def synchronize(self):
@@ -112,12 +96,11 @@ class TorchOps(Ops):
         return self._torch.index_select(x, 0, index)
 
     def run_block(self, step, n, carry, data, guard=None, stop=None):
-        """The portable loop, but off host memory the NaN guard's status stays
-        on the device (read once per block): a bad step and every step after
-        it keep their inputs, as on JAX.  With :attr:`compile_steps`, ``step``
-        runs compiled by ``torch.compile``."""
+        """The portable loop; off host memory the guard's status stays on the device."""
         if self.compile_steps:
-            step = self._compiled_step(step)
+            if step not in self._compiled:
+                self._compiled[step] = self._compiled_step(step)
+            step = self._compiled[step]
         if guard is None or self.host_memory:
             return super().run_block(step, n, carry, data, guard, stop)
         torch = self._torch
@@ -131,11 +114,7 @@ class TorchOps(Ops):
         return carry, status
 
     def _compiled_step(self, step):
-        """``step`` compiled by ``torch.compile`` (once per step function); on
-        a compilation failure one warning, then ``step`` itself from now on."""
-        found = self._compiled.get(step)
-        if found is not None:
-            return found
+        """``step`` compiled by ``torch.compile``; if that fails, one warning, then eager."""
         compiled = self._torch.compile(step, dynamic=False)
 
         def run(carry, data):
@@ -159,25 +138,23 @@ class TorchOps(Ops):
                 )
                 return step(carry, data)
 
-        self._compiled[step] = run
         return run
 
-    # Convolution and pooling by torch's kernels (oneDNN on the CPU) on
-    # channels-first views of tinynet's channels-last data (the layers pad
-    # before calling).  1-D pooling runs as 2-D with a height of 1.
+    # torch's kernels on channels-first views (no copy); 1-D pooling as 2-D of height 1.
 
     def conv(self, x, W, strides, dilation):
+        kernel = W.movedim((-1, -2), (0, 1))
         y = self._conv_fn[W.ndim - 2](
-            _channels_first(x), _torch_kernel(W), stride=tuple(strides), dilation=tuple(dilation)
+            x.movedim(-1, 1), kernel, stride=tuple(strides), dilation=tuple(dilation)
         )
-        return _channels_last(y), x
+        return y.movedim(1, -1), x
 
     def conv_backward(self, dy, saved, x_shape, W, strides, dilation, need_dx=True):
         rank = W.ndim - 2
         dx, dW, _ = self._torch.ops.aten.convolution_backward(
-            _channels_first(dy),
-            _channels_first(saved),
-            _torch_kernel(W),
+            dy.movedim(-1, 1),
+            saved.movedim(-1, 1),
+            W.movedim((-1, -2), (0, 1)),
             None,  # no bias
             list(strides),
             [0] * rank,  # padding
@@ -188,28 +165,25 @@ class TorchOps(Ops):
             [need_dx, True, False],  # dx only when asked, dW, no bias gradient
         )
         dW = dW.permute(*range(2, rank + 2), 1, 0).contiguous()  # -> (*window, channels, filters)
-        return (_channels_last(dx) if need_dx else None), dW
+        return (dx.movedim(1, -1) if need_dx else None), dW
 
     def max_pool(self, x, window, strides):
-        """``which`` is torch's form: each maximum's index into the flattened
-        spatial axes, which torch's backward takes as it is."""
+        """``which``: torch's indices into the flattened spatial axes, as its backward takes."""
         if len(window) > 2:
             return super().max_pool(x, window, strides)
         torch = self._torch
-        x2 = _two_d(x)
+        x2 = x if x.ndim == 4 else x[:, None]  # 1-D as 2-D of height 1
         s = _pair(strides)
         y, which = torch.nn.functional.max_pool2d(
-            _channels_first(x2), _pair(window), s, return_indices=True
+            x2.movedim(-1, 1), _pair(window), s, return_indices=True
         )
-        # A NaN maximum sends the gradient to the window's first element, as
-        # the portable op does; where reads are free, one maximum over y (much
-        # cheaper than isnan) tells whether there is any NaN.
+        # a NaN maximum's gradient to the window's first element; amax (cheap) finds any NaN
         if y.is_floating_point() and y.numel():
             if not self._reads_free() or torch.isnan(y.amax()):
                 rows = torch.arange(y.shape[2], device=y.device) * (s[0] * x2.shape[2])
                 cols = torch.arange(y.shape[3], device=y.device) * s[1]
                 which = torch.where(torch.isnan(y), rows[:, None] + cols[None, :], which)
-        y = _channels_last(y)
+        y = y.movedim(1, -1)
         return (y if x.ndim == 4 else y[:, 0]), which
 
     def max_pool_backward(self, dy, which, x_shape, window, strides):
@@ -217,8 +191,8 @@ class TorchOps(Ops):
             return super().max_pool_backward(dy, which, x_shape, window, strides)
         x2_shape = tuple(x_shape) if len(x_shape) == 4 else (x_shape[0], 1, *x_shape[1:])
         dx = self._torch.ops.aten.max_pool2d_with_indices_backward(
-            _channels_first(_two_d(dy)),
-            _channels_first(dy.new_empty(x2_shape)),  # only its shape and layout are read
+            (dy if dy.ndim == 4 else dy[:, None]).movedim(-1, 1),
+            dy.new_empty(x2_shape).movedim(-1, 1),  # only its shape and layout are read
             list(_pair(window)),
             list(_pair(strides)),
             [0, 0],  # padding
@@ -226,14 +200,11 @@ class TorchOps(Ops):
             False,  # ceil_mode
             which,
         )
-        dx = _channels_last(dx)
+        dx = dx.movedim(1, -1)
         return dx if len(x_shape) == 4 else dx[:, 0]
 
-    # (ReLU's backward by aten.threshold_backward was below the 10% bar: portable.)
-
     def threefry2x32(self, k0, k1, x0, x1):
-        """In int64 with a mask after every add and shift: exact (values stay
-        below 2**33 before masking), where torch's uint32 cannot add or shift."""
+        """In int64, masked after every add and shift (exact; torch's uint32 cannot)."""
         torch = self._torch
         i64 = torch.int64
         k0, k1 = k0.to(i64), k1.to(i64)
@@ -251,36 +222,14 @@ class TorchOps(Ops):
         return x0.to(torch.uint32), x1.to(torch.uint32)
 
 
-def _channels_first(x: Any) -> Any:
-    """``(batch, *spatial, channels)`` viewed as ``(batch, channels, *spatial)``."""
-    return x.permute(0, x.ndim - 1, *range(1, x.ndim - 1))
-
-
-def _channels_last(x: Any) -> Any:
-    """``(batch, channels, *spatial)`` viewed as ``(batch, *spatial, channels)``."""
-    return x.permute(0, *range(2, x.ndim), 1)
-
-
-def _torch_kernel(W: Any) -> Any:
-    """``(*window, channels, filters)`` viewed as ``(filters, channels, *window)``."""
-    return W.permute(W.ndim - 1, W.ndim - 2, *range(W.ndim - 2))
-
-
-def _two_d(x: Any) -> Any:
-    """1-D channels-last data as 2-D with a height of 1; 2-D data unchanged."""
-    return x if x.ndim == 4 else x[:, None]
-
-
 def _pair(window: tuple) -> tuple:
     """A 1-D window or stride as 2-D (height 1)."""
     return tuple(window) if len(window) == 2 else (1, *window)
 
 
 def _namespace(torch: Any, compat: Any) -> Any:
-    """``array_api_compat.torch`` with ``maximum``/``minimum`` of a float
-    tensor and a Python number as ``clamp_min``/``clamp_max`` (same NaN and
-    signed-zero results): compat makes a tensor of the number on every call
-    (ReLU's ``maximum(x, 0.0)``), which also splits a ``torch.compile`` graph."""
+    """``array_api_compat.torch``, ``maximum``/``minimum`` with a number as ``clamp_min``/``_max``
+    on float tensors (same results; compat makes a tensor of the number on every call)."""
     xp = types.ModuleType(compat.__name__, compat.__doc__)
     xp.__dict__.update(vars(compat))
 
@@ -298,8 +247,7 @@ def _namespace(torch: Any, compat: Any) -> Any:
 
 
 def _select(torch: Any, good: Any, new: Any, old: Any) -> Any:
-    """``new`` where ``good`` (a 0-d bool tensor) else ``old``, leaf by leaf
-    over the carry's nested tuples, lists and dicts."""
+    """``new`` where ``good`` (0-d bool) else ``old``, leaf by leaf over the carry."""
     if isinstance(new, torch.Tensor):
         return torch.where(good, new, old)
     if isinstance(new, dict):
@@ -310,10 +258,8 @@ def _select(torch: Any, good: Any, new: Any, old: Any) -> Any:
 
 
 def _device(torch: Any, spec: str | None) -> Any:
-    """A canonical ``torch.device`` for ``cpu``, ``cuda``, ``cuda:N``, ``mps``,
-    or the default for None: CUDA if present, else MPS, else the CPU."""
-    mps = getattr(torch.backends, "mps", None)
-    has_mps = mps is not None and mps.is_available()
+    """The ``torch.device`` for ``cpu``, ``cuda``, ``cuda:N``, ``mps``, or the default."""
+    has_mps = torch.backends.mps.is_available()
     if spec is None:
         if torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device())
@@ -352,11 +298,8 @@ def _device(torch: Any, spec: str | None) -> Any:
 
 
 def load(device: str | None = None) -> TorchOps:
-    try:
-        import torch
-    except ImportError:
-        raise missing_package("torch", "torch") from None
     import array_api_compat.torch as compat
+    import torch
 
     device = _device(torch, device)
     if device.type == "cuda":
@@ -365,7 +308,5 @@ def load(device: str | None = None) -> TorchOps:
         description = f"Apple GPU {device} (MPS)"
     else:
         description = "CPU"
-        from ._numpy import tune_allocator
-
         tune_allocator()  # torch's CPU tensors come from glibc's malloc too
     return TorchOps(torch, _namespace(torch, compat), device, description)

@@ -1,8 +1,4 @@
-"""The ops object, one per backend (thinc's ``Ops`` shape): the namespace ``xp``
-and the portable array-API version of every op tinynet needs beyond the standard
-(table in docs/DESIGN.md, section 1).  Subclasses override an op only where a
-benchmark shows it pays; ``tests/test_ops.py`` checks each override against it.
-"""
+"""The ops object: ``xp`` and the portable version of every extra op (docs/DESIGN.md)."""
 
 from __future__ import annotations
 
@@ -24,8 +20,7 @@ THREEFRY_PARITY = 0x1BD11BDA  # the key-schedule constant
 
 
 class Ops:
-    """One array library behind tinynet's interface.  The base class is the
-    portable version: array API standard calls only, run eagerly."""
+    """One array library behind tinynet's interface; here the portable, eager version."""
 
     name = "base"
     #: arrays live in host memory, where reading a 0-d value is free (NumPy, strict)
@@ -62,8 +57,7 @@ class Ops:
 
     def asarray(self, data: Any, dtype: Any = None) -> Array:
         """Host data (lists, NumPy arrays) or an array of this backend -> array here."""
-        if dtype is not None:
-            dtype = self.dtype(dtype)
+        dtype = None if dtype is None else self.dtype(dtype)
         if isinstance(data, np.generic):
             data = np.asarray(data)
         with self.scope():
@@ -120,10 +114,8 @@ class Ops:
         guard: Callable | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> tuple[tuple, Any]:
-        """``carry = step(carry, data)`` ``n`` times -> ``(carry, status)``, ending
-        early once ``stop()`` is true (Ctrl-C).  A step whose ``guard(new_carry)``
-        (0-d int) is non-zero is not taken: the carry before it returns with that
-        status, which is otherwise 0."""
+        """``carry = step(carry, data)`` ``n`` times (until ``stop()``) -> ``(carry, status)``;
+        a step whose ``guard(new_carry)`` is non-zero is not taken: that status returns."""
         for _ in range(n):
             if stop is not None and stop():
                 break
@@ -165,16 +157,13 @@ class Ops:
         return functools.reduce(operator.and_, flags) if flags else xp.asarray(True)
 
     def scatter_add(self, indices: Array, values: Array, rows: int) -> Array:
-        """``(rows, d)``, row ``r`` the sum of ``values[i]`` with ``indices[i] == r``
-        (indices checked by the caller); a one-hot product: the array API has no scatter."""
+        """``(rows, d)``, row ``r`` the sum of ``values[i]`` with ``indices[i] == r`` (checked)."""
         xp = self.xp
         targets = xp.arange(rows, dtype=indices.dtype, device=self.device)
         onehot = xp.astype(targets[:, None] == indices[None, :], values.dtype)
         return onehot @ values
 
-    # Windows of channels-last ``x`` ``(batch, *spatial, channels)``, padded by
-    # the layers; ``window``, ``strides``, ``dilation``: one int per spatial
-    # axis.  A window's P elements are numbered row-major (``p = i * kw + j``).
+    # Windows of channels-last ``x``: one int per spatial axis; P elements, row-major.
 
     def pad(self, x: Array, widths: tuple, value: float = 0.0) -> Array:
         """``x`` with ``widths[i] = (before, after)`` entries of ``value`` on axis ``i + 1``."""
@@ -210,8 +199,7 @@ class Ops:
         return total
 
     def conv(self, x: Array, W: Array, strides: tuple, dilation: tuple) -> tuple[Array, Array]:
-        """Cross-correlation with ``W`` ``(*window, channels, filters)`` -> ``(y, saved)``,
-        ``saved`` being what :meth:`conv_backward` needs."""
+        """Cross-correlation with ``W`` ``(*window, channels, filters)`` -> ``(y, saved)``."""
         xp = self.xp
         cols = self.im2col(x, tuple(W.shape[:-2]), strides, dilation)
         batch_out = cols.shape[:-2]
@@ -241,9 +229,8 @@ class Ops:
         return self.col2im(dcols, tuple(x_shape), window, strides, dilation), dW
 
     def max_pool(self, x: Array, window: tuple, strides: tuple) -> tuple[Array, Array]:
-        """``(y, which)``: the window maxima, and which element gets each window's
-        gradient: its FIRST maximum (its first element if NaN).  ``which`` is
-        opaque to callers; here the index ``p``."""
+        """``(y, which)``: the window maxima, and (opaque) which element gets the
+        gradient: the FIRST maximum (the first element if NaN); here its ``p``."""
         xp = self.xp
         views = _window_views(x, window, strides, (1,) * len(window))
         y = views[0]
@@ -272,9 +259,11 @@ class Ops:
 
     def sum_pool(self, x: Array, window: tuple, strides: tuple) -> Array:
         """The sum of every window (average pooling divides it)."""
-        if window == strides:
-            tile_axes = tuple(range(2, 2 * len(window) + 1, 2))
-            return self.xp.sum(self._tiles(x, window), axis=tile_axes)
+        if window == strides:  # x cropped to whole windows, as tiles (see _tile_shape)
+            out = tuple(n // k for n, k in zip(x.shape[1:-1], window, strict=True))
+            x = x[(slice(None), *(slice(0, o * k) for o, k in zip(out, window, strict=True)), ...)]
+            tiles = self.xp.reshape(x, _tile_shape((x.shape[0], *out, x.shape[-1]), window))
+            return self.xp.sum(tiles, axis=tuple(range(2, 2 * len(window) + 1, 2)))
         return self.xp.sum(self.im2col(x, window, strides, (1,) * len(window)), axis=-2)
 
     def sum_pool_backward(self, dy: Array, x_shape: tuple, window: tuple, strides: tuple) -> Array:
@@ -299,22 +288,15 @@ class Ops:
         spread = xp.reshape(spread, (*x.shape[:axis], n * stride, *x.shape[axis + 1 :]))
         return spread[(slice(None),) * axis + (slice(0, (n - 1) * stride + 1), ...)]
 
-    def _tiles(self, x: Array, window: tuple) -> Array:
-        """``x`` cropped to whole windows, in the layout of :func:`_tile_shape`."""
-        out = tuple(n // k for n, k in zip(x.shape[1:-1], window, strict=True))
-        x = x[(slice(None), *(slice(0, o * k) for o, k in zip(out, window, strict=True)), ...)]
-        return self.xp.reshape(x, _tile_shape((x.shape[0], *out, x.shape[-1]), window))
-
     def _untile(self, tiles: Array, x_shape: tuple, window: tuple) -> Array:
-        """The inverse of :meth:`_tiles`, zeros where the crop cut."""
+        """Tiles (see :meth:`sum_pool`) back to ``x_shape``, zeros where the crop cut."""
         out = tiles.shape[1:-1:2]
         spatial = tuple(o * k for o, k in zip(out, window, strict=True))
         dx = self.xp.reshape(tiles, (tiles.shape[0], *spatial, tiles.shape[-1]))
         return self.pad(dx, tuple((0, n - s) for n, s in zip(x_shape[1:-1], spatial, strict=True)))
 
     def threefry2x32(self, k0: Array, k1: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
-        """Threefry-2x32-20 in wrapping ``uint32``: key words ``(k0, k1)``,
-        counter words ``(x0, x1)`` (broadcastable 1-d) -> the two output words."""
+        """Threefry-2x32-20 in wrapping ``uint32``: key and counter words -> output words."""
         ks = (k0, k1, k0 ^ k1 ^ THREEFRY_PARITY)
         x0 = x0 + ks[0]
         x1 = x1 + ks[1]
