@@ -257,6 +257,12 @@ def test_uniform_rejects(backend):
         tnrandom.uniform(k, (3,), "float32", backend.asarray([0.0], "float32"), 1.0)
     with pytest.raises(ValueError):
         tnrandom.uniform(k, (-1,))
+    # beyond float32's range: a ValueError naming the overflow, not struct's OverflowError
+    with pytest.raises(ValueError, match="high - low overflows float32"):
+        tnrandom.uniform(k, (3,), "float32", -3e38, 3e38)
+    with pytest.raises(ValueError, match="high - low overflows float32"):
+        tnrandom.uniform(k, (3,), "float32", 0.0, 1e39)
+    assert to_numpy(tnrandom.uniform(k, (3,), "float64", -3e38, 3e38)).dtype == np.float64
     as_object = tnrandom.uniform(k, (4,), backend.dtype("float64"))
     assert as_object.dtype == backend.dtype("float64")
 

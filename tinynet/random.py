@@ -212,8 +212,12 @@ def bits(key: Array, shape: Shape = (), dtype: Any = "uint32") -> Array:
 
 
 def _f32(x: float) -> float:
-    """``x`` rounded to float32 (host-side, exact Python arithmetic)."""
-    return struct.unpack("<f", struct.pack("<f", x))[0]
+    """``x`` rounded to float32 (host-side, exact Python arithmetic); +-inf where
+    IEEE rounding overflows (``struct`` raises ``OverflowError`` there)."""
+    try:
+        return struct.unpack("<f", struct.pack("<f", x))[0]
+    except OverflowError:
+        return math.copysign(math.inf, x)
 
 
 def _uniform(key: Array, shape: tuple[int, ...], dt: Any, low: float, high: float) -> Array:
