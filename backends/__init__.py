@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import threading
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ DEVICE_ENV_VAR = "TINYNET_DEVICE"
 WITH_DEVICES = ("jax", "cupy", "torch")  # the backends that place arrays on a chosen device
 # the package each backend imports, for the error when it is missing
 PACKAGES = {"jax": "jax", "cupy": "cupy-cuda12x", "strict": "array-api-strict", "torch": "torch"}
+MODULES = {"jax": "jax", "cupy": "cupy", "strict": "array_api_strict", "torch": "torch"}
 
 
 class BackendUnavailableError(RuntimeError):
@@ -82,8 +84,14 @@ def load(name: str, device: Any = None) -> Backend:
                 module = importlib.import_module(f"{__name__}._{name}")
                 try:
                     fresh = module.load() if device is None else module.load(device)
-                except ImportError:
-                    raise missing_package(name, PACKAGES[name]) from None
+                except ImportError as err:
+                    if importlib.util.find_spec(MODULES[name]) is None:
+                        raise missing_package(name, PACKAGES[name]) from None
+                    raise BackendUnavailableError(
+                        f"tinynet backend {name!r}: {PACKAGES[name]} is installed but does not "
+                        f"import ({err}); reinstall it: pip install --force-reinstall "
+                        f"'tinynet[{name}]'"
+                    ) from err
                 # "cuda" and "cuda:0" are one device: one ops object
                 _loaded[key] = _by_device.setdefault((name, str(fresh.device)), fresh)
     return _loaded[key]

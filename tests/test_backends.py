@@ -75,10 +75,41 @@ def test_missing_package_names_the_extra(monkeypatch):
             raise ImportError("No module named 'cupy'")
         return real_import(name, *args, **kwargs)
 
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec  # cupy absent also where it is installed
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "cupy" else real_find_spec(n, *a)
+    )
     monkeypatch.setattr(builtins, "__import__", fake_import)
     monkeypatch.delitem(backends._loaded, "cupy", raising=False)
     with pytest.raises(backends.BackendUnavailableError, match=r"pip install 'tinynet\[cupy\]'"):
         backends.load("cupy")
+
+
+def test_broken_install_is_not_called_missing(monkeypatch):
+    """torch is installed here: an import failing inside its loading is named, not
+    reported as a missing package."""
+    import builtins
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed")
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "array_api_compat.torch":
+            raise ImportError("cannot import name 'x' from partially initialized module")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setattr(backends, "_loaded", {})
+    monkeypatch.setattr(backends, "_by_device", {})
+    with pytest.raises(backends.BackendUnavailableError) as info:
+        backends.load("torch", "cpu")
+    message = str(info.value)
+    assert "is installed but does not import (cannot import name 'x'" in message
+    assert "not installed" not in message
 
 
 def test_cupy_without_device_says_so(monkeypatch):
