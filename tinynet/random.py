@@ -12,8 +12,6 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from . import backends
 from .backends.ops import THREEFRY_PARITY, THREEFRY_ROTATIONS
 
@@ -220,6 +218,20 @@ def _f32(x: float) -> float:
         return math.copysign(math.inf, x)
 
 
+def _below(x: float, is32: bool) -> float:
+    """The largest float32/float64 strictly below ``x`` (a value of that dtype)."""
+    if not is32:
+        return math.nextafter(x, -math.inf)
+    (b,) = struct.unpack("<I", struct.pack("<f", x))
+    if x > 0:
+        b -= 1
+    elif x == 0:
+        b = 0x80000001  # the negative float32 nearest 0
+    else:
+        b += 1
+    return struct.unpack("<f", struct.pack("<I", b))[0]
+
+
 def _uniform(key: Array, shape: tuple[int, ...], dt: Any, low: float, high: float) -> Array:
     """:func:`uniform` after validation: ``low < high`` already rounded to ``dt``."""
     xp, w0, w1 = _words(key, shape)
@@ -244,9 +256,8 @@ def _uniform(key: Array, shape: tuple[int, ...], dt: Any, low: float, high: floa
             sh = math.ldexp(math.floor(m * 2.0**26), e - 26)  # top 26 bits of span
             sl = span - sh  # the other 27 bits, exact
             out = (uh * sh + low) + ((ul * sl + ul * sh) + uh * sl)
-    if not unit:  # rounding must not reach high: clip to the float just below it
-        below = np.float32 if is32 else np.float64
-        out = xp.clip(out, low, float(np.nextafter(below(high), below(-np.inf))))
+    if not unit:
+        out = xp.clip(out, low, _below(high, is32))  # rounding must not reach high
     return xp.reshape(out, shape)
 
 
