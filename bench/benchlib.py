@@ -155,7 +155,87 @@ def init_params(config: Config, seed: int = 0) -> list[tuple[np.ndarray, np.ndar
 
 
 def minor_faults() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    """This process's minor page faults and those of its live :class:`ChildRunner` s."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt + sum(
+        _child_stat(pid)[0] for pid in CHILDREN
+    )
+
+
+# ------------------------------------------------------------------ a runner in its own process
+
+CHILDREN: list[int] = []  # pids of live ChildRunners: their CPU time and faults count as ours
+
+
+def _child_stat(pid: int) -> tuple[int, float]:
+    """``(minor faults, CPU seconds)`` of a live child, from /proc (0, 0.0 if gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0, 0.0
+    # after "pid (comm)": state is field 0, minflt 7, utime 11, stime 12 (proc(5))
+    return int(fields[7]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ChildRunner:
+    """``module.Runner(*args, **kwargs)`` in a process of its own, spawned (a fresh
+    interpreter: nothing this process set up, such as tinynet's allocator setting,
+    holds there), with the same ``run(n)`` and ``reset()``.  The child ends its
+    OpenBLAS threads after every ``run`` (see :func:`park_blas_threads`), and its
+    CPU time and page faults count as this process's in :class:`LoadMonitor` and
+    :func:`minor_faults`.  ``threads``: as ``--threads`` (:func:`limit_threads`)."""
+
+    def __init__(self, module: str, *args: Any, threads: int | None = None, **kwargs: Any):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._name = module
+        self._proc = ctx.Process(
+            target=_serve, args=(child, module, threads, args, kwargs), daemon=True
+        )
+        self._proc.start()
+        CHILDREN.append(self._proc.pid)
+        self._reply()
+
+    def _reply(self) -> Any:
+        ok, value = self._conn.recv()
+        if not ok:
+            raise RuntimeError(f"{self._name} in its own process: {value}")
+        return value
+
+    def run(self, n: int) -> float:
+        self._conn.send(("run", n))
+        return self._reply()
+
+    def reset(self) -> None:
+        self._conn.send(("reset",))
+        self._reply()
+
+    def close(self) -> None:
+        if self._proc.pid in CHILDREN:
+            CHILDREN.remove(self._proc.pid)
+            self._conn.send(("stop",))
+            self._proc.join(5)
+
+
+def _serve(conn: Any, module: str, threads: int | None, args: tuple, kwargs: dict) -> None:
+    import importlib
+
+    try:
+        _limits = limit_threads(threads)  # noqa: F841 (kept alive)
+        runner = importlib.import_module(module).Runner(*args, **kwargs)
+    except Exception as err:
+        conn.send((False, f"{type(err).__name__}: {err}"))
+        return
+    conn.send((True, None))
+    while (msg := conn.recv())[0] != "stop":
+        try:
+            value = getattr(runner, msg[0])(*msg[1:])
+            park_blas_threads()
+            conn.send((True, value))
+        except Exception as err:
+            conn.send((False, f"{type(err).__name__}: {err}"))
 
 
 @dataclass
@@ -424,8 +504,8 @@ def _cpu_jiffies() -> tuple[int, int]:
 
 class LoadMonitor:
     """How much CPU *other* processes used while we measured: the machine's
-    busy time minus our own (and our children's) CPU time, as a fraction of
-    all CPUs.  A few percent is a quiet machine; tens of percent means the
+    busy time minus our own (and our children's, live ones too) CPU time, as a
+    fraction of all CPUs.  A few percent is a quiet machine; tens of percent means the
     timings are disturbed."""
 
     def start(self) -> LoadMonitor:
@@ -440,7 +520,8 @@ class LoadMonitor:
     @staticmethod
     def _own_cpu() -> float:
         t = os.times()
-        return t.user + t.system + t.children_user + t.children_system
+        live = sum(_child_stat(pid)[1] for pid in CHILDREN)
+        return t.user + t.system + t.children_user + t.children_system + live
 
     def others_fraction(self) -> float | None:
         if self._jiffies is None:

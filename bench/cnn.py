@@ -59,6 +59,7 @@ class Impl:
     description: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     adam: str = "keras"  # where Adam's epsilon sits: "keras" sqrt(v) + eps, "hat" sqrt(v_hat) + eps
+    own_process: bool = False  # run in a spawned process (benchlib.ChildRunner)
 
 
 IMPLS: dict[str, Impl] = {
@@ -70,6 +71,8 @@ IMPLS: dict[str, Impl] = {
         Impl("tinynet-torch", "cnn_tinynet", "tinynet, PyTorch backend",
              {"backend_name": "torch"}),
         Impl("numpy-raw", "cnn_numpy", "hand-written NumPy: im2col, BLAS, col2im, pool masks"),
+        Impl("numpy-raw-own", "cnn_numpy", "numpy-raw as a user runs it: its own process, "
+             "glibc's default allocator", own_process=True),
         Impl("jax-lax-jit", "cnn_jax", "jax.jit: lax.conv + lax.reduce_window pool + optax",
              {"pool": "reduce_window"}, adam="hat"),
         Impl("jax-lax-jit-rpool", "cnn_jax", "jax.jit: lax.conv + reshape-max pool + optax",
@@ -174,7 +177,7 @@ def targets(by_name) -> list[tuple[bool | None, str]]:
 
     out = [
         line("tinynet-jax", "keras-jax", 0.5),
-        line("tinynet-numpy", "numpy-raw", 0.8),
+        line("tinynet-numpy", "numpy-raw-own", 0.8),
     ]
     tinynet = [by_name[n] for n in TINYNET_CPU if n in by_name]
     if tinynet:
@@ -220,7 +223,12 @@ def main(argv=None) -> int:
             log(f"skipping {name}: {why}")
             continue
         try:
-            runner = module(impl).Runner(x, y, params, OPT, **impl.kwargs)
+            if impl.own_process:
+                runner = bl.ChildRunner(
+                    f"refs.{impl.module}", x, y, params, OPT, threads=args.threads, **impl.kwargs
+                )
+            else:
+                runner = module(impl).Runner(x, y, params, OPT, **impl.kwargs)
         except Exception as err:  # keep going without this one
             skipped[name] = f"build failed: {type(err).__name__}: {err}"
             log(f"skipping {name}: build failed: {err}")
@@ -256,6 +264,7 @@ def main(argv=None) -> int:
     )
     others = monitor.others_fraction()
     for e in entries:
+        getattr(e.runner, "close", lambda: None)()
         e.runner = None
 
     info = bl.machine_info()
@@ -289,7 +298,9 @@ def main(argv=None) -> int:
         f"\n== CNN step (batch {cnn_common.BATCH}, Adam, float32; {flops / 1e9:.2f} GFLOP "
         f"per step): median over {args.rounds} interleaved blocks of {args.block} steps =="
     )
-    refs_for_ratio = [n for n in ("numpy-raw", "keras-jax", "torch-eager") if n in by_name]
+    refs_for_ratio = [
+        n for n in ("numpy-raw", "numpy-raw-own", "keras-jax", "torch-eager") if n in by_name
+    ]
     rows, results = [], []
     for e in entries:
         med = e.median
@@ -346,6 +357,12 @@ def main(argv=None) -> int:
     target_list = targets(by_name)
     for ok, text in target_list:
         print("SKIP  " + text if ok is None else bl.check_line(ok, text))
+    if "tinynet-numpy" in by_name and "numpy-raw" in by_name:
+        ratio = by_name["tinynet-numpy"].median / by_name["numpy-raw"].median
+        print(
+            f"like for like: tinynet-numpy / numpy-raw = {ratio:.3f} (numpy-raw in this "
+            "process, with tinynet's allocator setting; not issue 18's reference)"
+        )
     if skipped:
         print("\nnot run: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()))
     if args.json:
