@@ -123,3 +123,50 @@ def test_data_parallel_cnn_equals_one_device():
             for name in b:
                 np.testing.assert_allclose(a[name], b[name], rtol=1e-12, atol=1e-13,
                                            err_msg=f"{kind}[{i}][{name}]")  # fmt: skip
+
+
+SWAPPED = {  # input shape, layers; a ReLU before a max pooling runs after it
+    "2d": ((9, 9, 2), lambda: [
+        tn.Conv2D(4, 3, padding="same"), tn.ReLU(), tn.MaxPool2D(3, strides=2, padding="same"),
+        tn.Conv2D(5, 2), tn.ReLU(), tn.GlobalMaxPool2D(), tn.Dense(3)]),
+    "1d": ((11, 3), lambda: [
+        tn.Conv1D(4, 3), tn.ReLU(), tn.MaxPool1D(2), tn.ReLU(), tn.MaxPool1D(2, strides=1),
+        tn.Flatten(), tn.Dense(3)]),
+}  # fmt: skip
+ORDERS = {"2d": [0, 2, 1, 3, 5, 4, 6], "1d": [0, 2, 1, 4, 3, 5, 6]}
+
+
+@pytest.mark.parametrize("name", list(SWAPPED))
+def test_a_relu_before_max_pooling_runs_after_it_with_the_same_numbers(backend, name):
+    """``core.run_order`` swaps each ReLU + max-pool pair; loss, gradients and
+    predictions equal those of the layers run as written (``record=True`` runs
+    them so), on inputs where many windows hold no positive value (the
+    gradients to rounding: a sum may run in another order)."""
+    from tinynet import core
+
+    shape, make = SWAPPED[name]
+    model = tn.Sequential(make(), input_shape=shape, dtype="float64", seed=5)
+    assert core.run_order(model.layers) == ORDERS[name]
+    rng = np.random.default_rng(3)
+    x = backend.asarray(rng.normal(size=(6, *shape)) - 0.3, "float64")
+    y = backend.asarray(rng.integers(0, 3, 6), "int64")
+    loss = tn.losses.SparseCategoricalCrossentropy(from_logits=True)
+    params, state = model.params, model.state
+    swapped = core.make_loss_and_grads(model.layers, loss, backend)(params, state, x, y)
+    as_written = core.make_loss_and_grads(model.layers, loss, backend, record=True)(
+        params, state, x, y
+    )
+    assert float(to_numpy(swapped[0])) == float(to_numpy(as_written[0]))
+    np.testing.assert_array_equal(to_numpy(swapped[3]), to_numpy(as_written[3]))
+    relu_out = to_numpy(as_written[4]["outputs"][1])
+    assert (relu_out == 0).any() and (relu_out > 0).any()
+    for i, (got, want) in enumerate(zip(swapped[1], as_written[1], strict=True)):
+        for key in want:
+            assert np.abs(to_numpy(want[key])).max() > 0, f"layer {i} {key} gets a gradient"
+            # equal up to summation order (torch sums a gradient of another layout)
+            np.testing.assert_allclose(to_numpy(got[key]), to_numpy(want[key]), rtol=1e-13)
+    h = x
+    for i, layer in enumerate(model.layers):
+        h, _, _ = layer.forward(params[i], state[i], h, backend)
+    out, _ = core.make_forward(model.layers, backend)(params, state, x)
+    np.testing.assert_array_equal(to_numpy(out), to_numpy(h))

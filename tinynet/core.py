@@ -9,7 +9,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import random
-from .layers import Layer, Sigmoid, Softmax
+from .layers import (
+    GlobalMaxPool1D,
+    GlobalMaxPool2D,
+    Layer,
+    MaxPool1D,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Softmax,
+)
 from .losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, SparseCategoricalCrossentropy
 
 Array = Any
@@ -34,14 +43,31 @@ def _body_and_head(layers: Sequence[Layer], loss: Loss) -> tuple[tuple[Layer, ..
     return (tuple(layers), loss) if head is None else (tuple(layers[:-1]), head)
 
 
+_MAX_POOLS = (MaxPool1D, MaxPool2D, GlobalMaxPool1D, GlobalMaxPool2D)
+
+
+def run_order(layers: Sequence[Layer]) -> list[int]:
+    """The indices of ``layers`` in the order they run: their own, but a ``ReLU``
+    right before a max pooling runs after it.  ``pool(relu(x)) == relu(pool(x))``
+    and both give the gradient to a window's first maximum if it is positive, else
+    nothing: the same numbers, with the ReLU and its backward on the smaller array."""
+    order = list(range(len(layers)))
+    for i in range(len(layers) - 1):
+        if type(layers[i]) is ReLU and type(layers[i + 1]) in _MAX_POOLS:
+            order[i], order[i + 1] = i + 1, i
+    return order
+
+
 def make_forward(layers: Sequence[Layer], ops: Any) -> Callable[..., tuple]:
     """``forward(params, state, x, key=None, training=False) -> (y, state)``."""
     layers = tuple(layers)
     keyed = frozenset(i for i, layer in enumerate(layers) if layer.needs_key)
+    order = run_order(layers)
 
     def forward(params, state, x, key=None, training=False):
         h, new_state = x, list(state)
-        for i, layer in enumerate(layers):
+        for i in order:
+            layer = layers[i]
             k = random.fold_in(key, i) if (training and i in keyed) else None
             h, new_state[i], _ = layer.forward(params[i], state[i], h, ops, training, k)
         return h, new_state
@@ -62,21 +88,24 @@ def make_loss_and_grads(
     n_layers = len(layers)
     # The first layer with parameters needs no input gradient (nor any before it).
     first = 0 if record else next((i for i, ly in enumerate(layers) if ly.has_params), n_layers)
+    # record: every layer's own output, so the order as written
+    order = list(range(len(body))) if record else run_order(body)
     xp = ops.xp
 
     def loss_and_grads(params, state, x, y, key=None, training=True):
-        h, new_state, backs, outputs = x, list(state), [], []
-        for i, layer in enumerate(body):
+        h, new_state, backs, outputs = x, list(state), {}, []
+        for i in order:
             k = random.fold_in(key, i) if (training and i in keyed) else None
-            h, new_state[i], back = layer.forward(params[i], state[i], h, ops, training, k)
-            backs.append(back)
+            h, new_state[i], backs[i] = body[i].forward(params[i], state[i], h, ops, training, k)
             if record:
                 outputs.append(h)
         value, d_head = head.value_and_grad(xp, y, h)
         dh = d_head
         grads: Params = [{} for _ in range(n_layers)]
         grad_in = [None] * n_layers
-        for i in range(len(body) - 1, first - 1, -1):
+        for i in reversed(order):  # swapped pairs have no parameters: first is not in one
+            if i < first:
+                break
             dh, grads[i] = backs[i](dh, i > first or record)
             grad_in[i] = dh
         for i, layer in regularized:
