@@ -26,8 +26,11 @@ before each block, every implementation but Keras reset to the initial
 parameters and a fresh Adam state before each block.  Reported: the median
 of the per-block step times, ratios of medians and, beside each target,
 the paired ratio (median over rounds of the within-round ratio).  Targets
-(issue 18): tinynet-jax <= 0.5x keras-jax, tinynet-numpy <= 0.8x numpy-raw,
-the fastest tinynet CPU backend <= 1.0x torch-eager.  See bench/README.md.
+(issue 18): tinynet-jax <= 0.5x keras-jax, tinynet-numpy <= 0.8x
+numpy-raw-own (the hand-written step as a user runs it, in a process of its
+own; the ratio to numpy-raw, which shares tinynet's allocator setting, is
+printed beside it), the fastest tinynet CPU backend <= 1.0x torch-eager.
+See bench/README.md.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def run_order(layers: Sequence[Layer]) -> list[int]:
     """The indices of ``layers`` in the order they run: their own, but a ``ReLU``
     right before a max pooling runs after it.  ``pool(relu(x)) == relu(pool(x))``
     and both give the gradient to a window's first maximum if it is positive, else
-    nothing: the same numbers, with the ReLU and its backward on the smaller array."""
+    nothing: the same numbers (to a sum's rounding), the ReLU on the smaller array."""
     order = list(range(len(layers)))
     for i in range(len(layers) - 1):
         if type(layers[i]) is ReLU and type(layers[i + 1]) in _MAX_POOLS:
