@@ -46,13 +46,14 @@ def _body_and_head(layers: Sequence[Layer], loss: Loss) -> tuple[tuple[Layer, ..
 _MAX_POOLS = (MaxPool1D, MaxPool2D, GlobalMaxPool1D, GlobalMaxPool2D)
 
 
-def run_order(layers: Sequence[Layer]) -> list[int]:
-    """The indices of ``layers`` in the order they run: their own, but a ``ReLU``
-    right before a max pooling runs after it.  ``pool(relu(x)) == relu(pool(x))``
-    and both give the gradient to a window's first maximum if it is positive, else
-    nothing: the same numbers (to a sum's rounding), the ReLU on the smaller array."""
+def run_order(layers: Sequence[Layer], ops: Any) -> list[int]:
+    """The indices of ``layers`` in the order they run: their own, but on eager
+    backends a ``ReLU`` right before a max pooling runs after it.  ``pool(relu(x))
+    == relu(pool(x))`` and both give the gradient to a window's first maximum if it
+    is positive, else nothing: the same numbers (to a sum's rounding), the ReLU on
+    the smaller array.  A compiler (XLA) fuses the ReLU itself and did worse swapped."""
     order = list(range(len(layers)))
-    for i in range(len(layers) - 1):
+    for i in range(len(layers) - 1 if not ops.compiles else 0):
         if type(layers[i]) is ReLU and type(layers[i + 1]) in _MAX_POOLS:
             order[i], order[i + 1] = i + 1, i
     return order
@@ -62,7 +63,7 @@ def make_forward(layers: Sequence[Layer], ops: Any) -> Callable[..., tuple]:
     """``forward(params, state, x, key=None, training=False) -> (y, state)``."""
     layers = tuple(layers)
     keyed = frozenset(i for i, layer in enumerate(layers) if layer.needs_key)
-    order = run_order(layers)
+    order = run_order(layers, ops)
 
     def forward(params, state, x, key=None, training=False):
         h, new_state = x, list(state)
@@ -89,7 +90,7 @@ def make_loss_and_grads(
     # The first layer with parameters needs no input gradient (nor any before it).
     first = 0 if record else next((i for i, ly in enumerate(layers) if ly.has_params), n_layers)
     # record: every layer's own output, so the order as written
-    order = list(range(len(body))) if record else run_order(body)
+    order = list(range(len(body))) if record else run_order(body, ops)
     xp = ops.xp
 
     def loss_and_grads(params, state, x, y, key=None, training=True):
