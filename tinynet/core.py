@@ -53,7 +53,9 @@ def run_order(layers: Sequence[Layer], ops: Any) -> list[int]:
     is positive, else nothing: the same numbers (to a sum's rounding), the ReLU on
     the smaller array.  A compiler (XLA) fuses the ReLU itself and did worse swapped."""
     order = list(range(len(layers)))
-    for i in range(len(layers) - 1 if not ops.compiles else 0):
+    if ops.compiles:
+        return order
+    for i in range(len(layers) - 1):
         if type(layers[i]) is ReLU and type(layers[i + 1]) in _MAX_POOLS:
             order[i], order[i + 1] = i + 1, i
     return order
